@@ -1,0 +1,66 @@
+/**
+ * The backend interface: boot a machine that runs the pyro agent, then hand back a byte
+ * channel to it. Everything backend-specific (argv, config JSON, sockets) stays behind it.
+ */
+
+export type BackendName = "firecracker" | "qemu" | "host";
+export type Accelerator = "kvm" | "tcg" | null;
+
+/** A bidirectional byte stream to the guest agent (one per VM, held by the supervisor). */
+export interface ByteChannel {
+  write(bytes: Uint8Array): void;
+  /** Called for every chunk received; chunk boundaries mean nothing. */
+  onData(cb: (bytes: Uint8Array) => void): void;
+  /** Called once when the stream ends for any reason. */
+  onClose(cb: (reason?: Error) => void): void;
+  close(): void;
+}
+
+/** Files that make an environment bootable (see src/env). */
+export interface EnvironmentArtifacts {
+  name: string; // e.g. "debian:12"
+  version: string;
+  kernelPath: string; // uncompressed ELF vmlinux
+  rootfsPath: string; // ext4, attached read-only
+}
+
+export interface BootSpec {
+  workspaceId: string;
+  /** Directory for sockets, pid files, console log (exists, mode 0700). */
+  runDir: string;
+  /** host backend: directory served as /workspace. */
+  workspaceDir: string;
+  /** guest backends: the sparse writable ext4 disk the guest overlays (/workspace + upper layer). */
+  dataDiskPath?: string;
+  environment: EnvironmentArtifacts | null;
+  vcpuCount: number;
+  memMib: number;
+  network: boolean;
+  /** Where the guest console (serial) is written. */
+  consoleLogPath: string;
+  /** Absolute path of the pyro-agent executable (host backend runs it directly). */
+  agentPath?: string;
+  /** Extra kernel command line words (appended). */
+  extraKernelArgs?: string[];
+  /** Deadline for the machine to come up, milliseconds. */
+  bootTimeoutMs: number;
+}
+
+export interface VmHandle {
+  readonly backend: BackendName;
+  readonly accelerator: Accelerator;
+  /** pid of the VMM (or of the host agent). */
+  readonly pid: number;
+  /** Open the agent channel (backend-specific transport). Retries until the deadline. */
+  connect(deadlineMs: number): Promise<ByteChannel>;
+  /** Ask for a clean shutdown (agent poweroff is done by the caller first), then wait up to timeoutMs, then kill. */
+  stop(timeoutMs: number): Promise<void>;
+  kill(): void;
+  /** Resolves with the VMM's exit code (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  boot(spec: BootSpec): Promise<VmHandle>;
+}
