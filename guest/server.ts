@@ -1,0 +1,157 @@
+/**
+ * The agent's request dispatcher: validates each stream's opening request against the
+ * protocol schemas and runs it. Serves any number of connections (host-compat stdio,
+ * virtio-serial, vsock) the same way.
+ */
+import { readFileSync, statfsSync } from "node:fs";
+import os from "node:os";
+import * as v from "valibot";
+import { Connection, type ServerStream } from "../src/protocol/connection.ts";
+import { PyroError } from "../src/protocol/errors.ts";
+import { Channel } from "../src/protocol/frame.ts";
+import { Request } from "../src/protocol/messages.ts";
+import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
+import type { ByteChannel } from "../src/vmm/types.ts";
+import { runExec } from "./exec.ts";
+import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
+import { powerOff, setClock } from "./system.ts";
+
+export interface AgentOptions {
+  /** Real directory shown to users as /workspace. */
+  root: string;
+  /** True inside a microVM (enables clock setting and poweroff). */
+  guest: boolean;
+  baseEnv: Record<string, string>;
+  /** host compat: what to do on shutdown */
+  onShutdown?: () => void;
+}
+
+function bootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+async function collect(input: AsyncIterable<Uint8Array>, max: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const p of input) {
+    total += p.byteLength;
+    if (total > max) throw new PyroError("FILE_TOO_LARGE", `write exceeds ${max} bytes`);
+    parts.push(p);
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
+
+/** Most a single fs.write may carry (documented in docs/public-contract.md). */
+export const MAX_WRITE_BYTES = 16 * 1024 * 1024;
+
+async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
+  const parsed = v.safeParse(Request, stream.request);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    const where = issue?.path?.map((p) => String(p.key)).join(".") ?? "";
+    throw new PyroError("INVALID_INPUT", `bad request${where ? ` at ${where}` : ""}: ${issue?.message ?? "invalid"}`);
+  }
+  const req = parsed.output;
+  const root = opts.root;
+  switch (req.op) {
+    case "hello": {
+      if (req.protocol_version !== PROTOCOL_VERSION) {
+        throw new PyroError(
+          "AGENT_VERSION_MISMATCH",
+          `host speaks protocol ${req.protocol_version}, agent ${PYRO_VERSION} speaks ${PROTOCOL_VERSION}`,
+          { details: { agent_version: PYRO_VERSION, protocol_version: PROTOCOL_VERSION } },
+        );
+      }
+      if (opts.guest && req.config?.clock_unix_ms) await setClock(req.config.clock_unix_ms);
+      if (req.config?.env) Object.assign(opts.baseEnv, req.config.env);
+      return stream.result({
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: PYRO_VERSION,
+        pid1: process.pid === 1,
+        kernel: os.release(),
+        boot_id: bootId(),
+        root: "/workspace",
+      });
+    }
+    case "ping":
+      return stream.result({ pong: true });
+    case "info": {
+      let disk: { total_bytes: number; free_bytes: number } | null = null;
+      try {
+        const s = statfsSync(root);
+        disk = { total_bytes: s.blocks * s.bsize, free_bytes: s.bavail * s.bsize };
+      } catch {}
+      return stream.result({
+        agent_version: PYRO_VERSION,
+        protocol_version: PROTOCOL_VERSION,
+        kernel: os.release(),
+        hostname: os.hostname(),
+        uptime_s: Math.round(os.uptime()),
+        boot_id: bootId(),
+        memory: { total_bytes: os.totalmem(), available_bytes: os.freemem() },
+        disk,
+        agent_rss_bytes: process.memoryUsage().rss,
+        guest: opts.guest,
+      });
+    }
+    case "shutdown":
+      stream.result({ shutting_down: true });
+      setTimeout(() => (opts.guest ? powerOff() : opts.onShutdown?.()), 50);
+      return;
+    case "exec":
+      return runExec({ root, baseEnv: opts.baseEnv }, req, stream);
+    case "fs.stat":
+      return stream.result({ ...(await statPath(root, req.path)) });
+    case "fs.list":
+      return stream.result({ ...(await listPath(root, req.path, { recursive: req.recursive ?? false, maxEntries: req.max_entries })) });
+    case "fs.read": {
+      const r = await readFile(root, req.path, { maxBytes: req.max_bytes, offset: req.offset });
+      const { content, ...meta } = r;
+      stream.sendData(content, Channel.STDOUT);
+      return stream.result({ ...meta, bytes: content.byteLength });
+    }
+    case "fs.write": {
+      const data = await collect(stream.input, MAX_WRITE_BYTES);
+      return stream.result({ ...(await writeFile(root, req.path, data, { mode: req.mode, createParents: req.create_parents ?? true })) });
+    }
+    case "fs.mkdir":
+      return stream.result({ ...(await makeDirectory(root, req.path, { parents: req.parents ?? true })) });
+    case "fs.remove":
+      return stream.result({ ...(await removePath(root, req.path, { recursive: req.recursive ?? false })) });
+    case "fs.move":
+      return stream.result({ ...(await movePath(root, req.from, req.to, { overwrite: req.overwrite ?? false })) });
+    case "archive.import": {
+      const { importArchive } = await import("./archive.ts");
+      return stream.result({ ...(await importArchive(root, req.dest, stream.input, { stripComponents: req.strip_components })) });
+    }
+    case "archive.export": {
+      const { exportArchive } = await import("./archive.ts");
+      const tar = await exportArchive(root, req.path);
+      let bytes = 0;
+      for await (const chunk of tar) {
+        bytes += chunk.byteLength;
+        stream.sendData(chunk, Channel.STDOUT);
+      }
+      return stream.result({ bytes });
+    }
+  }
+}
+
+/** Serve one byte channel until it closes. */
+export function serveChannel(opts: AgentOptions, channel: ByteChannel): Connection {
+  return new Connection(channel, {
+    onStream: (stream) => {
+      handle(opts, stream).catch((err) => stream.fail(err));
+    },
+  });
+}

@@ -1,0 +1,167 @@
+/**
+ * The CLI: a citty command tree generated from the operations table, plus the few commands
+ * that are not operations (mcp serve, the internal supervisor mode).
+ */
+import { type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import { makeCtx } from "../manager/context.ts";
+import { OPERATIONS } from "../operations/index.ts";
+import { parseInput } from "../operations/invoke.ts";
+import type { Operation } from "../operations/types.ts";
+import { PyroError } from "../protocol/errors.ts";
+import { PYRO_VERSION } from "../protocol/version.ts";
+import { flagSpecs, parseCli } from "./flags.ts";
+import { printJson, renderDefault, reportError } from "./output.ts";
+
+/** Exit code handed back to main (citty's runCommand does not exit by itself). */
+let exitCode = 0;
+
+function argsDef(op: Operation): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const s of flagSpecs(op)) {
+    if (op.positionals?.includes(s.field)) out[s.field] = { type: "positional", description: s.description, required: false };
+    else if (s.field !== op.rest) {
+      out[s.flag] = { type: s.kind === "boolean" ? "boolean" : "string", description: s.description + (s.kind === "record" || s.kind === "array" ? " (repeatable)" : "") };
+    }
+  }
+  out.json = { type: "boolean", description: "Print the result (or error) as JSON on stdout." };
+  if (op.name === "workspace_create") out["id-only"] = { type: "boolean", description: "Print only the new workspace id." };
+  return out;
+}
+
+async function helpText(cmd: CommandDef, parent: CommandDef | undefined, op?: Operation): Promise<string> {
+  let text = await renderUsage(cmd, parent);
+  if (op?.rest) text = text.replace(/(USAGE .*)/, "$1 -- COMMAND...");
+  if (op) {
+    text += `\n\n${op.description}`;
+    if (op.examples?.length) text += `\n\nEXAMPLES\n${op.examples.map((e) => `  ${e}`).join("\n")}`;
+  }
+  return text;
+}
+
+function leaf(op: Operation, parent: () => CommandDef): CommandDef {
+  const cmd: CommandDef = defineCommand({
+    meta: { name: op.cli.at(-1), description: op.summary },
+    args: argsDef(op),
+    async run({ rawArgs }) {
+      if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
+        const dd = rawArgs.indexOf("--");
+        const h = Math.max(rawArgs.indexOf("--help"), rawArgs.indexOf("-h"));
+        if (dd < 0 || h < dd) {
+          process.stdout.write(`${await helpText(cmd, parent(), op)}\n`);
+          return;
+        }
+      }
+      let json = rawArgs.includes("--json");
+      try {
+        const extra = op.name === "workspace_create" ? { "id-only": { type: "boolean" as const } } : undefined;
+        const parsed = parseCli(op, rawArgs, extra);
+        json = parsed.json;
+        const input = parseInput(op, parsed.input);
+        const ctx = makeCtx(process.env, (line) => process.stderr.write(`${line}\n`));
+        if (op.streamsOutput && !json) {
+          ctx.live = { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) };
+        }
+        const out = await op.run(ctx, input);
+        if (json) printJson(out);
+        else if (parsed.extra["id-only"]) process.stdout.write(`${out.workspace_id}\n`);
+        else if (op.streamsOutput) {
+          if (out.timed_out) process.stderr.write(`pyro: command timed out (exit ${out.exit_code})\n`);
+          if (out.stdout_truncated || out.stderr_truncated) process.stderr.write("pyro: output was truncated\n");
+        } else process.stdout.write(`${op.render ? op.render(out) : renderDefault(out)}\n`);
+        exitCode = op.exitCode ? op.exitCode(out) : 0;
+      } catch (err) {
+        exitCode = reportError(err, json);
+      }
+    },
+  });
+  return cmd;
+}
+
+function buildTree(): CommandDef {
+  const root: CommandDef = { meta: { name: "pyro", version: PYRO_VERSION, description: "Disposable Linux microVMs and persistent workspaces for coding agents." }, subCommands: {} };
+  for (const op of OPERATIONS) {
+    let node = root;
+    for (const [i, part] of op.cli.entries()) {
+      const subs = node.subCommands as Record<string, CommandDef>;
+      if (i === op.cli.length - 1) {
+        const parent = node;
+        subs[part] = leaf(op, () => parent);
+      } else {
+        subs[part] ??= { meta: { name: part, description: `${part} commands` }, subCommands: {} };
+        node = subs[part];
+      }
+    }
+  }
+  const subs = root.subCommands as Record<string, CommandDef>;
+  subs.mcp = {
+    meta: { name: "mcp", description: "Model Context Protocol server" },
+    subCommands: {
+      serve: defineCommand({
+        meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio." },
+        args: {
+          profile: { type: "string", description: "Tool profile: vm-run | workspace-core (default) | workspace-full." },
+        },
+        async run({ rawArgs }) {
+          const { serveStdio } = await import("../mcp/server.ts");
+          const i = rawArgs.indexOf("--profile");
+          const eq = rawArgs.find((a) => a.startsWith("--profile="));
+          const profile = (eq ? eq.slice(10) : i >= 0 ? rawArgs[i + 1] : "workspace-core") as string;
+          if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
+            throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
+          }
+          await serveStdio({ profile: profile as "vm-run" | "workspace-core" | "workspace-full" });
+          exitCode = -1; // keep serving: main must not exit
+        },
+      }),
+    },
+  };
+  return root;
+}
+
+/** Find the command a --help (or an incomplete group command) refers to. */
+function walk(root: CommandDef, argv: string[]): { cmd: CommandDef; parent?: CommandDef } {
+  let cmd = root;
+  let parent: CommandDef | undefined;
+  for (const a of argv) {
+    if (a.startsWith("-")) break;
+    const next = (cmd.subCommands as Record<string, CommandDef> | undefined)?.[a];
+    if (!next) break;
+    parent = cmd;
+    cmd = next;
+  }
+  return { cmd, parent };
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  if (argv[0] === "--version" || argv[0] === "-v" || argv[0] === "version") {
+    process.stdout.write(`pyro ${PYRO_VERSION}\n`);
+    return 0;
+  }
+  if (argv[0] === "__supervise") {
+    const { supervise } = await import("../supervisor/main.ts");
+    const id = argv[argv.indexOf("--id") + 1] as string;
+    await supervise(makeCtx().home, id);
+    return -1;
+  }
+  const root = buildTree();
+  const { cmd, parent } = walk(root, argv);
+  const wantsHelp = argv.includes("--help") || argv.includes("-h");
+  const ddIndex = argv.indexOf("--");
+  const helpBeforeCommand = wantsHelp && (ddIndex < 0 || Math.max(argv.indexOf("--help"), argv.indexOf("-h")) < ddIndex);
+  if (argv.length === 0 || (helpBeforeCommand && cmd.subCommands)) {
+    process.stdout.write(`${await renderUsage(cmd, parent)}\n`);
+    return 0;
+  }
+  try {
+    await runCommand(root, { rawArgs: argv });
+  } catch (err) {
+    const json = argv.includes("--json");
+    const msg = (err as Error).message ?? String(err);
+    if ((err as { name?: string }).name === "CLIError") {
+      if (cmd.subCommands) process.stderr.write(`${await renderUsage(cmd, parent)}\n\n`);
+      return reportError(new PyroError("INVALID_INPUT", msg.replace(/\x1b\[[0-9;]*m/g, "")), json);
+    }
+    return reportError(err, json);
+  }
+  return exitCode;
+}

@@ -1,0 +1,20 @@
+import type { Env } from "./paths.ts";
+import { pyroHome } from "./paths.ts";
+
+/** What every operation needs: where state lives, the environment, a progress sink (stderr in the CLI). */
+export interface Ctx {
+  home: string;
+  env: Env;
+  progress: (line: string) => void;
+  /** live output of exec/run (CLI streams to the terminal; MCP collects) */
+  live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void };
+}
+
+export function makeCtx(env: Env = process.env, progress: (line: string) => void = () => {}): Ctx {
+  return { home: pyroHome(env), env, progress };
+}
+
+export function maxActive(env: Env): number {
+  const n = Number(env.PYRO_MAX_ACTIVE_VMS);
+  return Number.isInteger(n) && n > 0 ? n : 4;
+}

@@ -1,0 +1,102 @@
+/** Turning an agent exec stream into the contract's exec result. */
+import type { Connection, StreamEvent } from "../protocol/connection.ts";
+import { PyroError } from "../protocol/errors.ts";
+import { Channel } from "../protocol/frame.ts";
+import type { Accelerator, BackendName } from "../vmm/types.ts";
+
+export const DEFAULT_EXEC_TIMEOUT_SECONDS = 30;
+/** Bytes kept per stream in a result (the agent drops and flags the rest). */
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+
+export interface ExecInput {
+  command: string | string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  timeout_seconds?: number;
+  max_output_bytes?: number;
+}
+
+export interface ExecResult {
+  exit_code: number;
+  stdout: string;
+  stderr: string;
+  stdout_truncated: boolean;
+  stderr_truncated: boolean;
+  timed_out: boolean;
+  duration_ms: number;
+  execution_mode: "guest" | "host_compat";
+  backend: BackendName;
+  accelerator: Accelerator;
+}
+
+export function execRequest(input: ExecInput): Record<string, unknown> {
+  const timeout = input.timeout_seconds ?? DEFAULT_EXEC_TIMEOUT_SECONDS;
+  if (!(timeout > 0)) throw new PyroError("INVALID_INPUT", "timeout_seconds must be positive");
+  const req: Record<string, unknown> = {
+    op: "exec",
+    timeout_ms: Math.round(timeout * 1000),
+    max_output_bytes: input.max_output_bytes ?? DEFAULT_MAX_OUTPUT_BYTES,
+  };
+  if (Array.isArray(input.command)) {
+    if (input.command.length === 0) throw new PyroError("INVALID_INPUT", "command must not be empty");
+    req.argv = input.command;
+  } else {
+    if (input.command.trim() === "") throw new PyroError("INVALID_INPUT", "command must not be empty");
+    req.command = input.command;
+  }
+  if (input.cwd) req.cwd = input.cwd;
+  if (input.env) req.env = input.env;
+  return req;
+}
+
+/** Collects output chunks; optional live callbacks stream them to a terminal. */
+export class OutputCollector {
+  private out: Uint8Array[] = [];
+  private err: Uint8Array[] = [];
+  constructor(private readonly live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void }) {}
+
+  onEvent = (e: StreamEvent): void => {
+    if (e.kind !== "data") return;
+    if (e.channel === Channel.STDOUT) {
+      this.out.push(e.bytes);
+      this.live?.stdout?.(e.bytes);
+    } else if (e.channel === Channel.STDERR) {
+      this.err.push(e.bytes);
+      this.live?.stderr?.(e.bytes);
+    }
+  };
+
+  text(which: "stdout" | "stderr"): string {
+    return Buffer.concat(which === "stdout" ? this.out : this.err).toString("utf8");
+  }
+}
+
+export function shapeExecResult(
+  raw: Record<string, unknown>,
+  out: OutputCollector,
+  where: { backend: BackendName; accelerator: Accelerator },
+): ExecResult {
+  return {
+    exit_code: Number(raw.exit_code),
+    stdout: out.text("stdout"),
+    stderr: out.text("stderr"),
+    stdout_truncated: Boolean(raw.stdout_truncated),
+    stderr_truncated: Boolean(raw.stderr_truncated),
+    timed_out: Boolean(raw.timed_out),
+    duration_ms: Number(raw.duration_ms),
+    execution_mode: where.backend === "host" ? "host_compat" : "guest",
+    backend: where.backend,
+    accelerator: where.accelerator,
+  };
+}
+
+export async function execOn(
+  conn: Connection,
+  input: ExecInput,
+  where: { backend: BackendName; accelerator: Accelerator },
+  live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void },
+): Promise<ExecResult> {
+  const out = new OutputCollector(live);
+  const raw = await conn.call(execRequest(input), { onEvent: out.onEvent });
+  return shapeExecResult(raw, out, where);
+}

@@ -1,0 +1,72 @@
+/**
+ * Boot a machine and shake hands with its agent. Shared by the workspace supervisor and
+ * one-shot `run`; on any failure everything started so far is torn down.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import type { Connection } from "../protocol/connection.ts";
+import { PyroError, toPyroError } from "../protocol/errors.ts";
+import type { Backend, BootSpec, VmHandle } from "../vmm/types.ts";
+import { type AgentHello, helloAgent } from "./handshake.ts";
+import { Teardown } from "./teardown.ts";
+
+export interface Machine {
+  handle: VmHandle;
+  conn: Connection;
+  hello: AgentHello;
+  /** Ask the agent to power off, then stop the VMM; idempotent. */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+export function consoleTail(path: string, lines = 20): string {
+  if (!existsSync(path)) return "";
+  const text = readFileSync(path, "utf8");
+  return text.split("\n").slice(-lines).join("\n");
+}
+
+export async function startMachine(backend: Backend, spec: BootSpec): Promise<Machine> {
+  const td = new Teardown();
+  const deadline = Date.now() + spec.bootTimeoutMs;
+  try {
+    const handle = await backend.boot(spec);
+    td.push("vmm", async () => {
+      handle.kill();
+      await handle.exited;
+    });
+    // If the VMM dies while we wait, fail at once instead of waiting for the deadline.
+    const died = handle.exited.then((code) => {
+      throw new PyroError("VMM_FAILED", `${backend.name} exited during boot (code ${code})`, {
+        details: { console_tail: consoleTail(spec.consoleLogPath) },
+      });
+    });
+    died.catch(() => {});
+    const channel = await Promise.race([handle.connect(deadline), died]);
+    const { conn, hello } = await Promise.race([helloAgent(channel, deadline), died]);
+    let stopped = false;
+    const machine: Machine = {
+      handle,
+      conn,
+      hello,
+      async shutdown(timeoutMs = 10000) {
+        if (stopped) return;
+        stopped = true;
+        try {
+          await Promise.race([conn.call({ op: "shutdown" }), Bun.sleep(2000)]);
+        } catch {}
+        conn.close();
+        await handle.stop(timeoutMs);
+      },
+    };
+    td.release();
+    return machine;
+  } catch (err) {
+    await td.run();
+    const e = toPyroError(err);
+    if (e.code === "GUEST_UNREACHABLE" && Date.now() >= deadline) {
+      throw new PyroError("GUEST_BOOT_TIMEOUT", `the guest did not come up within ${spec.bootTimeoutMs} ms`, {
+        details: { console_tail: consoleTail(spec.consoleLogPath) },
+        hint: "see the console log tail in details; `pyro doctor` checks the host",
+      });
+    }
+    throw e;
+  }
+}

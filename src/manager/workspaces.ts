@@ -1,0 +1,308 @@
+/** Workspace lifecycle: create/list/status/update/logs/exec/stop/start/delete. */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { findInstalled } from "../env/store.ts";
+import { PyroError } from "../protocol/errors.ts";
+import { chooseBackend } from "../vmm/select.ts";
+import { bootTimeoutMs } from "./boot.ts";
+import { callWorkspace, connectSupervisor } from "./client.ts";
+import { type Ctx, maxActive } from "./context.ts";
+import { type ExecInput, type ExecResult, execOn } from "./exec.ts";
+import { newWorkspaceId, validateLabels, validateName } from "./ids.ts";
+import { withLock } from "./lock.ts";
+import { consoleLogPath, dataDiskPath, historyPath, hostRootDir, logsDir, runDir, supervisorLogPath, workspaceDir } from "./paths.ts";
+import { listRecords, readRecord, type WorkspaceRecord, writeRecord } from "./record.ts";
+import { selfCommand } from "./self.ts";
+import { registryLock, removeWorkspaceFiles, repairRecord, resolveWorkspace, updateRecord } from "./store.ts";
+import { Teardown } from "./teardown.ts";
+import { BOOT_ERROR_FILE, READY_FILE } from "../supervisor/main.ts";
+
+export const DEFAULT_ENVIRONMENT = "debian:12";
+export const DEFAULT_VCPU = 1;
+export const DEFAULT_MEM_MIB = 1024;
+export const DEFAULT_TTL_SECONDS = 600;
+export const DATA_DISK_MIB = 8192;
+
+export interface CreateInput {
+  environment: string;
+  name?: string;
+  labels?: Record<string, string>;
+  vcpu_count?: number;
+  mem_mib?: number;
+  ttl_seconds?: number;
+  network_policy?: "off" | "egress" | "egress+published-ports";
+  allow_host_compat?: boolean;
+}
+
+const now = () => new Date().toISOString();
+
+async function activeCount(home: string): Promise<number> {
+  let n = 0;
+  for (const r of listRecords(home)) {
+    const cur = await repairRecord(home, r);
+    if (cur.state === "started" || cur.state === "created") n++;
+  }
+  return n;
+}
+
+/** Launch the detached supervisor and wait until it says ready (or why not). */
+async function launchSupervisor(ctx: Ctx, id: string): Promise<void> {
+  const run = runDir(ctx.home, id);
+  mkdirSync(run, { recursive: true, mode: 0o700 });
+  mkdirSync(logsDir(ctx.home, id), { recursive: true, mode: 0o700 });
+  rmSync(join(run, READY_FILE), { force: true });
+  rmSync(join(run, BOOT_ERROR_FILE), { force: true });
+  const logFd = openSync(supervisorLogPath(ctx.home, id), "a", 0o600);
+  const env = { ...ctx.env, PYRO_HOME: ctx.home } as Record<string, string>;
+  const proc = Bun.spawn([...selfCommand(), "__supervise", "--id", id], {
+    env,
+    stdin: "ignore",
+    stdout: logFd,
+    stderr: logFd,
+    detached: true, // its own session: a Ctrl-C in the creating terminal must not reach it
+  });
+  closeSync(logFd);
+  proc.unref();
+  const deadline = Date.now() + bootTimeoutMs(ctx.env) + 15000;
+  let exited = false;
+  proc.exited.then(() => {
+    exited = true;
+  });
+  for (;;) {
+    if (existsSync(join(run, READY_FILE))) return;
+    const errFile = join(run, BOOT_ERROR_FILE);
+    if (existsSync(errFile)) {
+      const { errorFromShape } = await import("../protocol/errors.ts");
+      throw errorFromShape(JSON.parse(readFileSync(errFile, "utf8")));
+    }
+    if (exited) {
+      const tail = existsSync(supervisorLogPath(ctx.home, id)) ? readFileSync(supervisorLogPath(ctx.home, id), "utf8").slice(-2000) : "";
+      throw new PyroError("INTERNAL", `the workspace supervisor exited before it was ready`, { details: { log_tail: tail } });
+    }
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new PyroError("GUEST_BOOT_TIMEOUT", "the workspace did not become ready in time");
+    }
+    await Bun.sleep(20);
+  }
+}
+
+export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<WorkspaceRecord> {
+  const name = input.name === undefined ? null : validateName(input.name);
+  const labels = validateLabels(input.labels ?? {});
+  const vcpu = input.vcpu_count ?? DEFAULT_VCPU;
+  const mem = input.mem_mib ?? DEFAULT_MEM_MIB;
+  const ttl = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
+  const installed = findInstalled(ctx.home, input.environment);
+  const { findRecipe } = await import("../env/catalog.ts");
+  if (!installed && !findRecipe(input.environment)) {
+    throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${input.environment}"`, { hint: "`pyro env list` shows the catalog" });
+  }
+  const choice = await chooseBackend({
+    home: ctx.home,
+    env: ctx.env,
+    allowHostCompat: input.allow_host_compat ?? false,
+    kernelPath: installed ? join(installed.dir, installed.manifest.kernel.file) : null,
+  });
+  const id = newWorkspaceId();
+  const td = new Teardown();
+  try {
+    await withLock(registryLock(ctx.home), async () => {
+      if (name && listRecords(ctx.home).some((r) => r.name === name)) {
+        throw new PyroError("NAME_CONFLICT", `a workspace named "${name}" already exists`);
+      }
+      const limit = maxActive(ctx.env);
+      if ((await activeCount(ctx.home)) >= limit) {
+        throw new PyroError("WORKSPACE_LIMIT_REACHED", `at most ${limit} workspaces may run at once`, {
+          hint: "stop or delete one (`pyro workspace list`), or raise PYRO_MAX_ACTIVE_VMS",
+        });
+      }
+      td.push("workspace files", () => removeWorkspaceFiles(ctx.home, id));
+      mkdirSync(workspaceDir(ctx.home, id), { recursive: true, mode: 0o700 });
+      const t = now();
+      writeRecord(ctx.home, {
+        workspace_id: id,
+        name,
+        labels,
+        environment: input.environment,
+        state: "created",
+        created_at: t,
+        last_activity_at: t,
+        expires_at: ttl > 0 ? new Date(Date.now() + ttl * 1000).toISOString() : null,
+        execution_mode: choice.name === "host" ? "host_compat" : "guest",
+        backend: choice.name,
+        accelerator: choice.accelerator,
+        network_policy: input.network_policy ?? "off",
+        workspace_seed: { origin_kind: "empty", origin_ref: null },
+        vcpu_count: vcpu,
+        mem_mib: mem,
+        ttl_seconds: ttl,
+        command_count: 0,
+      });
+    });
+    if (choice.name === "host") mkdirSync(hostRootDir(ctx.home, id), { recursive: true });
+    else {
+      const { createDataDisk } = await import("../env/build/datadisk.ts");
+      await createDataDisk(dataDiskPath(ctx.home, id), DATA_DISK_MIB);
+    }
+    td.push("supervisor", async () => {
+      const r = readRecord(ctx.home, id);
+      if (r?.supervisor_pid) {
+        try {
+          process.kill(r.supervisor_pid, "SIGKILL");
+        } catch {}
+      }
+    });
+    ctx.progress(`booting ${input.environment} (${choice.name}${choice.accelerator ? `/${choice.accelerator}` : ""})...`);
+    await launchSupervisor(ctx, id);
+    td.release();
+    return readRecord(ctx.home, id) as WorkspaceRecord;
+  } catch (err) {
+    await td.run();
+    throw err;
+  }
+}
+
+export async function listWorkspaces(ctx: Ctx): Promise<WorkspaceRecord[]> {
+  const out: WorkspaceRecord[] = [];
+  for (const r of listRecords(ctx.home)) out.push(await repairRecord(ctx.home, r));
+  return out.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
+}
+
+export async function workspaceStatus(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
+  return resolveWorkspace(ctx.home, ref);
+}
+
+export async function updateWorkspace(
+  ctx: Ctx,
+  ref: string,
+  input: { name?: string | null; labels?: Record<string, string>; clear_labels?: string[] },
+): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(ctx.home, ref);
+  const name = input.name === undefined || input.name === null ? undefined : validateName(input.name);
+  if (input.labels) validateLabels(input.labels);
+  return withLock(registryLock(ctx.home), async () => {
+    if (name && listRecords(ctx.home).some((o) => o.name === name && o.workspace_id !== r.workspace_id)) {
+      throw new PyroError("NAME_CONFLICT", `a workspace named "${name}" already exists`);
+    }
+    return updateRecord(ctx.home, r.workspace_id, (cur) => {
+      const labels = { ...cur.labels, ...(input.labels ?? {}) };
+      for (const k of input.clear_labels ?? []) delete labels[k];
+      validateLabels(labels);
+      return {
+        ...cur,
+        name: input.name === null ? null : (name ?? cur.name),
+        labels,
+        last_activity_at: now(),
+      };
+    });
+  });
+}
+
+export interface HistoryEntry {
+  seq: number;
+  command: string | null;
+  argv: string[] | null;
+  cwd: string | null;
+  started_at: string;
+  exit_code: number;
+  timed_out: boolean;
+  duration_ms: number;
+}
+
+export function readHistory(home: string, id: string): HistoryEntry[] {
+  const p = historyPath(home, id);
+  if (!existsSync(p)) return [];
+  return readFileSync(p, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as HistoryEntry);
+}
+
+export async function workspaceLogs(ctx: Ctx, ref: string, opts: { tail_lines?: number } = {}) {
+  const r = await resolveWorkspace(ctx.home, ref);
+  const history = readHistory(ctx.home, r.workspace_id);
+  const consoleText = existsSync(consoleLogPath(ctx.home, r.workspace_id)) ? readFileSync(consoleLogPath(ctx.home, r.workspace_id), "utf8") : "";
+  const tail = opts.tail_lines ?? 200;
+  return {
+    workspace_id: r.workspace_id,
+    entries: history,
+    count: history.length,
+    console_tail: consoleText.split("\n").slice(-tail).join("\n"),
+  };
+}
+
+export async function execWorkspace(ctx: Ctx, ref: string, input: ExecInput): Promise<ExecResult & { workspace_id: string }> {
+  const r = await resolveWorkspace(ctx.home, ref);
+  const conn = await connectSupervisor(ctx.home, r);
+  try {
+    const res = await execOn(conn, input, { backend: r.backend, accelerator: r.accelerator }, ctx.live);
+    return { workspace_id: r.workspace_id, ...res };
+  } finally {
+    conn.close();
+  }
+}
+
+async function waitStopped(ctx: Ctx, id: string, timeoutMs: number): Promise<WorkspaceRecord | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = readRecord(ctx.home, id);
+    if (!r) return null;
+    const cur = await repairRecord(ctx.home, r);
+    if (cur.state !== "started") return cur;
+    if (Date.now() > deadline) return cur;
+    await Bun.sleep(30);
+  }
+}
+
+export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(ctx.home, ref);
+  if (r.state !== "started") return r; // stopping a stopped workspace is a no-op
+  try {
+    await callWorkspace(ctx.home, r, { op: "sup.stop" });
+  } catch {}
+  const cur = await waitStopped(ctx, r.workspace_id, 30000);
+  if (cur?.state === "started" && cur.supervisor_pid) {
+    try {
+      process.kill(cur.supervisor_pid, "SIGKILL");
+    } catch {}
+    return repairRecord(ctx.home, cur);
+  }
+  return updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, stop_reason: "stopped by request", last_activity_at: now() }));
+}
+
+export async function startWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(ctx.home, ref);
+  if (r.state === "started") return r;
+  await withLock(registryLock(ctx.home), async () => {
+    const limit = maxActive(ctx.env);
+    if ((await activeCount(ctx.home)) >= limit) {
+      throw new PyroError("WORKSPACE_LIMIT_REACHED", `at most ${limit} workspaces may run at once`);
+    }
+    await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "created" }));
+  });
+  try {
+    await launchSupervisor(ctx, r.workspace_id);
+  } catch (err) {
+    await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "stopped" }));
+    throw err;
+  }
+  return readRecord(ctx.home, r.workspace_id) as WorkspaceRecord;
+}
+
+export async function deleteWorkspace(ctx: Ctx, ref: string): Promise<{ workspace_id: string; deleted: true }> {
+  const r = await resolveWorkspace(ctx.home, ref);
+  if (r.state === "started") {
+    try {
+      await callWorkspace(ctx.home, r, { op: "sup.stop" });
+    } catch {}
+    const cur = await waitStopped(ctx, r.workspace_id, 30000);
+    if (cur?.state === "started" && cur.supervisor_pid) {
+      try {
+        process.kill(cur.supervisor_pid, "SIGKILL");
+      } catch {}
+    }
+  }
+  removeWorkspaceFiles(ctx.home, r.workspace_id);
+  return { workspace_id: r.workspace_id, deleted: true };
+}

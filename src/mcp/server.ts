@@ -1,0 +1,58 @@
+/**
+ * `pyro mcp serve`: a stdio MCP server. Registered through the low-level Server (tools/list,
+ * tools/call) because the operations' schemas are valibot, not zod. Results are
+ * structuredContent plus a short text; failures are isError results carrying {code, message}.
+ */
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { makeCtx } from "../manager/context.ts";
+import { parseInput } from "../operations/invoke.ts";
+import type { Profile } from "../operations/types.ts";
+import { PyroError, toPyroError } from "../protocol/errors.ts";
+import { PYRO_VERSION } from "../protocol/version.ts";
+import { toolDefinition, toolsFor } from "./tools.ts";
+
+function summarize(out: Record<string, unknown>): string {
+  if ("exit_code" in out) {
+    const parts = [`exit_code: ${out.exit_code}${out.timed_out ? " (timed out)" : ""}`];
+    if (out.stdout) parts.push(`stdout:\n${out.stdout}`);
+    if (out.stderr) parts.push(`stderr:\n${out.stderr}`);
+    return parts.join("\n");
+  }
+  return JSON.stringify(out, null, 2);
+}
+
+export function createServer(opts: { profile?: Profile; env?: Record<string, string | undefined> } = {}): Server {
+  const profile = opts.profile ?? "workspace-core";
+  const tools = toolsFor(profile);
+  const server = new Server({ name: "pyro", version: PYRO_VERSION }, { capabilities: { tools: {} } });
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.map(toolDefinition) }));
+  server.setRequestHandler(CallToolRequestSchema, async (req) => {
+    const op = tools.find((t) => t.name === req.params.name);
+    try {
+      if (!op) throw new PyroError("INVALID_INPUT", `unknown tool "${req.params.name}" in profile ${profile}`);
+      const input = parseInput(op, req.params.arguments ?? {});
+      const ctx = makeCtx(opts.env ?? process.env, () => {});
+      const out = await op.run(ctx, input);
+      return { content: [{ type: "text", text: summarize(out) }], structuredContent: out };
+    } catch (err) {
+      const e = toPyroError(err);
+      const shape = e.toJSON();
+      return {
+        isError: true,
+        content: [{ type: "text", text: `${e.code}: ${e.message}${e.hint ? ` (hint: ${e.hint})` : ""}` }],
+        structuredContent: { error: shape, ...shape },
+      };
+    }
+  });
+  return server;
+}
+
+export async function serveStdio(opts: { profile: Profile }): Promise<void> {
+  const server = createServer(opts);
+  const transport = new StdioServerTransport();
+  transport.onclose = () => process.exit(0);
+  await server.connect(transport);
+  process.stdin.on("end", () => process.exit(0));
+}

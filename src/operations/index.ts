@@ -1,0 +1,33 @@
+/** THE table. CLI commands, SDK methods and MCP tools are all derived from this list. */
+import { doctorOp } from "./doctor.ts";
+import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
+import { runOp } from "./run.ts";
+import type { Operation } from "./types.ts";
+import { createOp, deleteOp, execOp, listOp, logsOp, startOp, statusOp, stopOp, updateOp } from "./workspace.ts";
+
+export const OPERATIONS: readonly Operation[] = [
+  runOp,
+  createOp,
+  listOp,
+  statusOp,
+  updateOp,
+  logsOp,
+  execOp,
+  stopOp,
+  startOp,
+  deleteOp,
+  doctorOp,
+  envListOp,
+  envInspectOp,
+  envBuildOp,
+  envPullOp,
+  envPushOp,
+  envPruneOp,
+];
+
+export function findOperation(name: string): Operation | undefined {
+  return OPERATIONS.find((o) => o.name === name);
+}
+
+export type { Operation, Profile } from "./types.ts";
+export { invoke } from "./invoke.ts";

@@ -1,0 +1,26 @@
+/** Human rendering helpers for the CLI (the --json shapes are the operations' outputs). */
+import { publicRecord, type WorkspaceRecord } from "../manager/record.ts";
+
+export function renderWorkspace(r: Record<string, unknown>): string {
+  const labels = Object.entries((r.labels as Record<string, string>) ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+  const lines = [
+    `workspace ${r.workspace_id}${r.name ? ` (${r.name})` : ""}`,
+    `  state:       ${r.state}${r.stop_reason ? ` — ${r.stop_reason}` : ""}`,
+    `  environment: ${r.environment}`,
+    `  runs on:     ${r.backend}${r.accelerator ? `/${r.accelerator}` : ""} (${r.execution_mode})`,
+    `  resources:   ${r.vcpu_count} vCPU, ${r.mem_mib} MiB, network ${r.network_policy}`,
+    `  created:     ${r.created_at}   last activity: ${r.last_activity_at}`,
+    `  expires:     ${r.expires_at ?? "never"}`,
+  ];
+  if (labels) lines.push(`  labels:      ${labels}`);
+  return lines.join("\n");
+}
+
+export function renderTable(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
+}
+
+export const pub = (r: WorkspaceRecord) => publicRecord(r);

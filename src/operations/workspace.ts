@@ -1,0 +1,195 @@
+/** Workspace lifecycle operations. */
+import * as v from "valibot";
+import { publicRecord } from "../manager/record.ts";
+import {
+  createWorkspace,
+  DEFAULT_ENVIRONMENT,
+  deleteWorkspace,
+  execWorkspace,
+  listWorkspaces,
+  startWorkspace,
+  stopWorkspace,
+  updateWorkspace,
+  workspaceLogs,
+  workspaceStatus,
+} from "../manager/workspaces.ts";
+import * as f from "./fields.ts";
+import { renderTable, renderWorkspace } from "./render.ts";
+import { defineOperation } from "./types.ts";
+
+const ref = v.strictObject({ workspace_id: f.workspaceRef });
+const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
+
+export const createOp = defineOperation({
+  name: "workspace_create",
+  sdk: "createWorkspace",
+  cli: ["workspace", "create"],
+  positionals: ["environment"],
+  summary: "Create and start a persistent workspace (a microVM with /workspace).",
+  description:
+    "Create a persistent workspace: a microVM you can exec in repeatedly, whose /workspace survives between calls. Returns the workspace record (workspace_id, name, state: started, expires_at, backend...). Give it a name and labels to find it again with workspace_list. Delete it with workspace_delete when done; it is deleted automatically when ttl_seconds run out.",
+  input: v.strictObject({
+    environment: v.optional(f.environment, DEFAULT_ENVIRONMENT),
+    name: v.optional(f.name),
+    labels: v.optional(f.labels),
+    vcpu_count: v.optional(f.vcpuCount),
+    mem_mib: v.optional(f.memMib),
+    ttl_seconds: v.optional(f.ttlSeconds),
+    network_policy: v.optional(f.networkPolicy),
+    allow_host_compat: v.optional(f.allowHostCompat),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  profiles: ["workspace-core", "workspace-full"],
+  examples: ["pyro workspace create debian:12 --name issue-42 --label issue=42", "pyro workspace create --id-only"],
+  run: async (ctx, input) => publicRecord(await createWorkspace(ctx, input)),
+  render: (out) => renderWorkspace(out),
+});
+
+export const listOp = defineOperation({
+  name: "workspace_list",
+  sdk: "listWorkspaces",
+  cli: ["workspace", "list"],
+  summary: "List workspaces, most recently active first.",
+  description:
+    "List all workspaces with their state, name, labels and activity times, most recently active first. Use it to rediscover a workspace by name or label.",
+  input: v.strictObject({
+    label: v.optional(v.pipe(v.record(v.string(), v.string()), v.description("Only workspaces carrying all these labels."))),
+  }),
+  annotations: RO,
+  profiles: ["workspace-core", "workspace-full"],
+  run: async (ctx, input) => {
+    let all = await listWorkspaces(ctx);
+    const want = Object.entries(input.label ?? {});
+    if (want.length) all = all.filter((r) => want.every(([k, val]) => r.labels[k] === val));
+    return { workspaces: all.map(publicRecord), count: all.length };
+  },
+  render: (out) => {
+    const ws = out.workspaces as Record<string, unknown>[];
+    if (ws.length === 0) return "no workspaces";
+    return renderTable([
+      ["ID", "NAME", "STATE", "ENV", "BACKEND", "LAST ACTIVITY"],
+      ...ws.map((w) => [String(w.workspace_id), String(w.name ?? "-"), String(w.state), String(w.environment), String(w.backend), String(w.last_activity_at)]),
+    ]);
+  },
+});
+
+export const statusOp = defineOperation({
+  name: "workspace_status",
+  sdk: "workspaceStatus",
+  cli: ["workspace", "status"],
+  positionals: ["workspace_id"],
+  summary: "Show one workspace's record and state.",
+  description: "Return the workspace record: state (created|started|stopped and why it stopped), backend, resources, expiry, labels.",
+  input: ref,
+  annotations: RO,
+  profiles: ["workspace-core", "workspace-full"],
+  run: async (ctx, input) => publicRecord(await workspaceStatus(ctx, input.workspace_id)),
+  render: (out) => renderWorkspace(out),
+});
+
+export const updateOp = defineOperation({
+  name: "workspace_update",
+  sdk: "updateWorkspace",
+  cli: ["workspace", "update"],
+  positionals: ["workspace_id"],
+  summary: "Rename a workspace or change its labels.",
+  description: "Change a workspace's name and labels. labels are merged into the existing ones; clear_labels removes keys.",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    name: v.optional(f.name),
+    labels: v.optional(f.labels),
+    clear_labels: v.optional(v.pipe(v.array(v.string()), v.description("Label keys to remove (CLI: --clear-label K, repeatable)."))),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  profiles: ["workspace-core", "workspace-full"],
+  run: async (ctx, input) => publicRecord(await updateWorkspace(ctx, input.workspace_id, input)),
+  render: (out) => renderWorkspace(out),
+});
+
+export const logsOp = defineOperation({
+  name: "workspace_logs",
+  sdk: "workspaceLogs",
+  cli: ["workspace", "logs"],
+  positionals: ["workspace_id"],
+  summary: "Show the command history and console log tail of a workspace.",
+  description: "Return the workspace's command history (command, exit_code, duration, timed_out) since creation or the last reset, plus the tail of the machine's console log.",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    tail_lines: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.description("Console log lines to include (default 200)."))),
+  }),
+  annotations: RO,
+  profiles: ["workspace-core", "workspace-full"],
+  run: (ctx, input) => workspaceLogs(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
+  render: (out) => {
+    const entries = out.entries as Array<Record<string, unknown>>;
+    const lines = entries.map((e) => `#${e.seq} [exit ${e.exit_code}${e.timed_out ? ", timed out" : ""}, ${e.duration_ms} ms] ${e.command ?? (e.argv as string[]).join(" ")}`);
+    return [lines.length ? lines.join("\n") : "no commands yet", "--- console ---", String(out.console_tail)].join("\n");
+  },
+});
+
+export const execOp = defineOperation({
+  name: "workspace_exec",
+  sdk: "execWorkspace",
+  cli: ["workspace", "exec"],
+  positionals: ["workspace_id"],
+  rest: "command",
+  summary: "Run a command in a workspace.",
+  description:
+    "Run a command inside a started workspace (cwd /workspace unless cwd is given) and return exit_code, stdout, stderr, truncation flags and duration. State persists between calls. A timeout is a result (timed_out: true, exit_code 124; the whole process group is killed).",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    command: f.command,
+    cwd: v.optional(v.pipe(v.string(), v.description("Working directory under /workspace (default /workspace)."))),
+    env: v.optional(v.pipe(v.record(v.string(), v.string()), v.description("Extra environment variables."))),
+    timeout_seconds: v.optional(f.timeoutSeconds),
+    max_output_bytes: v.optional(f.maxOutputBytes),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+  profiles: ["workspace-core", "workspace-full"],
+  examples: ["pyro workspace exec issue-42 -- make test", "pyro workspace exec ws_0123456789ab -- sh -c 'ls -la'"],
+  streamsOutput: true,
+  run: (ctx, input) => execWorkspace(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
+  exitCode: (out) => Number(out.exit_code),
+});
+
+export const stopOp = defineOperation({
+  name: "workspace_stop",
+  sdk: "stopWorkspace",
+  cli: ["workspace", "stop"],
+  positionals: ["workspace_id"],
+  summary: "Stop a workspace's machine (its files are kept).",
+  description: "Power the workspace's machine off cleanly; /workspace is kept and workspace_start resumes it.",
+  input: ref,
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  profiles: ["workspace-full"],
+  run: async (ctx, input) => publicRecord(await stopWorkspace(ctx, input.workspace_id)),
+  render: (out) => renderWorkspace(out),
+});
+
+export const startOp = defineOperation({
+  name: "workspace_start",
+  sdk: "startWorkspace",
+  cli: ["workspace", "start"],
+  positionals: ["workspace_id"],
+  summary: "Start a stopped workspace again.",
+  description: "Boot a stopped workspace again with its /workspace intact.",
+  input: ref,
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  profiles: ["workspace-full"],
+  run: async (ctx, input) => publicRecord(await startWorkspace(ctx, input.workspace_id)),
+  render: (out) => renderWorkspace(out),
+});
+
+export const deleteOp = defineOperation({
+  name: "workspace_delete",
+  sdk: "deleteWorkspace",
+  cli: ["workspace", "delete"],
+  positionals: ["workspace_id"],
+  summary: "Delete a workspace: its machine, files and record.",
+  description: "Stop the workspace's machine and delete everything it holds. This cannot be undone: export what you need first.",
+  input: ref,
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+  profiles: ["workspace-core", "workspace-full"],
+  run: (ctx, input) => deleteWorkspace(ctx, input.workspace_id),
+  render: (out) => `deleted ${out.workspace_id}`,
+});

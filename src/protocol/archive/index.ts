@@ -1,0 +1,20 @@
+/** File transfers as tar: the codec (pure, both sides), safe unpack and lazy pack (fs). */
+export type { ByteSource } from "./bytes.ts";
+export { fsError } from "./fserror.ts";
+export { maybeGunzip } from "./gzip.ts";
+export { type PackOptions, packTree } from "./pack.ts";
+export { ensureDirChain, relativeParts, safeMode, tempName } from "./safepath.ts";
+export {
+  encodeTarHeader,
+  type ReadTarOptions,
+  readTar,
+  type TarEntry,
+  type TarEntryInfo,
+  type TarEntryType,
+  type TarHeaderInput,
+  type TarWriteEntry,
+  tarEnd,
+  tarPadding,
+  writeTar,
+} from "./tar.ts";
+export { type UnpackOptions, type UnpackResult, unpackTar } from "./unpack.ts";

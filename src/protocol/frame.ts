@@ -1,0 +1,116 @@
+/**
+ * Framing for the one byte stream between host and guest (and between clients and the
+ * supervisor): `[len u32 BE][stream u32 BE][flags u8][payload len bytes]`.
+ * Many logical streams share one connection; binary payloads stay binary.
+ */
+import { PyroError } from "./errors.ts";
+
+export const HEADER_BYTES = 9;
+/** Largest payload one frame may carry; senders split larger data. */
+export const MAX_FRAME_PAYLOAD = 1024 * 1024;
+
+export const Flag = {
+  /** payload is a UTF-8 JSON message (otherwise raw bytes) */
+  JSON: 0x01,
+  /** last frame of this stream in this direction */
+  END: 0x02,
+} as const;
+
+/** Data channels ride in the high nibble of flags. */
+export const Channel = { INPUT: 0, STDOUT: 1, STDERR: 2 } as const;
+export type ChannelNumber = number;
+
+export interface Frame {
+  stream: number;
+  flags: number;
+  payload: Uint8Array;
+}
+
+export function channelOf(flags: number): ChannelNumber {
+  return flags >> 4;
+}
+
+export function makeFlags(opts: { json?: boolean; end?: boolean; channel?: number }): number {
+  const ch = opts.channel ?? 0;
+  if (!Number.isInteger(ch) || ch < 0 || ch > 15) throw new PyroError("INVALID_INPUT", `bad channel ${ch}`);
+  return (opts.json ? Flag.JSON : 0) | (opts.end ? Flag.END : 0) | (ch << 4);
+}
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  const { stream, flags, payload } = frame;
+  if (payload.byteLength > MAX_FRAME_PAYLOAD) {
+    throw new PyroError("FRAME_TOO_LARGE", `frame payload ${payload.byteLength} > ${MAX_FRAME_PAYLOAD}`);
+  }
+  if (!Number.isInteger(stream) || stream < 0 || stream > 0xffffffff) {
+    throw new PyroError("PROTOCOL_ERROR", `bad stream id ${stream}`);
+  }
+  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, payload.byteLength);
+  dv.setUint32(4, stream);
+  dv.setUint8(8, flags & 0xff);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+export function encodeJsonFrame(stream: number, message: unknown, end = false): Uint8Array {
+  return encodeFrame({ stream, flags: makeFlags({ json: true, end }), payload: encoder.encode(JSON.stringify(message)) });
+}
+
+export function decodeJsonPayload(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(payload));
+  } catch {
+    throw new PyroError("PROTOCOL_ERROR", "frame payload is not valid UTF-8 JSON");
+  }
+}
+
+/**
+ * Incremental decoder: feed arbitrary chunks, get whole frames. Memory is bounded by one
+ * maximal frame: a header announcing more than MAX_FRAME_PAYLOAD fails at once, before
+ * anything is allocated for it.
+ */
+export class FrameDecoder {
+  private buf: Uint8Array = new Uint8Array(0);
+  private failed: PyroError | null = null;
+
+  push(chunk: Uint8Array): Frame[] {
+    if (this.failed) throw this.failed;
+    this.buf = this.buf.byteLength === 0 ? chunk.slice() : concat(this.buf, chunk);
+    const frames: Frame[] = [];
+    let off = 0;
+    while (this.buf.byteLength - off >= HEADER_BYTES) {
+      const dv = new DataView(this.buf.buffer, this.buf.byteOffset + off, HEADER_BYTES);
+      const len = dv.getUint32(0);
+      if (len > MAX_FRAME_PAYLOAD) {
+        this.failed = new PyroError("FRAME_TOO_LARGE", `frame announces ${len} bytes (max ${MAX_FRAME_PAYLOAD})`);
+        this.buf = new Uint8Array(0);
+        throw this.failed;
+      }
+      if (this.buf.byteLength - off < HEADER_BYTES + len) break;
+      frames.push({
+        stream: dv.getUint32(4),
+        flags: dv.getUint8(8),
+        payload: this.buf.slice(off + HEADER_BYTES, off + HEADER_BYTES + len),
+      });
+      off += HEADER_BYTES + len;
+    }
+    this.buf = off === 0 ? this.buf : this.buf.slice(off);
+    return frames;
+  }
+
+  /** Bytes held waiting for the rest of a frame. */
+  get pending(): number {
+    return this.buf.byteLength;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a, 0);
+  out.set(b, a.byteLength);
+  return out;
+}

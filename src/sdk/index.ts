@@ -1,0 +1,110 @@
+/**
+ * The SDK: `import { Pyro } from "pyro"`. Methods are generated from the operations table,
+ * so they always match the CLI and the MCP tools; the types come from the same schemas.
+ */
+import { makeCtx } from "../manager/context.ts";
+import { pyroHome } from "../manager/paths.ts";
+import { OPERATIONS } from "../operations/index.ts";
+import { parseInput } from "../operations/invoke.ts";
+import type { doctorOp } from "../operations/doctor.ts";
+import type { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "../operations/env.ts";
+import type { runOp } from "../operations/run.ts";
+import type { Operation, Profile } from "../operations/types.ts";
+import type { createOp, deleteOp, execOp, listOp, logsOp, startOp, statusOp, stopOp, updateOp } from "../operations/workspace.ts";
+import type { ExecResult } from "../manager/exec.ts";
+
+export { PyroError } from "../protocol/errors.ts";
+export type { ErrorCode } from "../protocol/errors.ts";
+
+/** Operation input with defaulted fields optional (environment defaults to debian:12). */
+type In<T> = T extends Operation<infer I, any> ? Omit<I, "environment"> & { environment?: string } : never;
+type Out<T> = T extends Operation<any, infer O> ? O : never;
+type Ref = string;
+type WorkspaceRecord = Out<typeof statusOp>;
+
+export interface PyroOptions {
+  /** State directory (default $PYRO_HOME or $XDG_DATA_HOME/pyro). */
+  home?: string;
+  env?: Record<string, string | undefined>;
+  /** Progress lines (environment builds, boots); default: ignored. */
+  onProgress?: (line: string) => void;
+}
+
+export class Pyro {
+  readonly home: string;
+  private readonly env: Record<string, string | undefined>;
+  private readonly onProgress: (line: string) => void;
+
+  constructor(opts: PyroOptions = {}) {
+    this.env = { ...(opts.env ?? process.env) };
+    if (opts.home) this.env.PYRO_HOME = opts.home;
+    this.home = pyroHome(this.env);
+    this.onProgress = opts.onProgress ?? (() => {});
+  }
+
+  /** Run any operation by its MCP tool name with snake_case input (what the typed methods use). */
+  async call<T = any>(tool: string, input: object = {}): Promise<T> {
+    const op = OPERATIONS.find((o) => o.name === tool);
+    if (!op) throw new Error(`unknown operation ${tool}`);
+    return (await op.run(makeCtx(this.env, this.onProgress), parseInput(op, input))) as T;
+  }
+
+  run(input: In<typeof runOp>): Promise<ExecResult> {
+    return this.call("vm_run", input);
+  }
+  createWorkspace(input: Partial<In<typeof createOp>> = {}): Promise<WorkspaceRecord> {
+    return this.call("workspace_create", input);
+  }
+  listWorkspaces(input: Partial<In<typeof listOp>> = {}): Promise<Out<typeof listOp>> {
+    return this.call("workspace_list", input);
+  }
+  workspaceStatus(workspace_id: Ref): Promise<WorkspaceRecord> {
+    return this.call("workspace_status", { workspace_id });
+  }
+  updateWorkspace(workspace_id: Ref, input: Partial<Omit<In<typeof updateOp>, "workspace_id">>): Promise<WorkspaceRecord> {
+    return this.call("workspace_update", { ...input, workspace_id });
+  }
+  workspaceLogs(workspace_id: Ref, input: Partial<Omit<In<typeof logsOp>, "workspace_id">> = {}): Promise<Out<typeof logsOp>> {
+    return this.call("workspace_logs", { ...input, workspace_id });
+  }
+  /** `command`: a string runs via /bin/sh -c; an array runs directly. */
+  execWorkspace(workspace_id: Ref, command: string | string[], opts: Partial<Omit<In<typeof execOp>, "workspace_id" | "command">> = {}): Promise<ExecResult & { workspace_id: string }> {
+    return this.call("workspace_exec", { ...opts, command, workspace_id });
+  }
+  stopWorkspace(workspace_id: Ref): Promise<WorkspaceRecord> {
+    return this.call("workspace_stop", { workspace_id });
+  }
+  startWorkspace(workspace_id: Ref): Promise<WorkspaceRecord> {
+    return this.call("workspace_start", { workspace_id });
+  }
+  deleteWorkspace(workspace_id: Ref): Promise<Out<typeof deleteOp>> {
+    return this.call("workspace_delete", { workspace_id });
+  }
+  doctor(input: Partial<In<typeof doctorOp>> = {}): Promise<Out<typeof doctorOp>> {
+    return this.call("doctor", input);
+  }
+  listEnvironments(): Promise<Out<typeof envListOp>> {
+    return this.call("vm_list_environments", {});
+  }
+  inspectEnvironment(environment: string): Promise<Out<typeof envInspectOp>> {
+    return this.call("env_inspect", { environment });
+  }
+  buildEnvironment(environment: string, opts: { force?: boolean } = {}): Promise<Out<typeof envBuildOp>> {
+    return this.call("env_build", { environment, ...opts });
+  }
+  pullEnvironment(environment: string, opts: { from?: string; force?: boolean } = {}): Promise<Out<typeof envPullOp>> {
+    return this.call("env_pull", { environment, ...opts });
+  }
+  pushEnvironment(environment: string, ref: string): Promise<Out<typeof envPushOp>> {
+    return this.call("env_push", { environment, ref });
+  }
+  pruneEnvironments(environment?: string): Promise<Out<typeof envPruneOp>> {
+    return this.call("env_prune", environment ? { environment } : {});
+  }
+
+  /** An MCP server over the same operations, for embedding (connect it to any transport). */
+  async createServer(opts: { profile?: Profile } = {}) {
+    const { createServer } = await import("../mcp/server.ts");
+    return createServer({ profile: opts.profile, env: this.env });
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Locating Firecracker (and setpriv). Kept apart from index.ts so backend selection
+ * (src/vmm/select.ts) can ask "is there a firecracker?" without loading the backend.
+ */
+import { accessSync, constants } from "node:fs";
+
+export type Env = Record<string, string | undefined>;
+
+/** PYRO_FIRECRACKER_BIN when set (it must be executable), else `firecracker` on PATH, else null. */
+export function findFirecracker(env: Env = process.env): string | null {
+  const override = env.PYRO_FIRECRACKER_BIN;
+  return Bun.which(override || "firecracker", { PATH: env.PATH ?? "" });
+}
+
+/**
+ * `setpriv --pdeathsig KILL --` (util-linux): the kernel SIGKILLs the VMM when its spawner
+ * dies, and the flag survives the exec into Firecracker, so the pid stays Firecracker's.
+ * The signal follows the spawning thread; Bun spawns from the JS thread, which lives as long
+ * as the process. `[]` when setpriv is missing: then only pid checks protect us.
+ */
+export function pdeathsigPrefix(env: Env = process.env): string[] {
+  const setpriv = Bun.which("setpriv", { PATH: env.PATH ?? "" });
+  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--"] : [];
+}
+
+export function kvmAccessible(kvmPath = "/dev/kvm"): boolean {
+  try {
+    accessSync(kvmPath, constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type FirecrackerAvailability = { ok: true; binary: string } | { ok: false; reason: string };
+
+/**
+ * Whether this backend can be tried: a binary is found and /dev/kvm is read/writable.
+ * It cannot tell whether KVM really runs a stock kernel (paravirtual hosts do not): only a
+ * boot can, which is what the KVM probe and the end-to-end test do.
+ */
+export function firecrackerAvailable(env: Env = process.env, kvmPath = "/dev/kvm"): FirecrackerAvailability {
+  const binary = findFirecracker(env);
+  if (!binary) {
+    const reason = env.PYRO_FIRECRACKER_BIN
+      ? `PYRO_FIRECRACKER_BIN=${env.PYRO_FIRECRACKER_BIN} is not an executable file`
+      : "no firecracker binary on PATH (or set PYRO_FIRECRACKER_BIN)";
+    return { ok: false, reason };
+  }
+  if (!kvmAccessible(kvmPath)) return { ok: false, reason: `${kvmPath} is missing or not read/writable` };
+  return { ok: true, binary };
+}

@@ -1,0 +1,244 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Connection } from "../../protocol/connection.ts";
+import { PyroError } from "../../protocol/errors.ts";
+import type { BootSpec } from "../types.ts";
+import {
+  createFirecrackerBackend,
+  type FirecrackerVmHandle,
+  findFirecracker,
+  firecrackerAvailable,
+  firecrackerBackend,
+  parseConfig,
+} from "./index.ts";
+import { hostPath, jailerArgv, jailerSettings, jailId, jailLayout } from "./jailer.ts";
+
+const dirs: string[] = [];
+const handles: FirecrackerVmHandle[] = [];
+afterEach(async () => {
+  for (const h of handles.splice(0)) {
+    h.kill();
+    await h.exited;
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "pyro-fc-"));
+  dirs.push(dir);
+  return dir;
+}
+
+function script(dir: string, name: string, body: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${body}\n`);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+function spec(dir: string, over: Partial<BootSpec> = {}): BootSpec {
+  const runDir = join(dir, "run");
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dir, "vmlinux"), "");
+  writeFileSync(join(dir, "rootfs.ext4"), "");
+  return {
+    workspaceId: "w-test",
+    runDir,
+    workspaceDir: join(dir, "files"),
+    environment: { name: "t", version: "1", kernelPath: join(dir, "vmlinux"), rootfsPath: join(dir, "rootfs.ext4") },
+    vcpuCount: 1,
+    memMib: 128,
+    network: false,
+    consoleLogPath: join(dir, "logs", "console.log"),
+    bootTimeoutMs: 10_000,
+    ...over,
+  };
+}
+
+async function rejection(p: Promise<unknown>): Promise<PyroError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(PyroError);
+    return err as PyroError;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("findFirecracker / firecrackerAvailable", () => {
+  test("PYRO_FIRECRACKER_BIN wins when executable; otherwise PATH; otherwise null", () => {
+    const dir = tempDir();
+    const bin = script(dir, "firecracker", "exit 0");
+    const other = script(dir, "fc-custom", "exit 0");
+    expect(findFirecracker({ PATH: dir })).toBe(bin);
+    expect(findFirecracker({ PATH: "/nonexistent", PYRO_FIRECRACKER_BIN: other })).toBe(other);
+    writeFileSync(join(dir, "not-exec"), "");
+    expect(findFirecracker({ PATH: dir, PYRO_FIRECRACKER_BIN: join(dir, "not-exec") })).toBeNull();
+    expect(findFirecracker({ PATH: "" })).toBeNull();
+  });
+
+  test("availability names what is missing", () => {
+    const dir = tempDir();
+    const none = firecrackerAvailable({ PATH: "" });
+    expect(none.ok).toBe(false);
+    if (!none.ok) expect(none.reason).toContain("PYRO_FIRECRACKER_BIN");
+    script(dir, "firecracker", "exit 0");
+    const noKvm = firecrackerAvailable({ PATH: dir }, join(dir, "no-kvm"));
+    expect(noKvm).toEqual({ ok: false, reason: `${join(dir, "no-kvm")} is missing or not read/writable` });
+    writeFileSync(join(dir, "kvm"), "");
+    expect(firecrackerAvailable({ PATH: dir }, join(dir, "kvm"))).toEqual({ ok: true, binary: join(dir, "firecracker") });
+  });
+});
+
+describe("jailer planning", () => {
+  test("settings come from the environment, with the caller's ids by default", () => {
+    expect(jailerSettings({}, { uid: 1, gid: 2 })).toBeNull();
+    expect(jailerSettings({ PYRO_FIRECRACKER_JAILER: "/usr/bin/jailer" }, { uid: 1, gid: 2 })).toEqual({
+      jailerBin: "/usr/bin/jailer",
+      uid: 1,
+      gid: 2,
+    });
+    expect(
+      jailerSettings({ PYRO_FIRECRACKER_JAILER: "/j", PYRO_FIRECRACKER_UID: "123", PYRO_FIRECRACKER_GID: "100" }, { uid: 0, gid: 0 }),
+    ).toEqual({ jailerBin: "/j", uid: 123, gid: 100 });
+    expect(() => jailerSettings({ PYRO_FIRECRACKER_JAILER: "/j", PYRO_FIRECRACKER_UID: "nobody" }, { uid: 0, gid: 0 })).toThrow();
+  });
+
+  test("ids, layout and argv follow docs/jailer.md", () => {
+    expect(jailId("ws_01.abc")).toBe("ws-01-abc");
+    expect(jailId("x".repeat(80))).toHaveLength(64);
+    const layout = jailLayout("/pyro/w/run", "/opt/fc/firecracker-v1.14.4", "w1");
+    expect(layout.root).toBe("/pyro/w/run/jail/firecracker-v1.14.4/w1/root");
+    expect(hostPath(layout, layout.inside.vsock)).toBe("/pyro/w/run/jail/firecracker-v1.14.4/w1/root/vsock.sock");
+    expect(jailerArgv({ jailerBin: "/j", uid: 5, gid: 6 }, layout, "/opt/fc/firecracker-v1.14.4", ["--api-sock", "/fc.sock"])).toEqual([
+      "/j",
+      "--id",
+      "w1",
+      "--exec-file",
+      "/opt/fc/firecracker-v1.14.4",
+      "--uid",
+      "5",
+      "--gid",
+      "6",
+      "--chroot-base-dir",
+      "/pyro/w/run/jail",
+      "--",
+      "--api-sock",
+      "/fc.sock",
+    ]);
+  });
+});
+
+describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () => {
+  test("refuses early with the right codes", async () => {
+    const dir = tempDir();
+    expect((await rejection(createFirecrackerBackend({ env: { PATH: "" } }).boot(spec(dir)))).code).toBe("VMM_NOT_FOUND");
+    script(dir, "firecracker", "exit 0");
+    const noKvm = createFirecrackerBackend({ env: { PATH: dir }, kvmPath: join(dir, "no-kvm") });
+    expect((await rejection(noKvm.boot(spec(dir)))).code).toBe("KVM_UNAVAILABLE");
+    writeFileSync(join(dir, "kvm"), "");
+    const be = createFirecrackerBackend({ env: { PATH: dir }, kvmPath: join(dir, "kvm") });
+    expect((await rejection(be.boot(spec(dir, { network: true })))).code).toBe("BACKEND_UNAVAILABLE");
+    expect((await rejection(be.boot(spec(dir, { environment: null })))).code).toBe("INVALID_INPUT");
+  });
+
+  test("writes a valid config, passes it by argv, logs to the console file, reports the exit", async () => {
+    const dir = tempDir();
+    const argvFile = join(dir, "argv.txt");
+    script(dir, "firecracker", `printf '%s\\n' "$@" > '${argvFile}'\necho "fake firecracker: config rejected" >&2\nexit 3`);
+    writeFileSync(join(dir, "kvm"), "");
+    const s = spec(dir, { dataDiskPath: join(dir, "disk.ext4") });
+    writeFileSync(s.dataDiskPath!, "");
+    const be = createFirecrackerBackend({ env: { PATH: `${dir}:/usr/bin:/bin` }, kvmPath: join(dir, "kvm") });
+    expect(be.name).toBe("firecracker");
+    const vm = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm);
+    expect(vm.backend).toBe("firecracker");
+    expect(vm.accelerator).toBe("kvm");
+    expect(await vm.exited).toBe(3);
+    expect(readFileSync(argvFile, "utf8").trim().split("\n")).toEqual([
+      "--api-sock",
+      join(s.runDir, "fc.sock"),
+      "--config-file",
+      join(s.runDir, "fc.json"),
+    ]);
+    const config = parseConfig(JSON.parse(readFileSync(vm.configPath, "utf8")));
+    expect(config.vsock?.uds_path).toBe(join(s.runDir, "vsock.sock"));
+    expect(config.drives.map((d) => d.path_on_host)).toEqual([s.environment!.rootfsPath, s.dataDiskPath!]);
+    // A VMM that is gone fails connect() at once, with its last words attached.
+    const err = await rejection(vm.connect(Date.now() + 60_000));
+    expect(err.code).toBe("VMM_FAILED");
+    expect(String(err.details?.consoleTail)).toContain("config rejected");
+  });
+
+  test("stale sockets are removed; stop() without an API socket falls back to SIGKILL", async () => {
+    const dir = tempDir();
+    script(dir, "firecracker", "exec sleep 1000");
+    writeFileSync(join(dir, "kvm"), "");
+    const s = spec(dir);
+    writeFileSync(join(s.runDir, "vsock.sock"), "stale");
+    writeFileSync(join(s.runDir, "fc.sock"), "stale");
+    const be = createFirecrackerBackend({ env: { PATH: `${dir}:/usr/bin:/bin` }, kvmPath: join(dir, "kvm") });
+    const vm = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm);
+    expect(existsSync(vm.vsockPath)).toBe(false);
+    expect(existsSync(vm.apiSocketPath)).toBe(false);
+    // Nothing ever listens on vsock: before a first connect that is a boot timeout.
+    expect((await rejection(vm.connect(Date.now() + 200))).code).toBe("GUEST_BOOT_TIMEOUT");
+    await vm.stop(200);
+    expect(await vm.exited).toBeNull(); // killed by a signal
+  });
+});
+
+// ---- end to end: a real Firecracker, a real kernel and rootfs ----
+
+const avail = firecrackerAvailable();
+const missing = [
+  avail.ok ? null : avail.reason,
+  process.env.PYRO_TEST_KERNEL ? null : "PYRO_TEST_KERNEL (a vmlinux) is not set",
+  process.env.PYRO_TEST_ROOTFS ? null : "PYRO_TEST_ROOTFS (an environment rootfs.ext4) is not set",
+].filter((m): m is string => m !== null);
+const e2eName = "boots a real guest and reaches its agent over vsock";
+
+test.skipIf(missing.length > 0)(missing.length ? `${e2eName} — skipped: ${missing.join("; ")}` : e2eName, async () => {
+  const dir = tempDir();
+  const runDir = join(dir, "run");
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  let dataDiskPath: string | undefined;
+  const mkfs = Bun.which("mkfs.ext4");
+  if (mkfs) {
+    dataDiskPath = join(dir, "disk.ext4");
+    writeFileSync(dataDiskPath, "");
+    Bun.spawnSync(["truncate", "-s", "256M", dataDiskPath]);
+    expect(Bun.spawnSync([mkfs, "-q", "-F", dataDiskPath]).exitCode).toBe(0);
+  }
+  const s: BootSpec = {
+    workspaceId: "fc-e2e",
+    runDir,
+    workspaceDir: join(dir, "files"),
+    dataDiskPath,
+    environment: {
+      name: "test",
+      version: "0",
+      kernelPath: process.env.PYRO_TEST_KERNEL!,
+      rootfsPath: process.env.PYRO_TEST_ROOTFS!,
+    },
+    vcpuCount: 1,
+    memMib: 512,
+    network: false,
+    consoleLogPath: join(dir, "console.log"),
+    bootTimeoutMs: 60_000,
+  };
+  const vm = (await firecrackerBackend.boot(s)) as FirecrackerVmHandle;
+  handles.push(vm);
+  const channel = await vm.connect(Date.now() + s.bootTimeoutMs);
+  const conn = new Connection(channel);
+  const reply = await conn.call({ op: "ping" });
+  expect(reply).toBeDefined();
+  expect((await vm.api.describeInstance()).state).toBe("Running");
+  conn.close();
+  await vm.stop(30_000);
+  expect(existsSync(vm.apiSocketPath)).toBe(false);
+});

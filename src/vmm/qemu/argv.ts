@@ -1,0 +1,139 @@
+/**
+ * Pure builders for the QEMU command line. The machine shape follows the line measured in
+ * /work/shared/vm-facts.md ("QEMU line that worked"); every deviation is commented.
+ */
+import type { BootSpec } from "../types.ts";
+
+export type QemuAccelerator = "kvm" | "tcg";
+
+export interface QemuArgvOptions {
+  accelerator: QemuAccelerator;
+  qemuBin: string;
+  agentSocketPath: string;
+  qmpSocketPath: string;
+  /** Host TSC frequency; passed to TCG guests as `tsc_early_khz` (see qemuKernelArgs). */
+  hostTscKhz?: number;
+  /** CPU model override (the KVM probe may find that only a named model works). */
+  cpuModel?: string;
+}
+
+/** Guest addressing under QEMU user-mode networking (slirp's fixed 10.0.2.0/24 layout). */
+export const USER_NET = {
+  guest: "10.0.2.15",
+  gateway: "10.0.2.2",
+  netmask: "255.255.255.0",
+  dns: "10.0.2.3",
+} as const;
+
+/** The virtio-serial port name the guest agent looks for in /sys/class/virtio-ports. */
+export const AGENT_PORT_NAME = "pyro.agent";
+
+/** QEMU option values are comma-separated: a literal comma in a path is written twice. */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+/** The kernel command line (without the `virtio_mmio.device=` words QEMU appends itself). */
+export function qemuKernelArgs(spec: BootSpec, accelerator: QemuAccelerator, hostTscKhz?: number): string[] {
+  const args = [
+    "console=ttyS0",
+    // Panic → reboot → QEMU exits (-no-reboot): a dead guest never lingers as a live VMM.
+    "panic=-1",
+    // The environment rootfs is shared by every workspace: mounted read-only, always.
+    "root=/dev/vda",
+    "ro",
+    "init=/sbin/pyro-init",
+    // Bun's start waits for the CRNG; trusting RDRAND saves ~1.4 s (vm-facts).
+    "random.trust_cpu=on",
+    // Serial output is slow under emulation; warnings and errors still reach the log.
+    // A later `loglevel=7` in extraKernelArgs overrides it for debugging.
+    "quiet",
+  ];
+  // Under TCG the guest TSC runs at the host's rate; telling the kernel skips a calibration
+  // that hung 1 in 4 ACPI boots (vm-facts). Under KVM, kvmclock/CPUID already say it.
+  if (accelerator === "tcg" && hostTscKhz && hostTscKhz > 0) args.push(`tsc_early_khz=${hostTscKhz}`);
+  if (spec.network) {
+    // Kernel IP autoconfig: client::gateway:netmask:hostname:device:autoconf (no DHCP wait).
+    args.push(`ip=${USER_NET.guest}::${USER_NET.gateway}:${USER_NET.netmask}::eth0:off`);
+    // The guest init writes /etc/resolv.conf from this.
+    args.push(`pyro.dns=${USER_NET.dns}`);
+  }
+  args.push(...(spec.extraKernelArgs ?? []));
+  return args;
+}
+
+export function buildQemuArgv(spec: BootSpec, opts: QemuArgvOptions): string[] {
+  const env = spec.environment;
+  if (!env) throw new Error("qemu backend needs an environment (kernel + rootfs)");
+  const o = qemuOptValue;
+  const argv = [
+    opts.qemuBin,
+    "-name",
+    `pyro-${spec.workspaceId}`,
+    // microvm: no PCI, no firmware. acpi=off makes QEMU describe the virtio-mmio devices on
+    // the kernel command line (MP table); that path never hung under TCG (vm-facts).
+    "-M",
+    "microvm,acpi=off",
+    "-accel",
+    opts.accelerator,
+    "-cpu",
+    opts.cpuModel ?? (opts.accelerator === "kvm" ? "host" : "max"),
+    "-m",
+    String(spec.memMib),
+    "-smp",
+    String(spec.vcpuCount),
+    "-nodefaults",
+    "-no-user-config",
+    "-nographic",
+    // A guest reset (agent poweroff or panic) ends the QEMU process.
+    "-no-reboot",
+    // The console goes to a file through a chardev so the path may hold any character.
+    "-chardev",
+    `file,id=console,path=${o(spec.consoleLogPath)}`,
+    "-serial",
+    "chardev:console",
+    "-kernel",
+    env.kernelPath,
+    "-append",
+    qemuKernelArgs(spec, opts.accelerator, opts.hostTscKhz).join(" "),
+    // /dev/vda: the shared rootfs. readonly=on so no guest can change it; locking off
+    // because QEMU would otherwise lock the image and a writer elsewhere (or an older
+    // QEMU's exclusive lock) could refuse the second VM.
+    "-drive",
+    `id=root,file=${o(env.rootfsPath)},format=raw,if=none,readonly=on,file.locking=off`,
+    "-device",
+    "virtio-blk-device,drive=root",
+  ];
+  if (spec.dataDiskPath) {
+    // /dev/vdb: the workspace's own sparse disk; discard=unmap keeps it sparse after deletes.
+    argv.push(
+      "-drive",
+      `id=data,file=${o(spec.dataDiskPath)},format=raw,if=none,discard=unmap`,
+      "-device",
+      "virtio-blk-device,drive=data",
+    );
+  }
+  argv.push(
+    // The agent channel: one virtio-serial port, host side a UNIX socket QEMU listens on.
+    // wait=off: QEMU boots without waiting for the supervisor to connect.
+    "-device",
+    "virtio-serial-device",
+    "-chardev",
+    `socket,id=agent,path=${o(opts.agentSocketPath)},server=on,wait=off`,
+    "-device",
+    `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    // QMP for quit/status; a chardev (not -qmp unix:) so commas in the path are escapable.
+    "-chardev",
+    `socket,id=qmp,path=${o(opts.qmpSocketPath)},server=on,wait=off`,
+    "-mon",
+    "chardev=qmp,mode=control",
+  );
+  if (spec.network) {
+    // User-mode networking: no root, no tap, outbound only; slirp answers DNS on 10.0.2.3.
+    argv.push("-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0");
+  }
+  // Entropy for guests whose CPU model lacks RDRAND (trust_cpu then has nothing to trust).
+  // Last, so it never shifts the block devices' order.
+  argv.push("-device", "virtio-rng-device");
+  return argv;
+}

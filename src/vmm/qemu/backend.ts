@@ -1,0 +1,210 @@
+/**
+ * The QEMU process wrapper: resolve the accelerator, spawn QEMU (dying with its
+ * supervisor), confirm it reached its main loop over QMP, and hand out the agent channel.
+ */
+import { closeSync, openSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PyroError } from "../../protocol/errors.ts";
+import { kvmDeviceProblem, probeKvm } from "../probe/kvm.ts";
+import { hostTscKhz } from "../probe/tsc.ts";
+import { connectUnixChannel } from "../socket-channel.ts";
+import type { Backend, BootSpec, ByteChannel, VmHandle } from "../types.ts";
+import { buildQemuArgv, type QemuAccelerator } from "./argv.ts";
+import { type Env, pdeathsigPrefix, requireQemu } from "./binary.ts";
+import { connectQmp, type QmpClient } from "./qmp.ts";
+
+export interface QemuBackendOptions {
+  /**
+   * "auto" (default): KVM when the probe boots the kernel on it (cached per host boot in
+   * probeCacheFile), else TCG. "kvm": trust the caller, only check that /dev/kvm opens.
+   */
+  accelerator?: QemuAccelerator | "auto";
+  env?: Env;
+  /** Where the KVM probe's verdict is cached (per host boot + kernel); none by default. */
+  probeCacheFile?: string;
+  probeTimeoutMs?: number;
+}
+
+/** sun_path is 108 bytes including the NUL: longer socket paths cannot be bound at all. */
+const MAX_SOCKET_PATH = 107;
+// QEMU reaches its main loop (QMP answers) in well under a second; a missing file or a bad
+// option makes it exit before that.
+const STARTUP_CAP_MS = 30_000;
+
+export function qemuRunPaths(runDir: string) {
+  return {
+    agentSocket: join(runDir, "agent.sock"),
+    qmpSocket: join(runDir, "qmp.sock"),
+    qemuLog: join(runDir, "qemu.log"),
+  };
+}
+
+export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
+  const env = opts.env ?? process.env;
+  // One probe per kernel per process; the cache file spans processes.
+  const verdicts = new Map<string, Promise<{ usable: boolean; reason: string; cpuModel?: string }>>();
+
+  async function chooseAccelerator(kernelPath: string, qemuBin: string) {
+    const wanted = opts.accelerator ?? "auto";
+    if (wanted === "tcg") return { accelerator: "tcg" as const };
+    if (wanted === "kvm") {
+      // The caller decided (after its own probe, or PYRO_ACCEL=kvm): only check the device.
+      const why = kvmDeviceProblem();
+      if (why) throw new PyroError("KVM_UNAVAILABLE", why, { hint: "use the TCG accelerator (slower)" });
+      return { accelerator: "kvm" as const };
+    }
+    let verdict = verdicts.get(kernelPath);
+    if (!verdict) {
+      verdict = probeKvm({ kernelPath, qemuBin, cacheFile: opts.probeCacheFile, timeoutMs: opts.probeTimeoutMs });
+      verdicts.set(kernelPath, verdict);
+    }
+    const v = await verdict;
+    return v.usable ? { accelerator: "kvm" as const, cpuModel: v.cpuModel } : { accelerator: "tcg" as const };
+  }
+
+  return {
+    name: "qemu",
+    async boot(spec: BootSpec): Promise<VmHandle> {
+      const envArtifacts = spec.environment;
+      if (!envArtifacts)
+        throw new PyroError("INVALID_INPUT", "the qemu backend needs an environment (kernel + rootfs)");
+      const qemuBin = requireQemu(env);
+      const paths = qemuRunPaths(spec.runDir);
+      for (const p of [paths.agentSocket, paths.qmpSocket]) {
+        if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
+          throw new PyroError(
+            "INVALID_INPUT",
+            `socket path too long for a UNIX socket (max ${MAX_SOCKET_PATH} bytes): ${p}`,
+          );
+        }
+        // A previous QEMU killed with SIGKILL leaves its sockets behind; QEMU will not bind over them.
+        rmSync(p, { force: true });
+      }
+      const { accelerator, cpuModel } = await chooseAccelerator(envArtifacts.kernelPath, qemuBin);
+      const argv = buildQemuArgv(spec, {
+        accelerator,
+        cpuModel,
+        qemuBin,
+        agentSocketPath: paths.agentSocket,
+        qmpSocketPath: paths.qmpSocket,
+        hostTscKhz: accelerator === "tcg" ? hostTscKhz() : undefined,
+      });
+      writeFileSync(paths.qemuLog, ""); // Bun appends to a file given as stderr
+      const proc = Bun.spawn([...pdeathsigPrefix(env), ...argv], {
+        stdin: "ignore",
+        stdout: Bun.file(paths.qemuLog),
+        stderr: Bun.file(paths.qemuLog),
+      });
+      const vm = new QemuVm(proc, spec, paths, accelerator);
+      await vm.waitStarted(Date.now() + Math.min(spec.bootTimeoutMs, STARTUP_CAP_MS));
+      return vm;
+    },
+  };
+}
+
+class QemuVm implements VmHandle {
+  readonly backend = "qemu" as const;
+  readonly pid: number;
+  readonly exited: Promise<number | null>;
+  private qmp: QmpClient | null = null;
+  private hasExited = false;
+  private exitAbort = new AbortController();
+
+  constructor(
+    private proc: Bun.Subprocess,
+    private spec: BootSpec,
+    private paths: ReturnType<typeof qemuRunPaths>,
+    readonly accelerator: QemuAccelerator,
+  ) {
+    this.pid = proc.pid;
+    this.exited = proc.exited.then(() => {
+      this.hasExited = true;
+      this.qmp?.close();
+      // QEMU unlinks its sockets on a clean exit, not when killed: never leave them behind.
+      rmSync(paths.agentSocket, { force: true });
+      rmSync(paths.qmpSocket, { force: true });
+      this.exitAbort.abort(this.failure("QEMU exited"));
+      return proc.signalCode ? null : proc.exitCode;
+    });
+  }
+
+  /** QMP answering query-status means QEMU opened every file and entered its main loop. */
+  async waitStarted(deadlineMs: number): Promise<void> {
+    try {
+      this.qmp = await connectQmp(this.paths.qmpSocket, deadlineMs, { signal: this.exitAbort.signal });
+      const status = await this.qmp.queryStatus();
+      if (!status.running) throw this.failure(`QEMU is not running (status ${status.status})`);
+    } catch (err) {
+      this.kill();
+      await this.exited;
+      // Prefer the exit story (QEMU's own error message) over a socket error.
+      throw err instanceof PyroError && err.code === "VMM_FAILED" && err.details?.qemuLog !== undefined
+        ? err
+        : this.failure("QEMU did not start", err);
+    }
+  }
+
+  failure(message: string, cause?: unknown): PyroError {
+    const code = this.proc.signalCode ?? this.proc.exitCode;
+    const qemuLog = tail(this.paths.qemuLog, 2048);
+    const consoleTail = tail(this.spec.consoleLogPath, 2048);
+    const last = qemuLog.trim().split("\n").at(-1) ?? "";
+    return new PyroError(
+      "VMM_FAILED",
+      `${message}${code === null ? "" : ` (${code})`}${last ? `: ${last}` : ""}`,
+      {
+        details: { pid: this.pid, exit: code, qemuLog, console: consoleTail },
+        cause,
+      },
+    );
+  }
+
+  async connect(deadlineMs: number): Promise<ByteChannel> {
+    if (this.hasExited) throw this.failure("QEMU has exited");
+    return connectUnixChannel(this.paths.agentSocket, deadlineMs, { signal: this.exitAbort.signal });
+  }
+
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.hasExited) return;
+    const deadline = Date.now() + timeoutMs;
+    // `quit` ends QEMU at once; the caller has already had the agent sync and power off.
+    await withTimeout(this.qmp?.quit() ?? Promise.resolve(), timeoutMs).catch(() => {});
+    const left = Math.max(0, deadline - Date.now());
+    const exitedInTime = await withTimeout(
+      this.exited.then(() => true),
+      left,
+    ).catch(() => false);
+    if (!exitedInTime) this.kill();
+    await this.exited;
+  }
+
+  kill(): void {
+    if (!this.hasExited) this.proc.kill("SIGKILL");
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("timeout")), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** The last `bytes` of a file as text ("" when missing): for error messages. */
+function tail(path: string, bytes: number): string {
+  try {
+    const size = statSync(path).size;
+    const len = Math.min(size, bytes);
+    const buf = Buffer.alloc(len);
+    const fd = openSync(path, "r");
+    try {
+      readSync(fd, buf, 0, len, size - len);
+    } finally {
+      closeSync(fd);
+    }
+    return buf.toString("utf8");
+  } catch {
+    return "";
+  }
+}
