@@ -19,6 +19,15 @@ const SIGNAL_NAMES = Object.fromEntries(Object.entries(SIGNALS).map(([k, v]) => 
 
 /** Process groups still running, so the agent can take them down when it is told to go. */
 const liveGroups = new Set<number>();
+function pruneGroups(): void {
+  for (const pid of liveGroups) {
+    try {
+      process.kill(-pid, 0);
+    } catch {
+      liveGroups.delete(pid);
+    }
+  }
+}
 export function killAllGroups(): void {
   for (const pid of liveGroups) killGroup(pid, 9);
 }
@@ -131,7 +140,8 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
     pump(proc.stderr as ReadableStream<Uint8Array>, "stderr"),
   ]);
   const status = await proc.exited;
-  liveGroups.delete(proc.pid);
+  // The group stays tracked: background children may outlive the command's main process.
+  pruneGroups();
   // Background children may hold the pipes; give them a moment, then answer anyway.
   await Promise.race([pumps, Bun.sleep(DRAIN_GRACE_MS)]);
   if (timer) clearTimeout(timer);

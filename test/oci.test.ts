@@ -114,7 +114,10 @@ const work = await mkdtemp(join(tmpdir(), "pyro-oci-test-"));
 afterAll(() => rm(work, { recursive: true, force: true }));
 
 const hasRegistry = registryBinary() !== null;
-if (!hasRegistry) console.warn("skipping docker-registry tests: `docker-registry` is not installed (apt install docker-registry)");
+if (!hasRegistry)
+  console.warn(
+    "skipping docker-registry tests: `docker-registry` is not installed (apt install docker-registry)",
+  );
 const hasSkopeo = Bun.which("skopeo") !== null;
 
 describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
@@ -135,7 +138,11 @@ describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
 
   test("push uploads config, kernel and rootfs (monolithic and chunked) and the manifest", async () => {
     const lines: string[] = [];
-    pushed = await pushEnvironment(envDir, ref, { env: NO_ENV, chunkSize: 64 << 10, onProgress: (l) => lines.push(l) });
+    pushed = await pushEnvironment(envDir, ref, {
+      env: NO_ENV,
+      chunkSize: 64 << 10,
+      onProgress: (l) => lines.push(l),
+    });
     expect(pushed.ref).toBe(ref);
     expect(pushed.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect(lines.some((l) => l.startsWith("rootfs: uploading"))).toBe(true);
@@ -198,7 +205,10 @@ describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
   });
 
   test("missing tag is ENVIRONMENT_NOT_FOUND", async () => {
-    await expectCode(pullEnvironment(`${reg.host}/pyro/test:nope`, join(work, "nope"), { env: NO_ENV }), "ENVIRONMENT_NOT_FOUND");
+    await expectCode(
+      pullEnvironment(`${reg.host}/pyro/test:nope`, join(work, "nope"), { env: NO_ENV }),
+      "ENVIRONMENT_NOT_FOUND",
+    );
     expect(existsSync(join(work, "nope"))).toBe(false);
   });
 
@@ -238,16 +248,24 @@ describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
       JSON.stringify({ ...info.manifest, rootfs: { ...info.manifest.rootfs, sha256: "0".repeat(64) } }),
     );
     const badDigest = `sha256:${new Bun.CryptoHasher("sha256").update(badConfig).digest("hex")}`;
-    const manifest = { ...info.oci, config: { ...info.oci.config, digest: badDigest, size: badConfig.byteLength } };
+    const manifest = {
+      ...info.oci,
+      config: { ...info.oci.config, digest: badDigest, size: badConfig.byteLength },
+    };
     const f = wrapFetch(async (url, init, next) => {
       if (url.includes("/manifests/")) {
-        return new Response(JSON.stringify(manifest), { headers: { "content-type": "application/vnd.oci.image.manifest.v1+json" } });
+        return new Response(JSON.stringify(manifest), {
+          headers: { "content-type": "application/vnd.oci.image.manifest.v1+json" },
+        });
       }
       if (url.endsWith(badDigest)) return new Response(badConfig);
       return next(url, init);
     });
     const dest = join(work, "bad-config");
-    const err = await expectCode(pullEnvironment(ref, dest, { env: NO_ENV, fetch: f }), "ENVIRONMENT_CORRUPT");
+    const err = await expectCode(
+      pullEnvironment(ref, dest, { env: NO_ENV, fetch: f }),
+      "ENVIRONMENT_CORRUPT",
+    );
     expect(err.message).toContain("rootfs.ext4");
     expect(existsSync(dest)).toBe(false);
   });
@@ -325,7 +343,9 @@ describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
       await pushEnvironment(envDir, cref, { env: NO_ENV, compression });
       const info = await inspectEnvironment(cref, { env: NO_ENV });
       expect(info.oci.layers[1]!.mediaType).toBe(
-        compression === "none" ? "application/vnd.pyro.rootfs.ext4.v1" : "application/vnd.pyro.rootfs.ext4.v1+gzip",
+        compression === "none"
+          ? "application/vnd.pyro.rootfs.ext4.v1"
+          : "application/vnd.pyro.rootfs.ext4.v1+gzip",
       );
       const dest = join(work, `c-${compression}`);
       await pullEnvironment(cref, dest, { env: NO_ENV });
@@ -348,7 +368,11 @@ describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
             JSON.stringify({
               schemaVersion: 2,
               mediaType: "application/vnd.oci.image.manifest.v1+json",
-              config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: `sha256:${"1".repeat(64)}`, size: 2 },
+              config: {
+                mediaType: "application/vnd.oci.image.config.v1+json",
+                digest: `sha256:${"1".repeat(64)}`,
+                size: 2,
+              },
               layers: [],
             }),
             { headers: { "content-type": "application/vnd.oci.image.manifest.v1+json" } },
@@ -373,6 +397,7 @@ describe("auth against a fake registry that demands credentials", () => {
       await pushEnvironment(envDir, ref, { env: NO_ENV, auth, chunkSize: 64 << 10 });
       expect(fake.tokenScopes.length).toBeGreaterThan(0);
       expect(fake.tokenScopes[0]).toContain("repository:pyro/auth:pull,push");
+      expect(fake.requests.some((r) => r.method === "PATCH")).toBe(true); // chunked upload path
       const dest = join(work, "auth-pulled");
       await pullEnvironment(ref, dest, { env: NO_ENV, auth });
       await expectSameFiles(envDir, dest);
@@ -388,11 +413,15 @@ describe("auth against a fake registry that demands credentials", () => {
     const fake = startFakeRegistry({ auth: "bearer", user: "bob", password: "hunter2-pw" });
     try {
       const ref = `${fake.host}/pyro/auth:1`;
-      await pushEnvironment(envDir, ref, { env: { PYRO_REGISTRY_USERNAME: "bob", PYRO_REGISTRY_PASSWORD: "hunter2-pw" } });
+      await pushEnvironment(envDir, ref, {
+        env: { PYRO_REGISTRY_USERNAME: "bob", PYRO_REGISTRY_PASSWORD: "hunter2-pw" },
+      });
       const anon = await expectCode(inspectEnvironment(ref, { env: NO_ENV }), "REGISTRY_ERROR");
       expect(anon.hint).toContain("PYRO_REGISTRY_USERNAME");
       const wrong = await expectCode(
-        inspectEnvironment(ref, { env: { PYRO_REGISTRY_USERNAME: "bob", PYRO_REGISTRY_PASSWORD: "wrong-pw-123" } }),
+        inspectEnvironment(ref, {
+          env: { PYRO_REGISTRY_USERNAME: "bob", PYRO_REGISTRY_PASSWORD: "wrong-pw-123" },
+        }),
         "REGISTRY_ERROR",
       );
       const text = JSON.stringify(wrong.toJSON()) + String(wrong.stack);
@@ -438,10 +467,15 @@ describe("auth against a fake registry that demands credentials", () => {
 
 describe("without a registry", () => {
   test("a short name with PYRO_REGISTRY unset is a REGISTRY_ERROR that says what to do", async () => {
-    const err = await expectCode(pullEnvironment("debian:12", join(work, "nowhere"), { env: NO_ENV }), "REGISTRY_ERROR");
+    const err = await expectCode(
+      pullEnvironment("debian:12", join(work, "nowhere"), { env: NO_ENV }),
+      "REGISTRY_ERROR",
+    );
     expect(err.message).toContain("PYRO_REGISTRY");
     expect(() => environmentReference("debian:12", undefined, NO_ENV)).toThrow(/PYRO_REGISTRY/);
-    expect(environmentReference("debian:12", "localhost:5000/x/debian:12-1", NO_ENV)).toBe("localhost:5000/x/debian:12-1");
+    expect(environmentReference("debian:12", "localhost:5000/x/debian:12-1", NO_ENV)).toBe(
+      "localhost:5000/x/debian:12-1",
+    );
   });
 
   test("an unreachable registry is a REGISTRY_ERROR", async () => {
@@ -454,6 +488,9 @@ describe("without a registry", () => {
   test("push refuses a directory without manifest.json", async () => {
     const empty = join(work, "empty-env");
     await mkdir(empty, { recursive: true });
-    await expectCode(pushEnvironment(empty, "127.0.0.1:1/pyro/x:1", { env: NO_ENV }), "ENVIRONMENT_NOT_FOUND");
+    await expectCode(
+      pushEnvironment(empty, "127.0.0.1:1/pyro/x:1", { env: NO_ENV }),
+      "ENVIRONMENT_NOT_FOUND",
+    );
   });
 });

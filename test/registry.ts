@@ -130,7 +130,10 @@ export function startFakeRegistry(opts: {
         return Response.json({ token, expires_in: 300 });
       }
       requests.push({ method: req.method, path, authorization: auth, range: req.headers.get("range") });
-      const ok = opts.auth === "bearer" ? !!auth && issued.has(auth.replace(/^Bearer /, "")) : !!basic && auth === basic;
+      const ok =
+        opts.auth === "bearer"
+          ? !!auth && issued.has(auth.replace(/^Bearer /, ""))
+          : !!basic && auth === basic;
       if (!ok) {
         const repo = /^\/v2\/(.+?)\/(?:blobs|manifests)\//.exec(path)?.[1] ?? "";
         const challenge =
@@ -162,7 +165,10 @@ export function startFakeRegistry(opts: {
         if (req.method === "POST" && id === "") {
           const nid = crypto.randomUUID().replaceAll("-", "");
           uploads.set(nid, []);
-          return new Response(null, { status: 202, headers: { location: `/v2/${m[1]}/blobs/uploads/${nid}` } });
+          return new Response(null, {
+            status: 202,
+            headers: { location: `/v2/${m[1]}/blobs/uploads/${nid}` },
+          });
         }
         const parts = uploads.get(id);
         if (!parts) return err(404, "BLOB_UPLOAD_UNKNOWN");
@@ -187,7 +193,9 @@ export function startFakeRegistry(opts: {
         }
         const entry = manifests.get(`${m[1]}:${m[2]}`);
         if (!entry) return err(404, "MANIFEST_UNKNOWN");
-        return new Response(req.method === "HEAD" ? null : entry.bytes, { headers: { "content-type": entry.type } });
+        return new Response(req.method === "HEAD" ? null : entry.bytes, {
+          headers: { "content-type": entry.type },
+        });
       }
       return err(404, "NOT_FOUND");
     },

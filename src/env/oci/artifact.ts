@@ -31,7 +31,10 @@ const SIZE = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MA
 const FILE_NAME = v.pipe(
   v.string(),
   v.regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, "file must be a plain file name"),
-  v.check((s) => s !== "manifest.json" && !s.endsWith(".partial") && !s.endsWith(".tmp"), "reserved file name"),
+  v.check(
+    (s) => s !== "manifest.json" && !s.endsWith(".partial") && !s.endsWith(".tmp"),
+    "reserved file name",
+  ),
 );
 const FILE_ENTRY = v.looseObject({ file: FILE_NAME, sha256: SHA256_HEX, size: SIZE });
 
@@ -70,7 +73,9 @@ export function layerMediaType(kind: LayerKind, compression: Compression): strin
 }
 
 /** Inverse of layerMediaType; undefined for anything that is not one of ours. */
-export function parseLayerMediaType(mediaType: string): { kind: LayerKind; compression: Compression } | undefined {
+export function parseLayerMediaType(
+  mediaType: string,
+): { kind: LayerKind; compression: Compression } | undefined {
   for (const kind of ["kernel", "rootfs"] as const) {
     for (const compression of ["none", "gzip", "zstd"] as const) {
       if (layerMediaType(kind, compression) === mediaType) return { kind, compression };
@@ -87,9 +92,13 @@ function issues(result: { issues: [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>
 export function parseEnvironmentManifest(value: unknown, where: string): EnvironmentManifest {
   const result = v.safeParse(EnvironmentManifestSchema, value);
   if (!result.success) {
-    throw new PyroError("ENVIRONMENT_CORRUPT", `invalid environment manifest in ${where}: ${issues(result)}`, {
-      details: { where },
-    });
+    throw new PyroError(
+      "ENVIRONMENT_CORRUPT",
+      `invalid environment manifest in ${where}: ${issues(result)}`,
+      {
+        details: { where },
+      },
+    );
   }
   return result.output;
 }
@@ -151,13 +160,19 @@ export function parseOciManifest(
   const artifactType = manifest.artifactType ?? manifest.config.mediaType;
   // Pre-OCI-1.1 tools drop artifactType; the config media type then identifies the artifact.
   if (artifactType !== MEDIA_TYPES.artifact && artifactType !== MEDIA_TYPES.config) {
-    throw new PyroError("INVALID_INPUT", `${where} is not a pyro environment (artifactType ${artifactType})`, {
-      details: { artifactType },
-    });
+    throw new PyroError(
+      "INVALID_INPUT",
+      `${where} is not a pyro environment (artifactType ${artifactType})`,
+      {
+        details: { artifactType },
+      },
+    );
   }
   const corrupt = (why: string) => new PyroError("ENVIRONMENT_CORRUPT", `${where}: ${why}`);
-  if (manifest.config.mediaType !== MEDIA_TYPES.config) throw corrupt(`unexpected config media type ${manifest.config.mediaType}`);
-  if (manifest.config.size > MAX_CONFIG_BYTES) throw corrupt(`config blob too large (${manifest.config.size} bytes)`);
+  if (manifest.config.mediaType !== MEDIA_TYPES.config)
+    throw corrupt(`unexpected config media type ${manifest.config.mediaType}`);
+  if (manifest.config.size > MAX_CONFIG_BYTES)
+    throw corrupt(`config blob too large (${manifest.config.size} bytes)`);
   const found: Partial<Record<LayerKind, Descriptor>> = {};
   for (const layer of manifest.layers) {
     const parsed = parseLayerMediaType(layer.mediaType);

@@ -68,7 +68,8 @@ export class Authenticator {
     private readonly fetchFn: typeof fetch,
   ) {
     if (creds && "token" in creds) this.known.push(creds.token);
-    if (creds && "password" in creds) this.known.push(creds.password, basicHeader(creds.username, creds.password).slice(6));
+    if (creds && "password" in creds)
+      this.known.push(creds.password, basicHeader(creds.username, creds.password).slice(6));
   }
 
   /** Secrets to scrub from any text that leaves this module. */
@@ -109,13 +110,17 @@ export class Authenticator {
       throw new PyroError("REGISTRY_ERROR", `registry sent an invalid token realm ${JSON.stringify(realm)}`);
     }
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.host))) {
-      throw new PyroError("REGISTRY_ERROR", `refusing token realm ${url.origin}: only https (or http on loopback) is allowed`);
+      throw new PyroError(
+        "REGISTRY_ERROR",
+        `refusing token realm ${url.origin}: only https (or http on loopback) is allowed`,
+      );
     }
     if (params.service) url.searchParams.set("service", params.service);
     const scopes = new Set([params.scope, this.scope].filter((s): s is string => !!s));
     for (const s of scopes) url.searchParams.append("scope", s);
     const headers: Record<string, string> = { accept: "application/json" };
-    if (this.creds && "password" in this.creds) headers.authorization = basicHeader(this.creds.username, this.creds.password);
+    if (this.creds && "password" in this.creds)
+      headers.authorization = basicHeader(this.creds.username, this.creds.password);
     let res: Response;
     try {
       res = await this.fetchFn(url, { headers, redirect: "follow", signal: AbortSignal.timeout(60_000) });

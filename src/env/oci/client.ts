@@ -119,7 +119,11 @@ export class RegistryClient {
   }
 
   /** Throw a PyroError for an unexpected status, with the registry's own error text. */
-  async fail(res: Response, what: string, notFound: "ENVIRONMENT_NOT_FOUND" | "REGISTRY_ERROR" = "REGISTRY_ERROR"): Promise<never> {
+  async fail(
+    res: Response,
+    what: string,
+    notFound: "ENVIRONMENT_NOT_FOUND" | "REGISTRY_ERROR" = "REGISTRY_ERROR",
+  ): Promise<never> {
     let detail = "";
     try {
       const text = (await res.text()).slice(0, 4096);
@@ -172,13 +176,19 @@ export class RegistryClient {
 
   /** Small blob into memory, verified against its descriptor. */
   async readBlob(desc: { digest: string; size: number }, limit: number): Promise<Uint8Array> {
-    const res = await this.send("GET", this.url(`blobs/${desc.digest}`), { headers: { "accept-encoding": "identity" } });
+    const res = await this.send("GET", this.url(`blobs/${desc.digest}`), {
+      headers: { "accept-encoding": "identity" },
+    });
     if (res.status !== 200) return this.fail(res, `GET blob ${desc.digest}`);
     const bytes = await this.readLimited(res, limit, `blob ${desc.digest}`);
     if (bytes.byteLength !== desc.size || sha256Digest(bytes) !== desc.digest) {
-      throw new PyroError("ENVIRONMENT_CORRUPT", `blob ${desc.digest} from ${this.ref.registry} does not match its digest`, {
-        details: { digest: desc.digest },
-      });
+      throw new PyroError(
+        "ENVIRONMENT_CORRUPT",
+        `blob ${desc.digest} from ${this.ref.registry} does not match its digest`,
+        {
+          details: { digest: desc.digest },
+        },
+      );
     }
     return bytes;
   }
@@ -188,7 +198,11 @@ export class RegistryClient {
       headers: { accept: accept.join(", ") },
     });
     if (res.status !== 200) {
-      return this.fail(res, `GET manifest ${this.ref.repository}:${manifestSelector(this.ref)}`, "ENVIRONMENT_NOT_FOUND");
+      return this.fail(
+        res,
+        `GET manifest ${this.ref.repository}:${manifestSelector(this.ref)}`,
+        "ENVIRONMENT_NOT_FOUND",
+      );
     }
     const contentType = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
     return { bytes: await this.readLimited(res, limit, "manifest"), contentType };
@@ -250,7 +264,10 @@ export class RegistryClient {
     const url = new URL(loc, base);
     // Another origin is allowed (send() withholds our Authorization there), a downgrade is not.
     if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.host))) {
-      throw new PyroError("REGISTRY_ERROR", `refusing upload location on ${url.origin}: only https is allowed`);
+      throw new PyroError(
+        "REGISTRY_ERROR",
+        `refusing upload location on ${url.origin}: only https is allowed`,
+      );
     }
     return url.href;
   }

@@ -12,7 +12,11 @@ const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 /** Read `path` from `start` in fixed-size chunks (a fresh buffer each: consumers may keep them). */
-export async function* readChunks(path: string, start = 0, chunkSize = READ_CHUNK): AsyncGenerator<Uint8Array> {
+export async function* readChunks(
+  path: string,
+  start = 0,
+  chunkSize = READ_CHUNK,
+): AsyncGenerator<Uint8Array> {
   const fh = await open(path, "r");
   try {
     let pos = start;

@@ -52,7 +52,10 @@ type Say = (line: string) => void;
  * resumes even when the caller picks a fresh destination name each time.
  */
 export function pullStagingDir(destDir: string, manifestDigest: string): string {
-  return join(dirname(resolve(destDir)), `${STAGING_PREFIX}${manifestDigest.replace(/^sha256:/, "").slice(0, 32)}`);
+  return join(
+    dirname(resolve(destDir)),
+    `${STAGING_PREFIX}${manifestDigest.replace(/^sha256:/, "").slice(0, 32)}`,
+  );
 }
 
 /** Where the compressed download of layer `blobDigest` lives while in progress. */
@@ -70,7 +73,8 @@ async function sweepStaleStaging(parent: string, keep: string): Promise<void> {
     const path = join(parent, name);
     if (!name.startsWith(STAGING_PREFIX) || path === keep) continue;
     const info = await stat(path).catch(() => undefined);
-    if (info && Date.now() - info.mtimeMs > STAGING_MAX_AGE_MS) await rm(path, { recursive: true, force: true });
+    if (info && Date.now() - info.mtimeMs > STAGING_MAX_AGE_MS)
+      await rm(path, { recursive: true, force: true });
   }
 }
 
@@ -81,7 +85,11 @@ export async function inspectEnvironment(ref: string, opts: RegistryOptions = {}
   return { digest: art.digest, ref: formatReference(target), manifest: art.env, oci: art.oci };
 }
 
-export async function pullEnvironment(ref: string, destDir: string, opts: PullOptions = {}): Promise<PullResult> {
+export async function pullEnvironment(
+  ref: string,
+  destDir: string,
+  opts: PullOptions = {},
+): Promise<PullResult> {
   const target = parseReference(ref, (opts.env ?? process.env).PYRO_REGISTRY);
   const dest = resolve(destDir);
   const say: Say = opts.onProgress ?? (() => {});
@@ -128,7 +136,10 @@ interface Artifact {
 
 async function fetchArtifact(client: RegistryClient, ref: Reference): Promise<Artifact> {
   const where = formatReference(ref);
-  const { bytes, contentType } = await client.getManifest([MEDIA_TYPES.manifest, MEDIA_TYPES.index], MAX_MANIFEST_BYTES);
+  const { bytes, contentType } = await client.getManifest(
+    [MEDIA_TYPES.manifest, MEDIA_TYPES.index],
+    MAX_MANIFEST_BYTES,
+  );
   const digest = sha256Digest(bytes);
   if (ref.digest && ref.digest !== digest) {
     throw new PyroError("ENVIRONMENT_CORRUPT", `manifest of ${where} does not match the requested digest`);
@@ -150,7 +161,14 @@ async function fetchArtifact(client: RegistryClient, ref: Reference): Promise<Ar
   } catch {
     throw new PyroError("ENVIRONMENT_CORRUPT", `config (manifest.json) of ${where} is not JSON`);
   }
-  return { digest, oci, kernel, rootfs, config, env: parseEnvironmentManifest(envJson, `config of ${where}`) };
+  return {
+    digest,
+    oci,
+    kernel,
+    rootfs,
+    config,
+    env: parseEnvironmentManifest(envJson, `config of ${where}`),
+  };
 }
 
 async function installLayer(
@@ -187,9 +205,13 @@ async function installLayer(
     await rm(tmp, { force: true });
     if ((err as NodeJS.ErrnoException)?.code?.startsWith?.("E")) throw toPyroError(err);
     await rm(partial, { force: true });
-    throw new PyroError("ENVIRONMENT_CORRUPT", `${kind} layer ${desc.digest} does not decompress (${desc.mediaType})`, {
-      cause: err,
-    });
+    throw new PyroError(
+      "ENVIRONMENT_CORRUPT",
+      `${kind} layer ${desc.digest} does not decompress (${desc.mediaType})`,
+      {
+        cause: err,
+      },
+    );
   }
   if (d.size !== entry.size || d.hex() !== entry.sha256) {
     await rm(tmp, { force: true });
@@ -236,7 +258,11 @@ async function downloadBlob(
       try {
         const res = await client.getBlob(desc.digest, have, ctrl.signal);
         let flags = "w";
-        if (have > 0 && res.status === 206 && res.headers.get("content-range")?.startsWith(`bytes ${have}-`)) {
+        if (
+          have > 0 &&
+          res.status === 206 &&
+          res.headers.get("content-range")?.startsWith(`bytes ${have}-`)
+        ) {
           flags = "a";
           say(`${kind}: resuming download at ${formatBytes(have)} of ${formatBytes(desc.size)}`);
         } else if (have > 0) {
@@ -249,7 +275,10 @@ async function downloadBlob(
         }
         if (res.status === 206 && flags === "w") {
           await res.body?.cancel();
-          throw new PyroError("REGISTRY_ERROR", `registry sent a partial response for ${desc.digest} that was not asked for`);
+          throw new PyroError(
+            "REGISTRY_ERROR",
+            `registry sent a partial response for ${desc.digest} that was not asked for`,
+          );
         }
         const progress = progressReporter(onProgress, `${kind}: downloaded`, desc.size);
         const fh = await open(path, flags);
@@ -267,7 +296,9 @@ async function downloadBlob(
         }
       } catch (err) {
         if (err instanceof PyroError) throw err;
-        const why = ctrl.signal.aborted ? `no data for ${client.stallTimeoutMs / 1000}s` : client.redact(String(err));
+        const why = ctrl.signal.aborted
+          ? `no data for ${client.stallTimeoutMs / 1000}s`
+          : client.redact(String(err));
         throw new PyroError("REGISTRY_ERROR", `download of ${kind} layer interrupted (${why})`, {
           hint: "run the pull again: it resumes where it stopped",
           cause: err,
@@ -276,17 +307,25 @@ async function downloadBlob(
         clearInterval(watchdog);
       }
       if (have < desc.size) {
-        throw new PyroError("REGISTRY_ERROR", `download of ${kind} layer ended early (${have} of ${desc.size} bytes)`, {
-          hint: "run the pull again: it resumes where it stopped",
-        });
+        throw new PyroError(
+          "REGISTRY_ERROR",
+          `download of ${kind} layer ended early (${have} of ${desc.size} bytes)`,
+          {
+            hint: "run the pull again: it resumes where it stopped",
+          },
+        );
       }
     }
     if (have === desc.size && `sha256:${d.hex()}` === desc.digest) return;
     await rm(path, { force: true });
     if (!resumed || attempt > 0) {
-      throw new PyroError("ENVIRONMENT_CORRUPT", `${kind} blob ${desc.digest} from the registry does not match its digest`, {
-        details: { digest: desc.digest },
-      });
+      throw new PyroError(
+        "ENVIRONMENT_CORRUPT",
+        `${kind} blob ${desc.digest} from the registry does not match its digest`,
+        {
+          details: { digest: desc.digest },
+        },
+      );
     }
     say(`${kind}: resumed download did not verify; downloading again from the start`);
   }

@@ -45,7 +45,10 @@ export async function pushEnvironment(dir: string, ref: string, opts: PushOption
   const env = opts.env ?? process.env;
   const target = parseReference(ref, env.PYRO_REGISTRY);
   if (target.digest) {
-    throw new PyroError("INVALID_INPUT", "push to a tag, not a digest: the digest is computed from what is pushed");
+    throw new PyroError(
+      "INVALID_INPUT",
+      "push to a tag, not a digest: the digest is computed from what is pushed",
+    );
   }
   const compression = opts.compression ?? "zstd";
   const say = opts.onProgress ?? (() => {});
@@ -132,7 +135,13 @@ async function scanLayer(
     throw new PyroError(
       "ENVIRONMENT_CORRUPT",
       `${entry.file} does not match manifest.json (sha256 ${sha256.slice(0, 12)}…, ${raw.size} bytes; expected ${entry.sha256.slice(0, 12)}…, ${entry.size} bytes)`,
-      { details: { path, expected: { sha256: entry.sha256, size: entry.size }, actual: { sha256, size: raw.size } } },
+      {
+        details: {
+          path,
+          expected: { sha256: entry.sha256, size: entry.size },
+          actual: { sha256, size: raw.size },
+        },
+      },
     );
   }
   return { kind, compression, digest: `sha256:${packed.hex()}`, size: packed.size, file: entry.file, path };
@@ -142,7 +151,11 @@ async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   yield bytes;
 }
 
-async function* tee(src: AsyncIterable<Uint8Array>, d: Digester, after?: () => void): AsyncGenerator<Uint8Array> {
+async function* tee(
+  src: AsyncIterable<Uint8Array>,
+  d: Digester,
+  after?: () => void,
+): AsyncGenerator<Uint8Array> {
   for await (const chunk of src) {
     d.update(chunk);
     after?.();

@@ -25,7 +25,12 @@ describe("parseReference", () => {
 
   test("digest reference over https", () => {
     const ref = parseReference(`registry.example.com/ns/env@${D}`);
-    expect(ref).toEqual({ registry: "registry.example.com", repository: "ns/env", digest: D, scheme: "https" });
+    expect(ref).toEqual({
+      registry: "registry.example.com",
+      repository: "ns/env",
+      digest: D,
+      scheme: "https",
+    });
     expect(formatReference(ref)).toBe(`registry.example.com/ns/env@${D}`);
   });
 

@@ -50,7 +50,8 @@ function splitHost(hostport: string): { host: string; port?: string } | undefine
     port = i < 0 ? undefined : hostport.slice(i + 1);
     if (host === "" || !host.split(".").every((l) => LABEL.test(l))) return undefined;
   }
-  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) > 0 && Number(port) < 65536)) return undefined;
+  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) > 0 && Number(port) < 65536))
+    return undefined;
   return { host: host.toLowerCase(), port };
 }
 
@@ -67,7 +68,12 @@ export function isLoopbackHost(hostOrHostPort: string): boolean {
 
 /** The first path component names a registry when it looks like a host (Docker's rule). */
 function looksLikeHost(component: string): boolean {
-  return component === "localhost" || component.includes(".") || component.includes(":") || component.startsWith("[");
+  return (
+    component === "localhost" ||
+    component.includes(".") ||
+    component.includes(":") ||
+    component.startsWith("[")
+  );
 }
 
 /**
@@ -76,7 +82,8 @@ function looksLikeHost(component: string): boolean {
  */
 export function parseReference(input: string, defaultRegistry?: string): Reference {
   const raw = input.trim();
-  if (raw === "" || raw.length > 512 || /\s/.test(raw)) throw invalid(input, "empty, too long or contains spaces");
+  if (raw === "" || raw.length > 512 || /\s/.test(raw))
+    throw invalid(input, "empty, too long or contains spaces");
   let rest = raw;
   let digest: string | undefined;
   const at = rest.indexOf("@");
@@ -101,9 +108,13 @@ export function parseReference(input: string, defaultRegistry?: string): Referen
   } else {
     const fallback = defaultRegistry?.trim().replace(/\/+$/, "");
     if (!fallback) {
-      throw new PyroError("REGISTRY_ERROR", `reference ${JSON.stringify(input)} names no registry and PYRO_REGISTRY is not set`, {
-        hint: "set PYRO_REGISTRY (e.g. localhost:5000/pyro), pass a full reference such as localhost:5000/pyro/debian:12, or build the environment locally",
-      });
+      throw new PyroError(
+        "REGISTRY_ERROR",
+        `reference ${JSON.stringify(input)} names no registry and PYRO_REGISTRY is not set`,
+        {
+          hint: "set PYRO_REGISTRY (e.g. localhost:5000/pyro), pass a full reference such as localhost:5000/pyro/debian:12, or build the environment locally",
+        },
+      );
     }
     const [defHost, ...ns] = fallback.split("/");
     registry = defHost!;
@@ -119,7 +130,13 @@ export function parseReference(input: string, defaultRegistry?: string): Referen
   if (repository.length > 255) throw invalid(input, "repository path longer than 255 characters");
   if (tag === undefined && digest === undefined) tag = "latest";
   const scheme = isLoopbackHost(hp.host) ? "http" : "https";
-  return { registry, repository, ...(tag !== undefined && { tag }), ...(digest !== undefined && { digest }), scheme };
+  return {
+    registry,
+    repository,
+    ...(tag !== undefined && { tag }),
+    ...(digest !== undefined && { digest }),
+    scheme,
+  };
 }
 
 /** Canonical text form: `registry/repository[:tag][@digest]`. */

@@ -22,14 +22,15 @@ export class ByteReader {
     this.it = (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   }
 
-  /** Make at least one unread byte available; false at end of input. */
-  private async fill(): Promise<boolean> {
+  /** Up to n bytes (n > 0) from the current chunk; undefined at end of input. */
+  async readUpTo(n: number): Promise<Uint8Array | undefined> {
+    // the refill loop is inlined: with a fragmenting transport this runs once per chunk
     while (this.pos >= this.buf.length) {
-      if (this.eof) return false;
+      if (this.eof) return undefined;
       const r = await this.it.next();
       if (r.done) {
         this.eof = true;
-        return false;
+        return undefined;
       }
       if (!(r.value instanceof Uint8Array)) {
         throw new PyroError("INVALID_INPUT", "archive stream yielded a non-byte chunk");
@@ -37,12 +38,6 @@ export class ByteReader {
       this.buf = r.value;
       this.pos = 0;
     }
-    return true;
-  }
-
-  /** Up to n bytes (n > 0) from the current chunk; undefined at end of input. */
-  async readUpTo(n: number): Promise<Uint8Array | undefined> {
-    if (!(await this.fill())) return undefined;
     const take = Math.min(n, this.buf.length - this.pos);
     const out = this.buf.subarray(this.pos, this.pos + take);
     this.pos += take;

@@ -77,6 +77,8 @@ const TYPES: Record<string, TarEntryType> = {
 
 const pad = (size: number) => (BLOCK - (size % BLOCK)) % BLOCK;
 const MAX_META_CHAIN = 16;
+const SMALL_CHUNK = 4096;
+const COALESCE = 64 * 1024;
 const dec = new TextDecoder("utf-8");
 
 function cstring(bytes: Uint8Array): string {
@@ -130,14 +132,32 @@ export async function* readTar(source: ByteSource, opts: ReadTarOptions = {}): A
 
       let remaining = info.size;
       let current = true;
+      const take = async (n: number) => {
+        if (!current) throw new PyroError("INTERNAL", "tar entry body read after the reader moved on");
+        const chunk = await r.readUpTo(n);
+        if (!chunk) throw invalid(`truncated body of "${info.path}"`);
+        remaining -= chunk.length;
+        return chunk;
+      };
       const body: AsyncIterable<Uint8Array> = {
         async *[Symbol.asyncIterator]() {
           while (remaining > 0) {
-            if (!current) throw new PyroError("INTERNAL", "tar entry body read after the reader moved on");
-            const chunk = await r.readUpTo(remaining);
-            if (!chunk) throw invalid(`truncated body of "${info.path}"`);
-            remaining -= chunk.length;
-            yield chunk;
+            const chunk = await take(remaining);
+            if (chunk.length >= SMALL_CHUNK || remaining === 0) {
+              yield chunk;
+              continue;
+            }
+            // Tiny source chunks are joined (up to COALESCE bytes) so a consumer does
+            // not pay one write per byte when the transport fragments.
+            const buf = new Uint8Array(Math.min(COALESCE, chunk.length + remaining));
+            buf.set(chunk, 0);
+            let n = chunk.length;
+            while (n < buf.length) {
+              const more = await take(buf.length - n);
+              buf.set(more, n);
+              n += more.length;
+            }
+            yield buf;
           }
         },
       };

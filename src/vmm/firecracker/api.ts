@@ -10,8 +10,8 @@ import { PyroError } from "../../protocol/errors.ts";
 import {
   FaultBody,
   InstanceActionInfo,
-  InstanceInfo,
   type InstanceActionType,
+  InstanceInfo,
   SnapshotCreateParams,
   SnapshotLoadParams,
   VmState,

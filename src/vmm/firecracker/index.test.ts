@@ -47,7 +47,12 @@ function spec(dir: string, over: Partial<BootSpec> = {}): BootSpec {
     workspaceId: "w-test",
     runDir,
     workspaceDir: join(dir, "files"),
-    environment: { name: "t", version: "1", kernelPath: join(dir, "vmlinux"), rootfsPath: join(dir, "rootfs.ext4") },
+    environment: {
+      name: "t",
+      version: "1",
+      kernelPath: join(dir, "vmlinux"),
+      rootfsPath: join(dir, "rootfs.ext4"),
+    },
     vcpuCount: 1,
     memMib: 128,
     network: false,
@@ -88,7 +93,10 @@ describe("findFirecracker / firecrackerAvailable", () => {
     const noKvm = firecrackerAvailable({ PATH: dir }, join(dir, "no-kvm"));
     expect(noKvm).toEqual({ ok: false, reason: `${join(dir, "no-kvm")} is missing or not read/writable` });
     writeFileSync(join(dir, "kvm"), "");
-    expect(firecrackerAvailable({ PATH: dir }, join(dir, "kvm"))).toEqual({ ok: true, binary: join(dir, "firecracker") });
+    expect(firecrackerAvailable({ PATH: dir }, join(dir, "kvm"))).toEqual({
+      ok: true,
+      binary: join(dir, "firecracker"),
+    });
   });
 });
 
@@ -101,9 +109,14 @@ describe("jailer planning", () => {
       gid: 2,
     });
     expect(
-      jailerSettings({ PYRO_FIRECRACKER_JAILER: "/j", PYRO_FIRECRACKER_UID: "123", PYRO_FIRECRACKER_GID: "100" }, { uid: 0, gid: 0 }),
+      jailerSettings(
+        { PYRO_FIRECRACKER_JAILER: "/j", PYRO_FIRECRACKER_UID: "123", PYRO_FIRECRACKER_GID: "100" },
+        { uid: 0, gid: 0 },
+      ),
     ).toEqual({ jailerBin: "/j", uid: 123, gid: 100 });
-    expect(() => jailerSettings({ PYRO_FIRECRACKER_JAILER: "/j", PYRO_FIRECRACKER_UID: "nobody" }, { uid: 0, gid: 0 })).toThrow();
+    expect(() =>
+      jailerSettings({ PYRO_FIRECRACKER_JAILER: "/j", PYRO_FIRECRACKER_UID: "nobody" }, { uid: 0, gid: 0 }),
+    ).toThrow();
   });
 
   test("ids, layout and argv follow docs/jailer.md", () => {
@@ -111,8 +124,15 @@ describe("jailer planning", () => {
     expect(jailId("x".repeat(80))).toHaveLength(64);
     const layout = jailLayout("/pyro/w/run", "/opt/fc/firecracker-v1.14.4", "w1");
     expect(layout.root).toBe("/pyro/w/run/jail/firecracker-v1.14.4/w1/root");
-    expect(hostPath(layout, layout.inside.vsock)).toBe("/pyro/w/run/jail/firecracker-v1.14.4/w1/root/vsock.sock");
-    expect(jailerArgv({ jailerBin: "/j", uid: 5, gid: 6 }, layout, "/opt/fc/firecracker-v1.14.4", ["--api-sock", "/fc.sock"])).toEqual([
+    expect(hostPath(layout, layout.inside.vsock)).toBe(
+      "/pyro/w/run/jail/firecracker-v1.14.4/w1/root/vsock.sock",
+    );
+    expect(
+      jailerArgv({ jailerBin: "/j", uid: 5, gid: 6 }, layout, "/opt/fc/firecracker-v1.14.4", [
+        "--api-sock",
+        "/fc.sock",
+      ]),
+    ).toEqual([
       "/j",
       "--id",
       "w1",
@@ -134,7 +154,9 @@ describe("jailer planning", () => {
 describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () => {
   test("refuses early with the right codes", async () => {
     const dir = tempDir();
-    expect((await rejection(createFirecrackerBackend({ env: { PATH: "" } }).boot(spec(dir)))).code).toBe("VMM_NOT_FOUND");
+    expect((await rejection(createFirecrackerBackend({ env: { PATH: "" } }).boot(spec(dir)))).code).toBe(
+      "VMM_NOT_FOUND",
+    );
     script(dir, "firecracker", "exit 0");
     const noKvm = createFirecrackerBackend({ env: { PATH: dir }, kvmPath: join(dir, "no-kvm") });
     expect((await rejection(noKvm.boot(spec(dir)))).code).toBe("KVM_UNAVAILABLE");
@@ -147,7 +169,11 @@ describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () =
   test("writes a valid config, passes it by argv, logs to the console file, reports the exit", async () => {
     const dir = tempDir();
     const argvFile = join(dir, "argv.txt");
-    script(dir, "firecracker", `printf '%s\\n' "$@" > '${argvFile}'\necho "fake firecracker: config rejected" >&2\nexit 3`);
+    script(
+      dir,
+      "firecracker",
+      `printf '%s\\n' "$@" > '${argvFile}'\necho "fake firecracker: config rejected" >&2\nexit 3`,
+    );
     writeFileSync(join(dir, "kvm"), "");
     const s = spec(dir, { dataDiskPath: join(dir, "disk.ext4") });
     writeFileSync(s.dataDiskPath!, "");
@@ -202,43 +228,46 @@ const missing = [
 ].filter((m): m is string => m !== null);
 const e2eName = "boots a real guest and reaches its agent over vsock";
 
-test.skipIf(missing.length > 0)(missing.length ? `${e2eName} — skipped: ${missing.join("; ")}` : e2eName, async () => {
-  const dir = tempDir();
-  const runDir = join(dir, "run");
-  mkdirSync(runDir, { recursive: true, mode: 0o700 });
-  let dataDiskPath: string | undefined;
-  const mkfs = Bun.which("mkfs.ext4");
-  if (mkfs) {
-    dataDiskPath = join(dir, "disk.ext4");
-    writeFileSync(dataDiskPath, "");
-    Bun.spawnSync(["truncate", "-s", "256M", dataDiskPath]);
-    expect(Bun.spawnSync([mkfs, "-q", "-F", dataDiskPath]).exitCode).toBe(0);
-  }
-  const s: BootSpec = {
-    workspaceId: "fc-e2e",
-    runDir,
-    workspaceDir: join(dir, "files"),
-    dataDiskPath,
-    environment: {
-      name: "test",
-      version: "0",
-      kernelPath: process.env.PYRO_TEST_KERNEL!,
-      rootfsPath: process.env.PYRO_TEST_ROOTFS!,
-    },
-    vcpuCount: 1,
-    memMib: 512,
-    network: false,
-    consoleLogPath: join(dir, "console.log"),
-    bootTimeoutMs: 60_000,
-  };
-  const vm = (await firecrackerBackend.boot(s)) as FirecrackerVmHandle;
-  handles.push(vm);
-  const channel = await vm.connect(Date.now() + s.bootTimeoutMs);
-  const conn = new Connection(channel);
-  const reply = await conn.call({ op: "ping" });
-  expect(reply).toBeDefined();
-  expect((await vm.api.describeInstance()).state).toBe("Running");
-  conn.close();
-  await vm.stop(30_000);
-  expect(existsSync(vm.apiSocketPath)).toBe(false);
-});
+test.skipIf(missing.length > 0)(
+  missing.length ? `${e2eName} — skipped: ${missing.join("; ")}` : e2eName,
+  async () => {
+    const dir = tempDir();
+    const runDir = join(dir, "run");
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    let dataDiskPath: string | undefined;
+    const mkfs = Bun.which("mkfs.ext4");
+    if (mkfs) {
+      dataDiskPath = join(dir, "disk.ext4");
+      writeFileSync(dataDiskPath, "");
+      Bun.spawnSync(["truncate", "-s", "256M", dataDiskPath]);
+      expect(Bun.spawnSync([mkfs, "-q", "-F", dataDiskPath]).exitCode).toBe(0);
+    }
+    const s: BootSpec = {
+      workspaceId: "fc-e2e",
+      runDir,
+      workspaceDir: join(dir, "files"),
+      dataDiskPath,
+      environment: {
+        name: "test",
+        version: "0",
+        kernelPath: process.env.PYRO_TEST_KERNEL!,
+        rootfsPath: process.env.PYRO_TEST_ROOTFS!,
+      },
+      vcpuCount: 1,
+      memMib: 512,
+      network: false,
+      consoleLogPath: join(dir, "console.log"),
+      bootTimeoutMs: 60_000,
+    };
+    const vm = (await firecrackerBackend.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm);
+    const channel = await vm.connect(Date.now() + s.bootTimeoutMs);
+    const conn = new Connection(channel);
+    const reply = await conn.call({ op: "ping" });
+    expect(reply).toBeDefined();
+    expect((await vm.api.describeInstance()).state).toBe("Running");
+    conn.close();
+    await vm.stop(30_000);
+    expect(existsSync(vm.apiSocketPath)).toBe(false);
+  },
+);

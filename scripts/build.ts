@@ -1,0 +1,60 @@
+/**
+ * Compile the two executables: dist/pyro (host CLI + MCP + supervisor) and dist/pyro-agent
+ * (guest). Version baked in from package.json; bunfig/dotenv autoload off so a stray
+ * config in the user's directory never changes pyro's behaviour.
+ * Skips work when the inputs' hash matches the last build (dist/.build-hash).
+ */
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = join(import.meta.dir, "..");
+const dist = join(root, "dist");
+
+function walk(dir: string, out: string[] = []): string[] {
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (!p.endsWith(".test.ts")) out.push(p);
+  }
+  return out;
+}
+
+function inputsHash(): string {
+  const h = createHash("sha256");
+  const files = [...walk(join(root, "src")), ...walk(join(root, "guest")), ...walk(join(root, "rootfs")), join(root, "package.json"), join(root, "bun.lock")].filter(existsSync).sort();
+  for (const f of files) {
+    h.update(relative(root, f));
+    h.update(readFileSync(f));
+  }
+  h.update(Bun.version);
+  return h.digest("hex");
+}
+
+const force = process.argv.includes("--force");
+const hash = inputsHash();
+const stamp = join(dist, ".build-hash");
+if (!force && existsSync(stamp) && readFileSync(stamp, "utf8") === hash && existsSync(join(dist, "pyro")) && existsSync(join(dist, "pyro-agent"))) {
+  console.error("build: dist/ is up to date");
+  process.exit(0);
+}
+mkdirSync(dist, { recursive: true });
+
+async function compile(entry: string, outfile: string): Promise<void> {
+  const started = performance.now();
+  const result = await Bun.build({
+    entrypoints: [join(root, entry)],
+    compile: { outfile: join(dist, outfile), autoloadBunfig: false, autoloadDotenv: false },
+    minify: { syntax: true, whitespace: true },
+    sourcemap: "none",
+  } as Parameters<typeof Bun.build>[0]);
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error(`build of ${entry} failed`);
+  }
+  console.error(`build: ${outfile} (${Math.round(statSync(join(dist, outfile)).size / 2 ** 20)} MB) in ${Math.round(performance.now() - started)} ms`);
+}
+
+await compile("src/main.ts", "pyro");
+await compile("guest/main.ts", "pyro-agent");
+writeFileSync(stamp, hash);

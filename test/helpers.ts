@@ -1,0 +1,63 @@
+/** Helpers for integration tests: run the compiled executables like a user would. */
+import { existsSync, mkdtempSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export const REPO = resolve(import.meta.dir, "..");
+export const PYRO = join(REPO, "dist", "pyro");
+export const AGENT = join(REPO, "dist", "pyro-agent");
+
+let built = false;
+/** Build dist/ once per test process (hash-cached, so cheap when up to date). */
+export async function ensureBuilt(): Promise<void> {
+  if (built && existsSync(PYRO)) return;
+  const p = Bun.spawn([process.execPath, join(REPO, "scripts", "build.ts")], { stdout: "inherit", stderr: "inherit", cwd: REPO });
+  if ((await p.exited) !== 0) throw new Error("build failed");
+  built = true;
+}
+
+/** A fresh PYRO_HOME for a test that wants isolation from its neighbours. */
+export function freshHome(): string {
+  return mkdtempSync(join(process.env.PYRO_TEST_TMP ?? "/tmp", "home-"));
+}
+
+export interface PyroResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+export async function pyro(args: string[], opts: { home?: string; env?: Record<string, string>; cwd?: string; stdin?: string } = {}): Promise<PyroResult> {
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...(opts.env ?? {}) };
+  if (opts.home) env.PYRO_HOME = opts.home;
+  const p = Bun.spawn([PYRO, ...args], { env, cwd: opts.cwd ?? process.env.PYRO_TEST_TMP, stdout: "pipe", stderr: "pipe", stdin: opts.stdin ? new TextEncoder().encode(opts.stdin) : "ignore" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  let json: any = null;
+  try {
+    json = JSON.parse(stdout);
+  } catch {}
+  return { code, stdout, stderr, json };
+}
+
+/** Processes whose command line mentions `needle` (for leak checks). */
+export function processesMatching(needle: string): string[] {
+  const out: string[] = [];
+  for (const pid of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
+    try {
+      const cmd = require("node:fs").readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+      const stat = require("node:fs").readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (stat.split(" ")[2] === "Z") continue; // zombies hold nothing
+      if (cmd.includes(needle) && Number(pid) !== process.pid) out.push(`${pid} ${cmd}`);
+    } catch {}
+  }
+  return out;
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 10000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await Bun.sleep(50);
+  }
+  return false;
+}
