@@ -1,0 +1,103 @@
+/** The MCP server as a chat client sees it: dist/pyro mcp serve, driven by the official SDK client. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ensureBuilt, freshHome, PYRO } from "./helpers.ts";
+
+async function connect(profile?: string, env: Record<string, string> = {}) {
+  const home = freshHome();
+  const transport = new StdioClientTransport({
+    command: PYRO,
+    args: ["mcp", "serve", ...(profile ? ["--profile", profile] : [])],
+    env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host", ...env },
+    stderr: "pipe",
+  });
+  const client = new Client({ name: "pyro-test", version: "0.0.0" });
+  await client.connect(transport);
+  return { client, home };
+}
+
+beforeAll(async () => {
+  await ensureBuilt();
+});
+
+describe("mcp serve (workspace-core)", () => {
+  let client: Client;
+  beforeAll(async () => {
+    ({ client } = await connect());
+  });
+  afterAll(async () => {
+    await client.close();
+  });
+
+  test("tools/list: every tool has an input schema and annotations", async () => {
+    const { tools } = await client.listTools();
+    const names = tools.map((t) => t.name).sort();
+    expect(names).toContain("vm_run");
+    expect(names).toContain("workspace_create");
+    expect(names).toContain("workspace_exec");
+    expect(names).toContain("workspace_delete");
+    expect(names).not.toContain("workspace_stop"); // full profile only
+    for (const t of tools) {
+      expect(t.inputSchema.type).toBe("object");
+      expect(t.annotations).toBeDefined();
+      expect(typeof t.annotations?.readOnlyHint).toBe("boolean");
+      expect(typeof t.annotations?.destructiveHint).toBe("boolean");
+      expect(t.description?.length ?? 0).toBeGreaterThan(40);
+    }
+    const exec = tools.find((t) => t.name === "workspace_exec");
+    expect(Object.keys(exec?.inputSchema.properties ?? {})).toEqual(expect.arrayContaining(["workspace_id", "command", "timeout_seconds"]));
+  });
+
+  test("workspace_create → workspace_exec → workspace_delete", async () => {
+    const created = await client.callTool({ name: "workspace_create", arguments: { environment: "debian:12", name: "mcp-one", allow_host_compat: true } });
+    expect(created.isError).toBeFalsy();
+    const ws = created.structuredContent as any;
+    expect(ws.workspace_id).toMatch(/^ws_/);
+    expect(ws.state).toBe("started");
+    const ran = await client.callTool({ name: "workspace_exec", arguments: { workspace_id: "mcp-one", command: "echo hi" } });
+    expect(ran.isError).toBeFalsy();
+    const r = ran.structuredContent as any;
+    expect(r.stdout).toBe("hi\n");
+    expect(r.exit_code).toBe(0);
+    expect(r.execution_mode).toBe("host_compat");
+    expect((ran.content as any)[0].text).toContain("hi");
+    const del = await client.callTool({ name: "workspace_delete", arguments: { workspace_id: ws.workspace_id } });
+    expect((del.structuredContent as any).deleted).toBe(true);
+  });
+
+  test("vm_run returns the exit code as a result", async () => {
+    const r = await client.callTool({ name: "vm_run", arguments: { command: "echo out; exit 3", allow_host_compat: true } });
+    expect(r.isError).toBeFalsy();
+    expect((r.structuredContent as any).exit_code).toBe(3);
+    expect((r.structuredContent as any).stdout).toBe("out\n");
+  });
+
+  test("malformed arguments are isError results with {code, message}", async () => {
+    const bad = await client.callTool({ name: "workspace_exec", arguments: { workspace_id: 42, command: "true" } });
+    expect(bad.isError).toBe(true);
+    expect((bad.structuredContent as any).code).toBe("INVALID_INPUT");
+    const extra = await client.callTool({ name: "vm_run", arguments: { command: "true", bogus: 1 } });
+    expect((extra.structuredContent as any).code).toBe("INVALID_INPUT");
+    const neg = await client.callTool({ name: "vm_run", arguments: { command: "true", timeout_seconds: -1, allow_host_compat: true } });
+    expect((neg.structuredContent as any).code).toBe("INVALID_INPUT");
+    const missing = await client.callTool({ name: "workspace_status", arguments: { workspace_id: "nope" } });
+    expect(missing.isError).toBe(true);
+    expect((missing.structuredContent as any).code).toBe("WORKSPACE_NOT_FOUND");
+    expect(typeof (missing.structuredContent as any).message).toBe("string");
+    const unknown = await client.callTool({ name: "workspace_stop", arguments: { workspace_id: "x" } });
+    expect((unknown.structuredContent as any).code).toBe("INVALID_INPUT");
+  });
+});
+
+describe("profiles", () => {
+  test("vm-run exposes vm_run only; workspace-full adds lifecycle and environments", async () => {
+    const a = await connect("vm-run");
+    expect((await a.client.listTools()).tools.map((t) => t.name)).toEqual(["vm_run"]);
+    await a.client.close();
+    const b = await connect("workspace-full");
+    const names = (await b.client.listTools()).tools.map((t) => t.name);
+    expect(names).toEqual(expect.arrayContaining(["workspace_start", "workspace_stop", "vm_list_environments"]));
+    await b.client.close();
+  });
+});
