@@ -263,8 +263,7 @@ test.skipIf(missing.length > 0)(
     handles.push(vm);
     const channel = await vm.connect(Date.now() + s.bootTimeoutMs);
     const conn = new Connection(channel);
-    const reply = await conn.call({ op: "ping" });
-    expect(reply).toBeDefined();
+    expect(await conn.call({ op: "ping" })).toEqual({ pong: true });
     expect((await vm.api.describeInstance()).state).toBe("Running");
     conn.close();
     await vm.stop(30_000);
