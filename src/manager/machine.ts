@@ -49,9 +49,13 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
       async shutdown(timeoutMs = 10000) {
         if (stopped) return;
         stopped = true;
+        let acked = false;
         try {
-          await Promise.race([conn.call({ op: "shutdown" }), Bun.sleep(2000)]);
+          await Promise.race([conn.call({ op: "shutdown" }).then(() => (acked = true)), Bun.sleep(2000)]);
         } catch {}
+        // The agent syncs and resets the machine itself; give it the chance before the
+        // VMM is told to quit, or writes still in the guest's page cache are lost.
+        if (acked) await Promise.race([handle.exited, Bun.sleep(timeoutMs)]);
         conn.close();
         await handle.stop(timeoutMs);
       },

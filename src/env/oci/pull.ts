@@ -24,7 +24,7 @@ import {
 } from "./artifact.ts";
 import { RegistryClient, type RegistryOptions, sha256Digest } from "./client.ts";
 import { downloadBlob, writeAll } from "./download.ts";
-import { Digester, decompress, formatBytes, progressReporter, readChunks, SparseWriter } from "./io.ts";
+import { Digester, decompress, formatBytes, readChunks, SparseWriter } from "./io.ts";
 import { formatReference, parseReference, type Reference } from "./reference.ts";
 
 export interface PullOptions extends RegistryOptions {

@@ -5,7 +5,12 @@ import { join } from "node:path";
 
 export async function tempDir(tag: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `pyro-${tag}-`));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+  const cleanup = async () => {
+    // read-only directories from mode tests would stop rm when not running as root
+    Bun.spawnSync(["chmod", "-R", "u+rwX", path]);
+    await rm(path, { recursive: true, force: true });
+  };
+  return { path, cleanup };
 }
 
 export async function collect(src: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>): Promise<Uint8Array> {

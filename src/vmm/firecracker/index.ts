@@ -131,9 +131,9 @@ async function bootFirecracker(
   writeFileSync(plan.configHostPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   if (plan.chownTo) chownSync(plan.configHostPath, plan.chownTo.uid, plan.chownTo.gid);
 
-  // The VMM must never outlive the supervisor (binary.ts). Not across the jailer's uid
-  // switch: the kernel clears the death signal on credential changes; the supervisor's pid
-  // check covers that case.
+  // The VMM must never outlive the supervisor (binary.ts). Under the jailer with another
+  // uid/gid the kernel clears the death signal at the credential change; the supervisor's
+  // pid check covers that case.
   const argv = [...pdeathsigPrefix(env), ...plan.argv];
   mkdirSync(dirname(spec.consoleLogPath), { recursive: true });
   const logFd = openSync(spec.consoleLogPath, "a", 0o600);
