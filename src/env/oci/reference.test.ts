@@ -64,6 +64,10 @@ describe("parseReference", () => {
     });
   });
 
+  test("a default registry with a scheme is refused clearly", () => {
+    expect(() => parseReference("debian:12", "http://localhost:5000")).toThrow(/without a scheme/);
+  });
+
   test("no registry and no default is a REGISTRY_ERROR naming PYRO_REGISTRY", () => {
     try {
       parseReference("debian:12");

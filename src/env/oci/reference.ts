@@ -116,6 +116,12 @@ export function parseReference(input: string, defaultRegistry?: string): Referen
         },
       );
     }
+    if (/^[a-z]+:\/\//i.test(fallback)) {
+      throw new PyroError(
+        "INVALID_INPUT",
+        `PYRO_REGISTRY must be host[:port][/namespace], without a scheme (got ${fallback})`,
+      );
+    }
     const [defHost, ...ns] = fallback.split("/");
     registry = defHost!;
     parts = [...ns, ...parts];

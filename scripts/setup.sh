@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set everything up on a fresh Debian 12 machine (as root) and run the main job:
+#   apt packages → bun (npm) → dist/pyro + dist/pyro-agent → kernel + debian:12 environment
+#   → `pyro run debian:12 -- git --version` inside a real microVM.
+# Every step is cached by the hash of its inputs, so a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+APT_PACKAGES=(qemu-system-x86 debootstrap e2fsprogs linux-source-6.1 build-essential flex bison bc
+  libelf-dev libssl-dev cpio xz-utils zstd util-linux ca-certificates docker-registry skopeo git)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # docker-registry's package starts a system service; pyro's tests run their own instance.
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+# npm install (not ci): npm 11's ci rejects lock files lacking other platforms' optional
+# packages (biome's). The stamp skips the step when package files did not change.
+stamp=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+if [ ! -x node_modules/.bin/bun ] || [ "$(cat node_modules/.pyro-stamp 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: npm install" >&2
+  npm install --no-audit --no-fund --loglevel=error
+  echo "$stamp" >node_modules/.pyro-stamp
+fi
+export PATH="$REPO/node_modules/.bin:$PATH"
+
+bun scripts/build.ts
+export PYRO_BUILD_CACHE="${PYRO_BUILD_CACHE:-$REPO/.cache/build}"
+dist/pyro env build debian:12
+echo "setup: done. Running the main job:" >&2
+exec dist/pyro run debian:12 -- git --version
