@@ -13,9 +13,15 @@
  * offset); write <= 16 MiB (FILE_TOO_LARGE); list max_entries <= 100,000.
  */
 import { constants as C, type Stats } from "node:fs";
-import { chown, lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, unlink } from "node:fs/promises";
-import { fsError } from "../src/protocol/archive/fserror.ts";
-import { CREATE_EXCL, ensureDirChain, safeMode, tempName, writeAll } from "../src/protocol/archive/safepath.ts";
+import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, unlink } from "node:fs/promises";
+import {
+  CREATE_EXCL,
+  ensureDirChain,
+  fsError,
+  safeMode,
+  tempName,
+  writeAll,
+} from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import { displayPath, realRoot, resolveInRoot } from "./paths.ts";
 
@@ -102,7 +108,8 @@ export async function listPath(
   const max = intOption(opts.maxEntries, LIST_DEFAULT_ENTRIES, 1, LIST_MAX_ENTRIES, "max_entries");
   const { rootReal, real, shown } = await locate(root, path, true);
   const st = await lstatShown(real, shown);
-  if (!st.isDirectory()) throw new PyroError("NOT_A_DIRECTORY", `not a directory: ${shown}`, { details: { path: shown } });
+  if (!st.isDirectory())
+    throw new PyroError("NOT_A_DIRECTORY", `not a directory: ${shown}`, { details: { path: shown } });
 
   // Depth-first with sorted names: each directory's contents follow it, and the first
   // max entries are the same ones every time.
@@ -152,7 +159,8 @@ export async function readFile(
   // lstat first: opening a fifo or device could block or have side effects
   const st = await lstatShown(real, shown);
   if (st.isDirectory()) throw fsError({ code: "EISDIR" }, shown);
-  if (!st.isFile()) throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`, { details: { path: shown } });
+  if (!st.isFile())
+    throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`, { details: { path: shown } });
   const fh = await open(real, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK).catch((err) =>
     Promise.reject(fsError(err, shown)),
   );
@@ -169,7 +177,13 @@ export async function readFile(
     }
     const content = buf.subarray(0, got);
     const truncated = offset + got < fst.size;
-    return { path: shown, size_bytes: fst.size, content, truncated, encoding_hint: encodingHint(content, truncated, offset > 0) };
+    return {
+      path: shown,
+      size_bytes: fst.size,
+      content,
+      truncated,
+      encoding_hint: encodingHint(content, truncated, offset > 0),
+    };
   } catch (err) {
     throw fsError(err, shown);
   } finally {
@@ -269,7 +283,10 @@ export async function removePath(
     else await rmdir(real);
   } catch (err) {
     const e = fsError(err, shown);
-    if ((err as NodeJS.ErrnoException)?.code === "ENOTEMPTY" || (err as NodeJS.ErrnoException)?.code === "EEXIST") {
+    if (
+      (err as NodeJS.ErrnoException)?.code === "ENOTEMPTY" ||
+      (err as NodeJS.ErrnoException)?.code === "EEXIST"
+    ) {
       throw new PyroError("INVALID_INPUT", `directory not empty: ${shown}`, {
         details: { path: shown },
         hint: "pass recursive to remove a directory and its contents",
@@ -294,10 +311,14 @@ export async function movePath(
   const src = await locate(root, from, false);
   const dst = await locate(root, to, false);
   if (src.parts.length === 0 || dst.parts.length === 0) {
-    throw new PyroError("INVALID_INPUT", `cannot move ${src.parts.length === 0 ? src.shown : dst.shown} itself`);
+    throw new PyroError(
+      "INVALID_INPUT",
+      `cannot move ${src.parts.length === 0 ? src.shown : dst.shown} itself`,
+    );
   }
   const sst = await lstatShown(src.real, src.shown);
-  if (dst.real === src.real) return { ...(await describe(src.rootReal, src.real, sst)), moved_from: src.shown };
+  if (dst.real === src.real)
+    return { ...(await describe(src.rootReal, src.real, sst)), moved_from: src.shown };
   if (dst.real.startsWith(`${src.real}/`)) {
     throw new PyroError("INVALID_INPUT", `cannot move ${src.shown} into itself (${dst.shown})`);
   }

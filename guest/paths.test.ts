@@ -55,7 +55,17 @@ describe("resolveInRoot", () => {
   });
 
   test("other absolute paths and .. escapes are PATH_OUTSIDE_WORKSPACE", async () => {
-    for (const p of ["/", "/etc/passwd", "/workspacex", "/workspace/../etc", "..", "../ws/file", "sub/../../x", "sub/../..", "new/../../x"]) {
+    for (const p of [
+      "/",
+      "/etc/passwd",
+      "/workspacex",
+      "/workspace/../etc",
+      "..",
+      "../ws/file",
+      "sub/../../x",
+      "sub/../..",
+      "new/../../x",
+    ]) {
       await rejectsWith(resolveInRoot(root, p, nofollow), "PATH_OUTSIDE_WORKSPACE");
     }
   });

@@ -12,7 +12,7 @@
  * lexically, so a path to be created resolves too.
  */
 import { lstat, readlink, realpath } from "node:fs/promises";
-import { fsError } from "../src/protocol/archive/fserror.ts";
+import { fsError } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 
 export const WORKSPACE_DISPLAY_ROOT = "/workspace";
@@ -20,14 +20,19 @@ export const WORKSPACE_DISPLAY_ROOT = "/workspace";
 const MAX_SYMLINKS = 40;
 
 function outside(shown: string): PyroError {
-  return new PyroError("PATH_OUTSIDE_WORKSPACE", `path resolves outside ${WORKSPACE_DISPLAY_ROOT}: ${shown}`, {
-    details: { path: shown },
-  });
+  return new PyroError(
+    "PATH_OUTSIDE_WORKSPACE",
+    `path resolves outside ${WORKSPACE_DISPLAY_ROOT}: ${shown}`,
+    {
+      details: { path: shown },
+    },
+  );
 }
 
 /** Components of a user path relative to /workspace; other absolute paths are refused. */
 export function userPathParts(userPath: string): string[] {
-  if (typeof userPath !== "string" || userPath === "") throw new PyroError("INVALID_INPUT", "path must not be empty");
+  if (typeof userPath !== "string" || userPath === "")
+    throw new PyroError("INVALID_INPUT", "path must not be empty");
   if (userPath.includes("\0")) throw new PyroError("INVALID_INPUT", "path must not contain NUL bytes");
   let rel = userPath;
   if (userPath.startsWith("/")) {
@@ -109,7 +114,9 @@ export async function resolveInRoot(
     }
     if (st.isSymbolicLink() && (!isFinal || opts.followFinalSymlink)) {
       if (++links > MAX_SYMLINKS) {
-        throw new PyroError("INVALID_INPUT", `too many levels of symbolic links: ${shown}`, { details: { path: shown } });
+        throw new PyroError("INVALID_INPUT", `too many levels of symbolic links: ${shown}`, {
+          details: { path: shown },
+        });
       }
       const target = await readlink(here()).catch((err) => {
         throw fsError(err, shown);

@@ -9,8 +9,8 @@
 import { copyFile, mkdir, rename } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { CATALOG, findRecipe } from "../src/env/catalog.ts";
 import { buildKernel, buildRootfs, createDataDisk, DEFAULT_DATA_DISK_MIB } from "../src/env/build/index.ts";
+import { CATALOG, findRecipe } from "../src/env/catalog.ts";
 
 const USAGE = `usage:
   bun scripts/build-env.ts kernel [--out PATH] [--jobs N] [--cache DIR]
@@ -40,7 +40,9 @@ if (values.help) {
   process.exit(0);
 }
 
-const cacheDir = resolve(values.cache ?? process.env.PYRO_BUILD_CACHE ?? resolve(import.meta.dir, "..", ".cache", "build"));
+const cacheDir = resolve(
+  values.cache ?? process.env.PYRO_BUILD_CACHE ?? resolve(import.meta.dir, "..", ".cache", "build"),
+);
 const onProgress = (line: string) => console.error(line);
 const [what, name] = positionals;
 

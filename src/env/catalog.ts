@@ -22,7 +22,9 @@ export interface EnvironmentRecipe {
 export const DEFAULT_ENVIRONMENT = "debian:12";
 
 export const CATALOG: readonly EnvironmentRecipe[] = Object.freeze(
-  [debian12, debian12Base, debian12Build].map((r) => Object.freeze({ ...r, packages: Object.freeze([...r.packages]) })),
+  [debian12, debian12Base, debian12Build].map((r) =>
+    Object.freeze({ ...r, packages: Object.freeze([...r.packages]) }),
+  ),
 );
 
 export function findRecipe(name: string): EnvironmentRecipe | undefined {

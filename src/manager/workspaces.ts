@@ -1,7 +1,7 @@
 /** Workspace lifecycle: create/list/status/update/logs/exec/stop/start/delete. */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { findInstalled } from "../env/store.ts";
+import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
@@ -93,11 +93,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const vcpu = input.vcpu_count ?? DEFAULT_VCPU;
   const mem = input.mem_mib ?? DEFAULT_MEM_MIB;
   const ttl = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
-  const installed = findInstalled(ctx.home, input.environment);
-  const { findRecipe } = await import("../env/catalog.ts");
-  if (!installed && !findRecipe(input.environment)) {
-    throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${input.environment}"`, { hint: "`pyro env list` shows the catalog" });
-  }
+  const installed = await ensureEnvironment(ctx, input.environment, { allowMissing: input.allow_host_compat ?? false });
   const choice = await chooseBackend({
     home: ctx.home,
     env: ctx.env,

@@ -39,7 +39,11 @@ export interface TreeInfo {
 }
 
 /** Return the cached tree for the recipe, running debootstrap first if needed. */
-export async function ensureTree(recipe: EnvironmentRecipe, cacheDir: string, say: Progress): Promise<string> {
+export async function ensureTree(
+  recipe: EnvironmentRecipe,
+  cacheDir: string,
+  say: Progress,
+): Promise<string> {
   const key = treeCacheKey(recipe);
   const root = join(cacheDir, "debootstrap");
   const final = join(root, key);

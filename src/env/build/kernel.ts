@@ -23,13 +23,19 @@ export const KERNEL_SOURCE_PACKAGE = "linux-source-6.1";
 export const KERNEL_SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
 export const KERNEL_FRAGMENT: string = fragment;
 
-export function kernelCacheKey(inputs: { fragment: string; sourceVersion: string; recipeVersion: string }): string {
+export function kernelCacheKey(inputs: {
+  fragment: string;
+  sourceVersion: string;
+  recipeVersion: string;
+}): string {
   return cacheKey(["pyro-kernel", inputs.fragment, inputs.sourceVersion, inputs.recipeVersion]);
 }
 
 export async function kernelSourceVersion(): Promise<string> {
   try {
-    const out = await run(["dpkg-query", "-W", "-f=${Version}", KERNEL_SOURCE_PACKAGE], { capture: true });
+    // dpkg's own ${Version} field syntax, not a template placeholder.
+    const format = "-f=$" + "{Version}";
+    const out = await run(["dpkg-query", "-W", format, KERNEL_SOURCE_PACKAGE], { capture: true });
     if (out.trim()) return out.trim();
   } catch {
     // fall through to the hint below
@@ -51,7 +57,11 @@ export async function buildKernel(opts: {
 }): Promise<string> {
   const say: Progress = opts.onProgress ?? (() => {});
   const sourceVersion = await kernelSourceVersion();
-  const key = kernelCacheKey({ fragment: KERNEL_FRAGMENT, sourceVersion, recipeVersion: KERNEL_RECIPE_VERSION });
+  const key = kernelCacheKey({
+    fragment: KERNEL_FRAGMENT,
+    sourceVersion,
+    recipeVersion: KERNEL_RECIPE_VERSION,
+  });
   const root = join(opts.cacheDir, "kernel");
   const out = kernelPath(opts.cacheDir, key);
   if (existsSync(out)) {
@@ -65,7 +75,8 @@ export async function buildKernel(opts: {
   const build = scratchPath(root, "build", key.slice(0, 16));
   const started = performance.now();
   try {
-    const make = (...args: string[]) => run(["make", "-C", srcTree, `O=${build}`, ...args], { onProgress: say, env: MAKE_ENV });
+    const make = (...args: string[]) =>
+      run(["make", "-C", srcTree, `O=${build}`, ...args], { onProgress: say, env: MAKE_ENV });
     await mkdir(build, { recursive: true });
     say(`kernel ${key.slice(0, 12)}: configuring (tinyconfig + fragment)`);
     await make("tinyconfig");
@@ -78,7 +89,10 @@ export async function buildKernel(opts: {
       throw new PyroError(
         "ENVIRONMENT_BUILD_FAILED",
         `kernel config lost ${mismatches.length} fragment symbol(s): ${mismatches.map(describeMismatch).join("; ")}`,
-        { details: { mismatches }, hint: "a symbol's dependencies are missing from rootfs/kernel/pyro.fragment" },
+        {
+          details: { mismatches },
+          hint: "a symbol's dependencies are missing from rootfs/kernel/pyro.fragment",
+        },
       );
     }
     const jobs = opts.jobs ?? availableParallelism();

@@ -83,7 +83,9 @@ export async function buildRootfs(opts: {
     const bytes = Number((await run(["du", "-s", "-B1", staging], { capture: true })).split(/\s/)[0]);
     const entries = Number((await run(["du", "-s", "--inodes", staging], { capture: true })).split(/\s/)[0]);
     const sizeMib = imageSizeMib(bytes);
-    say(`rootfs ${recipe.name}: mkfs.ext4 ${sizeMib} MiB (tree ${(bytes / MIB).toFixed(0)} MiB, ${entries} files)`);
+    say(
+      `rootfs ${recipe.name}: mkfs.ext4 ${sizeMib} MiB (tree ${(bytes / MIB).toFixed(0)} MiB, ${entries} files)`,
+    );
     await rm(tmpImage, { force: true });
     await run(["truncate", "-s", `${sizeMib}M`, tmpImage]);
     await run(

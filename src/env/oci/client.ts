@@ -151,9 +151,18 @@ export class RegistryClient {
       await res.body?.cancel();
       throw new PyroError("REGISTRY_ERROR", `${what} is too large (${declared} bytes)`);
     }
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if (bytes.byteLength > limit) throw new PyroError("REGISTRY_ERROR", `${what} is too large`);
-    return bytes;
+    // Content-Length may be absent (chunked): count while reading instead of trusting it.
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for await (const chunk of res.body ?? []) {
+      total += chunk.byteLength;
+      if (total > limit) {
+        await res.body?.cancel().catch(() => {});
+        throw new PyroError("REGISTRY_ERROR", `${what} is too large (over ${limit} bytes)`);
+      }
+      parts.push(chunk);
+    }
+    return new Uint8Array(Buffer.concat(parts));
   }
 
   async blobExists(digest: string): Promise<boolean> {

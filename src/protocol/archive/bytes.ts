@@ -86,7 +86,10 @@ export class ByteReader {
 }
 
 /** A pull-driven stream over an async iterator: nothing is produced until asked for. */
-export function iteratorStream(it: AsyncIterator<Uint8Array>, onError?: (err: unknown) => unknown): ReadableStream<Uint8Array> {
+export function iteratorStream(
+  it: AsyncIterator<Uint8Array>,
+  onError?: (err: unknown) => unknown,
+): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {

@@ -6,14 +6,26 @@
  */
 import { PyroError } from "../errors.ts";
 
-const IO_CODES = new Set(["ENOSPC", "EDQUOT", "EIO", "EROFS", "EFBIG", "EMFILE", "ENFILE", "ENOMEM", "EBUSY", "ETXTBSY"]);
+const IO_CODES = new Set([
+  "ENOSPC",
+  "EDQUOT",
+  "EIO",
+  "EROFS",
+  "EFBIG",
+  "EMFILE",
+  "ENFILE",
+  "ENOMEM",
+  "EBUSY",
+  "ETXTBSY",
+]);
 
 export function fsError(err: unknown, shown: string): PyroError {
   if (err instanceof PyroError) return err;
   const e = err as NodeJS.ErrnoException;
   const code = e?.code ?? "";
   const details = { path: shown, errno: code || undefined };
-  const mk = (c: PyroError["code"], what: string) => new PyroError(c, `${what}: ${shown}`, { details, cause: err });
+  const mk = (c: PyroError["code"], what: string) =>
+    new PyroError(c, `${what}: ${shown}`, { details, cause: err });
   switch (code) {
     case "ENOENT":
       return mk("FILE_NOT_FOUND", "no such file or directory");
@@ -41,5 +53,8 @@ export function fsError(err: unknown, shown: string): PyroError {
   if (IO_CODES.has(code)) return mk("IO_ERROR", `I/O error (${code})`);
   const message = err instanceof Error ? err.message : String(err);
   // Node-style messages embed the real path; keep only the errno text.
-  return new PyroError(code ? "IO_ERROR" : "INTERNAL", code ? `${code}: ${shown}` : message, { details, cause: err });
+  return new PyroError(code ? "IO_ERROR" : "INTERNAL", code ? `${code}: ${shown}` : message, {
+    details,
+    cause: err,
+  });
 }

@@ -196,7 +196,13 @@ function putString(block: Uint8Array, f: readonly [number, number], s: string): 
 
 /** Octal digits + NUL; callers guarantee the value fits (else they use PAX). */
 function putOctal(block: Uint8Array, f: readonly [number, number], v: number): void {
-  putString(block, f, `${Math.trunc(v).toString(8).padStart(f[1] - 1, "0")}\0`);
+  putString(
+    block,
+    f,
+    `${Math.trunc(v)
+      .toString(8)
+      .padStart(f[1] - 1, "0")}\0`,
+  );
 }
 
 /** Largest value an octal field of this width holds (width-1 digits + NUL). */

@@ -71,7 +71,9 @@ describe("packTree", () => {
 
   test("exclude skips paths (relative to root) and their subtrees; symlinks are never followed", async () => {
     await symlink(tmp.path, `${src}/proj/escape`); // would loop/escape if followed
-    const got = await names(packTree(src, "proj", { exclude: (rel) => rel === "proj/bin" || rel.endsWith(".bin") }));
+    const got = await names(
+      packTree(src, "proj", { exclude: (rel) => rel === "proj/bin" || rel.endsWith(".bin") }),
+    );
     expect(got.some((n) => n.startsWith("proj/bin"))).toBe(false);
     expect(got).not.toContain("proj/big.bin");
     expect(got).toContain("proj/escape");
@@ -91,7 +93,10 @@ describe("packTree", () => {
   test("errors: missing path, escaping rel", async () => {
     await rejectsWith(collect(packTree(src, "nope")), "FILE_NOT_FOUND");
     await rejectsWith(collect(packTree(src, "../x")), "PATH_OUTSIDE_WORKSPACE");
-    const err = await rejectsWith(collect(packTree(src, "nope", { shownRoot: "/workspace" })), "FILE_NOT_FOUND");
+    const err = await rejectsWith(
+      collect(packTree(src, "nope", { shownRoot: "/workspace" })),
+      "FILE_NOT_FOUND",
+    );
     expect(err.message).toContain("/workspace/nope");
     expect(err.message).not.toContain(tmp.path);
   });
@@ -100,7 +105,10 @@ describe("packTree", () => {
 describe.skipIf(!hasTar())("GNU tar reads what packTree writes", () => {
   test("tar -t lists it and tar -x extracts the same tree", async () => {
     const bytes = await collect(packTree(src, "proj"));
-    const listing = new TextDecoder().decode(run(["tar", "-tf", "-"], { stdin: bytes })).trim().split("\n");
+    const listing = new TextDecoder()
+      .decode(run(["tar", "-tf", "-"], { stdin: bytes }))
+      .trim()
+      .split("\n");
     expect(listing).toEqual(await names(packTree(src, "proj")));
     const verbose = new TextDecoder().decode(run(["tar", "-tvf", "-"], { stdin: bytes }));
     expect(verbose).toContain("proj/rel -> a.txt");

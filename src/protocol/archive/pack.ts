@@ -45,7 +45,12 @@ interface Frame {
   next: number;
 }
 
-async function* walk(root: string, rel: string, opts: PackOptions, shownRoot: string): AsyncGenerator<TarWriteEntry> {
+async function* walk(
+  root: string,
+  rel: string,
+  opts: PackOptions,
+  shownRoot: string,
+): AsyncGenerator<TarWriteEntry> {
   const show = (r: string) => (r ? `${shownRoot}/${r}` : shownRoot);
   const top = relativeParts(rel, show(rel)).join("/");
   // archive name = root-relative path minus the top's parent directory
@@ -132,7 +137,8 @@ async function* readBody(abs: string, size: number, shown: string): AsyncGenerat
     throw fsError(err, shown);
   });
   try {
-    if (!(await fh.stat()).isFile()) throw new PyroError("IO_ERROR", `${shown} changed type while it was being exported`);
+    if (!(await fh.stat()).isFile())
+      throw new PyroError("IO_ERROR", `${shown} changed type while it was being exported`);
     let pos = 0;
     while (pos < size) {
       const buf = new Uint8Array(Math.min(READ_CHUNK, size - pos));

@@ -20,7 +20,9 @@ export type PathParts = string[];
  */
 export function relativeParts(path: string, shown: string): PathParts {
   if (path.startsWith("/")) {
-    throw new PyroError("PATH_OUTSIDE_WORKSPACE", `${shown} is an absolute path`, { details: { path: shown } });
+    throw new PyroError("PATH_OUTSIDE_WORKSPACE", `${shown} is an absolute path`, {
+      details: { path: shown },
+    });
   }
   const parts = path.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.includes("..")) {

@@ -6,7 +6,7 @@ import { chunked, collect, hasTar, prng, run, tempDir } from "./testutil.ts";
 
 const enc = new TextEncoder();
 
-async function pack(entries: TarWriteEntry[]): Promise<Uint8Array> {
+async function pack(entries: TarWriteEntry[]): Promise<Uint8Array<ArrayBuffer>> {
   return collect(writeTar(entries));
 }
 
@@ -34,7 +34,10 @@ async function expectInvalid(p: Promise<unknown>): Promise<void> {
 
 const file = (path: string, text: string, extra: Partial<TarWriteEntry["header"]> = {}): TarWriteEntry => {
   const data = enc.encode(text);
-  return { header: { path, type: "file", size: data.length, mode: 0o644, mtime: 1_700_000_000, ...extra }, body: [data] };
+  return {
+    header: { path, type: "file", size: data.length, mode: 0o644, mtime: 1_700_000_000, ...extra },
+    body: [data],
+  };
 };
 
 describe("tar writer/reader round trip", () => {
@@ -49,7 +52,12 @@ describe("tar writer/reader round trip", () => {
       file("ünïcødé/名前.txt", "utf8"),
       { header: { path: "link", type: "symlink", linkTarget: `/${"t".repeat(200)}` } },
       { header: { path: "hard", type: "hardlink", linkTarget: "dir/a.txt" } },
-      file("frac", "", { mtime: 1_700_000_000.25, uid: 9_000_000, gid: 5, uname: "someone-with-a-very-long-user-name" }),
+      file("frac", "", {
+        mtime: 1_700_000_000.25,
+        uid: 9_000_000,
+        gid: 5,
+        uname: "someone-with-a-very-long-user-name",
+      }),
       file("old", "", { mtime: -5 }),
     ]);
     const got = await parse(archive);
@@ -128,10 +136,12 @@ describe("tar writer/reader round trip", () => {
   });
 
   test("writer refuses a body that does not match its size", async () => {
-    await expect(pack([{ header: { path: "a", type: "file", size: 3 }, body: [enc.encode("toolong")] }])).rejects.toThrow(
-      /longer/,
+    await expect(
+      pack([{ header: { path: "a", type: "file", size: 3 }, body: [enc.encode("toolong")] }]),
+    ).rejects.toThrow(/longer/);
+    await expect(pack([{ header: { path: "a", type: "file", size: 3 }, body: [] }])).rejects.toThrow(
+      /shorter/,
     );
-    await expect(pack([{ header: { path: "a", type: "file", size: 3 }, body: [] }])).rejects.toThrow(/shorter/);
   });
 });
 
@@ -196,7 +206,15 @@ describe("malformed input is INVALID_INPUT, never a crash or hang", () => {
     const huge = encodeTarHeader({ path: "p", type: "file", size: 1024 ** 3 });
     huge[156] = "x".charCodeAt(0);
     huge.fill(0x20, 148, 156);
-    huge.set(enc.encode(`${huge.reduce((a, c) => a + c, 0).toString(8).padStart(6, "0")}\0 `), 148);
+    huge.set(
+      enc.encode(
+        `${huge
+          .reduce((a, c) => a + c, 0)
+          .toString(8)
+          .padStart(6, "0")}\0 `,
+      ),
+      148,
+    );
     await expectInvalid(parse(huge));
   });
 

@@ -24,10 +24,10 @@ import {
   isZeroBlock,
   MAX_META_BYTES,
   octalMax,
+  parsePax,
   paxInteger,
   paxRecord,
   paxTime,
-  parsePax,
   SIZE_MAX_OCTAL,
   splitUstarPath,
 } from "./header.ts";
@@ -127,7 +127,8 @@ export async function* readTar(source: ByteSource, opts: ReadTarOptions = {}): A
       pax = new Map();
       longName = longLink = undefined;
       meta = 0;
-      if (info.size > maxSize) throw invalid(`entry "${info.path}" declares ${info.size} bytes (limit ${maxSize})`);
+      if (info.size > maxSize)
+        throw invalid(`entry "${info.path}" declares ${info.size} bytes (limit ${maxSize})`);
       if (h.gnuSparseExtended) await skipSparseExtensions(r);
 
       let remaining = info.size;
@@ -246,9 +247,11 @@ function formatTime(t: number): string {
 
 /** Header block(s) for one entry: an optional PAX header + body, then the ustar header. */
 export function encodeTarHeader(h: TarHeaderInput): Uint8Array {
-  if (!h.path || h.path.includes("\0")) throw new PyroError("INVALID_INPUT", "tar entry needs a name without NUL");
+  if (!h.path || h.path.includes("\0"))
+    throw new PyroError("INVALID_INPUT", "tar entry needs a name without NUL");
   const size = h.type === "file" ? (h.size ?? 0) : 0;
-  if (!Number.isSafeInteger(size) || size < 0) throw new PyroError("INVALID_INPUT", `bad tar entry size ${size}`);
+  if (!Number.isSafeInteger(size) || size < 0)
+    throw new PyroError("INVALID_INPUT", `bad tar entry size ${size}`);
   const link = h.linkTarget ?? "";
   if ((h.type === "symlink" || h.type === "hardlink") && (!link || link.includes("\0"))) {
     throw new PyroError("INVALID_INPUT", `tar ${h.type} "${h.path}" needs a target without NUL`);

@@ -13,7 +13,9 @@ export async function tempDir(tag: string): Promise<{ path: string; cleanup: () 
   return { path, cleanup };
 }
 
-export async function collect(src: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>): Promise<Uint8Array> {
+export async function collect(
+  src: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
+): Promise<Uint8Array<ArrayBuffer>> {
   const parts: Uint8Array[] = [];
   for await (const c of src as AsyncIterable<Uint8Array>) parts.push(c);
   return Buffer.concat(parts);
@@ -48,7 +50,10 @@ export interface TreeRecord {
 }
 
 /** Everything observable about a tree (names, types, modes, contents, link targets, mtimes). */
-export async function snapshotTree(root: string, opts: { mtimes?: boolean; dirMtimes?: boolean } = {}): Promise<TreeRecord[]> {
+export async function snapshotTree(
+  root: string,
+  opts: { mtimes?: boolean; dirMtimes?: boolean } = {},
+): Promise<TreeRecord[]> {
   const out: TreeRecord[] = [];
   const walk = async (rel: string) => {
     for (const name of (await readdir(join(root, rel))).sort()) {

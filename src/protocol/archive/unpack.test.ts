@@ -25,7 +25,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   // every test, passing or refused, must leave the outside untouched
-  expect(await outsideState()).toEqual(outsideBefore);
+  expect(await outsideState()).toEqual(outsideBefore as never);
   await tmp.cleanup();
 });
 
@@ -43,9 +43,15 @@ const file = (path: string, text = "data", mode = 0o644): TarWriteEntry => {
   const data = enc.encode(text);
   return { header: { path, type: "file", size: data.length, mode, mtime: 1_650_000_000 }, body: [data] };
 };
-const sym = (path: string, target: string): TarWriteEntry => ({ header: { path, type: "symlink", linkTarget: target } });
-const hard = (path: string, target: string): TarWriteEntry => ({ header: { path, type: "hardlink", linkTarget: target } });
-const dir = (path: string, mode = 0o755): TarWriteEntry => ({ header: { path, type: "directory", mode, mtime: 1_600_000_000 } });
+const sym = (path: string, target: string): TarWriteEntry => ({
+  header: { path, type: "symlink", linkTarget: target },
+});
+const hard = (path: string, target: string): TarWriteEntry => ({
+  header: { path, type: "hardlink", linkTarget: target },
+});
+const dir = (path: string, mode = 0o755): TarWriteEntry => ({
+  header: { path, type: "directory", mode, mtime: 1_600_000_000 },
+});
 
 function tar(entries: TarWriteEntry[]): AsyncIterable<Uint8Array> {
   return writeTar(entries);
@@ -98,7 +104,12 @@ describe("escapes are refused with PATH_OUTSIDE_WORKSPACE", () => {
   });
 
   test("hardlinks pointing outside", async () => {
-    for (const target of ["../outside/secret", "/etc/passwd", `${outside}/secret`, "a/../../outside/secret"]) {
+    for (const target of [
+      "../outside/secret",
+      "/etc/passwd",
+      `${outside}/secret`,
+      "a/../../outside/secret",
+    ]) {
       await rejectsWith(unpackTar(tar([hard("h", target)]), root), "PATH_OUTSIDE_WORKSPACE");
     }
     // through an archive symlink: the parent walk refuses it
@@ -107,7 +118,10 @@ describe("escapes are refused with PATH_OUTSIDE_WORKSPACE", () => {
       "PATH_OUTSIDE_WORKSPACE",
     );
     // to a symlink itself: not a regular file
-    await rejectsWith(unpackTar(tar([sym("s2", `${outside}/secret`), hard("h2", "s2")]), root), "INVALID_INPUT");
+    await rejectsWith(
+      unpackTar(tar([sym("s2", `${outside}/secret`), hard("h2", "s2")]), root),
+      "INVALID_INPUT",
+    );
   });
 
   for (const [flag, what] of [
@@ -116,7 +130,10 @@ describe("escapes are refused with PATH_OUTSIDE_WORKSPACE", () => {
     ["6", "fifo"],
   ] as const) {
     test(`${what} entry`, async () => {
-      const err = await rejectsWith(unpackTar(chunked(special("dev", flag), 100), root), "PATH_OUTSIDE_WORKSPACE");
+      const err = await rejectsWith(
+        unpackTar(chunked(special("dev", flag), 100), root),
+        "PATH_OUTSIDE_WORKSPACE",
+      );
       expect(err.message).toContain('"dev"');
       expect(existsSync(`${root}/dev`)).toBe(false);
     });
@@ -193,8 +210,14 @@ describe("extraction", () => {
   });
 
   test("limits: maxBytes and maxEntries", async () => {
-    await rejectsWith(unpackTar(tar([file("a", "12345"), file("b", "123456")]), root, { maxBytes: 10 }), "FILE_TOO_LARGE");
-    await rejectsWith(unpackTar(tar([file("c"), file("d"), file("e")]), root, { maxEntries: 2 }), "INVALID_INPUT");
+    await rejectsWith(
+      unpackTar(tar([file("a", "12345"), file("b", "123456")]), root, { maxBytes: 10 }),
+      "FILE_TOO_LARGE",
+    );
+    await rejectsWith(
+      unpackTar(tar([file("c"), file("d"), file("e")]), root, { maxEntries: 2 }),
+      "INVALID_INPUT",
+    );
   });
 
   test("a refused entry fails the import after earlier entries were written", async () => {

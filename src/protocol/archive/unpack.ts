@@ -24,7 +24,18 @@
  *   that need all-or-nothing extract into a fresh directory and rename.
  */
 import { constants as C } from "node:fs";
-import { link, lstat, lutimes, mkdir, open, realpath, rename, rmdir, symlink, unlink } from "node:fs/promises";
+import {
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  realpath,
+  rename,
+  rmdir,
+  symlink,
+  unlink,
+} from "node:fs/promises";
 import { PyroError } from "../errors.ts";
 import type { ByteSource } from "./bytes.ts";
 import { fsError } from "./fserror.ts";
@@ -41,7 +52,10 @@ import {
 import { readTar, type TarEntry } from "./tar.ts";
 
 export interface UnpackOptions {
-  /** drop this many leading components from every name (and hardlink target); entries left empty are skipped */
+  /**
+   * Drop this many leading components from every name (and hardlink target); entries left
+   * empty are skipped. "." components do not count (GNU tar counts a leading "./").
+   */
   stripComponents?: number;
   /** total file bytes allowed (FILE_TOO_LARGE beyond); default unlimited */
   maxBytes?: number;
@@ -74,11 +88,13 @@ export async function unpackTar(
   const strip = opts.stripComponents ?? 0;
   const maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const maxBytes = opts.maxBytes ?? Number.MAX_SAFE_INTEGER;
-  if (!Number.isInteger(strip) || strip < 0) throw new PyroError("INVALID_INPUT", "stripComponents must be >= 0");
+  if (!Number.isInteger(strip) || strip < 0)
+    throw new PyroError("INVALID_INPUT", "stripComponents must be >= 0");
   const root = await realpath(destRoot).catch((err) => {
     throw fsError(err, "extraction destination");
   });
-  if (!(await lstat(root)).isDirectory()) throw new PyroError("NOT_A_DIRECTORY", "extraction destination is not a directory");
+  if (!(await lstat(root)).isDirectory())
+    throw new PyroError("NOT_A_DIRECTORY", "extraction destination is not a directory");
 
   const result: UnpackResult = { files: 0, directories: 0, symlinks: 0, bytes: 0 };
   const dirs: DirMeta[] = [];
@@ -216,7 +232,9 @@ async function extractHardlink(
   shown: string,
 ): Promise<void> {
   const linkName = entry.linkTarget ?? "";
-  const targetParts = linkName ? entryParts(linkName, strip, `${shown} (hardlink to "${linkName}")`) : undefined;
+  const targetParts = linkName
+    ? entryParts(linkName, strip, `${shown} (hardlink to "${linkName}")`)
+    : undefined;
   if (!targetParts || targetParts.length === 0) {
     throw new PyroError("INVALID_INPUT", `${shown} is a hardlink without a usable target`);
   }
@@ -224,7 +242,10 @@ async function extractHardlink(
   const src = `${srcDir}/${targetParts.at(-1)}`;
   const srcSt = await lstat(src);
   if (!srcSt.isFile()) {
-    throw new PyroError("INVALID_INPUT", `${shown} is a hardlink to "${linkName}", which is not a regular file`);
+    throw new PyroError(
+      "INVALID_INPUT",
+      `${shown} is a hardlink to "${linkName}", which is not a regular file`,
+    );
   }
   const parent = await ensureDirChain(root, parts.slice(0, -1), true, shown);
   const target = `${parent}/${parts.at(-1)}`;

@@ -2,13 +2,17 @@
  * probeKvm against real QEMU. The TCG run checks that a working boot is recognised; the KVM
  * run reports this host's verdict (whatever it is: it depends on the host) and its cache.
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, setDefaultTimeout, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findQemu } from "../qemu/binary.ts";
 import { findTestKernel } from "../qemu/testing.ts";
 import { probeKvm } from "./kvm.ts";
+
+// Real QEMU: boots take seconds under TCG and the KVM probe waits up to 8 s on hosts where
+// KVM hangs. Generous limits; nothing here asserts timings.
+setDefaultTimeout(120_000);
 
 const qemu = findQemu();
 const kernel = findTestKernel();

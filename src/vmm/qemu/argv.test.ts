@@ -122,6 +122,7 @@ describe("qemuKernelArgs", () => {
     expect(qemuKernelArgs(spec(), "kvm")).toEqual([
       "console=ttyS0",
       "panic=-1",
+      "reboot=t",
       "root=/dev/vda",
       "ro",
       "init=/sbin/pyro-init",

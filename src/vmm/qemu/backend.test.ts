@@ -3,7 +3,7 @@
  * (PYRO_TEST_KERNEL, or the build cache) and skip with the reason when there is none;
  * the guest is a tiny busybox rootfs, so no environment build is needed.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, setDefaultTimeout, beforeAll, describe, expect, test } from "bun:test";
 import {
   chmodSync,
   copyFileSync,
@@ -21,6 +21,10 @@ import type { BootSpec, VmHandle } from "../types.ts";
 import { findQemu } from "./binary.ts";
 import { qemuBackend } from "./index.ts";
 import { findTestKernel } from "./testing.ts";
+
+// Real QEMU: boots take seconds under TCG and the KVM probe waits up to 8 s on hosts where
+// KVM hangs. Generous limits; nothing here asserts timings.
+setDefaultTimeout(120_000);
 
 const qemu = findQemu();
 const kernel = findTestKernel();

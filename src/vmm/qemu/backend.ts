@@ -55,7 +55,12 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
     }
     let verdict = verdicts.get(kernelPath);
     if (!verdict) {
-      verdict = probeKvm({ kernelPath, qemuBin, cacheFile: opts.probeCacheFile, timeoutMs: opts.probeTimeoutMs });
+      verdict = probeKvm({
+        kernelPath,
+        qemuBin,
+        cacheFile: opts.probeCacheFile,
+        timeoutMs: opts.probeTimeoutMs,
+      });
       verdicts.set(kernelPath, verdict);
     }
     const v = await verdict;
