@@ -34,8 +34,11 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  expect(await snapshotTree(outside, { mtimes: true, dirMtimes: true })).toEqual(outsideBefore as never);
-  await tmp.cleanup();
+  try {
+    expect(await snapshotTree(outside, { mtimes: true, dirMtimes: true })).toEqual(outsideBefore as never);
+  } finally {
+    await tmp.cleanup();
+  }
 });
 
 const file = (path: string, text = "x"): TarWriteEntry => ({

@@ -54,9 +54,12 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  expect(await snapshotTree(outside, { mtimes: true })).toEqual(outsideBefore as never);
-  expect(existsSync(`${tmp.path}/escape`)).toBe(false);
-  await tmp.cleanup();
+  try {
+    expect(await snapshotTree(outside, { mtimes: true })).toEqual(outsideBefore as never);
+    expect(existsSync(`${tmp.path}/escape`)).toBe(false);
+  } finally {
+    await tmp.cleanup();
+  }
 });
 
 /** Error messages name /workspace paths only. */

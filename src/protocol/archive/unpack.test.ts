@@ -25,8 +25,11 @@ beforeEach(async () => {
 
 afterEach(async () => {
   // every test, passing or refused, must leave the outside untouched
-  expect(await outsideState()).toEqual(outsideBefore as never);
-  await tmp.cleanup();
+  try {
+    expect(await outsideState()).toEqual(outsideBefore as never);
+  } finally {
+    await tmp.cleanup();
+  }
 });
 
 async function outsideState() {

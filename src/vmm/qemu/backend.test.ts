@@ -44,13 +44,22 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Guest init: `pyro.test=echo` echoes the agent port back; `pyro.test=reboot` resets at once. */
+/**
+ * Guest init: `pyro.test=echo` echoes the agent port back; `reboot` resets at once; `net`
+ * reads what a host TCP server on `pyro.port` sends and prints what it got, then resets.
+ */
 const INIT = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 mode=$(/bin/busybox sed -n 's/.*pyro\\.test=\\([a-z]*\\).*/\\1/p' /proc/cmdline)
 echo "pyro-test-init mode=$mode"
 if [ "$mode" = reboot ]; then /bin/busybox reboot -f; fi
+if [ "$mode" = net ]; then
+  port=$(/bin/busybox sed -n 's/.*pyro\\.port=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+  # slirp maps the gateway 10.0.2.2 to the host's loopback. (Static busybox wget segfaults.)
+  echo "pyro-test-init got=$(/bin/busybox nc 10.0.2.2 $port </dev/null)"
+  /bin/busybox reboot -f
+fi
 for p in /sys/class/virtio-ports/*; do
   if [ "$(/bin/busybox cat $p/name)" = pyro.agent ]; then port=/dev/$(/bin/busybox basename $p); fi
 done
@@ -198,6 +207,21 @@ describe.skipIf(skipBoot)("qemu backend booting a kernel (TCG)", () => {
     expect(existsSync(join(s.runDir, "qmp.sock"))).toBe(false);
   });
 
+  test("two VMs share one read-only rootfs at the same time", async () => {
+    const a = spec({ extraKernelArgs: ["pyro.test=echo"] });
+    const b = spec({ extraKernelArgs: ["pyro.test=echo"] });
+    const backend = qemuBackend({ accelerator: "tcg" });
+    const [va, vb] = await Promise.all([backend.boot(a), backend.boot(b)]);
+    try {
+      await Promise.all([
+        waitForConsole(a, /pyro-test-init port=/, va),
+        waitForConsole(b, /pyro-test-init port=/, vb),
+      ]);
+    } finally {
+      await Promise.all([va.stop(5000), vb.stop(5000)]);
+    }
+  });
+
   test("kill leaves no process and no socket", async () => {
     const s = spec({ extraKernelArgs: ["pyro.test=echo"] });
     const vm = await qemuBackend({ accelerator: "tcg" }).boot(s);
@@ -215,6 +239,65 @@ describe.skipIf(skipBoot)("qemu backend booting a kernel (TCG)", () => {
     const vm = await qemuBackend({ accelerator: "tcg" }).boot(s);
     expect(await vm.exited).toBe(0);
     expect(readFileSync(s.consoleLogPath, "utf8")).toContain("pyro-test-init mode=reboot");
+  });
+
+  test("network on: kernel IP autoconfig, and the guest reaches a host server through slirp", async () => {
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { open: (sock) => void sock.end("pong-from-host"), data() {} },
+    });
+    try {
+      const s = spec({
+        network: true,
+        extraKernelArgs: ["loglevel=7", "pyro.test=net", `pyro.port=${server.port}`],
+      });
+      const vm = await qemuBackend({ accelerator: "tcg" }).boot(s);
+      expect(await vm.exited).toBe(0);
+      const text = readFileSync(s.consoleLogPath, "utf8");
+      expect(text).toMatch(/IP-Config: Complete:[\s\S]*device=eth0.*ipaddr=10\.0\.2\.15.*gw=10\.0\.2\.2/);
+      expect(text).toContain("pyro-test-init got=pong-from-host");
+    } finally {
+      server.stop(true);
+    }
+  });
+
+  test("network off: the guest has no network device", async () => {
+    const s = spec({ extraKernelArgs: ["loglevel=7", "pyro.test=reboot"] });
+    const vm = await qemuBackend({ accelerator: "tcg" }).boot(s);
+    expect(await vm.exited).toBe(0);
+    const text = readFileSync(s.consoleLogPath, "utf8");
+    expect(text).not.toContain("eth0");
+    expect(text).not.toContain("IP-Config");
+  });
+
+  test("QEMU dies with the process that spawned it (parent-death signal)", async () => {
+    const s = spec({ extraKernelArgs: ["pyro.test=echo"] });
+    const script = `
+      import { qemuBackend } from ${JSON.stringify(join(import.meta.dir, "index.ts"))};
+      const vm = await qemuBackend({ accelerator: "tcg" }).boot(JSON.parse(process.env.SPEC));
+      console.log(vm.pid);
+      await Bun.sleep(60_000);`;
+    const child = Bun.spawn([process.execPath, "-e", script], {
+      env: { ...process.env, SPEC: JSON.stringify(s) },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const reader = child.stdout.getReader();
+    let out = "";
+    while (!out.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const pid = Number(out.trim());
+    expect(pid).toBeGreaterThan(0);
+    expect(qemuAlive(pid)).toBe(true);
+    child.kill("SIGKILL"); // a supervisor crash: no cleanup code runs
+    await child.exited;
+    const deadline = Date.now() + 10_000;
+    while (qemuAlive(pid) && Date.now() < deadline) await Bun.sleep(20);
+    expect(qemuAlive(pid)).toBe(false);
   });
 
   test("stale socket files (a QEMU killed elsewhere) do not stop the next boot", async () => {
