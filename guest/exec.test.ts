@@ -23,7 +23,10 @@ afterEach(() => {
 function agent() {
   const root = mkdtempSync(join(tmpdir(), "pyro-exec-test-"));
   const [serverSide, clientSide] = channelPair();
-  const server = serveChannel({ root, guest: false, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" } }, serverSide);
+  const server = serveChannel(
+    { root, guest: false, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    serverSide,
+  );
   const client = new Connection(clientSide);
   cleanups.push(() => {
     client.close();
@@ -59,7 +62,14 @@ async function collect(s: ClientStream): Promise<ExecOutput> {
   const result = await s.done;
   await pump;
   const stdout = Buffer.concat(out);
-  return { result, stdout: stdout.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes: stdout.byteLength, started, channels };
+  return {
+    result,
+    stdout: stdout.toString(),
+    stderr: Buffer.concat(err).toString(),
+    stdoutBytes: stdout.byteLength,
+    started,
+    channels,
+  };
 }
 
 async function exec(client: Connection, req: Record<string, unknown>): Promise<ExecOutput> {
@@ -112,7 +122,8 @@ async function readLines(s: ClientStream, count: number): Promise<string[]> {
   while (text.split("\n").length - 1 < count) {
     const next = await it.next();
     if (next.done) throw new Error(`stream ended after ${JSON.stringify(text)}`);
-    if (next.value.kind === "data" && next.value.channel === Channel.STDOUT) text += dec.decode(next.value.bytes);
+    if (next.value.kind === "data" && next.value.channel === Channel.STDOUT)
+      text += dec.decode(next.value.bytes);
   }
   return text.split("\n").slice(0, count);
 }
@@ -174,7 +185,9 @@ describe("exec", () => {
     const r = await exec(client, { command: 'pwd; echo "$FOO|$PATH"', env: { FOO: "bar" } });
     expect(r.stdout).toBe(`${realpathSync(root)}\n${"bar"}|${process.env.PATH}\n`);
     for (const cwd of ["sub", "/workspace/sub", "./sub/../sub"]) {
-      expect((await exec(client, { argv: ["pwd"], cwd })).stdout).toBe(`${realpathSync(join(root, "sub"))}\n`);
+      expect((await exec(client, { argv: ["pwd"], cwd })).stdout).toBe(
+        `${realpathSync(join(root, "sub"))}\n`,
+      );
     }
   });
 
@@ -195,7 +208,12 @@ describe("exec", () => {
     const both = await exec(client, { command: "seq 1 10000; seq 1 10000 >&2", max_output_bytes: 7 });
     expect(both.stdout).toBe("1\n2\n3\n4");
     expect(both.stderr).toBe("1\n2\n3\n4");
-    expect(both.result).toMatchObject({ stdout_bytes: 7, stderr_bytes: 7, stdout_truncated: true, stderr_truncated: true });
+    expect(both.result).toMatchObject({
+      stdout_bytes: 7,
+      stderr_bytes: 7,
+      stdout_truncated: true,
+      stderr_truncated: true,
+    });
   });
 
   test("output of exactly max_output_bytes is not truncated; 0 drops everything", async () => {
@@ -210,7 +228,11 @@ describe("exec", () => {
 
   test("timeout_ms kills the whole process group: exit 124, timed_out, background children gone", async () => {
     const { client } = agent();
-    const s = client.open({ op: "exec", command: "sleep 100 & echo $!; echo $$; sleep 100", timeout_ms: 500 });
+    const s = client.open({
+      op: "exec",
+      command: "sleep 100 & echo $!; echo $$; sleep 100",
+      timeout_ms: 500,
+    });
     const [bg, shell] = (await readLines(s, 2)).map(Number);
     expect(bg).toBeGreaterThan(0);
     expect(shell).toBeGreaterThan(0);
@@ -333,7 +355,9 @@ describe("exec", () => {
   test("many concurrent execs on one connection keep their outputs apart", async () => {
     const { client } = agent();
     const runs = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => exec(client, { command: `echo out${i}; echo err${i} >&2; exit ${i}` })),
+      Array.from({ length: 20 }, (_, i) =>
+        exec(client, { command: `echo out${i}; echo err${i} >&2; exit ${i}` }),
+      ),
     );
     runs.forEach((r, i) => {
       expect(r.stdout).toBe(`out${i}\n`);

@@ -9,7 +9,14 @@ import { join } from "node:path";
 import { channelPair } from "../src/protocol/channels.ts";
 import { type ClientStream, Connection } from "../src/protocol/connection.ts";
 import { ERROR_CODES, PyroError } from "../src/protocol/errors.ts";
-import { Channel, encodeFrame, encodeJsonFrame, Flag, FrameDecoder, makeFlags } from "../src/protocol/frame.ts";
+import {
+  Channel,
+  encodeFrame,
+  encodeJsonFrame,
+  Flag,
+  FrameDecoder,
+  makeFlags,
+} from "../src/protocol/frame.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
 
@@ -23,7 +30,12 @@ afterEach(() => {
 
 function agent(extra: Partial<AgentOptions> = {}) {
   const root = mkdtempSync(join(tmpdir(), "pyro-server-test-"));
-  const opts: AgentOptions = { root, guest: false, baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, ...extra };
+  const opts: AgentOptions = {
+    root,
+    guest: false,
+    baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    ...extra,
+  };
   const [serverSide, clientSide] = channelPair();
   const server = serveChannel(opts, serverSide);
   const client = new Connection(clientSide);
@@ -58,7 +70,11 @@ async function call(
   return { result, out: new Uint8Array(Buffer.concat(parts)), json };
 }
 
-async function failure(client: Connection, req: Record<string, unknown>, input?: Uint8Array): Promise<PyroError> {
+async function failure(
+  client: Connection,
+  req: Record<string, unknown>,
+  input?: Uint8Array,
+): Promise<PyroError> {
   try {
     await call(client, req, input);
   } catch (err) {
@@ -79,7 +95,11 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 describe("hello", () => {
   test("the right protocol version gets the agent's identity", async () => {
     const { client } = agent();
-    const { result } = await call(client, { op: "hello", protocol_version: PROTOCOL_VERSION, host_version: "test" });
+    const { result } = await call(client, {
+      op: "hello",
+      protocol_version: PROTOCOL_VERSION,
+      host_version: "test",
+    });
     expect(result).toMatchObject({
       type: "result",
       protocol_version: PROTOCOL_VERSION,
@@ -124,7 +144,12 @@ describe("ping, info, shutdown", () => {
   test("info returns kernel, memory and disk", async () => {
     const { client } = agent();
     const { result } = await call(client, { op: "info" });
-    expect(result).toMatchObject({ type: "result", agent_version: PYRO_VERSION, protocol_version: PROTOCOL_VERSION, guest: false });
+    expect(result).toMatchObject({
+      type: "result",
+      agent_version: PYRO_VERSION,
+      protocol_version: PROTOCOL_VERSION,
+      guest: false,
+    });
     expect(typeof result.kernel).toBe("string");
     expect((result.kernel as string).length).toBeGreaterThan(0);
     const memory = result.memory as { total_bytes: number; available_bytes: number };
@@ -149,7 +174,13 @@ describe("ping, info, shutdown", () => {
 describe("request validation", () => {
   test("an unknown op is INVALID_INPUT", async () => {
     const { client } = agent();
-    for (const req of [{ op: "nope" }, { op: "signal", signal: "SIGTERM" }, {}, { op: 1 }, { command: "true" }]) {
+    for (const req of [
+      { op: "nope" },
+      { op: "signal", signal: "SIGTERM" },
+      {},
+      { op: 1 },
+      { command: "true" },
+    ]) {
       const err = await failure(client, req);
       expect(err.code).toBe("INVALID_INPUT");
     }
@@ -174,7 +205,10 @@ describe("request validation", () => {
 
   test("a bad request fails only its own stream", async () => {
     const { client, server } = agent();
-    const [bad, good] = await Promise.allSettled([call(client, { op: "nope" }), call(client, { op: "ping" })]);
+    const [bad, good] = await Promise.allSettled([
+      call(client, { op: "nope" }),
+      call(client, { op: "ping" }),
+    ]);
     expect(bad.status).toBe("rejected");
     expect(good.status).toBe("fulfilled");
     expect(server.isClosed).toBe(false);
@@ -215,10 +249,20 @@ describe("fs", () => {
     const content = new Uint8Array(200_000);
     for (let i = 0; i < content.length; i++) content[i] = (i * 7) & 0xff;
     const w = await call(client, { op: "fs.write", path: "/workspace/dir/sub/f.bin" }, content);
-    expect(w.result).toMatchObject({ type: "result", path: "/workspace/dir/sub/f.bin", artifact_type: "file", size_bytes: 200_000 });
+    expect(w.result).toMatchObject({
+      type: "result",
+      path: "/workspace/dir/sub/f.bin",
+      artifact_type: "file",
+      size_bytes: 200_000,
+    });
     expect(Buffer.from(readFileSync(join(root, "dir/sub/f.bin"))).equals(Buffer.from(content))).toBe(true);
     const r = await call(client, { op: "fs.read", path: "dir/sub/f.bin", max_bytes: 1_000_000 });
-    expect(r.result).toMatchObject({ path: "/workspace/dir/sub/f.bin", size_bytes: 200_000, bytes: 200_000, truncated: false });
+    expect(r.result).toMatchObject({
+      path: "/workspace/dir/sub/f.bin",
+      size_bytes: 200_000,
+      bytes: 200_000,
+      truncated: false,
+    });
     expect(r.result.content).toBeUndefined();
     expect(Buffer.from(r.out).equals(Buffer.from(content))).toBe(true);
   });
@@ -247,15 +291,24 @@ describe("fs", () => {
       artifact_type: "directory",
     });
     await call(client, { op: "fs.write", path: "d/e/x" }, enc.encode("x"));
-    expect((await call(client, { op: "fs.stat", path: "d/e/x" })).result).toMatchObject({ artifact_type: "file", size_bytes: 1 });
+    expect((await call(client, { op: "fs.stat", path: "d/e/x" })).result).toMatchObject({
+      artifact_type: "file",
+      size_bytes: 1,
+    });
     const list = (await call(client, { op: "fs.list", path: "/workspace", recursive: true })).result;
-    expect((list.entries as Array<{ path: string }>).map((e) => e.path)).toEqual(["/workspace/d", "/workspace/d/e", "/workspace/d/e/x"]);
+    expect((list.entries as Array<{ path: string }>).map((e) => e.path)).toEqual([
+      "/workspace/d",
+      "/workspace/d/e",
+      "/workspace/d/e/x",
+    ]);
     expect((await call(client, { op: "fs.move", from: "d/e/x", to: "d/y" })).result).toMatchObject({
       path: "/workspace/d/y",
       moved_from: "/workspace/d/e/x",
     });
     expect(existsSync(join(root, "d/y"))).toBe(true);
-    expect((await call(client, { op: "fs.remove", path: "d", recursive: true })).result).toMatchObject({ removed: true });
+    expect((await call(client, { op: "fs.remove", path: "d", recursive: true })).result).toMatchObject({
+      removed: true,
+    });
     expect(existsSync(join(root, "d"))).toBe(false);
   });
 
@@ -313,7 +366,11 @@ describe("archive", () => {
 
   test("importing garbage fails the stream, not the connection", async () => {
     const { client, server } = agent();
-    const err = await failure(client, { op: "archive.import", dest: "x" }, enc.encode("this is not a tar archive".repeat(40)));
+    const err = await failure(
+      client,
+      { op: "archive.import", dest: "x" },
+      enc.encode("this is not a tar archive".repeat(40)),
+    );
     expect(ERROR_CODES).toContain(err.code);
     expect(server.isClosed).toBe(false);
     expect((await call(client, { op: "ping" })).result.pong).toBe(true);
@@ -323,16 +380,19 @@ describe("archive", () => {
 describe("connections", () => {
   test("concurrent requests of different kinds on one connection", async () => {
     const { client } = agent();
-    const results = await Promise.all([
+    const [ping, exec, write, info, missing] = await Promise.all([
       call(client, { op: "ping" }),
       call(client, { op: "exec", command: "echo x" }),
       call(client, { op: "fs.write", path: "c" }, enc.encode("c")),
       call(client, { op: "info" }),
       failure(client, { op: "fs.read", path: "nope" }),
     ]);
-    expect((results[0] as { result: { pong: boolean } }).result.pong).toBe(true);
-    expect(dec.decode((results[1] as { out: Uint8Array }).out)).toBe("x\n");
-    expect((results[4] as PyroError).code).toBe("FILE_NOT_FOUND");
+    expect(ping.result.pong).toBe(true);
+    expect(dec.decode(exec.out)).toBe("x\n");
+    expect(exec.result.exit_code).toBe(0);
+    expect(write.result.size_bytes).toBe(1);
+    expect(info.result.guest).toBe(false);
+    expect(missing.code).toBe("FILE_NOT_FOUND");
   });
 
   test("two connections to the same agent options are independent", async () => {

@@ -1,16 +1,37 @@
 import { describe, expect, test } from "bun:test";
 import type { ByteChannel } from "../vmm/types.ts";
 import { channelPair } from "./channels.ts";
-import { type ClientStream, Connection, type ConnectionOptions, type ServerStream, type StreamEvent } from "./connection.ts";
+import {
+  type ClientStream,
+  Connection,
+  type ConnectionOptions,
+  type ServerStream,
+  type StreamEvent,
+} from "./connection.ts";
 import { PyroError } from "./errors.ts";
-import { Channel, decodeJsonPayload, encodeFrame, encodeJsonFrame, Flag, type Frame, FrameDecoder, MAX_FRAME_PAYLOAD, makeFlags } from "./frame.ts";
+import {
+  Channel,
+  decodeJsonPayload,
+  encodeFrame,
+  encodeJsonFrame,
+  Flag,
+  type Frame,
+  FrameDecoder,
+  MAX_FRAME_PAYLOAD,
+  makeFlags,
+} from "./frame.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 function pair(server: ConnectionOptions, client: ConnectionOptions = {}) {
   const [a, b] = channelPair();
-  return { server: new Connection(a, server), client: new Connection(b, client), serverChannel: a, clientChannel: b };
+  return {
+    server: new Connection(a, server),
+    client: new Connection(b, client),
+    serverChannel: a,
+    clientChannel: b,
+  };
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {
@@ -24,7 +45,9 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** Drain a stream's events; data is concatenated per channel. */
-async function drain(s: ClientStream): Promise<{ json: Record<string, unknown>[]; data: Map<number, Uint8Array> }> {
+async function drain(
+  s: ClientStream,
+): Promise<{ json: Record<string, unknown>[]; data: Map<number, Uint8Array> }> {
   const json: Record<string, unknown>[] = [];
   const parts = new Map<number, Uint8Array[]>();
   for await (const e of s.events) {
@@ -105,7 +128,9 @@ describe("Connection over channelPair", () => {
     }
     const r = await client.call({ op: "x" }, { input: input(), onEvent: (e) => events.push(e) });
     expect(r.echoed).toBe(3);
-    expect(dec.decode(concat(events.map((e) => (e.kind === "data" ? e.bytes : new Uint8Array(0)))))).toBe("abc");
+    expect(dec.decode(concat(events.map((e) => (e.kind === "data" ? e.bytes : new Uint8Array(0)))))).toBe(
+      "abc",
+    );
     const r2 = await client.call({ op: "y" }, { input: enc.encode("xyz") });
     expect(r2.echoed).toBe(3);
   });
@@ -126,7 +151,9 @@ describe("Connection over channelPair", () => {
     }
     // End in reverse order so completion order differs from open order.
     for (let i = N - 1; i >= 0; i--) streams[i]!.endInput();
-    const out = await Promise.all(streams.map(async (s) => ({ events: await drain(s), result: await s.done })));
+    const out = await Promise.all(
+      streams.map(async (s) => ({ events: await drain(s), result: await s.done })),
+    );
     for (let i = 0; i < N; i++) {
       const { events, result } = out[i]!;
       expect(result.request).toEqual({ op: "echo", i });
@@ -136,20 +163,17 @@ describe("Connection over channelPair", () => {
   });
 
   test("5 MB binary payloads round trip intact, split into frames", async () => {
-    const frameSizes: number[] = []; // data frames only
+    const frameSizes: number[] = []; // data frames crossing the wire client → server
     const [a, b] = channelPair();
-    // Count the frames that actually cross the wire client → server.
+    const sniff = new FrameDecoder();
     const spy: ByteChannel = {
-      write: (bytes) => b.write(bytes),
+      write: (bytes) => {
+        for (const f of sniff.push(bytes)) if (!(f.flags & Flag.JSON)) frameSizes.push(f.payload.byteLength);
+        b.write(bytes);
+      },
       onData: (cb) => b.onData(cb),
       onClose: (cb) => b.onClose(cb),
       close: () => b.close(),
-    };
-    const sniff = new FrameDecoder();
-    const origWrite = spy.write;
-    spy.write = (bytes) => {
-      for (const f of sniff.push(bytes)) if (!(f.flags & Flag.JSON)) frameSizes.push(f.payload.byteLength);
-      origWrite(bytes);
     };
     new Connection(a, { onStream: echoServer });
     const client = new Connection(spy);
@@ -168,7 +192,12 @@ describe("Connection over channelPair", () => {
 
   test("server fail(PyroError) arrives as a rejected done with the same code, message and details", async () => {
     const { client } = pair({
-      onStream: (s) => s.fail(new PyroError("FILE_NOT_FOUND", "no such file: /workspace/x", { details: { path: "/workspace/x" } })),
+      onStream: (s) =>
+        s.fail(
+          new PyroError("FILE_NOT_FOUND", "no such file: /workspace/x", {
+            details: { path: "/workspace/x" },
+          }),
+        ),
     });
     const err = (await rejection(client.open({ op: "x" }).done)) as PyroError;
     expect(err).toBeInstanceOf(PyroError);
@@ -286,7 +315,13 @@ describe("Connection over channelPair", () => {
     sc.write(encodeJsonFrame(s.id, { type: "result", again: true }, true));
     sc.write(encodeFrame({ stream: s.id, flags: makeFlags({ channel: 1 }), payload: enc.encode("late") }));
     sc.write(encodeJsonFrame(9999, { type: "error", code: "INTERNAL", message: "stray" }, true));
-    sc.write(encodeFrame({ stream: 9998, flags: makeFlags({ channel: 2, end: true }), payload: enc.encode("stray") }));
+    sc.write(
+      encodeFrame({
+        stream: 9998,
+        flags: makeFlags({ channel: 2, end: true }),
+        payload: enc.encode("stray"),
+      }),
+    );
     // Client → server: data and END for the finished stream (data never opens a stream).
     cc.write(encodeFrame({ stream: s.id, flags: 0, payload: enc.encode("late input") }));
     cc.write(encodeFrame({ stream: s.id, flags: makeFlags({ end: true }), payload: new Uint8Array(0) }));
@@ -330,7 +365,11 @@ describe("Connection over channelPair", () => {
     cc.write(encodeJsonFrame(5, { op: "echo" }, true));
     await until(() => frames.length > 0);
     expect(frames[0]!.flags).toBe(Flag.JSON | Flag.END);
-    expect(decodeJsonPayload(frames[0]!.payload)).toEqual({ type: "result", echoed: 0, request: { op: "echo" } });
+    expect(decodeJsonPayload(frames[0]!.payload)).toEqual({
+      type: "result",
+      echoed: 0,
+      request: { op: "echo" },
+    });
   });
 
   test("corrupt input from the peer drops the connection and rejects its streams", async () => {

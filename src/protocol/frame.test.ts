@@ -51,7 +51,11 @@ const SAMPLE: Frame[] = [
   { stream: 1, flags: makeFlags({ json: true }), payload: enc.encode('{"op":"ping"}') },
   { stream: 1, flags: makeFlags({ json: true, end: true }), payload: enc.encode('{"type":"result"}') },
   { stream: 7, flags: makeFlags({ channel: Channel.STDOUT }), payload: bytes(0, 1, 2, 255, 254) },
-  { stream: 0xffffffff, flags: makeFlags({ channel: Channel.STDERR, end: true }), payload: new Uint8Array(0) },
+  {
+    stream: 0xffffffff,
+    flags: makeFlags({ channel: Channel.STDERR, end: true }),
+    payload: new Uint8Array(0),
+  },
   { stream: 0, flags: 0, payload: new Uint8Array(0) },
   { stream: 42, flags: makeFlags({ channel: 15 }), payload: bytes(9) },
 ];
@@ -64,7 +68,9 @@ describe("encodeFrame", () => {
   });
 
   test("an empty payload is just the header", () => {
-    expect([...encodeFrame({ stream: 5, flags: 2, payload: new Uint8Array(0) })]).toEqual([0, 0, 0, 0, 0, 0, 0, 5, 2]);
+    expect([...encodeFrame({ stream: 5, flags: 2, payload: new Uint8Array(0) })]).toEqual([
+      0, 0, 0, 0, 0, 0, 0, 5, 2,
+    ]);
   });
 
   test("a payload of exactly MAX_FRAME_PAYLOAD is allowed", () => {
@@ -161,7 +167,11 @@ describe("FrameDecoder", () => {
     for (let a = 0; a <= wire.byteLength; a++) {
       for (let b = a; b <= wire.byteLength; b += 3) {
         const d = new FrameDecoder();
-        const got = [...d.push(wire.subarray(0, a)), ...d.push(wire.subarray(a, b)), ...d.push(wire.subarray(b))];
+        const got = [
+          ...d.push(wire.subarray(0, a)),
+          ...d.push(wire.subarray(a, b)),
+          ...d.push(wire.subarray(b)),
+        ];
         expect(got.length).toBe(SAMPLE.length);
       }
     }

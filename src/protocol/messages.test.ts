@@ -107,7 +107,9 @@ const VALID_REQUESTS: Array<[string, v.GenericSchema, Record<string, unknown>]> 
 
 describe("request schemas", () => {
   test("the table of valid requests covers every request op", () => {
-    const ops = Request.options.map((o) => (o as unknown as { entries: { op: { literal: string } } }).entries.op.literal);
+    const ops = Request.options.map(
+      (o) => (o as unknown as { entries: { op: { literal: string } } }).entries.op.literal,
+    );
     const covered = VALID_REQUESTS.map(([op]) => op).filter((op) => op !== "signal");
     expect(covered.sort()).toEqual([...ops].sort());
   });
@@ -133,7 +135,9 @@ describe("request schemas", () => {
 
   test("hello config is strict too", () => {
     const base = { op: "hello", protocol_version: 1, host_version: "x" };
-    expect(v.safeParse(HelloRequest, { ...base, config: { hostname: "h", env: { A_1: "x" } } }).success).toBe(true);
+    expect(v.safeParse(HelloRequest, { ...base, config: { hostname: "h", env: { A_1: "x" } } }).success).toBe(
+      true,
+    );
     expect(v.safeParse(HelloRequest, { ...base, config: { nope: 1 } }).success).toBe(false);
     expect(v.safeParse(HelloRequest, { ...base, config: { env: { "1BAD": "x" } } }).success).toBe(false);
     expect(v.safeParse(HelloRequest, { ...base, protocol_version: -1 }).success).toBe(false);
@@ -156,11 +160,14 @@ describe("request schemas", () => {
   });
 
   test("ExecRequest field rules", () => {
-    const ok = (r: Record<string, unknown>) => v.safeParse(ExecRequest, { op: "exec", command: "x", ...r }).success;
+    const ok = (r: Record<string, unknown>) =>
+      v.safeParse(ExecRequest, { op: "exec", command: "x", ...r }).success;
     expect(ok({ argv: undefined })).toBe(true);
     expect(v.safeParse(ExecRequest, { op: "exec", argv: [] }).success).toBe(false);
     expect(v.safeParse(ExecRequest, { op: "exec", argv: [1] }).success).toBe(false);
-    expect(ok({ timeout_ms: 1, max_output_bytes: 0, stdin: true, cwd: "/workspace", env: { A: "b" } })).toBe(true);
+    expect(ok({ timeout_ms: 1, max_output_bytes: 0, stdin: true, cwd: "/workspace", env: { A: "b" } })).toBe(
+      true,
+    );
     expect(ok({ timeout_ms: 0 })).toBe(false);
     expect(ok({ timeout_ms: 1.5 })).toBe(false);
     expect(ok({ max_output_bytes: -1 })).toBe(false);

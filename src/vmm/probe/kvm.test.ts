@@ -2,7 +2,7 @@
  * probeKvm against real QEMU. The TCG run checks that a working boot is recognised; the KVM
  * run reports this host's verdict (whatever it is: it depends on the host) and its cache.
  */
-import { afterAll, setDefaultTimeout, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,19 @@ test("a missing device is reported without booting", async () => {
   });
   expect(r.usable).toBe(false);
   expect(r.reason).toContain("does not exist");
+});
+
+test("an unreadable kernel is not usable, and not cached", async () => {
+  const cacheFile = join(dir, "never.json");
+  const r = await probeKvm({
+    kernelPath: join(dir, "no-vmlinux"),
+    qemuBin: "/bin/true",
+    cacheFile,
+    accelerator: "tcg",
+  });
+  expect(r.usable).toBe(false);
+  expect(r.reason).toContain("ENOENT");
+  expect(existsSync(cacheFile)).toBe(false);
 });
 
 test.skipIf(!qemu || !kernel)(

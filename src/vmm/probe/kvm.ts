@@ -3,7 +3,7 @@
  * on this paravirtual host KVM_CREATE_VM works but no stock kernel boots), so boot the
  * environment's kernel with no disk and watch the console; cache the answer per host boot.
  */
-import { constants, closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { pdeathsigPrefix } from "../qemu/binary.ts";
 import { cachedResult, type ProbeCacheEntry, type ProbeKey, type ProbeResult } from "./cache.ts";
@@ -40,7 +40,18 @@ export async function probeKvm(opts: KvmProbeOptions): Promise<KvmProbeReport> {
     if (why) return { usable: false, reason: why, cached: false, durationMs: elapsed() };
   }
 
-  const key = probeKey(opts);
+  let key: ProbeKey;
+  try {
+    key = probeKey(opts);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    return {
+      usable: false,
+      reason: `cannot read kernel ${opts.kernelPath}: ${code}`,
+      cached: false,
+      durationMs: elapsed(),
+    };
+  }
   const cacheFile = opts.cacheFile;
   if (cacheFile) {
     const hit = cachedResult(readOrNull(cacheFile), key);

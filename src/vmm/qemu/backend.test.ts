@@ -3,7 +3,7 @@
  * (PYRO_TEST_KERNEL, or the build cache) and skip with the reason when there is none;
  * the guest is a tiny busybox rootfs, so no environment build is needed.
  */
-import { afterAll, setDefaultTimeout, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   chmodSync,
   copyFileSync,

@@ -62,6 +62,7 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         timeoutMs: opts.probeTimeoutMs,
       });
       verdicts.set(kernelPath, verdict);
+      verdict.catch(() => verdicts.delete(kernelPath));
     }
     const v = await verdict;
     return v.usable ? { accelerator: "kvm" as const, cpuModel: v.cpuModel } : { accelerator: "tcg" as const };
