@@ -231,7 +231,7 @@ describe("exec", () => {
     const s = client.open({
       op: "exec",
       command: "sleep 100 & echo $!; echo $$; sleep 100",
-      timeout_ms: 500,
+      timeout_ms: 1500,
     });
     const [bg, shell] = (await readLines(s, 2)).map(Number);
     expect(bg).toBeGreaterThan(0);
@@ -243,7 +243,7 @@ describe("exec", () => {
 
   test("output produced before a timeout is still returned", async () => {
     const { client } = agent();
-    const r = await exec(client, { command: "echo before; sleep 100", timeout_ms: 300 });
+    const r = await exec(client, { command: "echo before; sleep 100", timeout_ms: 1000 });
     expect(r.stdout).toBe("before\n");
     expect(r.result).toMatchObject({ exit_code: 124, timed_out: true, stdout_bytes: 7 });
   });

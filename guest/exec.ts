@@ -6,6 +6,7 @@ import type { ServerStream } from "../src/protocol/connection.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import type { Request } from "../src/protocol/messages.ts";
+import { stat } from "node:fs/promises";
 import { resolveInRoot } from "./paths.ts";
 
 type ExecRequest = Extract<Request, { op: "exec" }>;
@@ -50,6 +51,11 @@ function killGroup(pid: number, signal: number): void {
 export async function runExec(ctx: ExecContext, req: ExecRequest, stream: ServerStream): Promise<void> {
   const started = performance.now();
   const cwd = req.cwd ? await resolveInRoot(ctx.root, req.cwd, { followFinalSymlink: true }) : ctx.root;
+  // A missing cwd must not look like a missing command (spawn reports both as ENOENT).
+  const cwdStat = await stat(cwd).catch(() => null);
+  if (!cwdStat) throw new PyroError("FILE_NOT_FOUND", `working directory ${req.cwd ?? "/workspace"} does not exist`);
+  if (!cwdStat.isDirectory()) throw new PyroError("NOT_A_DIRECTORY", `working directory ${req.cwd} is not a directory`);
+  if (stream.clientGone) return; // the client left while we resolved: start nothing
   const argv = req.argv ?? ["/bin/sh", "-c", req.command as string];
   const cap = req.max_output_bytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   let proc: ReturnType<typeof Bun.spawn>;
@@ -65,6 +71,12 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    if (e.code === "EACCES") {
+      const msg = new TextEncoder().encode(`${argv[0]}: permission denied\n`);
+      stream.sendData(msg, Channel.STDERR);
+      stream.result({ exit_code: 126, signal: null, timed_out: false, stdout_bytes: 0, stderr_bytes: msg.byteLength, stdout_truncated: false, stderr_truncated: false, duration_ms: Math.round(performance.now() - started) });
+      return;
+    }
     if (e.code === "ENOENT") {
       // Like a shell: command not found is exit 127, not a protocol error.
       const msg = new TextEncoder().encode(`${argv[0]}: command not found\n`);
@@ -94,10 +106,11 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
       }, req.timeout_ms)
     : null;
   stream.onControl((m) => {
-    if (m.op === "signal" && typeof m.signal === "string" && SIGNALS[m.signal]) killGroup(proc.pid, SIGNALS[m.signal] as number);
+    if (m?.op === "signal" && typeof m.signal === "string" && SIGNALS[m.signal]) killGroup(proc.pid, SIGNALS[m.signal] as number);
   });
   // A client that disconnects does not want its command to keep running.
   stream.onAbandon(() => killGroup(proc.pid, 9));
+  if (stream.clientGone) killGroup(proc.pid, 9);
 
   if (req.stdin && proc.stdin && typeof proc.stdin !== "number") {
     const sink = proc.stdin;

@@ -141,6 +141,7 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       for await (const chunk of tar) {
         bytes += chunk.byteLength;
         stream.sendData(chunk, Channel.STDOUT);
+        await stream.writable();
       }
       return stream.result({ bytes });
     }

@@ -26,6 +26,7 @@ export async function serveVirtioPort(devPath: string, onSession: (ch: ByteChann
   const fh = await open(devPath, "r+");
   const buf = new Uint8Array(256 * 1024);
   let writeChain: Promise<unknown> = Promise.resolve();
+  let pending = 0; // bytes handed to write() but not yet written (flow control)
   for (;;) {
     const dataCbs: Array<(b: Uint8Array) => void> = [];
     const closeCbs: Array<(e?: Error) => void> = [];
@@ -39,17 +40,26 @@ export async function serveVirtioPort(devPath: string, onSession: (ch: ByteChann
       write(bytes) {
         if (!open_) return;
         const copy = bytes.slice();
-        writeChain = writeChain.then(async () => {
-          let off = 0;
-          while (off < copy.byteLength) {
-            const { bytesWritten } = await fh.write(copy, off, copy.byteLength - off);
-            off += bytesWritten;
-          }
-        }).catch(() => endSession());
+        pending += copy.byteLength;
+        writeChain = writeChain
+          .then(async () => {
+            let off = 0;
+            while (off < copy.byteLength) {
+              const { bytesWritten } = await fh.write(copy, off, copy.byteLength - off);
+              off += bytesWritten;
+            }
+          })
+          .catch(() => endSession())
+          .finally(() => {
+            pending -= copy.byteLength;
+          });
       },
       onData: (cb) => dataCbs.push(cb),
       onClose: (cb) => (open_ ? closeCbs.push(cb) : cb()),
       close: endSession,
+      get bufferedBytes() {
+        return pending;
+      },
     };
     let sawData = false;
     let announced = false;

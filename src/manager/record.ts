@@ -35,13 +35,15 @@ export const WorkspaceRecord = v.object({
   vmm_pid: v.optional(v.nullable(v.number())),
   boot_id: v.optional(v.nullable(v.string())),
   command_count: v.optional(v.number()),
+  /** when the workspace was last reset (history, summary and exports count from here) */
+  reset_at: v.optional(v.nullable(v.string())),
 });
 export type WorkspaceRecord = v.InferOutput<typeof WorkspaceRecord>;
 
 /** What users see: the record minus internal bookkeeping. */
 export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
   const { supervisor_pid: _s, vmm_pid: _v, boot_id: _b, ...rest } = r;
-  return { ...rest, stop_reason: rest.stop_reason ?? null, command_count: rest.command_count ?? 0 };
+  return { ...rest, stop_reason: rest.stop_reason ?? null, command_count: rest.command_count ?? 0, reset_at: rest.reset_at ?? null };
 }
 
 export function readRecord(home: string, id: string): WorkspaceRecord | null {

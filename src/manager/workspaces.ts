@@ -15,6 +15,8 @@ import { listRecords, readRecord, type WorkspaceRecord, writeRecord } from "./re
 import { selfCommand } from "./self.ts";
 import { registryLock, removeWorkspaceFiles, repairRecord, resolveWorkspace, updateRecord } from "./store.ts";
 import { Teardown } from "./teardown.ts";
+import { captureBaselineTar } from "./snapshots.ts";
+import { classifySource, importIntoWorkspace } from "./transfer.ts";
 import { BOOT_ERROR_FILE, READY_FILE } from "../supervisor/main.ts";
 
 export const DEFAULT_ENVIRONMENT = "debian:12";
@@ -25,6 +27,7 @@ export const DATA_DISK_MIB = 8192;
 
 export interface CreateInput {
   environment: string;
+  seed_path?: string;
   name?: string;
   labels?: Record<string, string>;
   vcpu_count?: number;
@@ -93,6 +96,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const vcpu = input.vcpu_count ?? DEFAULT_VCPU;
   const mem = input.mem_mib ?? DEFAULT_MEM_MIB;
   const ttl = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
+  const seed = input.seed_path ? classifySource(input.seed_path) : null;
   const installed = await ensureEnvironment(ctx, input.environment, { allowMissing: input.allow_host_compat ?? false });
   const choice = await chooseBackend({
     home: ctx.home,
@@ -129,7 +133,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         backend: choice.name,
         accelerator: choice.accelerator,
         network_policy: input.network_policy ?? "off",
-        workspace_seed: { origin_kind: "empty", origin_ref: null },
+        workspace_seed: seed ? { origin_kind: seed.kind, origin_ref: seed.path } : { origin_kind: "empty", origin_ref: null },
         vcpu_count: vcpu,
         mem_mib: mem,
         ttl_seconds: ttl,
@@ -151,12 +155,24 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     });
     ctx.progress(`booting ${input.environment} (${choice.name}${choice.accelerator ? `/${choice.accelerator}` : ""})...`);
     await launchSupervisor(ctx, id);
+    const started = readRecord(ctx.home, id) as WorkspaceRecord;
+    if (seed) {
+      ctx.progress(`seeding /workspace from ${seed.path}`);
+      await importIntoWorkspace(ctx.home, started, seed.path);
+    }
+    await captureBaseline(ctx.home, started);
     td.release();
     return readRecord(ctx.home, id) as WorkspaceRecord;
   } catch (err) {
     await td.run();
     throw err;
   }
+}
+
+/** The diff baseline: a git tree in the agent's state (outside /workspace) plus a tar on the host for resets. */
+export async function captureBaseline(home: string, r: WorkspaceRecord): Promise<void> {
+  await callWorkspace(home, r, { op: "baseline.capture" });
+  await captureBaselineTar(home, r);
 }
 
 export async function listWorkspaces(ctx: Ctx): Promise<WorkspaceRecord[]> {

@@ -1,7 +1,9 @@
 /** THE table. CLI commands, SDK methods and MCP tools are all derived from this list. */
 import { doctorOp } from "./doctor.ts";
 import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
+import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
 import { runOp } from "./run.ts";
+import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
 import type { Operation } from "./types.ts";
 import { createOp, deleteOp, execOp, listOp, logsOp, startOp, statusOp, stopOp, updateOp } from "./workspace.ts";
 
@@ -13,6 +15,18 @@ export const OPERATIONS: readonly Operation[] = [
   updateOp,
   logsOp,
   execOp,
+  syncPushOp,
+  fileListOp,
+  fileReadOp,
+  fileWriteOp,
+  patchApplyOp,
+  diffOp,
+  exportOp,
+  snapshotCreateOp,
+  snapshotListOp,
+  snapshotDeleteOp,
+  resetOp,
+  summaryOp,
   stopOp,
   startOp,
   deleteOp,

@@ -30,6 +30,7 @@ export const createOp = defineOperation({
     "Create a persistent workspace: a microVM you can exec in repeatedly, whose /workspace survives between calls. Returns the workspace record (workspace_id, name, state: started, expires_at, backend...). Give it a name and labels to find it again with workspace_list. Delete it with workspace_delete when done; it is deleted automatically when ttl_seconds run out.",
   input: v.strictObject({
     environment: v.optional(f.environment, DEFAULT_ENVIRONMENT),
+    seed_path: v.optional(v.pipe(v.string(), v.description("Seed /workspace from this host directory or .tar/.tar.gz/.tgz archive."))),
     name: v.optional(f.name),
     labels: v.optional(f.labels),
     vcpu_count: v.optional(f.vcpuCount),

@@ -9,6 +9,9 @@ import { errorFromShape, type ErrorCode, PyroError, toPyroError } from "./errors
 import { Channel, channelOf, decodeJsonPayload, encodeFrame, encodeJsonFrame, Flag, type Frame, FrameDecoder, MAX_FRAME_PAYLOAD, makeFlags } from "./frame.ts";
 import { AsyncQueue } from "./queue.ts";
 
+/** Bulk senders pause above this many buffered bytes. */
+export const WRITE_HIGH_WATER = 4 * 1024 * 1024;
+
 export type StreamEvent = { kind: "json"; message: Record<string, unknown> } | { kind: "data"; channel: number; bytes: Uint8Array };
 
 /** Split large buffers into frames no bigger than the protocol allows. */
@@ -37,6 +40,11 @@ abstract class StreamBase {
   sendJson(message: Record<string, unknown>): void {
     if (this.finished) return;
     this.conn.writeRaw(encodeJsonFrame(this.id, message));
+  }
+
+  /** Resolves when the connection's write buffer has room again (bulk senders await it). */
+  writable(limit?: number): Promise<void> {
+    return this.conn.writable(limit);
   }
 }
 
@@ -151,8 +159,17 @@ export class ServerStream extends StreamBase {
   /** @internal */
   receive(frame: Frame): void {
     if (frame.flags & Flag.JSON) {
-      const m = decodeJsonPayload(frame.payload) as Record<string, unknown>;
-      for (const h of this.controlHandlers) h(m);
+      const m = decodeJsonPayload(frame.payload);
+      // Control messages are objects; anything else is a confused peer, not a reason to drop the connection.
+      if (m && typeof m === "object" && !Array.isArray(m)) {
+        for (const h of this.controlHandlers) {
+          try {
+            h(m as Record<string, unknown>);
+          } catch (err) {
+            this.fail(err);
+          }
+        }
+      }
     } else if (frame.payload.byteLength > 0) {
       this.input.push(frame.payload);
     }
@@ -182,6 +199,7 @@ export class Connection {
   private readonly clientStreams = new Map<number, ClientStream>();
   private readonly serverStreams = new Map<number, ServerStream>();
   private nextId = 1;
+  private highestOpened = 0;
   private closed = false;
   private closeHandlers: Array<(err?: Error) => void> = [];
 
@@ -228,7 +246,11 @@ export class Connection {
     })();
     if (opts.input !== undefined) {
       if (opts.input instanceof Uint8Array) s.sendData(opts.input);
-      else for await (const part of opts.input) s.sendData(part);
+      else
+        for await (const part of opts.input) {
+          s.sendData(part);
+          await this.writable();
+        }
       s.endInput();
     }
     const result = await s.done;
@@ -239,6 +261,19 @@ export class Connection {
   close(): void {
     this.channel.close();
     this.shutdown();
+  }
+
+  /** The transport (flow control needs it: pause/resume, buffered bytes). */
+  get transport(): ByteChannel {
+    return this.channel;
+  }
+
+  /**
+   * Wait until the transport's write buffer is below `limit`: senders of bulk data
+   * (uploads, exports) call this between chunks so memory stays bounded.
+   */
+  async writable(limit = WRITE_HIGH_WATER): Promise<void> {
+    while (!this.closed && (this.channel.bufferedBytes ?? 0) > limit) await Bun.sleep(2);
   }
 
   /** @internal */
@@ -291,6 +326,10 @@ export class Connection {
     if (server) return server.receive(f);
     if (!this.opts.onStream) return; // late frame for a finished stream: ignore
     if (!(f.flags & Flag.JSON)) return; // data for a stream we already finished
+    // Clients number streams upward: a JSON frame for an id at or below the highest one
+    // seen belongs to a stream that already finished (a late signal), never a new request.
+    if (f.stream <= this.highestOpened && this.highestOpened - f.stream < 0x40000000) return;
+    this.highestOpened = f.stream;
     const request = decodeJsonPayload(f.payload);
     if (!request || typeof request !== "object" || Array.isArray(request)) {
       throw new PyroError("PROTOCOL_ERROR", "stream must open with a JSON object");
@@ -304,7 +343,7 @@ export class Connection {
   private shutdown(reason?: Error): void {
     if (this.closed) return;
     this.closed = true;
-    const lost = this.lostError();
+    const lost = reason instanceof PyroError ? reason : this.lostError();
     for (const s of [...this.clientStreams.values()]) s.abort(lost);
     for (const s of [...this.serverStreams.values()]) s.abandon();
     this.clientStreams.clear();

@@ -74,43 +74,73 @@ export function decodeJsonPayload(payload: Uint8Array): unknown {
  * anything is allocated for it.
  */
 export class FrameDecoder {
-  private buf: Uint8Array = new Uint8Array(0);
+  // Chunks are kept as a list and joined once per frame, so small chunks cost linear time.
+  private chunks: Uint8Array[] = [];
+  private held = 0;
   private failed: PyroError | null = null;
 
   push(chunk: Uint8Array): Frame[] {
     if (this.failed) throw this.failed;
-    this.buf = this.buf.byteLength === 0 ? chunk.slice() : concat(this.buf, chunk);
+    if (chunk.byteLength > 0) {
+      this.chunks.push(chunk.slice());
+      this.held += chunk.byteLength;
+    }
     const frames: Frame[] = [];
-    let off = 0;
-    while (this.buf.byteLength - off >= HEADER_BYTES) {
-      const dv = new DataView(this.buf.buffer, this.buf.byteOffset + off, HEADER_BYTES);
+    while (this.held >= HEADER_BYTES) {
+      const header = this.peek(HEADER_BYTES);
+      const dv = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
       const len = dv.getUint32(0);
       if (len > MAX_FRAME_PAYLOAD) {
         this.failed = new PyroError("FRAME_TOO_LARGE", `frame announces ${len} bytes (max ${MAX_FRAME_PAYLOAD})`);
-        this.buf = new Uint8Array(0);
+        this.chunks = [];
+        this.held = 0;
         throw this.failed;
       }
-      if (this.buf.byteLength - off < HEADER_BYTES + len) break;
-      frames.push({
-        stream: dv.getUint32(4),
-        flags: dv.getUint8(8),
-        payload: this.buf.slice(off + HEADER_BYTES, off + HEADER_BYTES + len),
-      });
-      off += HEADER_BYTES + len;
+      if (this.held < HEADER_BYTES + len) break;
+      const whole = this.take(HEADER_BYTES + len);
+      frames.push({ stream: dv.getUint32(4), flags: dv.getUint8(8), payload: whole.subarray(HEADER_BYTES) });
     }
-    this.buf = off === 0 ? this.buf : this.buf.slice(off);
     return frames;
   }
 
   /** Bytes held waiting for the rest of a frame. */
   get pending(): number {
-    return this.buf.byteLength;
+    return this.held;
   }
-}
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
+  /** The first n held bytes (n <= held), joining chunks only as far as needed. */
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0] as Uint8Array;
+    if (first.byteLength >= n) return first.subarray(0, n);
+    const out = new Uint8Array(n);
+    let off = 0;
+    for (const c of this.chunks) {
+      const part = c.subarray(0, Math.min(c.byteLength, n - off));
+      out.set(part, off);
+      off += part.byteLength;
+      if (off === n) break;
+    }
+    return out;
+  }
+
+  /** Remove and return the first n held bytes as one buffer. */
+  private take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.chunks[0] as Uint8Array;
+      const want = n - off;
+      if (c.byteLength <= want) {
+        out.set(c, off);
+        off += c.byteLength;
+        this.chunks.shift();
+      } else {
+        out.set(c.subarray(0, want), off);
+        this.chunks[0] = c.subarray(want);
+        off += want;
+      }
+    }
+    this.held -= n;
+    return out;
+  }
 }

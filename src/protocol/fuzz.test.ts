@@ -28,7 +28,15 @@ import { Request } from "./messages.ts";
 import { PROTOCOL_VERSION } from "./version.ts";
 
 const DEFAULT_SEED = 0x5eed_2024;
-const SEED = process.env.PYRO_FUZZ_SEED ? Number(process.env.PYRO_FUZZ_SEED) >>> 0 : DEFAULT_SEED;
+const SEED = parseSeed(process.env.PYRO_FUZZ_SEED);
+
+function parseSeed(raw: string | undefined): number {
+  if (!raw) return DEFAULT_SEED;
+  const n = Number(raw); // decimal or 0x...
+  if (!Number.isSafeInteger(n))
+    throw new Error(`PYRO_FUZZ_SEED must be an integer, got ${JSON.stringify(raw)}`);
+  return n >>> 0;
+}
 const DECODER_CASES = 120_000;
 const STACK_CASES = 2_000;
 /** A hang guard for slow machines, not a timing assertion. */

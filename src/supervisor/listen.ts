@@ -49,6 +49,11 @@ export function listenUnix(path: string, onConnection: (ch: ByteChannel) => void
             sock.end();
             closeState(st);
           },
+          get bufferedBytes() {
+            return st.pending.reduce((n, b) => n + b.byteLength, 0);
+          },
+          pauseReading: () => sock.pause(),
+          resumeReading: () => sock.resume(),
         });
       },
       data(sock, chunk) {

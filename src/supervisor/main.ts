@@ -4,8 +4,8 @@
  * on run/supervisor.sock, re-numbering their streams onto the agent connection. It records
  * history and activity, enforces the TTL, and writes the final state when the machine ends.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
-import { Connection, type ServerStream } from "../protocol/connection.ts";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Connection, type ServerStream, WRITE_HIGH_WATER } from "../protocol/connection.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
@@ -71,21 +71,37 @@ export async function supervise(home: string, id: string): Promise<void> {
     setTimeout(() => void finish("ttl expired", { deleteAfter: true }), Math.max(ms, 0));
   }
 
-  const forward = (client: ServerStream) => {
+  const LOW_WATER = 1024 * 1024;
+  const forward = (client: ServerStream, clientConn: Connection) => {
     const req = client.request;
     const op = String(req.op ?? "");
     if (op.startsWith("sup.")) return handleLocal(client, op);
     const started = new Date().toISOString();
     const upstream = machine.conn.open(req);
+    const agent = machine.conn.transport;
+    // Bulk data is relayed with bounded buffers: when the far side's write buffer fills,
+    // stop reading from the near side until it drains (the OS then pushes back on the sender).
     (async () => {
       for await (const ev of upstream.events) {
         if (ev.kind === "data") client.sendData(ev.bytes, ev.channel);
         else client.sendJson(ev.message);
+        if ((clientConn.transport.bufferedBytes ?? 0) > WRITE_HIGH_WATER && agent.pauseReading) {
+          agent.pauseReading();
+          await clientConn.writable(LOW_WATER);
+          agent.resumeReading?.();
+        }
       }
     })();
     (async () => {
       try {
-        for await (const part of client.input) upstream.sendData(part);
+        for await (const part of client.input) {
+          upstream.sendData(part);
+          if ((agent.bufferedBytes ?? 0) > WRITE_HIGH_WATER) {
+            clientConn.transport.pauseReading?.();
+            await machine.conn.writable(LOW_WATER);
+            clientConn.transport.resumeReading?.();
+          }
+        }
         upstream.endInput();
       } catch {}
     })();
@@ -105,7 +121,8 @@ export async function supervise(home: string, id: string): Promise<void> {
     );
   };
 
-  let seq = 0;
+  // History survives stop/start: continue its numbering.
+  let seq = existsSync(historyPath(home, id)) ? readFileSync(historyPath(home, id), "utf8").split("\n").filter((l) => l.trim()).length : 0;
   const recordHistory = (req: Record<string, unknown>, started: string, result: Record<string, unknown>) => {
     seq += 1;
     const entry = {
@@ -147,7 +164,7 @@ export async function supervise(home: string, id: string): Promise<void> {
   };
 
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
-    new Connection(ch, { onStream: forward });
+    const clientConn: Connection = new Connection(ch, { onStream: (s) => forward(s, clientConn) });
   });
   await updateRecord(home, id, (r) => ({
     ...r,

@@ -14,6 +14,11 @@ export interface ByteChannel {
   /** Called once when the stream ends for any reason. */
   onClose(cb: (reason?: Error) => void): void;
   close(): void;
+  /** Bytes accepted by write() but not yet handed to the OS (for flow control); absent = unknown. */
+  readonly bufferedBytes?: number;
+  /** Stop/resume delivering onData (the peer then sees the OS's backpressure). */
+  pauseReading?(): void;
+  resumeReading?(): void;
 }
 
 /** Files that make an environment bootable (see src/env). */
