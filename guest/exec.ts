@@ -2,11 +2,12 @@
  * exec in the guest: one process group per command, streamed output with per-stream caps,
  * a timeout that kills the whole group and still returns what was produced.
  */
+
+import { stat } from "node:fs/promises";
 import type { ServerStream } from "../src/protocol/connection.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import type { Request } from "../src/protocol/messages.ts";
-import { stat } from "node:fs/promises";
 import { resolveInRoot } from "./paths.ts";
 
 type ExecRequest = Extract<Request, { op: "exec" }>;
@@ -15,7 +16,15 @@ export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** After the main process exits, how long background children may keep the pipes open. */
 const DRAIN_GRACE_MS = 300;
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15 };
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+};
 const SIGNAL_NAMES = Object.fromEntries(Object.entries(SIGNALS).map(([k, v]) => [v, k]));
 
 /** Process groups still running, so the agent can take them down when it is told to go. */
@@ -53,8 +62,10 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
   const cwd = req.cwd ? await resolveInRoot(ctx.root, req.cwd, { followFinalSymlink: true }) : ctx.root;
   // A missing cwd must not look like a missing command (spawn reports both as ENOENT).
   const cwdStat = await stat(cwd).catch(() => null);
-  if (!cwdStat) throw new PyroError("FILE_NOT_FOUND", `working directory ${req.cwd ?? "/workspace"} does not exist`);
-  if (!cwdStat.isDirectory()) throw new PyroError("NOT_A_DIRECTORY", `working directory ${req.cwd} is not a directory`);
+  if (!cwdStat)
+    throw new PyroError("FILE_NOT_FOUND", `working directory ${req.cwd ?? "/workspace"} does not exist`);
+  if (!cwdStat.isDirectory())
+    throw new PyroError("NOT_A_DIRECTORY", `working directory ${req.cwd} is not a directory`);
   if (stream.clientGone) return; // the client left while we resolved: start nothing
   const argv = req.argv ?? ["/bin/sh", "-c", req.command as string];
   const cap = req.max_output_bytes ?? DEFAULT_MAX_OUTPUT_BYTES;
@@ -74,7 +85,16 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
     if (e.code === "EACCES") {
       const msg = new TextEncoder().encode(`${argv[0]}: permission denied\n`);
       stream.sendData(msg, Channel.STDERR);
-      stream.result({ exit_code: 126, signal: null, timed_out: false, stdout_bytes: 0, stderr_bytes: msg.byteLength, stdout_truncated: false, stderr_truncated: false, duration_ms: Math.round(performance.now() - started) });
+      stream.result({
+        exit_code: 126,
+        signal: null,
+        timed_out: false,
+        stdout_bytes: 0,
+        stderr_bytes: msg.byteLength,
+        stdout_truncated: false,
+        stderr_truncated: false,
+        duration_ms: Math.round(performance.now() - started),
+      });
       return;
     }
     if (e.code === "ENOENT") {
@@ -106,7 +126,8 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
       }, req.timeout_ms)
     : null;
   stream.onControl((m) => {
-    if (m?.op === "signal" && typeof m.signal === "string" && SIGNALS[m.signal]) killGroup(proc.pid, SIGNALS[m.signal] as number);
+    if (m?.op === "signal" && typeof m.signal === "string" && SIGNALS[m.signal])
+      killGroup(proc.pid, SIGNALS[m.signal] as number);
   });
   // A client that disconnects does not want its command to keep running.
   stream.onAbandon(() => killGroup(proc.pid, 9));

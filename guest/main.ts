@@ -3,8 +3,8 @@
  * tini), or `pyro-agent serve --stdio --root DIR` as the host-compat backend's child.
  */
 import { mkdirSync } from "node:fs";
-import { PYRO_VERSION } from "../src/protocol/version.ts";
 import { streamChannel } from "../src/protocol/channels.ts";
+import { PYRO_VERSION } from "../src/protocol/version.ts";
 import { killAllGroups } from "./exec.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
 import { findVirtioPort, serveVirtioPort } from "./virtio-serial.ts";
@@ -13,7 +13,9 @@ const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 const VSOCK_PORT = 1024;
 
 function usage(): never {
-  process.stderr.write("usage: pyro-agent serve (--guest | --stdio --root DIR)\n       pyro-agent --version\n");
+  process.stderr.write(
+    "usage: pyro-agent serve (--guest | --stdio --root DIR)\n       pyro-agent --version\n",
+  );
   process.exit(64);
 }
 

@@ -22,6 +22,9 @@ export function powerOff(): never {
 export async function setClock(unixMs: number): Promise<void> {
   if (Math.abs(Date.now() - unixMs) < 2000) return;
   try {
-    await Bun.spawn(["date", "-u", "-s", `@${Math.floor(unixMs / 1000)}`], { stdout: "ignore", stderr: "ignore" }).exited;
+    await Bun.spawn(["date", "-u", "-s", `@${Math.floor(unixMs / 1000)}`], {
+      stdout: "ignore",
+      stderr: "ignore",
+    }).exited;
   } catch {}
 }

@@ -22,7 +22,15 @@ function walk(dir: string, out: string[] = []): string[] {
 
 function inputsHash(): string {
   const h = createHash("sha256");
-  const files = [...walk(join(root, "src")), ...walk(join(root, "guest")), ...walk(join(root, "rootfs")), join(root, "package.json"), join(root, "bun.lock")].filter(existsSync).sort();
+  const files = [
+    ...walk(join(root, "src")),
+    ...walk(join(root, "guest")),
+    ...walk(join(root, "rootfs")),
+    join(root, "package.json"),
+    join(root, "bun.lock"),
+  ]
+    .filter(existsSync)
+    .sort();
   for (const f of files) {
     h.update(relative(root, f));
     h.update(readFileSync(f));
@@ -34,7 +42,13 @@ function inputsHash(): string {
 const force = process.argv.includes("--force");
 const hash = inputsHash();
 const stamp = join(dist, ".build-hash");
-if (!force && existsSync(stamp) && readFileSync(stamp, "utf8") === hash && existsSync(join(dist, "pyro")) && existsSync(join(dist, "pyro-agent"))) {
+if (
+  !force &&
+  existsSync(stamp) &&
+  readFileSync(stamp, "utf8") === hash &&
+  existsSync(join(dist, "pyro")) &&
+  existsSync(join(dist, "pyro-agent"))
+) {
   console.error("build: dist/ is up to date");
   process.exit(0);
 }
@@ -52,7 +66,9 @@ async function compile(entry: string, outfile: string): Promise<void> {
     for (const log of result.logs) console.error(log);
     throw new Error(`build of ${entry} failed`);
   }
-  console.error(`build: ${outfile} (${Math.round(statSync(join(dist, outfile)).size / 2 ** 20)} MB) in ${Math.round(performance.now() - started)} ms`);
+  console.error(
+    `build: ${outfile} (${Math.round(statSync(join(dist, outfile)).size / 2 ** 20)} MB) in ${Math.round(performance.now() - started)} ms`,
+  );
 }
 
 await compile("src/main.ts", "pyro");

@@ -22,22 +22,53 @@ export function renderReference(): string {
     "|---|---|---|---|---|",
   ];
   for (const op of OPERATIONS) {
-    out.push(`| \`pyro ${op.cli.join(" ")}\` | \`${op.sdk}\` | \`${op.name}\` | ${op.profiles.join(", ") || "CLI/SDK only"} | ${op.summary} |`);
+    out.push(
+      `| \`pyro ${op.cli.join(" ")}\` | \`${op.sdk}\` | \`${op.name}\` | ${op.profiles.join(", ") || "CLI/SDK only"} | ${op.summary} |`,
+    );
   }
   for (const op of OPERATIONS) {
     out.push("", `### pyro ${op.cli.join(" ")}`, "", op.description, "");
     const specs = flagSpecs(op);
-    const usage = [`pyro ${op.cli.join(" ")}`, ...(op.positionals ?? []).map((p) => p.toUpperCase()), "[flags]", ...(op.rest ? ["-- COMMAND..."] : [])];
-    out.push("```", usage.join(" "), "```", "", "| field (MCP/SDK) | CLI | type | description |", "|---|---|---|---|");
+    const usage = [
+      `pyro ${op.cli.join(" ")}`,
+      ...(op.positionals ?? []).map((p) => p.toUpperCase()),
+      "[flags]",
+      ...(op.rest ? ["-- COMMAND..."] : []),
+    ];
+    out.push(
+      "```",
+      usage.join(" "),
+      "```",
+      "",
+      "| field (MCP/SDK) | CLI | type | description |",
+      "|---|---|---|---|",
+    );
     for (const s of specs) {
-      const cli = op.positionals?.includes(s.field) ? "positional" : s.field === op.rest ? "after `--`" : `\`--${s.flag}\``;
-      out.push(`| \`${s.field}\`${s.required ? " (required)" : ""} | ${cli} | ${s.kind} | ${s.description.replaceAll("|", "\\|")} |`);
+      const cli = op.positionals?.includes(s.field)
+        ? "positional"
+        : s.field === op.rest
+          ? "after `--`"
+          : `\`--${s.flag}\``;
+      out.push(
+        `| \`${s.field}\`${s.required ? " (required)" : ""} | ${cli} | ${s.kind} | ${s.description.replaceAll("|", "\\|")} |`,
+      );
     }
     const a = op.annotations;
-    out.push("", `Annotations: readOnly=${a.readOnlyHint}, destructive=${a.destructiveHint}, idempotent=${a.idempotentHint}.`);
+    out.push(
+      "",
+      `Annotations: readOnly=${a.readOnlyHint}, destructive=${a.destructiveHint}, idempotent=${a.idempotentHint}.`,
+    );
     if (op.examples?.length) out.push("", "Examples:", "```", ...op.examples, "```");
   }
-  out.push("", "## Error codes and CLI exit codes", "", "Errors are `{ code, message, details?, hint? }`. `run` and `workspace exec` exit with the command's own code (124 on timeout); pyro's own failures use these codes (all ≥ 64).", "", "| code | exit |", "|---|---|");
+  out.push(
+    "",
+    "## Error codes and CLI exit codes",
+    "",
+    "Errors are `{ code, message, details?, hint? }`. `run` and `workspace exec` exit with the command's own code (124 on timeout); pyro's own failures use these codes (all ≥ 64).",
+    "",
+    "| code | exit |",
+    "|---|---|",
+  );
   for (const [code, exit] of Object.entries(ERROR_EXIT_CODES)) out.push(`| \`${code}\` | ${exit} |`);
   return `${out.join("\n")}\n`;
 }

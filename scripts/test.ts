@@ -11,11 +11,20 @@ const requireGuests = process.env.CI === "true" || process.env.PYRO_REQUIRE_GUES
 if (requireGuests) process.env.PYRO_REQUIRE_GUESTS = "1";
 process.env.PYRO_BUILD_CACHE ??= join(root, ".cache", "build");
 
-const build = Bun.spawnSync([bun, join(root, "scripts", "build.ts")], { stdout: "inherit", stderr: "inherit", cwd: root });
+const build = Bun.spawnSync([bun, join(root, "scripts", "build.ts")], {
+  stdout: "inherit",
+  stderr: "inherit",
+  cwd: root,
+});
 if (build.exitCode !== 0) process.exit(build.exitCode ?? 1);
 
 const args = process.argv.slice(2);
-const proc = Bun.spawn([bun, "test", "--timeout", "600000", ...args], { cwd: root, stdout: "pipe", stderr: "pipe", env: process.env });
+const proc = Bun.spawn([bun, "test", "--timeout", "600000", ...args], {
+  cwd: root,
+  stdout: "pipe",
+  stderr: "pipe",
+  env: process.env,
+});
 let guestPassed = 0;
 let guestSkipped = 0;
 async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) {

@@ -1,6 +1,16 @@
 /** Real microVMs (QEMU; TCG where KVM is unusable). Names start with "real guest" so the runner counts them. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync, closeSync, statSync } from "node:fs";
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
 import { processesMatching, pyro } from "./helpers.ts";
@@ -11,12 +21,16 @@ beforeAll(async () => {
 }, 1_800_000); // may build the kernel on a fresh machine
 
 function noLeaks(needle: string) {
-  expect(processesMatching(needle).filter((p) => p.includes("qemu") || p.includes("__supervise"))).toEqual([]);
+  expect(processesMatching(needle).filter((p) => p.includes("qemu") || p.includes("__supervise"))).toEqual(
+    [],
+  );
 }
 
 describe.skipIf(SKIP_GUESTS)("real guest: one-shot run", () => {
   test("real guest: run debian:12 -- git --version in a microVM with the -pyro kernel", async () => {
-    const r = await pyro(["run", "--json", "debian:12", "--", "sh", "-c", "git --version; uname -r"], { home });
+    const r = await pyro(["run", "--json", "debian:12", "--", "sh", "-c", "git --version; uname -r"], {
+      home,
+    });
     expect(r.code).toBe(0);
     expect(r.json.stdout).toMatch(/^git version \d/);
     expect(r.json.stdout).toContain("-pyro");
@@ -28,7 +42,20 @@ describe.skipIf(SKIP_GUESTS)("real guest: one-shot run", () => {
   });
 
   test("real guest: exit codes, stderr and timeouts cross the VM boundary", async () => {
-    const r = await pyro(["run", "--json", "--timeout-seconds", "2", "debian:12", "--", "sh", "-c", "echo out; echo err >&2; sleep 30 & sleep 30"], { home });
+    const r = await pyro(
+      [
+        "run",
+        "--json",
+        "--timeout-seconds",
+        "2",
+        "debian:12",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; sleep 30 & sleep 30",
+      ],
+      { home },
+    );
     expect(r.code).toBe(124);
     expect(r.json.timed_out).toBe(true);
     expect(r.json.stdout).toBe("out\n");
@@ -36,13 +63,34 @@ describe.skipIf(SKIP_GUESTS)("real guest: one-shot run", () => {
   });
 
   test("real guest: network is off by default and --network gives egress", async () => {
-    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello-from-host") });
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => new Response("hello-from-host"),
+    });
     try {
       // QEMU user networking maps the gateway 10.0.2.2 to the host's loopback.
       const script = `exec 3<>/dev/tcp/10.0.2.2/${server.port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3`;
-      const off = await pyro(["run", "--json", "--timeout-seconds", "10", "debian:12", "--", "bash", "-c", script], { home });
+      const off = await pyro(
+        ["run", "--json", "--timeout-seconds", "10", "debian:12", "--", "bash", "-c", script],
+        { home },
+      );
       expect(off.json.exit_code).not.toBe(0);
-      const on = await pyro(["run", "--json", "--network", "--timeout-seconds", "20", "debian:12", "--", "bash", "-c", `${script}; cat /etc/resolv.conf`], { home });
+      const on = await pyro(
+        [
+          "run",
+          "--json",
+          "--network",
+          "--timeout-seconds",
+          "20",
+          "debian:12",
+          "--",
+          "bash",
+          "-c",
+          `${script}; cat /etc/resolv.conf`,
+        ],
+        { home },
+      );
       expect(on.json.stdout).toContain("hello-from-host");
       expect(on.json.stdout).toContain("nameserver 10.0.2.3");
     } finally {
@@ -67,21 +115,54 @@ describe.skipIf(SKIP_GUESTS)("real guest: workspace", () => {
     const disk = join(home, "workspaces", id, "disk.ext4");
     expect(statSync(disk).blocks * 512).toBeLessThanOrEqual(5 * 1024 * 1024);
 
-    const w = await pyro(["workspace", "exec", "guest-ws", "--json", "--", "sh", "-c", "printf 'line1\\nline2\\n' > /workspace/notes.txt && pwd"], { home });
+    const w = await pyro(
+      [
+        "workspace",
+        "exec",
+        "guest-ws",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "printf 'line1\\nline2\\n' > /workspace/notes.txt && pwd",
+      ],
+      { home },
+    );
     expect(w.json.exit_code).toBe(0);
     expect(w.json.stdout).toBe("/workspace\n");
     const r = await pyro(["workspace", "exec", "guest-ws", "--json", "--", "cat", "notes.txt"], { home });
     expect(r.json.stdout).toBe("line1\nline2\n");
-    const ro = await pyro(["workspace", "exec", "guest-ws", "--json", "--", "sh", "-c", "touch /usr/x && echo writable-overlay"], { home });
+    const ro = await pyro(
+      ["workspace", "exec", "guest-ws", "--json", "--", "sh", "-c", "touch /usr/x && echo writable-overlay"],
+      { home },
+    );
     expect(ro.json.stdout).toBe("writable-overlay\n");
 
-    const concurrent = await Promise.all(Array.from({ length: 5 }, (_, i) => pyro(["workspace", "exec", id, "--json", "--", "sh", "-c", `echo g${i}`], { home })));
-    concurrent.forEach((x, i) => expect(x.json.stdout).toBe(`g${i}\n`));
+    const concurrent = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        pyro(["workspace", "exec", id, "--json", "--", "sh", "-c", `echo g${i}`], { home }),
+      ),
+    );
+    concurrent.forEach((x, i) => {
+      expect(x.json.stdout).toBe(`g${i}\n`);
+    });
 
     expect((await pyro(["workspace", "stop", id, "--json"], { home })).json.state).toBe("stopped");
     noLeaks(id);
     expect((await pyro(["workspace", "start", id, "--json"], { home })).json.state).toBe("started");
-    const after = await pyro(["workspace", "exec", id, "--json", "--", "sh", "-c", "cat /workspace/notes.txt; test -e /usr/x && echo kept"], { home });
+    const after = await pyro(
+      [
+        "workspace",
+        "exec",
+        id,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "cat /workspace/notes.txt; test -e /usr/x && echo kept",
+      ],
+      { home },
+    );
     expect(after.json.stdout).toBe("line1\nline2\nkept\n");
 
     const logs = await pyro(["workspace", "logs", id, "--json"], { home });
@@ -109,7 +190,10 @@ describe.skipIf(SKIP_GUESTS)("real guest: failures are clear and leak nothing", 
     const fd = openSync(join(envDir(h), "rootfs.ext4"), "r+");
     writeSync(fd, Buffer.from([0x5a]), 0, 1, 2048);
     closeSync(fd);
-    const r = await pyro(["run", "--json", "debian:12", "--", "true"], { home: h, env: { PYRO_AUTO_BUILD: "0" } });
+    const r = await pyro(["run", "--json", "debian:12", "--", "true"], {
+      home: h,
+      env: { PYRO_AUTO_BUILD: "0" },
+    });
     expect(r.json.code).toBe("ENVIRONMENT_CORRUPT");
     expect(r.json.hint).toContain("pyro env build debian:12 --force");
     expect(processesMatching(h)).toEqual([]);
@@ -124,7 +208,10 @@ describe.skipIf(SKIP_GUESTS)("real guest: failures are clear and leak nothing", 
   });
 
   test("real guest: a guest that does not answer in time → GUEST_BOOT_TIMEOUT with the console tail", async () => {
-    const r = await pyro(["run", "--json", "debian:12", "--", "true"], { home, env: { PYRO_BOOT_TIMEOUT_MS: "300" } });
+    const r = await pyro(["run", "--json", "debian:12", "--", "true"], {
+      home,
+      env: { PYRO_BOOT_TIMEOUT_MS: "300" },
+    });
     expect(r.json.code).toBe("GUEST_BOOT_TIMEOUT");
     expect(typeof r.json.details?.console_tail).toBe("string");
     expect(readdirSync(join(home, "runs"))).toEqual([]);
@@ -155,7 +242,10 @@ describe.skipIf(SKIP_GUESTS)("real guest: failures are clear and leak nothing", 
   });
 
   test("real guest: firecracker forced without usable KVM or binary → a clear error", async () => {
-    const r = await pyro(["run", "--json", "debian:12", "--", "true"], { home, env: { PYRO_BACKEND: "firecracker" } });
+    const r = await pyro(["run", "--json", "debian:12", "--", "true"], {
+      home,
+      env: { PYRO_BACKEND: "firecracker" },
+    });
     expect(["VMM_NOT_FOUND", "KVM_UNAVAILABLE"]).toContain(r.json.code);
     expect(r.code).toBe(69);
   });

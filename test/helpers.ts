@@ -10,7 +10,11 @@ let built = false;
 /** Build dist/ once per test process (hash-cached, so cheap when up to date). */
 export async function ensureBuilt(): Promise<void> {
   if (built && existsSync(PYRO)) return;
-  const p = Bun.spawn([process.execPath, join(REPO, "scripts", "build.ts")], { stdout: "inherit", stderr: "inherit", cwd: REPO });
+  const p = Bun.spawn([process.execPath, join(REPO, "scripts", "build.ts")], {
+    stdout: "inherit",
+    stderr: "inherit",
+    cwd: REPO,
+  });
   if ((await p.exited) !== 0) throw new Error("build failed");
   built = true;
 }
@@ -27,11 +31,24 @@ export interface PyroResult {
   json: any;
 }
 
-export async function pyro(args: string[], opts: { home?: string; env?: Record<string, string>; cwd?: string; stdin?: string } = {}): Promise<PyroResult> {
+export async function pyro(
+  args: string[],
+  opts: { home?: string; env?: Record<string, string>; cwd?: string; stdin?: string } = {},
+): Promise<PyroResult> {
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...(opts.env ?? {}) };
   if (opts.home) env.PYRO_HOME = opts.home;
-  const p = Bun.spawn([PYRO, ...args], { env, cwd: opts.cwd ?? process.env.PYRO_TEST_TMP, stdout: "pipe", stderr: "pipe", stdin: opts.stdin ? new TextEncoder().encode(opts.stdin) : "ignore" });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  const p = Bun.spawn([PYRO, ...args], {
+    env,
+    cwd: opts.cwd ?? process.env.PYRO_TEST_TMP,
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: opts.stdin ? new TextEncoder().encode(opts.stdin) : "ignore",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
   let json: any = null;
   try {
     json = JSON.parse(stdout);

@@ -46,40 +46,60 @@ describe("mcp serve (workspace-core)", () => {
       expect(t.description?.length ?? 0).toBeGreaterThan(40);
     }
     const exec = tools.find((t) => t.name === "workspace_exec");
-    expect(Object.keys(exec?.inputSchema.properties ?? {})).toEqual(expect.arrayContaining(["workspace_id", "command", "timeout_seconds"]));
+    expect(Object.keys(exec?.inputSchema.properties ?? {})).toEqual(
+      expect.arrayContaining(["workspace_id", "command", "timeout_seconds"]),
+    );
   });
 
   test("workspace_create → workspace_exec → workspace_delete", async () => {
-    const created = await client.callTool({ name: "workspace_create", arguments: { environment: "debian:12", name: "mcp-one", allow_host_compat: true } });
+    const created = await client.callTool({
+      name: "workspace_create",
+      arguments: { environment: "debian:12", name: "mcp-one", allow_host_compat: true },
+    });
     expect(created.isError).toBeFalsy();
     const ws = created.structuredContent as any;
     expect(ws.workspace_id).toMatch(/^ws_/);
     expect(ws.state).toBe("started");
-    const ran = await client.callTool({ name: "workspace_exec", arguments: { workspace_id: "mcp-one", command: "echo hi" } });
+    const ran = await client.callTool({
+      name: "workspace_exec",
+      arguments: { workspace_id: "mcp-one", command: "echo hi" },
+    });
     expect(ran.isError).toBeFalsy();
     const r = ran.structuredContent as any;
     expect(r.stdout).toBe("hi\n");
     expect(r.exit_code).toBe(0);
     expect(r.execution_mode).toBe("host_compat");
     expect((ran.content as any)[0].text).toContain("hi");
-    const del = await client.callTool({ name: "workspace_delete", arguments: { workspace_id: ws.workspace_id } });
+    const del = await client.callTool({
+      name: "workspace_delete",
+      arguments: { workspace_id: ws.workspace_id },
+    });
     expect((del.structuredContent as any).deleted).toBe(true);
   });
 
   test("vm_run returns the exit code as a result", async () => {
-    const r = await client.callTool({ name: "vm_run", arguments: { command: "echo out; exit 3", allow_host_compat: true } });
+    const r = await client.callTool({
+      name: "vm_run",
+      arguments: { command: "echo out; exit 3", allow_host_compat: true },
+    });
     expect(r.isError).toBeFalsy();
     expect((r.structuredContent as any).exit_code).toBe(3);
     expect((r.structuredContent as any).stdout).toBe("out\n");
   });
 
   test("malformed arguments are isError results with {code, message}", async () => {
-    const bad = await client.callTool({ name: "workspace_exec", arguments: { workspace_id: 42, command: "true" } });
+    const bad = await client.callTool({
+      name: "workspace_exec",
+      arguments: { workspace_id: 42, command: "true" },
+    });
     expect(bad.isError).toBe(true);
     expect((bad.structuredContent as any).code).toBe("INVALID_INPUT");
     const extra = await client.callTool({ name: "vm_run", arguments: { command: "true", bogus: 1 } });
     expect((extra.structuredContent as any).code).toBe("INVALID_INPUT");
-    const neg = await client.callTool({ name: "vm_run", arguments: { command: "true", timeout_seconds: -1, allow_host_compat: true } });
+    const neg = await client.callTool({
+      name: "vm_run",
+      arguments: { command: "true", timeout_seconds: -1, allow_host_compat: true },
+    });
     expect((neg.structuredContent as any).code).toBe("INVALID_INPUT");
     const missing = await client.callTool({ name: "workspace_status", arguments: { workspace_id: "nope" } });
     expect(missing.isError).toBe(true);
@@ -97,7 +117,9 @@ describe("profiles", () => {
     await a.client.close();
     const b = await connect("workspace-full");
     const names = (await b.client.listTools()).tools.map((t) => t.name);
-    expect(names).toEqual(expect.arrayContaining(["workspace_start", "workspace_stop", "vm_list_environments"]));
+    expect(names).toEqual(
+      expect.arrayContaining(["workspace_start", "workspace_stop", "vm_list_environments"]),
+    );
     await b.client.close();
   });
 });

@@ -63,7 +63,10 @@ export function flagSpecs(op: Operation): FlagSpec[] {
 }
 
 /** Flags every command takes that are not part of the operation input. */
-export const GLOBAL_FLAGS = { json: { type: "boolean" as const }, help: { type: "boolean" as const, short: "h" } };
+export const GLOBAL_FLAGS = {
+  json: { type: "boolean" as const },
+  help: { type: "boolean" as const, short: "h" },
+};
 
 export interface ParsedCli {
   input: Record<string, unknown>;
@@ -71,22 +74,35 @@ export interface ParsedCli {
   extra: Record<string, unknown>;
 }
 
-export function parseCli(op: Operation, argv: string[], extraFlags: Record<string, { type: "boolean" | "string" }> = {}): ParsedCli {
+export function parseCli(
+  op: Operation,
+  argv: string[],
+  extraFlags: Record<string, { type: "boolean" | "string" }> = {},
+): ParsedCli {
   const specs = flagSpecs(op);
   const dd = argv.indexOf("--");
   const before = dd >= 0 ? argv.slice(0, dd) : argv;
   const after = dd >= 0 ? argv.slice(dd + 1) : [];
-  const options: Record<string, { type: "boolean" | "string"; multiple?: boolean; short?: string }> = { ...GLOBAL_FLAGS, ...extraFlags };
+  const options: Record<string, { type: "boolean" | "string"; multiple?: boolean; short?: string }> = {
+    ...GLOBAL_FLAGS,
+    ...extraFlags,
+  };
   const positionals = op.positionals ?? [];
   for (const s of specs) {
     if (positionals.includes(s.field) || s.field === op.rest) continue;
-    options[s.flag] = { type: s.kind === "boolean" ? "boolean" : "string", multiple: s.kind === "record" || s.kind === "array" };
+    options[s.flag] = {
+      type: s.kind === "boolean" ? "boolean" : "string",
+      multiple: s.kind === "record" || s.kind === "array",
+    };
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: before, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new PyroError("INVALID_INPUT", (err as Error).message.replace(/\. To specify a positional.*$/s, ""));
+    throw new PyroError(
+      "INVALID_INPUT",
+      (err as Error).message.replace(/\. To specify a positional.*$/s, ""),
+    );
   }
   const input: Record<string, unknown> = {};
   const pos = [...parsed.positionals];
@@ -94,7 +110,11 @@ export function parseCli(op: Operation, argv: string[], extraFlags: Record<strin
     const val = pos.shift();
     if (val !== undefined) input[field] = val;
   }
-  if (pos.length > 0) throw new PyroError("INVALID_INPUT", `unexpected argument "${pos[0]}"${op.rest ? " (put the command after --)" : ""}`);
+  if (pos.length > 0)
+    throw new PyroError(
+      "INVALID_INPUT",
+      `unexpected argument "${pos[0]}"${op.rest ? " (put the command after --)" : ""}`,
+    );
   if (op.rest) {
     if (after.length > 0) input[op.rest] = after;
   } else if (dd >= 0) {
@@ -109,7 +129,8 @@ export function parseCli(op: Operation, argv: string[], extraFlags: Record<strin
         break;
       case "number": {
         const n = Number(raw);
-        if (raw === "" || !Number.isFinite(n)) throw new PyroError("INVALID_INPUT", `--${s.flag} takes a number (got "${raw}")`);
+        if (raw === "" || !Number.isFinite(n))
+          throw new PyroError("INVALID_INPUT", `--${s.flag} takes a number (got "${raw}")`);
         input[s.field] = n;
         break;
       }

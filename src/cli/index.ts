@@ -18,13 +18,18 @@ let exitCode = 0;
 function argsDef(op: Operation): Record<string, any> {
   const out: Record<string, any> = {};
   for (const s of flagSpecs(op)) {
-    if (op.positionals?.includes(s.field)) out[s.field] = { type: "positional", description: s.description, required: false };
+    if (op.positionals?.includes(s.field))
+      out[s.field] = { type: "positional", description: s.description, required: false };
     else if (s.field !== op.rest) {
-      out[s.flag] = { type: s.kind === "boolean" ? "boolean" : "string", description: s.description + (s.kind === "record" || s.kind === "array" ? " (repeatable)" : "") };
+      out[s.flag] = {
+        type: s.kind === "boolean" ? "boolean" : "string",
+        description: s.description + (s.kind === "record" || s.kind === "array" ? " (repeatable)" : ""),
+      };
     }
   }
   out.json = { type: "boolean", description: "Print the result (or error) as JSON on stdout." };
-  if (op.name === "workspace_create") out["id-only"] = { type: "boolean", description: "Print only the new workspace id." };
+  if (op.name === "workspace_create")
+    out["id-only"] = { type: "boolean", description: "Print only the new workspace id." };
   return out;
 }
 
@@ -53,7 +58,8 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
       }
       let json = rawArgs.includes("--json");
       try {
-        const extra = op.name === "workspace_create" ? { "id-only": { type: "boolean" as const } } : undefined;
+        const extra =
+          op.name === "workspace_create" ? { "id-only": { type: "boolean" as const } } : undefined;
         const parsed = parseCli(op, rawArgs, extra);
         json = parsed.json;
         const input = parseInput(op, parsed.input);
@@ -66,7 +72,8 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
         else if (parsed.extra["id-only"]) process.stdout.write(`${out.workspace_id}\n`);
         else if (op.streamsOutput) {
           if (out.timed_out) process.stderr.write(`pyro: command timed out (exit ${out.exit_code})\n`);
-          if (out.stdout_truncated || out.stderr_truncated) process.stderr.write("pyro: output was truncated\n");
+          if (out.stdout_truncated || out.stderr_truncated)
+            process.stderr.write("pyro: output was truncated\n");
         } else process.stdout.write(`${op.render ? op.render(out) : renderDefault(out)}\n`);
         exitCode = op.exitCode ? op.exitCode(out) : 0;
       } catch (err) {
@@ -78,7 +85,14 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
 }
 
 function buildTree(): CommandDef {
-  const root: CommandDef = { meta: { name: "pyro", version: PYRO_VERSION, description: "Disposable Linux microVMs and persistent workspaces for coding agents." }, subCommands: {} };
+  const root: CommandDef = {
+    meta: {
+      name: "pyro",
+      version: PYRO_VERSION,
+      description: "Disposable Linux microVMs and persistent workspaces for coding agents.",
+    },
+    subCommands: {},
+  };
   for (const op of OPERATIONS) {
     let node = root;
     for (const [i, part] of op.cli.entries()) {
@@ -99,7 +113,10 @@ function buildTree(): CommandDef {
       serve: defineCommand({
         meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio." },
         args: {
-          profile: { type: "string", description: "Tool profile: vm-run | workspace-core (default) | workspace-full." },
+          profile: {
+            type: "string",
+            description: "Tool profile: vm-run | workspace-core (default) | workspace-full.",
+          },
         },
         async run({ rawArgs }) {
           const { serveStdio } = await import("../mcp/server.ts");
@@ -147,7 +164,8 @@ export async function runCli(argv: string[]): Promise<number> {
   const { cmd, parent } = walk(root, argv);
   const wantsHelp = argv.includes("--help") || argv.includes("-h");
   const ddIndex = argv.indexOf("--");
-  const helpBeforeCommand = wantsHelp && (ddIndex < 0 || Math.max(argv.indexOf("--help"), argv.indexOf("-h")) < ddIndex);
+  const helpBeforeCommand =
+    wantsHelp && (ddIndex < 0 || Math.max(argv.indexOf("--help"), argv.indexOf("-h")) < ddIndex);
   if (argv.length === 0 || (helpBeforeCommand && cmd.subCommands)) {
     process.stdout.write(`${await renderUsage(cmd, parent)}\n`);
     return 0;

@@ -11,11 +11,23 @@ import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../protocol/version.ts";
 import { agentBinary } from "../vmm/agent-path.ts";
 import { findRecipe } from "./catalog.ts";
-import { type EnvironmentManifest, envRoot, envVersionDir, findInstalled, type InstalledEnvironment, readManifest, sha256File, verifyEnvironment } from "./store.ts";
+import {
+  type EnvironmentManifest,
+  envRoot,
+  envVersionDir,
+  findInstalled,
+  type InstalledEnvironment,
+  readManifest,
+  sha256File,
+  verifyEnvironment,
+} from "./store.ts";
 
 function requireRecipe(name: string) {
   const recipe = findRecipe(name);
-  if (!recipe) throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${name}"`, { hint: "`pyro env list` shows the catalog" });
+  if (!recipe)
+    throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${name}"`, {
+      hint: "`pyro env list` shows the catalog",
+    });
   return recipe;
 }
 
@@ -27,7 +39,11 @@ function publish(staging: string, dest: string): void {
   rmSync(old, { recursive: true, force: true });
 }
 
-export async function buildInstall(ctx: Ctx, name: string, opts: { force?: boolean }): Promise<InstalledEnvironment> {
+export async function buildInstall(
+  ctx: Ctx,
+  name: string,
+  opts: { force?: boolean },
+): Promise<InstalledEnvironment> {
   const recipe = requireRecipe(name);
   const existing = findInstalled(ctx.home, name);
   if (existing && !opts.force) {
@@ -35,7 +51,9 @@ export async function buildInstall(ctx: Ctx, name: string, opts: { force?: boole
     return existing;
   }
   if (process.getuid?.() !== 0) {
-    throw new PyroError("PERMISSION_DENIED", "building an environment needs root (debootstrap)", { hint: `sudo pyro env build ${name}` });
+    throw new PyroError("PERMISSION_DENIED", "building an environment needs root (debootstrap)", {
+      hint: `sudo pyro env build ${name}`,
+    });
   }
   const cacheDir = buildCacheDir(ctx.env);
   const { buildKernel, buildRootfs } = await import("./build/index.ts");
@@ -45,14 +63,28 @@ export async function buildInstall(ctx: Ctx, name: string, opts: { force?: boole
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
   try {
-    await buildRootfs({ recipe, agentPath: agentBinary(ctx.env), cacheDir, outPath: join(staging, "rootfs.ext4"), onProgress: ctx.progress });
+    await buildRootfs({
+      recipe,
+      agentPath: agentBinary(ctx.env),
+      cacheDir,
+      outPath: join(staging, "rootfs.ext4"),
+      onProgress: ctx.progress,
+    });
     copyFileSync(kernel, join(staging, "vmlinux"));
     ctx.progress("hashing artifacts");
     const manifest: EnvironmentManifest = {
       name,
       version: recipe.version,
-      kernel: { file: "vmlinux", sha256: await sha256File(join(staging, "vmlinux")), size: statSync(join(staging, "vmlinux")).size },
-      rootfs: { file: "rootfs.ext4", sha256: await sha256File(join(staging, "rootfs.ext4")), size: statSync(join(staging, "rootfs.ext4")).size },
+      kernel: {
+        file: "vmlinux",
+        sha256: await sha256File(join(staging, "vmlinux")),
+        size: statSync(join(staging, "vmlinux")).size,
+      },
+      rootfs: {
+        file: "rootfs.ext4",
+        sha256: await sha256File(join(staging, "rootfs.ext4")),
+        size: statSync(join(staging, "rootfs.ext4")).size,
+      },
       agent_version: PYRO_VERSION,
       protocol_version: PROTOCOL_VERSION,
       built_at: new Date().toISOString(),
@@ -70,7 +102,11 @@ export async function buildInstall(ctx: Ctx, name: string, opts: { force?: boole
   return installed;
 }
 
-export async function pullInstall(ctx: Ctx, name: string, opts: { from?: string; force?: boolean }): Promise<InstalledEnvironment> {
+export async function pullInstall(
+  ctx: Ctx,
+  name: string,
+  opts: { from?: string; force?: boolean },
+): Promise<InstalledEnvironment> {
   const existing = findInstalled(ctx.home, name);
   if (existing && !opts.force) {
     try {
@@ -89,7 +125,10 @@ export async function pullInstall(ctx: Ctx, name: string, opts: { from?: string;
   const result = await pullEnvironment(ref, staging, { onProgress: ctx.progress, env: ctx.env });
   if (result.manifest.name !== name) {
     rmSync(staging, { recursive: true, force: true });
-    throw new PyroError("ENVIRONMENT_CORRUPT", `${ref} holds environment ${result.manifest.name}, not ${name}`);
+    throw new PyroError(
+      "ENVIRONMENT_CORRUPT",
+      `${ref} holds environment ${result.manifest.name}, not ${name}`,
+    );
   }
   const dest = envVersionDir(ctx.home, name, result.manifest.version);
   publish(staging, dest);
@@ -99,9 +138,16 @@ export async function pullInstall(ctx: Ctx, name: string, opts: { from?: string;
   return installed;
 }
 
-export async function pushInstalled(ctx: Ctx, name: string, ref: string): Promise<{ digest: string; ref: string }> {
+export async function pushInstalled(
+  ctx: Ctx,
+  name: string,
+  ref: string,
+): Promise<{ digest: string; ref: string }> {
   const installed = findInstalled(ctx.home, name);
-  if (!installed) throw new PyroError("ENVIRONMENT_NOT_FOUND", `environment ${name} is not installed`, { hint: `pyro env build ${name}` });
+  if (!installed)
+    throw new PyroError("ENVIRONMENT_NOT_FOUND", `environment ${name} is not installed`, {
+      hint: `pyro env build ${name}`,
+    });
   await verifyEnvironment(installed, { force: true });
   const { pushEnvironment } = await import("./oci/index.ts");
   const r = await pushEnvironment(installed.dir, ref, { onProgress: ctx.progress, env: ctx.env });

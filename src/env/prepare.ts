@@ -21,7 +21,9 @@ export async function ensureEnvironment(
   const installed = findInstalled(ctx.home, name);
   const recipe = findRecipe(name);
   if (!installed && !recipe) {
-    throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${name}"`, { hint: "`pyro env list` shows the catalog" });
+    throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${name}"`, {
+      hint: "`pyro env list` shows the catalog",
+    });
   }
   if (installed) {
     await verifyEnvironment(installed);

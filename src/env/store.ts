@@ -12,7 +12,11 @@ import { environmentsDir } from "../manager/paths.ts";
 import { PyroError } from "../protocol/errors.ts";
 import type { EnvironmentArtifacts } from "../vmm/types.ts";
 
-const FileEntry = v.object({ file: v.string(), sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)), size: v.number() });
+const FileEntry = v.object({
+  file: v.string(),
+  sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
+  size: v.number(),
+});
 export const EnvironmentManifest = v.object({
   name: v.string(),
   version: v.string(),
@@ -27,7 +31,8 @@ export type EnvironmentManifest = v.InferOutput<typeof EnvironmentManifest>;
 
 export const envSlug = (name: string) => name.replace(/[^a-z0-9.-]+/gi, "-");
 export const envRoot = (home: string, name: string) => join(environmentsDir(home), envSlug(name));
-export const envVersionDir = (home: string, name: string, version: string) => join(envRoot(home, name), version);
+export const envVersionDir = (home: string, name: string, version: string) =>
+  join(envRoot(home, name), version);
 
 export async function sha256File(path: string): Promise<string> {
   const h = createHash("sha256");
@@ -78,7 +83,10 @@ export function findInstalled(home: string, name: string): InstalledEnvironment 
  * Check every file against the manifest. Throws ENVIRONMENT_CORRUPT naming the file, so
  * a damaged environment is never booted.
  */
-export async function verifyEnvironment(env: InstalledEnvironment, opts: { force?: boolean } = {}): Promise<void> {
+export async function verifyEnvironment(
+  env: InstalledEnvironment,
+  opts: { force?: boolean } = {},
+): Promise<void> {
   const stampPath = join(env.dir, ".verified");
   const files = [env.manifest.kernel, env.manifest.rootfs];
   for (const f of files) {

@@ -13,7 +13,10 @@ export function bootTimeoutMs(env: Record<string, string | undefined> = process.
   return Number.isFinite(n) && n > 0 ? n : 60000;
 }
 
-export async function prepareBoot(home: string, r: WorkspaceRecord): Promise<{ backend: Backend; spec: BootSpec }> {
+export async function prepareBoot(
+  home: string,
+  r: WorkspaceRecord,
+): Promise<{ backend: Backend; spec: BootSpec }> {
   const id = r.workspace_id;
   mkdirSync(runDir(home, id), { recursive: true, mode: 0o700 });
   mkdirSync(logsDir(home, id), { recursive: true, mode: 0o700 });

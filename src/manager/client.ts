@@ -5,7 +5,11 @@ import { connectUnixChannel } from "../vmm/socket-channel.ts";
 import { supervisorSocket } from "./paths.ts";
 import type { WorkspaceRecord } from "./record.ts";
 
-export async function connectSupervisor(home: string, r: WorkspaceRecord, timeoutMs = 5000): Promise<Connection> {
+export async function connectSupervisor(
+  home: string,
+  r: WorkspaceRecord,
+  timeoutMs = 5000,
+): Promise<Connection> {
   if (r.state !== "started") {
     throw new PyroError("WORKSPACE_NOT_STARTED", `workspace ${r.name ?? r.workspace_id} is ${r.state}`, {
       hint: `start it with \`pyro workspace start ${r.name ?? r.workspace_id}\``,
@@ -13,9 +17,15 @@ export async function connectSupervisor(home: string, r: WorkspaceRecord, timeou
   }
   try {
     const ch = await connectUnixChannel(supervisorSocket(home, r.workspace_id), Date.now() + timeoutMs);
-    return new Connection(ch, { lostCode: "SUPERVISOR_UNREACHABLE", lostMessage: "the workspace supervisor went away" });
+    return new Connection(ch, {
+      lostCode: "SUPERVISOR_UNREACHABLE",
+      lostMessage: "the workspace supervisor went away",
+    });
   } catch (err) {
-    throw new PyroError("SUPERVISOR_UNREACHABLE", `cannot reach the supervisor of ${r.workspace_id}: ${(err as Error).message}`);
+    throw new PyroError(
+      "SUPERVISOR_UNREACHABLE",
+      `cannot reach the supervisor of ${r.workspace_id}: ${(err as Error).message}`,
+    );
   }
 }
 

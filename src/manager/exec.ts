@@ -53,7 +53,9 @@ export function execRequest(input: ExecInput): Record<string, unknown> {
 export class OutputCollector {
   private out: Uint8Array[] = [];
   private err: Uint8Array[] = [];
-  constructor(private readonly live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void }) {}
+  constructor(
+    private readonly live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void },
+  ) {}
 
   onEvent = (e: StreamEvent): void => {
     if (e.kind !== "data") return;

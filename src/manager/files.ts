@@ -17,13 +17,23 @@ export async function statFile(home: string, r: WorkspaceRecord, path: string) {
   return callWorkspace(home, r, { op: "fs.stat", path });
 }
 
-export async function readWorkspaceFile(home: string, r: WorkspaceRecord, path: string, maxBytes = DEFAULT_READ_BYTES) {
+export async function readWorkspaceFile(
+  home: string,
+  r: WorkspaceRecord,
+  path: string,
+  maxBytes = DEFAULT_READ_BYTES,
+) {
   const parts: Uint8Array[] = [];
-  const res = await callWorkspace(home, r, { op: "fs.read", path, max_bytes: maxBytes }, {
-    onEvent: (e) => {
-      if (e.kind === "data" && e.channel === Channel.STDOUT) parts.push(e.bytes);
+  const res = await callWorkspace(
+    home,
+    r,
+    { op: "fs.read", path, max_bytes: maxBytes },
+    {
+      onEvent: (e) => {
+        if (e.kind === "data" && e.channel === Channel.STDOUT) parts.push(e.bytes);
+      },
     },
-  });
+  );
   const bytes = Buffer.concat(parts);
   const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
   // Content that is not valid UTF-8 travels as base64 so MCP clients get it intact.
@@ -42,7 +52,11 @@ export async function readWorkspaceFile(home: string, r: WorkspaceRecord, path: 
 
 export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path: string, text: string) {
   const data = new TextEncoder().encode(text);
-  if (data.byteLength > MAX_WRITE_BYTES) throw new PyroError("FILE_TOO_LARGE", `text is ${data.byteLength} bytes; at most ${MAX_WRITE_BYTES} per write`);
+  if (data.byteLength > MAX_WRITE_BYTES)
+    throw new PyroError(
+      "FILE_TOO_LARGE",
+      `text is ${data.byteLength} bytes; at most ${MAX_WRITE_BYTES} per write`,
+    );
   const res = await callWorkspace(home, r, { op: "fs.write", path, create_parents: true }, { input: data });
   return { workspace_id: r.workspace_id, ...res, bytes_written: data.byteLength } as Record<string, unknown>;
 }

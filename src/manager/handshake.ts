@@ -12,8 +12,15 @@ export interface AgentHello {
   pid1: boolean;
 }
 
-export async function helloAgent(channel: ByteChannel, deadlineMs: number, env?: Record<string, string>): Promise<{ conn: Connection; hello: AgentHello }> {
-  const conn = new Connection(channel, { lostCode: "GUEST_UNREACHABLE", lostMessage: "the guest agent closed the connection" });
+export async function helloAgent(
+  channel: ByteChannel,
+  deadlineMs: number,
+  env?: Record<string, string>,
+): Promise<{ conn: Connection; hello: AgentHello }> {
+  const conn = new Connection(channel, {
+    lostCode: "GUEST_UNREACHABLE",
+    lostMessage: "the guest agent closed the connection",
+  });
   const request = {
     op: "hello",
     protocol_version: PROTOCOL_VERSION,
@@ -38,9 +45,13 @@ export async function helloAgent(channel: ByteChannel, deadlineMs: number, env?:
   }
   if (result.protocol_version !== PROTOCOL_VERSION) {
     conn.close();
-    throw new PyroError("AGENT_VERSION_MISMATCH", `agent ${String(result.agent_version)} speaks protocol ${String(result.protocol_version)}, host ${PROTOCOL_VERSION}`, {
-      hint: "rebuild the environment with `pyro env build ENV --force`",
-    });
+    throw new PyroError(
+      "AGENT_VERSION_MISMATCH",
+      `agent ${String(result.agent_version)} speaks protocol ${String(result.protocol_version)}, host ${PROTOCOL_VERSION}`,
+      {
+        hint: "rebuild the environment with `pyro env build ENV --force`",
+      },
+    );
   }
   return { conn, hello: result as unknown as AgentHello };
 }

@@ -17,7 +17,10 @@ export function isWorkspaceId(s: string): boolean {
 
 export function validateName(name: string): string {
   if (name.startsWith(WORKSPACE_ID_PREFIX) || name.includes("_")) {
-    throw new PyroError("INVALID_INPUT", `name "${name}" is shaped like a workspace id; names may not contain "_"`);
+    throw new PyroError(
+      "INVALID_INPUT",
+      `name "${name}" is shaped like a workspace id; names may not contain "_"`,
+    );
   }
   if (!NAME_RE.test(name)) {
     throw new PyroError("INVALID_INPUT", `invalid name "${name}": use lowercase [a-z0-9][a-z0-9._-]{0,62}`);
@@ -31,7 +34,8 @@ export function validateLabels(labels: Record<string, string>): Record<string, s
   for (const k of keys) {
     if (!LABEL_KEY_RE.test(k)) throw new PyroError("INVALID_INPUT", `invalid label key "${k}"`);
     const val = labels[k] as string;
-    if (val.length > 256) throw new PyroError("INVALID_INPUT", `label "${k}" value longer than 256 characters`);
+    if (val.length > 256)
+      throw new PyroError("INVALID_INPUT", `label "${k}" value longer than 256 characters`);
   }
   return labels;
 }

@@ -1,5 +1,5 @@
 /** The workspace record: the one JSON file that says what a workspace is. Schema written once. */
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as v from "valibot";
 import { PyroError } from "../protocol/errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
@@ -43,7 +43,12 @@ export type WorkspaceRecord = v.InferOutput<typeof WorkspaceRecord>;
 /** What users see: the record minus internal bookkeeping. */
 export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
   const { supervisor_pid: _s, vmm_pid: _v, boot_id: _b, ...rest } = r;
-  return { ...rest, stop_reason: rest.stop_reason ?? null, command_count: rest.command_count ?? 0, reset_at: rest.reset_at ?? null };
+  return {
+    ...rest,
+    stop_reason: rest.stop_reason ?? null,
+    command_count: rest.command_count ?? 0,
+    reset_at: rest.reset_at ?? null,
+  };
 }
 
 export function readRecord(home: string, id: string): WorkspaceRecord | null {

@@ -23,7 +23,11 @@ async function clearWorkspace(home: string, r: WorkspaceRecord): Promise<void> {
   }
 }
 
-export async function resetWorkspace(ctx: Ctx, ref: string, snapshot = BASELINE): Promise<WorkspaceRecord & { restored_from: string }> {
+export async function resetWorkspace(
+  ctx: Ctx,
+  ref: string,
+  snapshot = BASELINE,
+): Promise<WorkspaceRecord & { restored_from: string }> {
   const r0 = await resolveWorkspace(ctx.home, ref);
   const id = r0.workspace_id;
   const source = snapshotSource(ctx.home, id, snapshot); // fail before touching anything
@@ -41,7 +45,12 @@ export async function resetWorkspace(ctx: Ctx, ref: string, snapshot = BASELINE)
   }
   rmSync(historyPath(ctx.home, id), { force: true });
   rmSync(exportsLogPath(ctx.home, id), { force: true });
-  await updateRecord(ctx.home, id, (x) => ({ ...x, command_count: 0, reset_at: new Date().toISOString(), last_activity_at: new Date().toISOString() }));
+  await updateRecord(ctx.home, id, (x) => ({
+    ...x,
+    command_count: 0,
+    reset_at: new Date().toISOString(),
+    last_activity_at: new Date().toISOString(),
+  }));
   await startWorkspace(ctx, id);
   const r = readRecord(ctx.home, id) as WorkspaceRecord;
   // The diff baseline stays the original one, whatever is restored on top of it.

@@ -2,19 +2,19 @@
  * One-shot `run`: boot a throwaway machine in this process, exec once, tear everything
  * down (even on Ctrl-C or failure) and return the exec result.
  */
+
+import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { findInstalled } from "../env/store.ts";
+import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend, loadBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import type { Ctx } from "./context.ts";
 import { type ExecResult, execOn } from "./exec.ts";
-import { randomBytes } from "node:crypto";
-import { runsDir } from "./paths.ts";
 import { startMachine } from "./machine.ts";
+import { runsDir } from "./paths.ts";
 import { Teardown } from "./teardown.ts";
-import { ensureEnvironment } from "../env/prepare.ts";
 
 export interface RunInput {
   environment: string;
@@ -28,7 +28,9 @@ export interface RunInput {
 }
 
 export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
-  const installed = await ensureEnvironment(ctx, input.environment, { allowMissing: input.allow_host_compat ?? false });
+  const installed = await ensureEnvironment(ctx, input.environment, {
+    allowMissing: input.allow_host_compat ?? false,
+  });
   const choice = await chooseBackend({
     home: ctx.home,
     env: ctx.env,
@@ -62,7 +64,11 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     td.push("machine", () => machine.shutdown());
     return await execOn(
       machine.conn,
-      { command: input.command, timeout_seconds: input.timeout_seconds, max_output_bytes: input.max_output_bytes },
+      {
+        command: input.command,
+        timeout_seconds: input.timeout_seconds,
+        max_output_bytes: input.max_output_bytes,
+      },
       { backend: machine.handle.backend, accelerator: machine.handle.accelerator },
       ctx.live,
     );

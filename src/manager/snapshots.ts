@@ -14,7 +14,8 @@ import { exportToTarFile } from "./transfer.ts";
 export const BASELINE = "baseline";
 export const snapshotsDir = (home: string, id: string) => join(workspaceDir(home, id), "snapshots");
 export const baselineTar = (home: string, id: string) => join(workspaceDir(home, id), "baseline.tar");
-export const snapshotTar = (home: string, id: string, name: string) => join(snapshotsDir(home, id), `${name}.tar`);
+export const snapshotTar = (home: string, id: string, name: string) =>
+  join(snapshotsDir(home, id), `${name}.tar`);
 
 export interface SnapshotInfo {
   name: string;
@@ -24,7 +25,8 @@ export interface SnapshotInfo {
 }
 
 export function validateSnapshotName(name: string): string {
-  if (!NAME_RE.test(name)) throw new PyroError("INVALID_INPUT", `invalid snapshot name "${name}": use [a-z0-9][a-z0-9._-]{0,62}`);
+  if (!NAME_RE.test(name))
+    throw new PyroError("INVALID_INPUT", `invalid snapshot name "${name}": use [a-z0-9][a-z0-9._-]{0,62}`);
   if (name === BASELINE) throw new PyroError("INVALID_INPUT", `"${BASELINE}" is reserved: it always exists`);
   return name;
 }
@@ -36,7 +38,8 @@ export async function captureBaselineTar(home: string, r: WorkspaceRecord): Prom
 export async function createSnapshot(home: string, r: WorkspaceRecord, name: string): Promise<SnapshotInfo> {
   validateSnapshotName(name);
   const file = snapshotTar(home, r.workspace_id, name);
-  if (existsSync(file)) throw new PyroError("ALREADY_EXISTS", `snapshot "${name}" already exists; delete it first`);
+  if (existsSync(file))
+    throw new PyroError("ALREADY_EXISTS", `snapshot "${name}" already exists; delete it first`);
   const size = await exportToTarFile(home, r, "/workspace", file);
   const info: SnapshotInfo = { name, created_at: new Date().toISOString(), size_bytes: size, kind: "named" };
   writeFileAtomic(`${file.slice(0, -4)}.json`, JSON.stringify(info));
@@ -46,7 +49,13 @@ export async function createSnapshot(home: string, r: WorkspaceRecord, name: str
 export function listSnapshots(home: string, id: string): SnapshotInfo[] {
   const out: SnapshotInfo[] = [];
   const base = baselineTar(home, id);
-  if (existsSync(base)) out.push({ name: BASELINE, created_at: statSync(base).mtime.toISOString(), size_bytes: statSync(base).size, kind: "baseline" });
+  if (existsSync(base))
+    out.push({
+      name: BASELINE,
+      created_at: statSync(base).mtime.toISOString(),
+      size_bytes: statSync(base).size,
+      kind: "baseline",
+    });
   const dir = snapshotsDir(home, id);
   if (!existsSync(dir)) return out;
   for (const f of readdirSync(dir).sort()) {
@@ -70,6 +79,9 @@ export function deleteSnapshot(home: string, id: string, name: string): void {
 /** The tar a reset restores from. */
 export function snapshotSource(home: string, id: string, name: string): string {
   const file = name === BASELINE ? baselineTar(home, id) : snapshotTar(home, id, name);
-  if (!existsSync(file)) throw new PyroError("SNAPSHOT_NOT_FOUND", `no snapshot "${name}"`, { hint: "`pyro workspace snapshot list ID`" });
+  if (!existsSync(file))
+    throw new PyroError("SNAPSHOT_NOT_FOUND", `no snapshot "${name}"`, {
+      hint: "`pyro workspace snapshot list ID`",
+    });
   return file;
 }

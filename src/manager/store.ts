@@ -76,7 +76,9 @@ export function findRecord(home: string, ref: string): WorkspaceRecord {
     const match = listRecords(home).find((r) => r.name === ref);
     if (match) return match;
   }
-  throw new PyroError("WORKSPACE_NOT_FOUND", `no workspace "${ref}"`, { hint: "`pyro workspace list` shows what exists" });
+  throw new PyroError("WORKSPACE_NOT_FOUND", `no workspace "${ref}"`, {
+    hint: "`pyro workspace list` shows what exists",
+  });
 }
 
 export async function resolveWorkspace(home: string, ref: string): Promise<WorkspaceRecord> {

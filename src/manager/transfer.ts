@@ -31,7 +31,10 @@ export function classifySource(hostPath: string): { path: string; kind: SeedKind
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new PyroError("GUEST_TIMEOUT", `${what} did not finish within ${ms / 1000} s`)), ms);
+    timer = setTimeout(
+      () => rej(new PyroError("GUEST_TIMEOUT", `${what} did not finish within ${ms / 1000} s`)),
+      ms,
+    );
   });
   try {
     return await Promise.race([p, t]);
@@ -46,10 +49,24 @@ export async function importIntoWorkspace(
   r: WorkspaceRecord,
   hostPath: string,
   dest = "/workspace",
-): Promise<{ path: string; kind: SeedKind; files: number; directories: number; symlinks: number; bytes: number }> {
+): Promise<{
+  path: string;
+  kind: SeedKind;
+  files: number;
+  directories: number;
+  symlinks: number;
+  bytes: number;
+}> {
   const src = classifySource(hostPath);
-  const body = src.kind === "directory" ? packTree(src.path, "") : (Bun.file(src.path).stream() as ReadableStream<Uint8Array>);
-  const res = await withTimeout(callWorkspace(home, r, { op: "archive.import", dest }, { input: body }), UPLOAD_TIMEOUT_MS, "the upload");
+  const body =
+    src.kind === "directory"
+      ? packTree(src.path, "")
+      : (Bun.file(src.path).stream() as ReadableStream<Uint8Array>);
+  const res = await withTimeout(
+    callWorkspace(home, r, { op: "archive.import", dest }, { input: body }),
+    UPLOAD_TIMEOUT_MS,
+    "the upload",
+  );
   return {
     path: String(res.path ?? dest),
     kind: src.kind,
@@ -61,24 +78,39 @@ export async function importIntoWorkspace(
 }
 
 /** Stream a workspace path out as tar chunks, to whatever consumes them. */
-export async function exportStream(home: string, r: WorkspaceRecord, path: string, sink: (chunk: Uint8Array) => Promise<void> | void): Promise<number> {
+export async function exportStream(
+  home: string,
+  r: WorkspaceRecord,
+  path: string,
+  sink: (chunk: Uint8Array) => Promise<void> | void,
+): Promise<number> {
   let bytes = 0;
   const writes: Promise<void>[] = [];
-  await callWorkspace(home, r, { op: "archive.export", path }, {
-    onEvent: (e) => {
-      if (e.kind === "data" && e.channel === Channel.STDOUT) {
-        bytes += e.bytes.byteLength;
-        const w = sink(e.bytes);
-        if (w) writes.push(w);
-      }
+  await callWorkspace(
+    home,
+    r,
+    { op: "archive.export", path },
+    {
+      onEvent: (e) => {
+        if (e.kind === "data" && e.channel === Channel.STDOUT) {
+          bytes += e.bytes.byteLength;
+          const w = sink(e.bytes);
+          if (w) writes.push(w);
+        }
+      },
     },
-  });
+  );
   await Promise.all(writes);
   return bytes;
 }
 
 /** Save a workspace path as a tar file on the host (snapshots, baseline). Atomic. */
-export async function exportToTarFile(home: string, r: WorkspaceRecord, path: string, file: string): Promise<number> {
+export async function exportToTarFile(
+  home: string,
+  r: WorkspaceRecord,
+  path: string,
+  file: string,
+): Promise<number> {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   const writer = Bun.file(tmp).writer();
@@ -102,11 +134,18 @@ export async function exportToTarFile(home: string, r: WorkspaceRecord, path: st
  * `workspace export ID PATH --output HOST_PATH`: the file or directory at PATH becomes
  * HOST_PATH. The output must not exist (no silent overwrite) and its parent must.
  */
-export async function exportToHost(home: string, r: WorkspaceRecord, path: string, output: string): Promise<{ output: string; artifact_type: "file" | "directory" | "symlink"; bytes: number }> {
+export async function exportToHost(
+  home: string,
+  r: WorkspaceRecord,
+  path: string,
+  output: string,
+): Promise<{ output: string; artifact_type: "file" | "directory" | "symlink"; bytes: number }> {
   const out = resolve(output);
-  if (existsSync(out) || isDanglingLink(out)) throw new PyroError("ALREADY_EXISTS", `${output} already exists; choose a new output path`);
+  if (existsSync(out) || isDanglingLink(out))
+    throw new PyroError("ALREADY_EXISTS", `${output} already exists; choose a new output path`);
   const parent = dirname(out);
-  if (!existsSync(parent) || !statSync(parent).isDirectory()) throw new PyroError("FILE_NOT_FOUND", `output directory ${parent} does not exist`);
+  if (!existsSync(parent) || !statSync(parent).isDirectory())
+    throw new PyroError("FILE_NOT_FOUND", `output directory ${parent} does not exist`);
   const staging = join(parent, `.pyro-export-${process.pid}-${Date.now()}`);
   mkdirSync(staging, { mode: 0o700 });
   try {

@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from
 import { join } from "node:path";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { BOOT_ERROR_FILE, READY_FILE } from "../supervisor/main.ts";
 import { chooseBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import { callWorkspace, connectSupervisor } from "./client.ts";
@@ -10,14 +11,22 @@ import { type Ctx, maxActive } from "./context.ts";
 import { type ExecInput, type ExecResult, execOn } from "./exec.ts";
 import { newWorkspaceId, validateLabels, validateName } from "./ids.ts";
 import { withLock } from "./lock.ts";
-import { consoleLogPath, dataDiskPath, historyPath, hostRootDir, logsDir, runDir, supervisorLogPath, workspaceDir } from "./paths.ts";
+import {
+  consoleLogPath,
+  dataDiskPath,
+  historyPath,
+  hostRootDir,
+  logsDir,
+  runDir,
+  supervisorLogPath,
+  workspaceDir,
+} from "./paths.ts";
 import { listRecords, readRecord, type WorkspaceRecord, writeRecord } from "./record.ts";
 import { selfCommand } from "./self.ts";
+import { captureBaselineTar } from "./snapshots.ts";
 import { registryLock, removeWorkspaceFiles, repairRecord, resolveWorkspace, updateRecord } from "./store.ts";
 import { Teardown } from "./teardown.ts";
-import { captureBaselineTar } from "./snapshots.ts";
 import { classifySource, importIntoWorkspace } from "./transfer.ts";
-import { BOOT_ERROR_FILE, READY_FILE } from "../supervisor/main.ts";
 
 export const DEFAULT_ENVIRONMENT = "debian:12";
 export const DEFAULT_VCPU = 1;
@@ -79,8 +88,12 @@ async function launchSupervisor(ctx: Ctx, id: string): Promise<void> {
       throw errorFromShape(JSON.parse(readFileSync(errFile, "utf8")));
     }
     if (exited) {
-      const tail = existsSync(supervisorLogPath(ctx.home, id)) ? readFileSync(supervisorLogPath(ctx.home, id), "utf8").slice(-2000) : "";
-      throw new PyroError("INTERNAL", `the workspace supervisor exited before it was ready`, { details: { log_tail: tail } });
+      const tail = existsSync(supervisorLogPath(ctx.home, id))
+        ? readFileSync(supervisorLogPath(ctx.home, id), "utf8").slice(-2000)
+        : "";
+      throw new PyroError("INTERNAL", `the workspace supervisor exited before it was ready`, {
+        details: { log_tail: tail },
+      });
     }
     if (Date.now() > deadline) {
       proc.kill("SIGKILL");
@@ -97,7 +110,9 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const mem = input.mem_mib ?? DEFAULT_MEM_MIB;
   const ttl = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
   const seed = input.seed_path ? classifySource(input.seed_path) : null;
-  const installed = await ensureEnvironment(ctx, input.environment, { allowMissing: input.allow_host_compat ?? false });
+  const installed = await ensureEnvironment(ctx, input.environment, {
+    allowMissing: input.allow_host_compat ?? false,
+  });
   const choice = await chooseBackend({
     home: ctx.home,
     env: ctx.env,
@@ -133,7 +148,9 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         backend: choice.name,
         accelerator: choice.accelerator,
         network_policy: input.network_policy ?? "off",
-        workspace_seed: seed ? { origin_kind: seed.kind, origin_ref: seed.path } : { origin_kind: "empty", origin_ref: null },
+        workspace_seed: seed
+          ? { origin_kind: seed.kind, origin_ref: seed.path }
+          : { origin_kind: "empty", origin_ref: null },
         vcpu_count: vcpu,
         mem_mib: mem,
         ttl_seconds: ttl,
@@ -153,7 +170,9 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         } catch {}
       }
     });
-    ctx.progress(`booting ${input.environment} (${choice.name}${choice.accelerator ? `/${choice.accelerator}` : ""})...`);
+    ctx.progress(
+      `booting ${input.environment} (${choice.name}${choice.accelerator ? `/${choice.accelerator}` : ""})...`,
+    );
     await launchSupervisor(ctx, id);
     const started = readRecord(ctx.home, id) as WorkspaceRecord;
     if (seed) {
@@ -234,7 +253,9 @@ export function readHistory(home: string, id: string): HistoryEntry[] {
 export async function workspaceLogs(ctx: Ctx, ref: string, opts: { tail_lines?: number } = {}) {
   const r = await resolveWorkspace(ctx.home, ref);
   const history = readHistory(ctx.home, r.workspace_id);
-  const consoleText = existsSync(consoleLogPath(ctx.home, r.workspace_id)) ? readFileSync(consoleLogPath(ctx.home, r.workspace_id), "utf8") : "";
+  const consoleText = existsSync(consoleLogPath(ctx.home, r.workspace_id))
+    ? readFileSync(consoleLogPath(ctx.home, r.workspace_id), "utf8")
+    : "";
   const tail = opts.tail_lines ?? 200;
   return {
     workspace_id: r.workspace_id,
@@ -244,7 +265,11 @@ export async function workspaceLogs(ctx: Ctx, ref: string, opts: { tail_lines?: 
   };
 }
 
-export async function execWorkspace(ctx: Ctx, ref: string, input: ExecInput): Promise<ExecResult & { workspace_id: string }> {
+export async function execWorkspace(
+  ctx: Ctx,
+  ref: string,
+  input: ExecInput,
+): Promise<ExecResult & { workspace_id: string }> {
   const r = await resolveWorkspace(ctx.home, ref);
   const conn = await connectSupervisor(ctx.home, r);
   try {
@@ -280,7 +305,11 @@ export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRec
     } catch {}
     return repairRecord(ctx.home, cur);
   }
-  return updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, stop_reason: "stopped by request", last_activity_at: now() }));
+  return updateRecord(ctx.home, r.workspace_id, (x) => ({
+    ...x,
+    stop_reason: "stopped by request",
+    last_activity_at: now(),
+  }));
 }
 
 export async function startWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
@@ -302,7 +331,10 @@ export async function startWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRe
   return readRecord(ctx.home, r.workspace_id) as WorkspaceRecord;
 }
 
-export async function deleteWorkspace(ctx: Ctx, ref: string): Promise<{ workspace_id: string; deleted: true }> {
+export async function deleteWorkspace(
+  ctx: Ctx,
+  ref: string,
+): Promise<{ workspace_id: string; deleted: true }> {
   const r = await resolveWorkspace(ctx.home, ref);
   if (r.state === "started") {
     try {

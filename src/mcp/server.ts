@@ -23,7 +23,9 @@ function summarize(out: Record<string, unknown>): string {
   return JSON.stringify(out, null, 2);
 }
 
-export function createServer(opts: { profile?: Profile; env?: Record<string, string | undefined> } = {}): Server {
+export function createServer(
+  opts: { profile?: Profile; env?: Record<string, string | undefined> } = {},
+): Server {
   const profile = opts.profile ?? "workspace-core";
   const tools = toolsFor(profile);
   const server = new Server({ name: "pyro", version: PYRO_VERSION }, { capabilities: { tools: {} } });
@@ -31,7 +33,8 @@ export function createServer(opts: { profile?: Profile; env?: Record<string, str
   server.setRequestHandler(CallToolRequestSchema, async (req) => {
     const op = tools.find((t) => t.name === req.params.name);
     try {
-      if (!op) throw new PyroError("INVALID_INPUT", `unknown tool "${req.params.name}" in profile ${profile}`);
+      if (!op)
+        throw new PyroError("INVALID_INPUT", `unknown tool "${req.params.name}" in profile ${profile}`);
       const input = parseInput(op, req.params.arguments ?? {});
       const ctx = makeCtx(opts.env ?? process.env, () => {});
       const out = await op.run(ctx, input);

@@ -8,7 +8,10 @@ export function toolsFor(profile: Profile): Operation[] {
 }
 
 export function inputSchema(op: Operation): Record<string, unknown> {
-  const schema = toJsonSchema(op.input, { typeMode: "input", errorMode: "ignore" }) as Record<string, unknown>;
+  const schema = toJsonSchema(op.input, { typeMode: "input", errorMode: "ignore" }) as Record<
+    string,
+    unknown
+  >;
   delete schema.$schema;
   return schema;
 }

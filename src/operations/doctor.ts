@@ -19,15 +19,31 @@ interface Check {
 
 async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
   const checks: Check[] = [];
-  const add = (name: string, ok: boolean, detail: string, hint: string | null = null) => checks.push({ name, ok, detail, hint: ok ? null : hint });
+  const add = (name: string, ok: boolean, detail: string, hint: string | null = null) =>
+    checks.push({ name, ok, detail, hint: ok ? null : hint });
 
-  add("kvm_device", existsSync("/dev/kvm"), existsSync("/dev/kvm") ? "/dev/kvm exists" : "/dev/kvm is missing", "enable virtualization / load kvm modules; QEMU TCG still works without it");
+  add(
+    "kvm_device",
+    existsSync("/dev/kvm"),
+    existsSync("/dev/kvm") ? "/dev/kvm exists" : "/dev/kvm is missing",
+    "enable virtualization / load kvm modules; QEMU TCG still works without it",
+  );
   const { findQemu, qemuVersion } = await import("../vmm/qemu/binary.ts");
   const qemu = findQemu(ctx.env);
-  add("qemu", qemu !== null, qemu ? `${qemu} (${(await qemuVersion(qemu)) ?? "unknown version"})` : "qemu-system-x86_64 not found", "apt-get install qemu-system-x86");
+  add(
+    "qemu",
+    qemu !== null,
+    qemu ? `${qemu} (${(await qemuVersion(qemu)) ?? "unknown version"})` : "qemu-system-x86_64 not found",
+    "apt-get install qemu-system-x86",
+  );
   const { findFirecracker } = await import("../vmm/firecracker/binary.ts");
   const fc = findFirecracker(ctx.env);
-  checks.push({ name: "firecracker", ok: true, detail: fc ? fc : "not found (optional: QEMU is used instead)", hint: null });
+  checks.push({
+    name: "firecracker",
+    ok: true,
+    detail: fc ? fc : "not found (optional: QEMU is used instead)",
+    hint: null,
+  });
 
   const names = only ? [only] : CATALOG.map((r) => r.name);
   let kernel: string | null = null;
@@ -47,22 +63,49 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
   }
   if (kernel && qemu) {
     const kvm = await kvmUsable(ctx.home, kernel, ctx.env);
-    checks.push({ name: "kvm_usable", ok: true, detail: kvm.usable ? "yes (probe boot succeeded)" : `no: ${kvm.reason} — guests run under QEMU TCG (slower)`, hint: null });
+    checks.push({
+      name: "kvm_usable",
+      ok: true,
+      detail: kvm.usable
+        ? "yes (probe boot succeeded)"
+        : `no: ${kvm.reason} — guests run under QEMU TCG (slower)`,
+      hint: null,
+    });
   } else {
-    checks.push({ name: "kvm_usable", ok: true, detail: "not probed (needs an installed environment and qemu)", hint: null });
+    checks.push({
+      name: "kvm_usable",
+      ok: true,
+      detail: "not probed (needs an installed environment and qemu)",
+      hint: null,
+    });
   }
   mkdirSync(ctx.home, { recursive: true });
   const s = statfsSync(ctx.home);
   const freeGib = (s.bavail * s.bsize) / 2 ** 30;
-  add("disk_space", freeGib >= 2, `${freeGib.toFixed(1)} GiB free in ${ctx.home}`, "free some disk space (each environment needs ~1 GiB)");
-  add("network", qemu !== null, qemu ? "QEMU user-mode networking (no root, no tap needed)" : "no qemu", "apt-get install qemu-system-x86");
+  add(
+    "disk_space",
+    freeGib >= 2,
+    `${freeGib.toFixed(1)} GiB free in ${ctx.home}`,
+    "free some disk space (each environment needs ~1 GiB)",
+  );
+  add(
+    "network",
+    qemu !== null,
+    qemu ? "QEMU user-mode networking (no root, no tap needed)" : "no qemu",
+    "apt-get install qemu-system-x86",
+  );
   let agentOk = true;
   try {
     agentCommand(ctx.env);
   } catch {
     agentOk = false;
   }
-  add("host_compat_agent", agentOk, agentOk ? "pyro-agent found" : "pyro-agent not found", "reinstall pyro (pyro-agent must sit next to pyro)");
+  add(
+    "host_compat_agent",
+    agentOk,
+    agentOk ? "pyro-agent found" : "pyro-agent not found",
+    "reinstall pyro (pyro-agent must sit next to pyro)",
+  );
   return checks;
 }
 
@@ -72,7 +115,9 @@ export const doctorOp = defineOperation({
   cli: ["doctor"],
   summary: "Check this host: KVM, VMMs, environments, disk, networking.",
   description: "Run the host checks pyro depends on and say how to fix each failure.",
-  input: v.strictObject({ environment: v.optional(v.pipe(v.string(), v.description("Only check this environment."))) }),
+  input: v.strictObject({
+    environment: v.optional(v.pipe(v.string(), v.description("Only check this environment."))),
+  }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: [],
   run: async (ctx, input) => {
@@ -81,7 +126,10 @@ export const doctorOp = defineOperation({
   },
   render: (out) => {
     const checks = out.checks as Check[];
-    const table = renderTable([["CHECK", "OK", "DETAIL"], ...checks.map((c) => [c.name, c.ok ? "ok" : "FAIL", c.detail + (c.hint ? `  → ${c.hint}` : "")])]);
+    const table = renderTable([
+      ["CHECK", "OK", "DETAIL"],
+      ...checks.map((c) => [c.name, c.ok ? "ok" : "FAIL", c.detail + (c.hint ? `  → ${c.hint}` : "")]),
+    ]);
     return `${table}\n${out.ok ? "all checks passed" : "some checks failed"}`;
   },
   exitCode: (out) => (out.ok ? 0 : 69),

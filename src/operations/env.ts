@@ -12,7 +12,8 @@ export const envListOp = defineOperation({
   sdk: "listEnvironments",
   cli: ["env", "list"],
   summary: "List the environment catalog and what is installed.",
-  description: "List every environment in the catalog (debian:12, debian:12-base, debian:12-build) with installed: true/false and the installed version.",
+  description:
+    "List every environment in the catalog (debian:12, debian:12-base, debian:12-build) with installed: true/false and the installed version.",
   input: v.strictObject({}),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-full"],
@@ -33,7 +34,11 @@ export const envListOp = defineOperation({
   render: (out) =>
     renderTable([
       ["NAME", "INSTALLED", "DESCRIPTION"],
-      ...(out.environments as Array<Record<string, unknown>>).map((e) => [String(e.name), e.installed ? `yes (${e.version})` : "no", String(e.description)]),
+      ...(out.environments as Array<Record<string, unknown>>).map((e) => [
+        String(e.name),
+        e.installed ? `yes (${e.version})` : "no",
+        String(e.description),
+      ]),
     ]),
 });
 
@@ -45,14 +50,16 @@ export const envInspectOp = defineOperation({
   cli: ["env", "inspect"],
   positionals: ["environment"],
   summary: "Show an environment's recipe and installed artifacts (digests verified).",
-  description: "Show the recipe of an environment and, when installed, its manifest (kernel and rootfs digests, agent version) after verifying the files.",
+  description:
+    "Show the recipe of an environment and, when installed, its manifest (kernel and rootfs digests, agent version) after verifying the files.",
   input: envName,
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: [],
   run: async (ctx, input) => {
     const recipe = findRecipe(input.environment);
     const inst = findInstalled(ctx.home, input.environment);
-    if (!recipe && !inst) throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${input.environment}"`);
+    if (!recipe && !inst)
+      throw new PyroError("ENVIRONMENT_NOT_FOUND", `unknown environment "${input.environment}"`);
     let verified: boolean | null = null;
     let problem: string | null = null;
     if (inst) {
@@ -64,7 +71,15 @@ export const envInspectOp = defineOperation({
         problem = (err as Error).message;
       }
     }
-    return { name: input.environment, recipe: recipe ?? null, installed: inst !== null, dir: inst?.dir ?? null, manifest: inst?.manifest ?? null, verified, problem };
+    return {
+      name: input.environment,
+      recipe: recipe ?? null,
+      installed: inst !== null,
+      dir: inst?.dir ?? null,
+      manifest: inst?.manifest ?? null,
+      verified,
+      problem,
+    };
   },
 });
 
@@ -74,8 +89,12 @@ export const envBuildOp = defineOperation({
   cli: ["env", "build"],
   positionals: ["environment"],
   summary: "Build an environment locally from Debian packages (needs root).",
-  description: "Build kernel and root filesystem of a catalog environment from Debian packages and install it. Builds are cached by the hash of their inputs.",
-  input: v.strictObject({ environment: f.environment, force: v.optional(v.pipe(v.boolean(), v.description("Rebuild even if installed."))) }),
+  description:
+    "Build kernel and root filesystem of a catalog environment from Debian packages and install it. Builds are cached by the hash of their inputs.",
+  input: v.strictObject({
+    environment: f.environment,
+    force: v.optional(v.pipe(v.boolean(), v.description("Rebuild even if installed."))),
+  }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
   run: async (ctx, input) => {
@@ -95,7 +114,9 @@ export const envPullOp = defineOperation({
   description: "Download an environment from an OCI registry, verify every digest, and install it.",
   input: v.strictObject({
     environment: f.environment,
-    from: v.optional(v.pipe(v.string(), v.description("Full reference to pull, e.g. localhost:5000/pyro/debian:12."))),
+    from: v.optional(
+      v.pipe(v.string(), v.description("Full reference to pull, e.g. localhost:5000/pyro/debian:12.")),
+    ),
     force: v.optional(v.pipe(v.boolean(), v.description("Pull even if installed."))),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
@@ -115,7 +136,14 @@ export const envPushOp = defineOperation({
   positionals: ["environment", "ref"],
   summary: "Push an installed environment to an OCI registry.",
   description: "Upload an installed environment as an OCI artifact to a registry reference.",
-  input: v.strictObject({ environment: f.environment, ref: v.pipe(v.string(), v.minLength(1), v.description("Target reference, e.g. localhost:5000/pyro/debian:12.")) }),
+  input: v.strictObject({
+    environment: f.environment,
+    ref: v.pipe(
+      v.string(),
+      v.minLength(1),
+      v.description("Target reference, e.g. localhost:5000/pyro/debian:12."),
+    ),
+  }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
   run: async (ctx, input) => {
@@ -131,15 +159,20 @@ export const envPruneOp = defineOperation({
   cli: ["env", "prune"],
   positionals: ["environment"],
   summary: "Remove installed environments (one, or all when none is named).",
-  description: "Delete installed environment artifacts from the local store. Workspaces using them cannot boot until it is installed again.",
+  description:
+    "Delete installed environment artifacts from the local store. Workspaces using them cannot boot until it is installed again.",
   input: v.strictObject({ environment: v.optional(f.environment) }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   profiles: [],
   run: async (ctx, input) => {
     const names = input.environment ? [input.environment] : CATALOG.map((r) => r.name);
     const removed: string[] = [];
-    for (const n of names) if (installedVersions(ctx.home, n).length > 0 && removeEnvironment(ctx.home, n) > 0) removed.push(n);
+    for (const n of names)
+      if (installedVersions(ctx.home, n).length > 0 && removeEnvironment(ctx.home, n) > 0) removed.push(n);
     return { removed, count: removed.length };
   },
-  render: (out) => ((out.removed as string[]).length ? `removed ${(out.removed as string[]).join(", ")}` : "nothing to remove"),
+  render: (out) =>
+    (out.removed as string[]).length
+      ? `removed ${(out.removed as string[]).join(", ")}`
+      : "nothing to remove",
 });

@@ -13,16 +13,32 @@ export const workspaceRef = v.pipe(
 );
 export const command = v.pipe(
   v.union([v.pipe(v.string(), v.minLength(1)), v.pipe(v.array(v.string()), v.minLength(1))]),
-  v.description("Command to run: a string is run by /bin/sh -c in the guest; an array is run directly. Working directory: /workspace."),
+  v.description(
+    "Command to run: a string is run by /bin/sh -c in the guest; an array is run directly. Working directory: /workspace.",
+  ),
 );
 export const timeoutSeconds = v.pipe(
   v.number(),
   v.gtValue(0),
   v.maxValue(86400),
-  v.description("Kill the command (whole process group) after this many seconds; the result then has timed_out: true and exit_code 124. Default 30."),
+  v.description(
+    "Kill the command (whole process group) after this many seconds; the result then has timed_out: true and exit_code 124. Default 30.",
+  ),
 );
-export const vcpuCount = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(32), v.description("Virtual CPUs (default 1)."));
-export const memMib = v.pipe(v.number(), v.integer(), v.minValue(128), v.maxValue(65536), v.description("Guest memory in MiB (default 1024)."));
+export const vcpuCount = v.pipe(
+  v.number(),
+  v.integer(),
+  v.minValue(1),
+  v.maxValue(32),
+  v.description("Virtual CPUs (default 1)."),
+);
+export const memMib = v.pipe(
+  v.number(),
+  v.integer(),
+  v.minValue(128),
+  v.maxValue(65536),
+  v.description("Guest memory in MiB (default 1024)."),
+);
 export const ttlSeconds = v.pipe(
   v.number(),
   v.integer(),
@@ -31,17 +47,24 @@ export const ttlSeconds = v.pipe(
 );
 export const allowHostCompat = v.pipe(
   v.boolean(),
-  v.description("Allow running WITHOUT a VM (no isolation) when no guest backend or environment is available."),
+  v.description(
+    "Allow running WITHOUT a VM (no isolation) when no guest backend or environment is available.",
+  ),
 );
 export const maxOutputBytes = v.pipe(
   v.number(),
   v.integer(),
   v.minValue(0),
   v.maxValue(64 * 1024 * 1024),
-  v.description("Keep at most this many bytes of stdout and of stderr (default 1048576); the rest is dropped and flagged *_truncated."),
+  v.description(
+    "Keep at most this many bytes of stdout and of stderr (default 1048576); the rest is dropped and flagged *_truncated.",
+  ),
 );
 export const name = v.pipe(v.string(), v.description("Unique lowercase name: [a-z0-9][a-z0-9._-]{0,62}."));
-export const labels = v.pipe(v.record(v.string(), v.string()), v.description("Labels as key/value pairs (CLI: --label K=V, repeatable)."));
+export const labels = v.pipe(
+  v.record(v.string(), v.string()),
+  v.description("Labels as key/value pairs (CLI: --label K=V, repeatable)."),
+);
 export const networkPolicy = v.pipe(
   v.picklist(["off", "egress", "egress+published-ports"]),
   v.description("Network access: off (default), egress (outbound through user-mode NAT)."),

@@ -11,7 +11,11 @@ import * as f from "./fields.ts";
 import { renderTable } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
-const wsPath = v.pipe(v.string(), v.minLength(1), v.description("Path under /workspace: absolute (/workspace/src/a.py) or relative to /workspace."));
+const wsPath = v.pipe(
+  v.string(),
+  v.minLength(1),
+  v.description("Path under /workspace: absolute (/workspace/src/a.py) or relative to /workspace."),
+);
 const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 const WRITE = { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false };
 
@@ -25,7 +29,8 @@ export const fileListOp = defineOperation({
   cli: ["workspace", "file", "list"],
   positionals: ["workspace_id", "path"],
   summary: "List files under a /workspace path.",
-  description: "List the entries of a directory under /workspace (recursive: the whole subtree, without following symlinks). Each entry has path, artifact_type (file|directory|symlink|other), size_bytes, mode, mtime and link_target for symlinks.",
+  description:
+    "List the entries of a directory under /workspace (recursive: the whole subtree, without following symlinks). Each entry has path, artifact_type (file|directory|symlink|other), size_bytes, mode, mtime and link_target for symlinks.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     path: v.optional(wsPath, "/workspace"),
@@ -33,10 +38,16 @@ export const fileListOp = defineOperation({
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
-  run: async (ctx, input) => listFiles(ctx.home, await started(ctx, input.workspace_id), input.path, input.recursive ?? false),
+  run: async (ctx, input) =>
+    listFiles(ctx.home, await started(ctx, input.workspace_id), input.path, input.recursive ?? false),
   render: (out) => {
     const entries = out.entries as Array<Record<string, unknown>>;
-    const rows = entries.map((e) => [String(e.mode), String(e.artifact_type).padEnd(9), String(e.size_bytes), `${e.path}${e.link_target ? ` -> ${e.link_target}` : ""}`]);
+    const rows = entries.map((e) => [
+      String(e.mode),
+      String(e.artifact_type).padEnd(9),
+      String(e.size_bytes),
+      `${e.path}${e.link_target ? ` -> ${e.link_target}` : ""}`,
+    ]);
     return (rows.length ? renderTable(rows) : "(empty)") + (out.truncated ? "\n(listing truncated)" : "");
   },
 });
@@ -47,17 +58,31 @@ export const fileReadOp = defineOperation({
   cli: ["workspace", "file", "read"],
   positionals: ["workspace_id", "path"],
   summary: "Read a file under /workspace (bounded).",
-  description: "Read up to max_bytes (default 65536) of a file under /workspace. truncated says whether more exists; encoding is utf8, or base64 for content that is not valid UTF-8.",
+  description:
+    "Read up to max_bytes (default 65536) of a file under /workspace. truncated says whether more exists; encoding is utf8, or base64 for content that is not valid UTF-8.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     path: wsPath,
-    max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16 * 1024 * 1024), v.description("Most bytes to return (default 65536, max 16 MiB)."))),
+    max_bytes: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(1),
+        v.maxValue(16 * 1024 * 1024),
+        v.description("Most bytes to return (default 65536, max 16 MiB)."),
+      ),
+    ),
     content_only: v.optional(v.pipe(v.boolean(), v.description("CLI: print only the raw content."))),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) => {
-    const { raw, ...out } = await readWorkspaceFile(ctx.home, await started(ctx, input.workspace_id), input.path, input.max_bytes);
+    const { raw, ...out } = await readWorkspaceFile(
+      ctx.home,
+      await started(ctx, input.workspace_id),
+      input.path,
+      input.max_bytes,
+    );
     const result: Record<string, unknown> = { ...out };
     if (input.content_only) result.raw_content = raw;
     return result;
@@ -78,15 +103,21 @@ export const fileWriteOp = defineOperation({
   cli: ["workspace", "file", "write"],
   positionals: ["workspace_id", "path"],
   summary: "Write a UTF-8 text file under /workspace (atomic).",
-  description: "Create or replace a text file under /workspace (parents are created). The write is atomic (temp file + rename) and never follows a symlink out of /workspace. At most 16 MiB per call.",
+  description:
+    "Create or replace a text file under /workspace (parents are created). The write is atomic (temp file + rename) and never follows a symlink out of /workspace. At most 16 MiB per call.",
   input: v.pipe(
     v.strictObject({
       workspace_id: f.workspaceRef,
       path: wsPath,
       text: v.optional(v.pipe(v.string(), v.description("The new content."))),
-      text_file: v.optional(v.pipe(v.string(), v.description("CLI/SDK: read the content from this host file instead."))),
+      text_file: v.optional(
+        v.pipe(v.string(), v.description("CLI/SDK: read the content from this host file instead.")),
+      ),
     }),
-    v.check((i) => (i.text === undefined) !== (i.text_file === undefined), "give exactly one of text or text_file"),
+    v.check(
+      (i) => (i.text === undefined) !== (i.text_file === undefined),
+      "give exactly one of text or text_file",
+    ),
   ),
   annotations: WRITE,
   profiles: ["workspace-core", "workspace-full"],
@@ -109,24 +140,35 @@ export const patchApplyOp = defineOperation({
   cli: ["workspace", "patch", "apply"],
   positionals: ["workspace_id"],
   summary: "Apply a unified diff to /workspace, all or nothing.",
-  description: "Apply a unified diff (git diff or diff -u format; add, modify, delete, rename; a/ and b/ prefixes stripped; paths relative to /workspace). Every hunk is checked against the current files before anything is written; if any does not apply the result is PATCH_REJECTED naming the file and hunk, and nothing changes.",
+  description:
+    "Apply a unified diff (git diff or diff -u format; add, modify, delete, rename; a/ and b/ prefixes stripped; paths relative to /workspace). Every hunk is checked against the current files before anything is written; if any does not apply the result is PATCH_REJECTED naming the file and hunk, and nothing changes.",
   input: v.pipe(
     v.strictObject({
       workspace_id: f.workspaceRef,
       patch: v.optional(v.pipe(v.string(), v.description("The unified diff text."))),
-      patch_file: v.optional(v.pipe(v.string(), v.description("CLI/SDK: read the diff from this host file."))),
+      patch_file: v.optional(
+        v.pipe(v.string(), v.description("CLI/SDK: read the diff from this host file.")),
+      ),
     }),
-    v.check((i) => (i.patch === undefined) !== (i.patch_file === undefined), "give exactly one of patch or patch_file"),
+    v.check(
+      (i) => (i.patch === undefined) !== (i.patch_file === undefined),
+      "give exactly one of patch or patch_file",
+    ),
   ),
   annotations: WRITE,
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) => {
     const patch = input.patch ?? (await readHostText(input.patch_file as string));
     const r = await started(ctx, input.workspace_id);
-    const res: Record<string, unknown> = { workspace_id: r.workspace_id, ...(await callWorkspace(ctx.home, r, { op: "patch.apply", patch })) };
+    const res: Record<string, unknown> = {
+      workspace_id: r.workspace_id,
+      ...(await callWorkspace(ctx.home, r, { op: "patch.apply", patch })),
+    };
     return res;
   },
-  render: (out) => (out.files as Array<Record<string, unknown>>).map((x) => `${x.status} ${x.path}`).join("\n") || "nothing to apply",
+  render: (out) =>
+    (out.files as Array<Record<string, unknown>>).map((x) => `${x.status} ${x.path}`).join("\n") ||
+    "nothing to apply",
 });
 
 export const diffOp = defineOperation({
@@ -135,10 +177,18 @@ export const diffOp = defineOperation({
   cli: ["workspace", "diff"],
   positionals: ["workspace_id"],
   summary: "Show what changed in /workspace since its baseline.",
-  description: "Compare /workspace with its baseline (captured at create): a unified patch for text files plus entries for binary, mode, symlink and type changes, with a summary. An unchanged workspace gives an empty patch.",
+  description:
+    "Compare /workspace with its baseline (captured at create): a unified patch for text files plus entries for binary, mode, symlink and type changes, with a summary. An unchanged workspace gives an empty patch.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    max_bytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.description("Cap on the patch text (default 4 MiB); truncated says when it was cut."))),
+    max_bytes: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(0),
+        v.description("Cap on the patch text (default 4 MiB); truncated says when it was cut."),
+      ),
+    ),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
@@ -146,7 +196,10 @@ export const diffOp = defineOperation({
     const r = await started(ctx, input.workspace_id);
     const req: Record<string, unknown> = { op: "diff" };
     if (input.max_bytes !== undefined) req.max_bytes = input.max_bytes;
-    const res: Record<string, unknown> = { workspace_id: r.workspace_id, ...(await callWorkspace(ctx.home, r, req)) };
+    const res: Record<string, unknown> = {
+      workspace_id: r.workspace_id,
+      ...(await callWorkspace(ctx.home, r, req)),
+    };
     return res;
   },
   render: (out) => String(out.patch ?? "").replace(/\n$/, ""),
@@ -158,19 +211,27 @@ export const syncPushOp = defineOperation({
   cli: ["workspace", "sync", "push"],
   positionals: ["workspace_id", "source"],
   summary: "Copy a host directory or archive into /workspace.",
-  description: "Stream a host directory or a .tar/.tar.gz/.tgz archive into /workspace (or dest under it). Entries that would land outside /workspace (absolute paths, .., symlink tricks, devices) are refused with PATH_OUTSIDE_WORKSPACE. Modes and symlinks are kept. Does not change the diff baseline.",
+  description:
+    "Stream a host directory or a .tar/.tar.gz/.tgz archive into /workspace (or dest under it). Entries that would land outside /workspace (absolute paths, .., symlink tricks, devices) are refused with PATH_OUTSIDE_WORKSPACE. Modes and symlinks are kept. Does not change the diff baseline.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     source: v.pipe(v.string(), v.minLength(1), v.description("Host directory or .tar/.tar.gz/.tgz file.")),
-    dest: v.optional(v.pipe(v.string(), v.description("Destination directory under /workspace (default /workspace).")), "/workspace"),
+    dest: v.optional(
+      v.pipe(v.string(), v.description("Destination directory under /workspace (default /workspace).")),
+      "/workspace",
+    ),
   }),
   annotations: WRITE,
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) => {
     const r = await started(ctx, input.workspace_id);
-    return { workspace_id: r.workspace_id, ...(await importIntoWorkspace(ctx.home, r, input.source, input.dest)) };
+    return {
+      workspace_id: r.workspace_id,
+      ...(await importIntoWorkspace(ctx.home, r, input.source, input.dest)),
+    };
   },
-  render: (out) => `pushed ${out.files} files, ${out.directories} directories, ${out.symlinks} symlinks (${out.bytes} bytes) into ${out.path}`,
+  render: (out) =>
+    `pushed ${out.files} files, ${out.directories} directories, ${out.symlinks} symlinks (${out.bytes} bytes) into ${out.path}`,
 });
 
 export const exportOp = defineOperation({
@@ -179,7 +240,8 @@ export const exportOp = defineOperation({
   cli: ["workspace", "export"],
   positionals: ["workspace_id", "path"],
   summary: "Copy a file or directory from /workspace to a host path.",
-  description: "Copy a file or directory under /workspace out to a new host path (output must not exist; its parent must). The only way results leave a workspace. Nothing is written outside output.",
+  description:
+    "Copy a file or directory under /workspace out to a new host path (output must not exist; its parent must). The only way results leave a workspace. Nothing is written outside output.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     path: wsPath,
@@ -190,7 +252,13 @@ export const exportOp = defineOperation({
   run: async (ctx, input) => {
     const r = await started(ctx, input.workspace_id);
     const out = await exportToHost(ctx.home, r, input.path, input.output);
-    const entry = { path: input.path, output: out.output, artifact_type: out.artifact_type, bytes: out.bytes, exported_at: new Date().toISOString() };
+    const entry = {
+      path: input.path,
+      output: out.output,
+      artifact_type: out.artifact_type,
+      bytes: out.bytes,
+      exported_at: new Date().toISOString(),
+    };
     appendFileSync(exportsLogPath(ctx.home, r.workspace_id), `${JSON.stringify(entry)}\n`);
     return { workspace_id: r.workspace_id, ...entry };
   },

@@ -5,7 +5,17 @@ import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, sy
 import { runOp } from "./run.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
 import type { Operation } from "./types.ts";
-import { createOp, deleteOp, execOp, listOp, logsOp, startOp, statusOp, stopOp, updateOp } from "./workspace.ts";
+import {
+  createOp,
+  deleteOp,
+  execOp,
+  listOp,
+  logsOp,
+  startOp,
+  statusOp,
+  stopOp,
+  updateOp,
+} from "./workspace.ts";
 
 export const OPERATIONS: readonly Operation[] = [
   runOp,
@@ -43,5 +53,5 @@ export function findOperation(name: string): Operation | undefined {
   return OPERATIONS.find((o) => o.name === name);
 }
 
-export type { Operation, Profile } from "./types.ts";
 export { invoke } from "./invoke.ts";
+export type { Operation, Profile } from "./types.ts";

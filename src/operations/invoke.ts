@@ -9,11 +9,24 @@ export function parseInput<I extends Record<string, unknown>>(op: Operation<I>, 
   if (r.success) return r.output;
   const issue = r.issues[0];
   const where = issue?.path?.map((p) => String(p.key)).join(".");
-  throw new PyroError("INVALID_INPUT", `${op.name}: ${where ? `${where}: ` : ""}${issue?.message ?? "invalid input"}`, {
-    details: { issues: r.issues.map((i) => ({ path: i.path?.map((p) => String(p.key)).join("."), message: i.message })) },
-  });
+  throw new PyroError(
+    "INVALID_INPUT",
+    `${op.name}: ${where ? `${where}: ` : ""}${issue?.message ?? "invalid input"}`,
+    {
+      details: {
+        issues: r.issues.map((i) => ({
+          path: i.path?.map((p) => String(p.key)).join("."),
+          message: i.message,
+        })),
+      },
+    },
+  );
 }
 
-export async function invoke<I extends Record<string, unknown>, O extends Record<string, unknown>>(op: Operation<I, O>, ctx: Ctx, raw: unknown): Promise<O> {
+export async function invoke<I extends Record<string, unknown>, O extends Record<string, unknown>>(
+  op: Operation<I, O>,
+  ctx: Ctx,
+  raw: unknown,
+): Promise<O> {
   return op.run(ctx, parseInput(op, raw));
 }

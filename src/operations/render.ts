@@ -20,7 +20,9 @@ export function renderWorkspace(r: Record<string, unknown>): string {
 
 export function renderTable(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
+  return rows
+    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  "))
+    .join("\n");
 }
 
 export const pub = (r: WorkspaceRecord) => publicRecord(r);

@@ -20,7 +20,9 @@ export const runOp = defineOperation({
     mem_mib: v.optional(f.memMib),
     timeout_seconds: v.optional(f.timeoutSeconds),
     ttl_seconds: v.optional(f.ttlSeconds),
-    network: v.optional(v.pipe(v.boolean(), v.description("Give the VM outbound network access (off by default)."))),
+    network: v.optional(
+      v.pipe(v.boolean(), v.description("Give the VM outbound network access (off by default).")),
+    ),
     allow_host_compat: v.optional(f.allowHostCompat),
     max_output_bytes: v.optional(f.maxOutputBytes),
   }),

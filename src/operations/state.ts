@@ -9,7 +9,11 @@ import * as f from "./fields.ts";
 import { renderTable, renderWorkspace } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
-const snapName = v.pipe(v.string(), v.minLength(1), v.description("Snapshot name ([a-z0-9][a-z0-9._-]{0,62}; \"baseline\" is reserved)."));
+const snapName = v.pipe(
+  v.string(),
+  v.minLength(1),
+  v.description('Snapshot name ([a-z0-9][a-z0-9._-]{0,62}; "baseline" is reserved).'),
+);
 
 export const snapshotCreateOp = defineOperation({
   name: "snapshot_create",
@@ -17,7 +21,8 @@ export const snapshotCreateOp = defineOperation({
   cli: ["workspace", "snapshot", "create"],
   positionals: ["workspace_id", "name"],
   summary: "Save /workspace as a named checkpoint.",
-  description: "Save the current content of /workspace as a named snapshot (kept on the host, outside the VM). Restore it later with workspace_reset snapshot=NAME.",
+  description:
+    "Save the current content of /workspace as a named snapshot (kept on the host, outside the VM). Restore it later with workspace_reset snapshot=NAME.",
   input: v.strictObject({ workspace_id: f.workspaceRef, name: snapName }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-full"],
@@ -34,7 +39,8 @@ export const snapshotListOp = defineOperation({
   cli: ["workspace", "snapshot", "list"],
   positionals: ["workspace_id"],
   summary: "List a workspace's snapshots (baseline included).",
-  description: "List the snapshots of a workspace: the automatic baseline and named ones, with sizes and times.",
+  description:
+    "List the snapshots of a workspace: the automatic baseline and named ones, with sizes and times.",
   input: v.strictObject({ workspace_id: f.workspaceRef }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-full"],
@@ -44,7 +50,15 @@ export const snapshotListOp = defineOperation({
     return { workspace_id: r.workspace_id, snapshots, count: snapshots.length };
   },
   render: (out) =>
-    renderTable([["NAME", "KIND", "SIZE", "CREATED"], ...(out.snapshots as unknown as Array<Record<string, unknown>>).map((s) => [String(s.name), String(s.kind), String(s.size_bytes), String(s.created_at)])]),
+    renderTable([
+      ["NAME", "KIND", "SIZE", "CREATED"],
+      ...(out.snapshots as unknown as Array<Record<string, unknown>>).map((s) => [
+        String(s.name),
+        String(s.kind),
+        String(s.size_bytes),
+        String(s.created_at),
+      ]),
+    ]),
 });
 
 export const snapshotDeleteOp = defineOperation({
@@ -71,10 +85,14 @@ export const resetOp = defineOperation({
   cli: ["workspace", "reset"],
   positionals: ["workspace_id"],
   summary: "Rebuild the workspace from its baseline or a snapshot.",
-  description: "Throw the workspace's machine away and boot a fresh one with /workspace restored from the baseline (default) or a named snapshot. Everything else in the guest is reset too; command history, shells and services are cleared; the id, name, labels, snapshots and the diff baseline are kept.",
+  description:
+    "Throw the workspace's machine away and boot a fresh one with /workspace restored from the baseline (default) or a named snapshot. Everything else in the guest is reset too; command history, shells and services are cleared; the id, name, labels, snapshots and the diff baseline are kept.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    snapshot: v.optional(v.pipe(v.string(), v.description("Snapshot to restore (default: baseline).")), "baseline"),
+    snapshot: v.optional(
+      v.pipe(v.string(), v.description("Snapshot to restore (default: baseline).")),
+      "baseline",
+    ),
   }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
@@ -91,11 +109,13 @@ export const summaryOp = defineOperation({
   cli: ["workspace", "summary"],
   positionals: ["workspace_id"],
   summary: "Summarize commands, changes, exports and snapshots since the last reset.",
-  description: "Summarize what happened in the workspace since it was created or last reset: commands run (failures, timeouts), files changed relative to the baseline, exports, snapshots.",
+  description:
+    "Summarize what happened in the workspace since it was created or last reset: commands run (failures, timeouts), files changed relative to the baseline, exports, snapshots.",
   input: v.strictObject({ workspace_id: f.workspaceRef }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
-  run: (ctx, input) => workspaceSummary(ctx, input.workspace_id) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) =>
+    workspaceSummary(ctx, input.workspace_id) as unknown as Promise<Record<string, unknown>>,
   render: (out) => {
     const c = out.commands as Record<string, unknown>;
     const ch = out.changes as { files: Array<Record<string, unknown>> } | null;

@@ -23,7 +23,12 @@ export interface Operation<I extends Record<string, unknown> = any, O extends Re
   /** the long description the model reads */
   description: string;
   input: v.GenericSchema<unknown, I>;
-  annotations: { readOnlyHint: boolean; destructiveHint: boolean; idempotentHint: boolean; openWorldHint?: boolean };
+  annotations: {
+    readOnlyHint: boolean;
+    destructiveHint: boolean;
+    idempotentHint: boolean;
+    openWorldHint?: boolean;
+  };
   /** MCP profiles that include this tool (none: CLI/SDK only) */
   profiles: Profile[];
   /** CLI examples for --help */
@@ -37,6 +42,8 @@ export interface Operation<I extends Record<string, unknown> = any, O extends Re
   streamsOutput?: boolean;
 }
 
-export function defineOperation<I extends Record<string, unknown>, O extends Record<string, unknown>>(op: Operation<I, O>): Operation<I, O> {
+export function defineOperation<I extends Record<string, unknown>, O extends Record<string, unknown>>(
+  op: Operation<I, O>,
+): Operation<I, O> {
   return op;
 }

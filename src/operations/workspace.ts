@@ -30,7 +30,12 @@ export const createOp = defineOperation({
     "Create a persistent workspace: a microVM you can exec in repeatedly, whose /workspace survives between calls. Returns the workspace record (workspace_id, name, state: started, expires_at, backend...). Give it a name and labels to find it again with workspace_list. Delete it with workspace_delete when done; it is deleted automatically when ttl_seconds run out.",
   input: v.strictObject({
     environment: v.optional(f.environment, DEFAULT_ENVIRONMENT),
-    seed_path: v.optional(v.pipe(v.string(), v.description("Seed /workspace from this host directory or .tar/.tar.gz/.tgz archive."))),
+    seed_path: v.optional(
+      v.pipe(
+        v.string(),
+        v.description("Seed /workspace from this host directory or .tar/.tar.gz/.tgz archive."),
+      ),
+    ),
     name: v.optional(f.name),
     labels: v.optional(f.labels),
     vcpu_count: v.optional(f.vcpuCount),
@@ -41,7 +46,10 @@ export const createOp = defineOperation({
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
-  examples: ["pyro workspace create debian:12 --name issue-42 --label issue=42", "pyro workspace create --id-only"],
+  examples: [
+    "pyro workspace create debian:12 --name issue-42 --label issue=42",
+    "pyro workspace create --id-only",
+  ],
   run: async (ctx, input) => publicRecord(await createWorkspace(ctx, input)),
   render: (out) => renderWorkspace(out),
 });
@@ -54,7 +62,9 @@ export const listOp = defineOperation({
   description:
     "List all workspaces with their state, name, labels and activity times, most recently active first. Use it to rediscover a workspace by name or label.",
   input: v.strictObject({
-    label: v.optional(v.pipe(v.record(v.string(), v.string()), v.description("Only workspaces carrying all these labels."))),
+    label: v.optional(
+      v.pipe(v.record(v.string(), v.string()), v.description("Only workspaces carrying all these labels.")),
+    ),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
@@ -69,7 +79,14 @@ export const listOp = defineOperation({
     if (ws.length === 0) return "no workspaces";
     return renderTable([
       ["ID", "NAME", "STATE", "ENV", "BACKEND", "LAST ACTIVITY"],
-      ...ws.map((w) => [String(w.workspace_id), String(w.name ?? "-"), String(w.state), String(w.environment), String(w.backend), String(w.last_activity_at)]),
+      ...ws.map((w) => [
+        String(w.workspace_id),
+        String(w.name ?? "-"),
+        String(w.state),
+        String(w.environment),
+        String(w.backend),
+        String(w.last_activity_at),
+      ]),
     ]);
   },
 });
@@ -80,7 +97,8 @@ export const statusOp = defineOperation({
   cli: ["workspace", "status"],
   positionals: ["workspace_id"],
   summary: "Show one workspace's record and state.",
-  description: "Return the workspace record: state (created|started|stopped and why it stopped), backend, resources, expiry, labels.",
+  description:
+    "Return the workspace record: state (created|started|stopped and why it stopped), backend, resources, expiry, labels.",
   input: ref,
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
@@ -94,12 +112,15 @@ export const updateOp = defineOperation({
   cli: ["workspace", "update"],
   positionals: ["workspace_id"],
   summary: "Rename a workspace or change its labels.",
-  description: "Change a workspace's name and labels. labels are merged into the existing ones; clear_labels removes keys.",
+  description:
+    "Change a workspace's name and labels. labels are merged into the existing ones; clear_labels removes keys.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     name: v.optional(f.name),
     labels: v.optional(f.labels),
-    clear_labels: v.optional(v.pipe(v.array(v.string()), v.description("Label keys to remove (CLI: --clear-label K, repeatable)."))),
+    clear_labels: v.optional(
+      v.pipe(v.array(v.string()), v.description("Label keys to remove (CLI: --clear-label K, repeatable).")),
+    ),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
@@ -113,18 +134,34 @@ export const logsOp = defineOperation({
   cli: ["workspace", "logs"],
   positionals: ["workspace_id"],
   summary: "Show the command history and console log tail of a workspace.",
-  description: "Return the workspace's command history (command, exit_code, duration, timed_out) since creation or the last reset, plus the tail of the machine's console log.",
+  description:
+    "Return the workspace's command history (command, exit_code, duration, timed_out) since creation or the last reset, plus the tail of the machine's console log.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    tail_lines: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.description("Console log lines to include (default 200)."))),
+    tail_lines: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(0),
+        v.description("Console log lines to include (default 200)."),
+      ),
+    ),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
-  run: (ctx, input) => workspaceLogs(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) =>
+    workspaceLogs(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
   render: (out) => {
     const entries = out.entries as Array<Record<string, unknown>>;
-    const lines = entries.map((e) => `#${e.seq} [exit ${e.exit_code}${e.timed_out ? ", timed out" : ""}, ${e.duration_ms} ms] ${e.command ?? (e.argv as string[]).join(" ")}`);
-    return [lines.length ? lines.join("\n") : "no commands yet", "--- console ---", String(out.console_tail)].join("\n");
+    const lines = entries.map(
+      (e) =>
+        `#${e.seq} [exit ${e.exit_code}${e.timed_out ? ", timed out" : ""}, ${e.duration_ms} ms] ${e.command ?? (e.argv as string[]).join(" ")}`,
+    );
+    return [
+      lines.length ? lines.join("\n") : "no commands yet",
+      "--- console ---",
+      String(out.console_tail),
+    ].join("\n");
   },
 });
 
@@ -140,16 +177,22 @@ export const execOp = defineOperation({
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     command: f.command,
-    cwd: v.optional(v.pipe(v.string(), v.description("Working directory under /workspace (default /workspace)."))),
+    cwd: v.optional(
+      v.pipe(v.string(), v.description("Working directory under /workspace (default /workspace).")),
+    ),
     env: v.optional(v.pipe(v.record(v.string(), v.string()), v.description("Extra environment variables."))),
     timeout_seconds: v.optional(f.timeoutSeconds),
     max_output_bytes: v.optional(f.maxOutputBytes),
   }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
-  examples: ["pyro workspace exec issue-42 -- make test", "pyro workspace exec ws_0123456789ab -- sh -c 'ls -la'"],
+  examples: [
+    "pyro workspace exec issue-42 -- make test",
+    "pyro workspace exec ws_0123456789ab -- sh -c 'ls -la'",
+  ],
   streamsOutput: true,
-  run: (ctx, input) => execWorkspace(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) =>
+    execWorkspace(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
   exitCode: (out) => Number(out.exit_code),
 });
 
@@ -159,7 +202,8 @@ export const stopOp = defineOperation({
   cli: ["workspace", "stop"],
   positionals: ["workspace_id"],
   summary: "Stop a workspace's machine (its files are kept).",
-  description: "Power the workspace's machine off cleanly; /workspace is kept and workspace_start resumes it.",
+  description:
+    "Power the workspace's machine off cleanly; /workspace is kept and workspace_start resumes it.",
   input: ref,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-full"],
@@ -187,7 +231,8 @@ export const deleteOp = defineOperation({
   cli: ["workspace", "delete"],
   positionals: ["workspace_id"],
   summary: "Delete a workspace: its machine, files and record.",
-  description: "Stop the workspace's machine and delete everything it holds. This cannot be undone: export what you need first.",
+  description:
+    "Stop the workspace's machine and delete everything it holds. This cannot be undone: export what you need first.",
   input: ref,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],

@@ -5,14 +5,27 @@
  * agent itself, so there is exactly one implementation of the wire.
  */
 import type { ByteChannel } from "../vmm/types.ts";
-import { errorFromShape, type ErrorCode, PyroError, toPyroError } from "./errors.ts";
-import { Channel, channelOf, decodeJsonPayload, encodeFrame, encodeJsonFrame, Flag, type Frame, FrameDecoder, MAX_FRAME_PAYLOAD, makeFlags } from "./frame.ts";
+import { type ErrorCode, errorFromShape, PyroError, toPyroError } from "./errors.ts";
+import {
+  Channel,
+  channelOf,
+  decodeJsonPayload,
+  encodeFrame,
+  encodeJsonFrame,
+  Flag,
+  type Frame,
+  FrameDecoder,
+  MAX_FRAME_PAYLOAD,
+  makeFlags,
+} from "./frame.ts";
 import { AsyncQueue } from "./queue.ts";
 
 /** Bulk senders pause above this many buffered bytes. */
 export const WRITE_HIGH_WATER = 4 * 1024 * 1024;
 
-export type StreamEvent = { kind: "json"; message: Record<string, unknown> } | { kind: "data"; channel: number; bytes: Uint8Array };
+export type StreamEvent =
+  | { kind: "json"; message: Record<string, unknown> }
+  | { kind: "data"; channel: number; bytes: Uint8Array };
 
 /** Split large buffers into frames no bigger than the protocol allows. */
 function* chunks(bytes: Uint8Array): Generator<Uint8Array> {
@@ -86,7 +99,8 @@ export class ClientStream extends StreamBase {
       }
       this.events.push({ kind: "json", message });
     } else {
-      if (frame.payload.byteLength > 0) this.events.push({ kind: "data", channel: channelOf(frame.flags), bytes: frame.payload });
+      if (frame.payload.byteLength > 0)
+        this.events.push({ kind: "data", channel: channelOf(frame.flags), bytes: frame.payload });
       if (frame.flags & Flag.END) {
         this.finish();
         this.rejectDone(new PyroError("PROTOCOL_ERROR", "stream ended without a result"));
@@ -294,7 +308,10 @@ export class Connection {
   }
 
   private lostError(): PyroError {
-    return new PyroError(this.opts.lostCode ?? "GUEST_UNREACHABLE", this.opts.lostMessage ?? "connection to the agent was lost");
+    return new PyroError(
+      this.opts.lostCode ?? "GUEST_UNREACHABLE",
+      this.opts.lostMessage ?? "connection to the agent was lost",
+    );
   }
 
   private onBytes(bytes: Uint8Array): void {
@@ -321,9 +338,15 @@ export class Connection {
 
   private dispatch(f: Frame): void {
     const client = this.clientStreams.get(f.stream);
-    if (client) return client.receive(f);
+    if (client) {
+      client.receive(f);
+      return;
+    }
     const server = this.serverStreams.get(f.stream);
-    if (server) return server.receive(f);
+    if (server) {
+      server.receive(f);
+      return;
+    }
     if (!this.opts.onStream) return; // late frame for a finished stream: ignore
     if (!(f.flags & Flag.JSON)) return; // data for a stream we already finished
     // Clients number streams upward: a JSON frame for an id at or below the highest one

@@ -62,7 +62,11 @@ export class PyroError extends Error {
   readonly details?: Record<string, unknown>;
   readonly hint?: string;
 
-  constructor(code: ErrorCode, message: string, opts: { details?: Record<string, unknown>; hint?: string; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { details?: Record<string, unknown>; hint?: string; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "PyroError";
     this.code = code;
@@ -87,10 +91,18 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 }
 
 /** Rebuild a PyroError from a wire or JSON shape; unknown codes degrade to INTERNAL. */
-export function errorFromShape(shape: { code?: unknown; message?: unknown; details?: unknown; hint?: unknown }): PyroError {
+export function errorFromShape(shape: {
+  code?: unknown;
+  message?: unknown;
+  details?: unknown;
+  hint?: unknown;
+}): PyroError {
   const code = isErrorCode(shape.code) ? shape.code : "INTERNAL";
   const message = typeof shape.message === "string" ? shape.message : "unknown error";
-  const details = shape.details && typeof shape.details === "object" ? (shape.details as Record<string, unknown>) : undefined;
+  const details =
+    shape.details && typeof shape.details === "object"
+      ? (shape.details as Record<string, unknown>)
+      : undefined;
   const hint = typeof shape.hint === "string" ? shape.hint : undefined;
   return new PyroError(code, message, { details, hint });
 }
@@ -102,7 +114,9 @@ export function toPyroError(err: unknown): PyroError {
   const where = e?.path ? `: ${e.path}` : "";
   switch (e?.code) {
     case "ENOENT":
-      return new PyroError("FILE_NOT_FOUND", `no such file or directory${where}`, { details: { path: e.path } });
+      return new PyroError("FILE_NOT_FOUND", `no such file or directory${where}`, {
+        details: { path: e.path },
+      });
     case "EEXIST":
       return new PyroError("ALREADY_EXISTS", `already exists${where}`, { details: { path: e.path } });
     case "ENOTDIR":

@@ -57,7 +57,11 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 export function encodeJsonFrame(stream: number, message: unknown, end = false): Uint8Array {
-  return encodeFrame({ stream, flags: makeFlags({ json: true, end }), payload: encoder.encode(JSON.stringify(message)) });
+  return encodeFrame({
+    stream,
+    flags: makeFlags({ json: true, end }),
+    payload: encoder.encode(JSON.stringify(message)),
+  });
 }
 
 export function decodeJsonPayload(payload: Uint8Array): unknown {
@@ -91,7 +95,10 @@ export class FrameDecoder {
       const dv = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
       const len = dv.getUint32(0);
       if (len > MAX_FRAME_PAYLOAD) {
-        this.failed = new PyroError("FRAME_TOO_LARGE", `frame announces ${len} bytes (max ${MAX_FRAME_PAYLOAD})`);
+        this.failed = new PyroError(
+          "FRAME_TOO_LARGE",
+          `frame announces ${len} bytes (max ${MAX_FRAME_PAYLOAD})`,
+        );
         this.chunks = [];
         this.held = 0;
         throw this.failed;

@@ -72,8 +72,16 @@ export const FsWriteRequest = v.strictObject({
   mode: v.optional(v.pipe(posInt, v.maxValue(0o7777))),
   create_parents: v.optional(v.boolean()),
 });
-export const FsMkdirRequest = v.strictObject({ op: v.literal("fs.mkdir"), path, parents: v.optional(v.boolean()) });
-export const FsRemoveRequest = v.strictObject({ op: v.literal("fs.remove"), path, recursive: v.optional(v.boolean()) });
+export const FsMkdirRequest = v.strictObject({
+  op: v.literal("fs.mkdir"),
+  path,
+  parents: v.optional(v.boolean()),
+});
+export const FsRemoveRequest = v.strictObject({
+  op: v.literal("fs.remove"),
+  path,
+  recursive: v.optional(v.boolean()),
+});
 export const FsMoveRequest = v.strictObject({
   op: v.literal("fs.move"),
   from: path,

@@ -3,23 +3,66 @@
  * so they always match the CLI and the MCP tools; the types come from the same schemas.
  */
 import { makeCtx } from "../manager/context.ts";
+import type { ExecResult } from "../manager/exec.ts";
 import { pyroHome } from "../manager/paths.ts";
+import type { doctorOp } from "../operations/doctor.ts";
+import type {
+  envBuildOp,
+  envInspectOp,
+  envListOp,
+  envPruneOp,
+  envPullOp,
+  envPushOp,
+} from "../operations/env.ts";
+import type { exportOp, fileListOp, fileWriteOp, patchApplyOp, syncPushOp } from "../operations/files.ts";
 import { OPERATIONS } from "../operations/index.ts";
 import { parseInput } from "../operations/invoke.ts";
-import type { doctorOp } from "../operations/doctor.ts";
-import type { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "../operations/env.ts";
 import type { runOp } from "../operations/run.ts";
+import type { snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "../operations/state.ts";
 import type { Operation, Profile } from "../operations/types.ts";
-import type { createOp, deleteOp, execOp, listOp, logsOp, startOp, statusOp, stopOp, updateOp } from "../operations/workspace.ts";
-import type { ExecResult } from "../manager/exec.ts";
+import type {
+  createOp,
+  deleteOp,
+  execOp,
+  listOp,
+  logsOp,
+  statusOp,
+  updateOp,
+} from "../operations/workspace.ts";
 
-export { PyroError } from "../protocol/errors.ts";
 export type { ErrorCode } from "../protocol/errors.ts";
+export { PyroError } from "../protocol/errors.ts";
 
 /** Operation input with defaulted fields optional (environment defaults to debian:12). */
 type In<T> = T extends Operation<infer I, any> ? Omit<I, "environment"> & { environment?: string } : never;
 type Out<T> = T extends Operation<any, infer O> ? O : never;
 type Ref = string;
+
+export interface FileRead {
+  workspace_id: string;
+  path: string;
+  size_bytes: number;
+  bytes_read: number;
+  truncated: boolean;
+  encoding: "utf8" | "base64";
+  content: string;
+}
+
+export interface WorkspaceDiff {
+  workspace_id: string;
+  patch: string;
+  files: Array<{
+    path: string;
+    status: string;
+    binary: boolean;
+    additions: number;
+    deletions: number;
+    old_mode?: string;
+    new_mode?: string;
+  }>;
+  summary: { files_changed: number; additions: number; deletions: number; binary_files: number };
+  truncated: boolean;
+}
 type WorkspaceRecord = Out<typeof statusOp>;
 
 export interface PyroOptions {
@@ -61,15 +104,69 @@ export class Pyro {
   workspaceStatus(workspace_id: Ref): Promise<WorkspaceRecord> {
     return this.call("workspace_status", { workspace_id });
   }
-  updateWorkspace(workspace_id: Ref, input: Partial<Omit<In<typeof updateOp>, "workspace_id">>): Promise<WorkspaceRecord> {
+  updateWorkspace(
+    workspace_id: Ref,
+    input: Partial<Omit<In<typeof updateOp>, "workspace_id">>,
+  ): Promise<WorkspaceRecord> {
     return this.call("workspace_update", { ...input, workspace_id });
   }
-  workspaceLogs(workspace_id: Ref, input: Partial<Omit<In<typeof logsOp>, "workspace_id">> = {}): Promise<Out<typeof logsOp>> {
+  workspaceLogs(
+    workspace_id: Ref,
+    input: Partial<Omit<In<typeof logsOp>, "workspace_id">> = {},
+  ): Promise<Out<typeof logsOp>> {
     return this.call("workspace_logs", { ...input, workspace_id });
   }
   /** `command`: a string runs via /bin/sh -c; an array runs directly. */
-  execWorkspace(workspace_id: Ref, command: string | string[], opts: Partial<Omit<In<typeof execOp>, "workspace_id" | "command">> = {}): Promise<ExecResult & { workspace_id: string }> {
+  execWorkspace(
+    workspace_id: Ref,
+    command: string | string[],
+    opts: Partial<Omit<In<typeof execOp>, "workspace_id" | "command">> = {},
+  ): Promise<ExecResult & { workspace_id: string }> {
     return this.call("workspace_exec", { ...opts, command, workspace_id });
+  }
+  syncPush(workspace_id: Ref, source: string, opts: { dest?: string } = {}): Promise<Out<typeof syncPushOp>> {
+    return this.call("workspace_sync_push", { workspace_id, source, ...opts });
+  }
+  listWorkspaceFiles(
+    workspace_id: Ref,
+    path = "/workspace",
+    opts: { recursive?: boolean } = {},
+  ): Promise<Out<typeof fileListOp>> {
+    return this.call("workspace_file_list", { workspace_id, path, ...opts });
+  }
+  readWorkspaceFile(workspace_id: Ref, path: string, opts: { max_bytes?: number } = {}): Promise<FileRead> {
+    return this.call("workspace_file_read", { workspace_id, path, ...opts });
+  }
+  writeWorkspaceFile(workspace_id: Ref, path: string, text: string): Promise<Out<typeof fileWriteOp>> {
+    return this.call("workspace_file_write", { workspace_id, path, text });
+  }
+  applyWorkspacePatch(workspace_id: Ref, patch: string): Promise<Out<typeof patchApplyOp>> {
+    return this.call("workspace_patch_apply", { workspace_id, patch });
+  }
+  diffWorkspace(workspace_id: Ref, opts: { max_bytes?: number } = {}): Promise<WorkspaceDiff> {
+    return this.call("workspace_diff", { workspace_id, ...opts });
+  }
+  exportWorkspace(workspace_id: Ref, path: string, output: string): Promise<Out<typeof exportOp>> {
+    return this.call("workspace_export", { workspace_id, path, output });
+  }
+  createSnapshot(workspace_id: Ref, name: string): Promise<Out<typeof snapshotCreateOp>> {
+    return this.call("snapshot_create", { workspace_id, name });
+  }
+  listSnapshots(workspace_id: Ref): Promise<Out<typeof snapshotListOp>> {
+    return this.call("snapshot_list", { workspace_id });
+  }
+  deleteSnapshot(workspace_id: Ref, name: string): Promise<Out<typeof snapshotDeleteOp>> {
+    return this.call("snapshot_delete", { workspace_id, name });
+  }
+  /** Rebuild from the baseline (default) or a named snapshot. */
+  resetWorkspace(
+    workspace_id: Ref,
+    opts: { snapshot?: string } = {},
+  ): Promise<WorkspaceRecord & { restored_from: string }> {
+    return this.call("workspace_reset", { workspace_id, ...opts });
+  }
+  workspaceSummary(workspace_id: Ref): Promise<Out<typeof summaryOp>> {
+    return this.call("workspace_summary", { workspace_id });
   }
   stopWorkspace(workspace_id: Ref): Promise<WorkspaceRecord> {
     return this.call("workspace_stop", { workspace_id });
@@ -92,7 +189,10 @@ export class Pyro {
   buildEnvironment(environment: string, opts: { force?: boolean } = {}): Promise<Out<typeof envBuildOp>> {
     return this.call("env_build", { environment, ...opts });
   }
-  pullEnvironment(environment: string, opts: { from?: string; force?: boolean } = {}): Promise<Out<typeof envPullOp>> {
+  pullEnvironment(
+    environment: string,
+    opts: { from?: string; force?: boolean } = {},
+  ): Promise<Out<typeof envPullOp>> {
     return this.call("env_pull", { environment, ...opts });
   }
   pushEnvironment(environment: string, ref: string): Promise<Out<typeof envPushOp>> {

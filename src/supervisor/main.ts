@@ -5,13 +5,13 @@
  * history and activity, enforces the TTL, and writes the final state when the machine ends.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { Connection, type ServerStream, WRITE_HIGH_WATER } from "../protocol/connection.ts";
-import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
 import { historyPath, runDir, supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
 import { updateRecord } from "../manager/store.ts";
+import { Connection, type ServerStream, WRITE_HIGH_WATER } from "../protocol/connection.ts";
+import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { listenUnix } from "./listen.ts";
 
 /** Requests that change the workspace: they bump last_activity_at (reads do not). */
@@ -38,10 +38,18 @@ export async function supervise(home: string, id: string): Promise<void> {
     const e = toPyroError(err);
     writeFileSync(`${run}/${BOOT_ERROR_FILE}`, JSON.stringify(e.toJSON()));
     log(`boot failed: ${e.code} ${e.message}`);
-    await updateRecord(home, id, (r) => ({ ...r, state: "stopped", stop_reason: `boot failed: ${e.code}`, supervisor_pid: null, vmm_pid: null }));
+    await updateRecord(home, id, (r) => ({
+      ...r,
+      state: "stopped",
+      stop_reason: `boot failed: ${e.code}`,
+      supervisor_pid: null,
+      vmm_pid: null,
+    }));
     process.exit(1);
   }
-  log(`machine up: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`);
+  log(
+    `machine up: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
+  );
 
   let ending = false;
   const finish = async (reason: string, opts: { deleteAfter?: boolean } = {}) => {
@@ -50,7 +58,13 @@ export async function supervise(home: string, id: string): Promise<void> {
     log(`stopping: ${reason}`);
     server.stop();
     await machine.shutdown().catch(() => {});
-    await updateRecord(home, id, (r) => ({ ...r, state: "stopped", stop_reason: reason, supervisor_pid: null, vmm_pid: null })).catch(() => {});
+    await updateRecord(home, id, (r) => ({
+      ...r,
+      state: "stopped",
+      stop_reason: reason,
+      supervisor_pid: null,
+      vmm_pid: null,
+    })).catch(() => {});
     if (opts.deleteAfter) {
       const { removeWorkspaceFiles } = await import("../manager/store.ts");
       removeWorkspaceFiles(home, id);
@@ -122,7 +136,11 @@ export async function supervise(home: string, id: string): Promise<void> {
   };
 
   // History survives stop/start: continue its numbering.
-  let seq = existsSync(historyPath(home, id)) ? readFileSync(historyPath(home, id), "utf8").split("\n").filter((l) => l.trim()).length : 0;
+  let seq = existsSync(historyPath(home, id))
+    ? readFileSync(historyPath(home, id), "utf8")
+        .split("\n")
+        .filter((l) => l.trim()).length
+    : 0;
   const recordHistory = (req: Record<string, unknown>, started: string, result: Record<string, unknown>) => {
     seq += 1;
     const entry = {
@@ -138,7 +156,11 @@ export async function supervise(home: string, id: string): Promise<void> {
     appendFileSync(historyPath(home, id), `${JSON.stringify(entry)}\n`);
   };
   const touch = () =>
-    updateRecord(home, id, (r) => ({ ...r, last_activity_at: new Date().toISOString(), command_count: seq })).catch(() => {});
+    updateRecord(home, id, (r) => ({
+      ...r,
+      last_activity_at: new Date().toISOString(),
+      command_count: seq,
+    })).catch(() => {});
 
   const handleLocal = (client: ServerStream, op: string) => {
     switch (op) {
@@ -178,5 +200,6 @@ export async function supervise(home: string, id: string): Promise<void> {
     boot_id: machine.hello.boot_id,
   }));
   writeFileSync(`${run}/${READY_FILE}`, String(process.pid));
-  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => void finish(`supervisor got ${sig}`));
+  for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const)
+    process.on(sig, () => void finish(`supervisor got ${sig}`));
 }
