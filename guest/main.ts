@@ -1,6 +1,8 @@
 /**
  * pyro-agent: `pyro-agent serve --guest` inside a microVM (started by /sbin/pyro-init via
- * tini), or `pyro-agent serve --stdio --root DIR` as the host-compat backend's child.
+ * tini), or `pyro-agent serve --stdio --root DIR --state DIR` as the host-compat backend's
+ * child. `--state` holds what the agent keeps outside /workspace (the diff baseline); in a
+ * guest it defaults to the workspace data disk's root, outside the overlay.
  */
 import { mkdirSync } from "node:fs";
 import { streamChannel } from "../src/protocol/channels.ts";
@@ -11,15 +13,21 @@ import { findVirtioPort, serveVirtioPort } from "./virtio-serial.ts";
 
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const VSOCK_PORT = 1024;
+/** On the workspace's data disk (mounted by pyro-init), outside the overlay and /workspace. */
+const GUEST_STATE_DIR = "/run/pyro/data/pyro-state";
 
 function usage(): never {
   process.stderr.write(
-    "usage: pyro-agent serve (--guest | --stdio --root DIR)\n       pyro-agent --version\n",
+    "usage: pyro-agent serve (--guest [--state DIR] | --stdio --root DIR --state DIR)\n       pyro-agent --version\n",
   );
   process.exit(64);
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "--selftest-pty") {
+    const { selftestPty } = await import("./pty.ts");
+    process.exit((await selftestPty()) ? 0 : 1);
+  }
   if (argv[0] === "--version") {
     process.stdout.write(`pyro-agent ${PYRO_VERSION}\n`);
     return;
@@ -29,6 +37,9 @@ async function main(argv: string[]): Promise<void> {
   const rootIdx = argv.indexOf("--root");
   const root = rootIdx >= 0 ? argv[rootIdx + 1] : guest ? "/workspace" : undefined;
   if (!root) usage();
+  const stateIdx = argv.indexOf("--state");
+  const stateDir = stateIdx >= 0 ? argv[stateIdx + 1] : guest ? GUEST_STATE_DIR : undefined;
+  if (stateIdx >= 0 && !stateDir) usage();
 
   if (guest) {
     mkdirSync(root, { recursive: true });
@@ -36,6 +47,7 @@ async function main(argv: string[]): Promise<void> {
       root,
       guest: true,
       baseEnv: { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "xterm-256color", USER: "root" },
+      stateDir,
     };
     const port = findVirtioPort();
     if (port) {
@@ -50,8 +62,12 @@ async function main(argv: string[]): Promise<void> {
   }
 
   if (!argv.includes("--stdio")) usage();
+  // Required in host compat; until every caller passes it, the agent still serves and
+  // refuses only baseline.capture and diff.
+  if (!stateDir) console.error("pyro-agent: no --state DIR given: baseline and diff are unavailable");
   const opts: AgentOptions = {
     root,
+    stateDir,
     guest: false,
     baseEnv: {
       PATH: process.env.PATH ?? GUEST_PATH,

@@ -24,6 +24,22 @@ export interface AgentOptions {
   baseEnv: Record<string, string>;
   /** host compat: what to do on shutdown */
   onShutdown?: () => void;
+  /**
+   * Agent state kept outside the root (the diff baseline): in a guest the data disk's root
+   * (/run/pyro/data/pyro-state), in host compat a directory beside the workspace. Without it
+   * baseline.capture and diff are refused.
+   */
+  stateDir?: string;
+}
+
+function stateDirOf(opts: AgentOptions): string {
+  if (!opts.stateDir) {
+    throw new PyroError(
+      "INVALID_INPUT",
+      "this agent was started without a state directory (--state); it keeps no baseline",
+    );
+  }
+  return opts.stateDir;
 }
 
 function bootId(): string {
@@ -144,6 +160,22 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
         await stream.writable();
       }
       return stream.result({ bytes });
+    }
+    case "patch.apply": {
+      const { applyPatch, collectPatch } = await import("./patch.ts");
+      const patch = req.patch ?? (await collectPatch(stream.input));
+      return stream.result({ ...(await applyPatch(root, patch)) });
+    }
+    case "baseline.capture": {
+      const { captureBaseline } = await import("./baseline.ts");
+      return stream.result({ ...(await captureBaseline(root, stateDirOf(opts))) });
+    }
+    case "diff": {
+      const { diffWorkspace } = await import("./diff.ts");
+      const { patch, ...rest } = await diffWorkspace(root, stateDirOf(opts), { maxBytes: req.max_bytes });
+      const bytes = new TextEncoder().encode(patch);
+      if (bytes.byteLength > 0) stream.sendData(bytes, Channel.STDOUT);
+      return stream.result({ ...rest, patch_bytes: bytes.byteLength });
     }
   }
 }

@@ -348,3 +348,13 @@ describe("workspaces (host compat)", () => {
 test("PYRO executable path is the compiled one", () => {
   expect(existsSync(PYRO)).toBe(true);
 });
+
+test("the compiled agent runs a PTY (Bun.Terminal) from any directory", async () => {
+  const { AGENT } = await import("./helpers.ts");
+  const p = Bun.spawn([AGENT, "--selftest-pty"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+  const out = await new Response(p.stdout).text();
+  expect(await p.exited).toBe(0);
+  const r = JSON.parse(out);
+  expect(r.ok).toBe(true);
+  expect(r.output).toMatch(/\/dev\/pts\/\d+/);
+});

@@ -252,6 +252,28 @@ export function loopSuite(label: string, opts: { home: () => string; createArgs:
       expect(readdirSync(outDir)).toEqual(["sneaky"]);
     });
 
+    test(`${label}: disk tools read a stopped workspace offline`, async () => {
+      await ws("file", "write", id, "offline/seen.txt", "--text", "on disk\n");
+      expect((await ws("disk", "list", id, "--json")).json.code).toBe("WORKSPACE_NOT_STOPPED");
+      expect((await ws("stop", id, "--json")).json.state).toBe("stopped");
+      const list = await ws("disk", "list", id, "/workspace/offline", "--json");
+      expect(list.json.entries.map((e: any) => e.path)).toEqual(["/workspace/offline/seen.txt"]);
+      const read = await ws("disk", "read", id, "offline/seen.txt", "--json");
+      expect(read.json.content).toBe("on disk\n");
+      expect((await ws("disk", "read", id, "../../etc/passwd", "--json")).json.code).toBe(
+        "PATH_OUTSIDE_WORKSPACE",
+      );
+      if (opts.guest) {
+        const img = join(tmp, "disk-export.ext4");
+        const exp = await ws("disk", "export", id, "--output", img, "--json");
+        expect(exp.code).toBe(0);
+        expect(existsSync(img)).toBe(true);
+        expect(Bun.spawnSync(["e2fsck", "-fn", img]).exitCode).toBe(0);
+      }
+      expect((await ws("start", id, "--json")).json.state).toBe("started");
+      expect((await ws("file", "read", id, "offline/seen.txt", "--json")).json.content).toBe("on disk\n");
+    });
+
     test(`${label}: sync push copies a directory and keeps modes and symlinks`, async () => {
       const src = join(tmp, "sync-src");
       mkdirSync(join(src, "bin"), { recursive: true });

@@ -1,4 +1,5 @@
 /** THE table. CLI commands, SDK methods and MCP tools are all derived from this list. */
+import { diskExportOp, diskListOp, diskReadOp } from "./disk.ts";
 import { doctorOp } from "./doctor.ts";
 import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
 import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
@@ -37,6 +38,9 @@ export const OPERATIONS: readonly Operation[] = [
   snapshotDeleteOp,
   resetOp,
   summaryOp,
+  diskListOp,
+  diskReadOp,
+  diskExportOp,
   stopOp,
   startOp,
   deleteOp,

@@ -96,6 +96,25 @@ export const ArchiveImportRequest = v.strictObject({
 });
 /** answered with channel-1 data frames carrying a tar stream, then the result */
 export const ArchiveExportRequest = v.strictObject({ op: v.literal("archive.export"), path });
+/**
+ * A unified diff to apply to /workspace, checked whole before anything is written.
+ * `patch` inline (bounded by the frame size), or omitted and sent as channel-0 data frames
+ * after the request, then END (up to 8 MiB). Result: `{ files: [{ path, status, from? }],
+ * hunks_applied }`, status added|modified|deleted|renamed.
+ */
+export const PatchApplyRequest = v.strictObject({
+  op: v.literal("patch.apply"),
+  patch: v.optional(v.string()),
+});
+/** Snapshot /workspace as the diff baseline (replacing any earlier one). Result: `{ files, tree, commit }`. */
+export const BaselineCaptureRequest = v.strictObject({ op: v.literal("baseline.capture") });
+/**
+ * /workspace against the baseline. The unified patch comes as channel-1 data frames (UTF-8),
+ * then the result: `{ patch_bytes, files: [{ path, status, binary, old_mode?, new_mode?,
+ * additions, deletions }], summary: { files_changed, additions, deletions, binary_files },
+ * truncated, files_truncated, files_hashed }`. `max_bytes` bounds the patch (whole files only).
+ */
+export const DiffRequest = v.strictObject({ op: v.literal("diff"), max_bytes: v.optional(posInt) });
 
 export const Request = v.variant("op", [
   HelloRequest,
@@ -112,6 +131,9 @@ export const Request = v.variant("op", [
   FsMoveRequest,
   ArchiveImportRequest,
   ArchiveExportRequest,
+  PatchApplyRequest,
+  BaselineCaptureRequest,
+  DiffRequest,
 ]);
 export type Request = v.InferOutput<typeof Request>;
 export type RequestOp = Request["op"];
@@ -164,6 +186,9 @@ export const MESSAGE_TABLE = {
   FsMoveRequest,
   ArchiveImportRequest,
   ArchiveExportRequest,
+  PatchApplyRequest,
+  BaselineCaptureRequest,
+  DiffRequest,
   HelloResult,
   ExecStarted,
   ExecResult,

@@ -168,6 +168,16 @@ export class Pyro {
   workspaceSummary(workspace_id: Ref): Promise<Out<typeof summaryOp>> {
     return this.call("workspace_summary", { workspace_id });
   }
+  /** Offline disk tools: stopped workspaces only. */
+  listWorkspaceDisk(workspace_id: Ref, path = "/workspace", opts: { recursive?: boolean } = {}): Promise<Record<string, unknown>> {
+    return this.call("workspace_disk_list", { workspace_id, path, ...opts });
+  }
+  readWorkspaceDisk(workspace_id: Ref, path: string, opts: { max_bytes?: number } = {}): Promise<FileRead> {
+    return this.call("workspace_disk_read", { workspace_id, path, ...opts });
+  }
+  exportWorkspaceDisk(workspace_id: Ref, output: string): Promise<Record<string, unknown>> {
+    return this.call("workspace_disk_export", { workspace_id, output });
+  }
   stopWorkspace(workspace_id: Ref): Promise<WorkspaceRecord> {
     return this.call("workspace_stop", { workspace_id });
   }

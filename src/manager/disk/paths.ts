@@ -93,7 +93,7 @@ export const typeOf = (mode: number) => mode & S_IFMT;
 async function lookup(disk: DiskReader, dir: number, rawName: string): Promise<LsEntry | undefined> {
   const hit = (await disk.ls(dir)).find((e) => e.name === rawName);
   if (!hit) return undefined;
-  if (typeOf(hit.mode) === S_IFCHR && isWhiteout(await disk.inode(hit.ino))) return undefined;
+  if (typeOf(hit.mode) === S_IFCHR && isWhiteout(await disk.inode(hit.ino, hit.mode))) return undefined;
   return hit;
 }
 
@@ -151,7 +151,7 @@ export async function resolve(
           details: { path: shown },
         });
       }
-      const target = fromBytes(await disk.readlink(await disk.inode(e.ino)));
+      const target = fromBytes(await disk.readlink(await disk.inode(e.ino, e.mode)));
       if (target === "") throw notFound(shown);
       if (target.startsWith("/")) {
         // absolute targets are guest paths: only /workspace and below stay inside

@@ -1,0 +1,214 @@
+/**
+ * §5 Footprint: agent memory in the guest, host disk per new workspace, host RAM and idle
+ * CPU per workspace (supervisor + VMM), for a guest workspace and a host-compat one.
+ */
+
+import { statSync } from "node:fs";
+import { callWorkspace } from "../../src/manager/client.ts";
+import { dataDiskPath, workspaceDir } from "../../src/manager/paths.ts";
+import { readRecord } from "../../src/manager/record.ts";
+import { Pyro } from "../../src/sdk/index.ts";
+import { createWorkspaceCli, deleteWorkspaceCli } from "./exec-host.ts";
+import {
+  type BenchCtx,
+  cpuTicks,
+  mib,
+  rssAnon,
+  type Section,
+  type SectionResult,
+  sh,
+  stats,
+  table,
+  vmRss,
+} from "./lib.ts";
+
+const IDLE_SETTLE_MS = 3000;
+const CPU_WINDOW_MS = 10_000;
+
+async function duKiB(path: string): Promise<number> {
+  const r = await sh(["du", "-sk", path]);
+  return Number(r.stdout.split(/\s+/)[0]);
+}
+
+interface Sample {
+  diskKiB: number;
+  diskAfterExecKiB: number;
+  apparentDiskBytes: number;
+  supervisorRss: number;
+  supervisorAnon: number;
+  vmmRss: number;
+  vmmAnon: number;
+  idleCpuVmm: number;
+  idleCpuSup: number;
+  agentRss: number;
+  guestMemTotal: number;
+  guestMemUsed: number;
+  guestAgentAnon: number;
+}
+
+async function measure(ctx: BenchCtx, guest: boolean): Promise<Sample> {
+  const env = guest ? ctx.env : { ...ctx.env, PYRO_BACKEND: "host" };
+  const id = await createWorkspaceCli(ctx, guest ? [] : ["--allow-host-compat"], env);
+  try {
+    const diskKiB = await duKiB(workspaceDir(ctx.home, id));
+    const r = readRecord(ctx.home, id)!;
+    const sup = r.supervisor_pid!;
+    const vmm = r.vmm_pid!;
+    const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+    // A first exec (as any user would do), then let it settle.
+    await pyro.execWorkspace(id, ["true"]);
+    await Bun.sleep(IDLE_SETTLE_MS);
+    const diskAfterExecKiB = await duKiB(workspaceDir(ctx.home, id));
+    const t0 = [cpuTicks(vmm), cpuTicks(sup)];
+    const w0 = performance.now();
+    await Bun.sleep(CPU_WINDOW_MS);
+    const secs = (performance.now() - w0) / 1000;
+    const idleCpuVmm = (cpuTicks(vmm) - t0[0]!) / 100 / secs;
+    const idleCpuSup = (cpuTicks(sup) - t0[1]!) / 100 / secs;
+    const info = await callWorkspace(ctx.home, r, { op: "info" });
+    const mem = info.memory as { total_bytes: number; available_bytes: number };
+    // The agent's anonymous memory as the guest kernel sees it (tini's child). On the host
+    // the same scan would find other agents, so host compat reads the agent's pid directly.
+    let agentAnon = rssAnon(vmm);
+    if (guest) {
+      const anon = await pyro.execWorkspace(id, [
+        "sh",
+        "-c",
+        'for p in /proc/[0-9]*; do case "$(tr "\\0" " " <$p/cmdline 2>/dev/null)" in "/usr/local/bin/pyro-agent serve"*) grep RssAnon $p/status;; esac; done | head -1',
+      ]);
+      agentAnon = Number(/(\d+)\s*kB/.exec(anon.stdout)?.[1]) * 1024;
+    }
+    // setpriv execs in place: vmm_pid is QEMU itself, or the host agent itself.
+    const vmmPid = vmm;
+    return {
+      diskKiB,
+      diskAfterExecKiB,
+      apparentDiskBytes: guest ? statSync(dataDiskPath(ctx.home, id)).size : 0,
+      supervisorRss: vmRss(sup),
+      supervisorAnon: rssAnon(sup),
+      vmmRss: vmRss(vmmPid),
+      vmmAnon: rssAnon(vmmPid),
+      idleCpuVmm,
+      idleCpuSup,
+      agentRss: Number(info.agent_rss_bytes),
+      guestMemTotal: mem.total_bytes,
+      guestMemUsed: mem.total_bytes - mem.available_bytes,
+      guestAgentAnon: agentAnon,
+    };
+  } finally {
+    await deleteWorkspaceCli(ctx, id);
+  }
+}
+
+const cpu = (x: number) => `${(x * 100).toFixed(1)} % of a core`;
+
+export const footprint: Section = {
+  id: "footprint",
+  title: "5. Footprint",
+  async run(ctx: BenchCtx): Promise<SectionResult> {
+    const n = ctx.n(2, 1);
+    const g: Sample[] = [];
+    const h: Sample[] = [];
+    for (let i = 0; i < n; i++) {
+      ctx.log(`footprint: guest workspace ${i + 1}/${n}`);
+      g.push(await measure(ctx, true));
+      ctx.log(`footprint: host-compat workspace ${i + 1}/${n}`);
+      h.push(await measure(ctx, false));
+    }
+    const med = (xs: Sample[], f: (s: Sample) => number) => stats(xs.map(f)).median;
+    const range = (xs: Sample[], f: (s: Sample) => number, fmt: (x: number) => string) => {
+      const s = stats(xs.map(f));
+      return s.n > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
+    };
+    const kib = (x: number) => `${Math.round(x)} KiB`;
+    const NT = "none set (reported only)";
+    const body = [
+      `Each workspace was created with \`dist/pyro workspace create\` (defaults: 1 vCPU, 1024 MiB, 8 GiB data disk), given one \`exec true\`, left idle ${IDLE_SETTLE_MS / 1000} s, then sampled; idle CPU over ${CPU_WINDOW_MS / 1000} s from /proc/PID/stat. N = ${n} workspace(s) of each kind (median, min–max when N > 1).`,
+      "",
+      table(
+        ["Measurement", "guest (QEMU)", "host compat", "Target", "Met"],
+        [
+          [
+            "agent RSS in the guest (`info` → `agent_rss_bytes`)",
+            range(g, (s) => s.agentRss, mib),
+            range(h, (s) => s.agentRss, mib),
+            NT,
+            "—",
+          ],
+          [
+            "agent RssAnon (guest: /proc in the guest; host compat: the host agent)",
+            range(g, (s) => s.guestAgentAnon, mib),
+            range(h, (s) => s.guestAgentAnon, mib),
+            NT,
+            "—",
+          ],
+          [
+            "guest memory in use (total − available) / total",
+            `${mib(med(g, (s) => s.guestMemUsed))} / ${mib(med(g, (s) => s.guestMemTotal))}`,
+            "—",
+            NT,
+            "—",
+          ],
+          [
+            "host disk per new workspace (`du -sk` of its dir, right after create)",
+            range(g, (s) => s.diskKiB, kib),
+            range(h, (s) => s.diskKiB, kib),
+            NT,
+            "—",
+          ],
+          [
+            "  after one exec + idle",
+            range(g, (s) => s.diskAfterExecKiB, kib),
+            range(h, (s) => s.diskAfterExecKiB, kib),
+            NT,
+            "—",
+          ],
+          ["  data disk apparent size (sparse)", mib(med(g, (s) => s.apparentDiskBytes)), "—", "—", "—"],
+          [
+            "host RAM: supervisor VmRSS (RssAnon)",
+            `${range(g, (s) => s.supervisorRss, mib)} (${mib(med(g, (s) => s.supervisorAnon))})`,
+            `${range(h, (s) => s.supervisorRss, mib)} (${mib(med(h, (s) => s.supervisorAnon))})`,
+            NT,
+            "—",
+          ],
+          [
+            "host RAM: VMM (QEMU) / host agent VmRSS (RssAnon)",
+            `${range(g, (s) => s.vmmRss, mib)} (${mib(med(g, (s) => s.vmmAnon))})`,
+            `${range(h, (s) => s.vmmRss, mib)} (${mib(med(h, (s) => s.vmmAnon))})`,
+            NT,
+            "—",
+          ],
+          [
+            "host RAM per idle workspace (supervisor + VMM/agent VmRSS)",
+            mib(med(g, (s) => s.supervisorRss + s.vmmRss)),
+            mib(med(h, (s) => s.supervisorRss + s.vmmRss)),
+            NT,
+            "—",
+          ],
+          [
+            "host CPU while idle: VMM / host agent",
+            range(g, (s) => s.idleCpuVmm, cpu),
+            range(h, (s) => s.idleCpuVmm, cpu),
+            NT,
+            "—",
+          ],
+          [
+            "host CPU while idle: supervisor",
+            range(g, (s) => s.idleCpuSup, cpu),
+            range(h, (s) => s.idleCpuSup, cpu),
+            NT,
+            "—",
+          ],
+        ],
+      ),
+      "",
+      "VmRSS counts shared pages (the 100 MB Bun executables are mapped file pages, shared between processes running the same binary); RssAnon is what each process adds on its own.",
+    ].join("\n");
+    return {
+      body,
+      summary: [
+        `Footprint: agent RSS ${mib(med(g, (s) => s.agentRss))} (guest); host RAM/idle guest workspace ${mib(med(g, (s) => s.supervisorRss + s.vmmRss))} (QEMU ${mib(med(g, (s) => s.vmmRss))}); disk/new workspace ${Math.round(med(g, (s) => s.diskKiB))} KiB; idle QEMU CPU ${cpu(med(g, (s) => s.idleCpuVmm))}`,
+      ],
+    };
+  },
+};

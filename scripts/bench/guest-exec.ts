@@ -1,0 +1,120 @@
+/**
+ * §4 Guest exec: `true` in a started guest workspace through a warm SDK, against the cost
+ * of spawning `true` inside the guest (agent-reported duration_ms, and a shell loop timed
+ * with the guest's own clock).
+ */
+import { Pyro } from "../../src/sdk/index.ts";
+import { createWorkspaceCli, deleteWorkspaceCli, execSteps } from "./exec-host.ts";
+import {
+  type BenchCtx,
+  cell,
+  met,
+  ms,
+  PhaseSamples,
+  PYRO,
+  type Section,
+  type SectionResult,
+  sh,
+  stats,
+  table,
+} from "./lib.ts";
+
+/** No target in the brief: the bench mirrors §2's, ≤ 3× the in-guest spawn (agent duration_ms). */
+const TARGET_RATIO = 3;
+const LOOP = 20;
+
+export async function withGuestWorkspace<T>(ctx: BenchCtx, fn: (id: string) => Promise<T>): Promise<T> {
+  const id = await createWorkspaceCli(ctx, []);
+  try {
+    return await fn(id);
+  } finally {
+    await deleteWorkspaceCli(ctx, id);
+  }
+}
+
+export const guestExec: Section = {
+  id: "guest-exec",
+  title: "4. Guest exec",
+  async run(ctx: BenchCtx): Promise<SectionResult> {
+    const n = ctx.n(20, 10);
+    return withGuestWorkspace(ctx, async (id) => {
+      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+      for (let i = 0; i < 3; i++) await pyro.execWorkspace(id, ["true"]);
+      const sdk: number[] = [];
+      const agent: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t = performance.now();
+        const r = await pyro.execWorkspace(id, ["true"]);
+        sdk.push(performance.now() - t);
+        agent.push(r.duration_ms);
+        if (r.exit_code !== 0 || r.execution_mode !== "guest")
+          throw new Error(`unexpected ${JSON.stringify(r)}`);
+      }
+      // The guest's own fork+exec of /usr/bin/true from sh, timed with the guest clock.
+      const loopScript = `s=$(date +%s%N); i=0; while [ $i -lt ${LOOP} ]; do /usr/bin/true; i=$((i+1)); done; e=$(date +%s%N); echo $(( (e - s) / ${LOOP} ))`;
+      const loops: number[] = [];
+      for (let i = 0; i < Math.max(3, Math.round(n / 4)); i++) {
+        const r = await pyro.execWorkspace(id, ["sh", "-c", loopScript]);
+        loops.push(Number(r.stdout.trim()) / 1e6);
+      }
+      const steps = new PhaseSamples();
+      for (let i = 0; i < n; i++) steps.add(await execSteps(ctx.home, id));
+      const cli: number[] = [];
+      await sh([PYRO, "workspace", "exec", id, "--", "true"], { env: ctx.env });
+      for (let i = 0; i < Math.min(n, 10); i++) {
+        cli.push((await sh([PYRO, "workspace", "exec", id, "--", "true"], { env: ctx.env })).ms);
+      }
+
+      const ss = stats(sdk);
+      const sa = stats(agent);
+      const sl = stats(loops);
+      const sc = stats(cli);
+      const ratio = ss.median / sa.median;
+      const ok = ratio <= TARGET_RATIO;
+      const body = [
+        table(
+          ["Measurement", "N", "median (p90, min–max)", "Target", "Met"],
+          [
+            [
+              'warm SDK `pyro.execWorkspace(id, ["true"])` round trip',
+              ss.n,
+              cell(ss),
+              `≤ ${TARGET_RATIO}× agent spawn = ${ms(TARGET_RATIO * sa.median)} (bench reference, mirrors §2)`,
+              `${met(ok)} (${ratio.toFixed(2)}×)`,
+            ],
+            [
+              "agent-reported `duration_ms` (agent's Bun.spawn → exit, in the guest; integer ms)",
+              sa.n,
+              cell(sa),
+              "—",
+              "—",
+            ],
+            [
+              `guest \`sh\` loop: one \`/usr/bin/true\` fork+exec (guest clock, mean of ${LOOP})`,
+              sl.n,
+              cell(sl),
+              "—",
+              "—",
+            ],
+            ["`dist/pyro workspace exec ID -- true` (CLI, spawn → exit)", sc.n, cell(sc), "—", "—"],
+          ],
+        ),
+        "",
+        "The SDK path step by step (same manager functions as `execWorkspace`):",
+        "",
+        table(
+          ["Step", "N", "median (p90, min–max)"],
+          steps.entries().map(([name, s]) => [name, s.n, cell(s)]),
+        ),
+        "",
+        `Round trip − agent spawn = ${ms(ss.median - sa.median)} (median): host record + socket work, the supervisor hop, and the virtio-serial transport under emulation. The agent's own spawn is ${(sa.median / sl.median).toFixed(1)}× a bare fork+exec from \`sh\` in the same guest.`,
+      ].join("\n");
+      return {
+        body,
+        summary: [
+          `Guest exec: SDK ${ms(ss.median)} vs agent spawn ${ms(sa.median)} (${ratio.toFixed(2)}×; reference ≤ ${TARGET_RATIO}×: ${ok ? "met" : "NOT met"}), sh loop ${ms(sl.median)}/exec, CLI ${ms(sc.median)}`,
+        ],
+      };
+    });
+  },
+};

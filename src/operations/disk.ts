@@ -1,0 +1,140 @@
+/** Offline disk tools for stopped workspaces: read the workspace disk with no VM running. */
+import * as v from "valibot";
+import { readFile as hostRead, listPath as hostList } from "../../guest/fs.ts";
+import { exportDisk, listDisk, readDisk } from "../manager/disk/index.ts";
+import { dataDiskPath, hostRootDir } from "../manager/paths.ts";
+import type { WorkspaceRecord } from "../manager/record.ts";
+import { resolveWorkspace } from "../manager/store.ts";
+import { PyroError } from "../protocol/errors.ts";
+import * as f from "./fields.ts";
+import { defineOperation } from "./types.ts";
+
+const wsPath = v.pipe(v.string(), v.minLength(1), v.description("Path under /workspace."));
+const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
+
+async function stopped(home: string, ref: string): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(home, ref);
+  if (r.state === "started") {
+    throw new PyroError(
+      "WORKSPACE_NOT_STOPPED",
+      `workspace ${r.name ?? r.workspace_id} is running; disk tools read a stopped workspace`,
+      {
+        hint: `pyro workspace stop ${r.name ?? r.workspace_id}`,
+      },
+    );
+  }
+  return r;
+}
+
+export const diskListOp = defineOperation({
+  name: "workspace_disk_list",
+  sdk: "listWorkspaceDisk",
+  cli: ["workspace", "disk", "list"],
+  positionals: ["workspace_id", "path"],
+  summary: "List /workspace files of a STOPPED workspace, offline.",
+  description:
+    "List files under /workspace by reading a stopped workspace's disk offline (no VM is started, nothing in it runs).",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    path: v.optional(wsPath, "/workspace"),
+    recursive: v.optional(v.pipe(v.boolean(), v.description("Descend into subdirectories."))),
+  }),
+  annotations: RO,
+  profiles: ["workspace-full"],
+  run: async (ctx, input) => {
+    const r = await stopped(ctx.home, input.workspace_id);
+    const res =
+      r.backend === "host"
+        ? await hostList(hostRootDir(ctx.home, r.workspace_id), input.path, {
+            recursive: input.recursive ?? false,
+          })
+        : await listDisk(dataDiskPath(ctx.home, r.workspace_id), input.path, {
+            recursive: input.recursive ?? false,
+          });
+    return { workspace_id: r.workspace_id, ...res };
+  },
+});
+
+export const diskReadOp = defineOperation({
+  name: "workspace_disk_read",
+  sdk: "readWorkspaceDisk",
+  cli: ["workspace", "disk", "read"],
+  positionals: ["workspace_id", "path"],
+  summary: "Read a /workspace file of a STOPPED workspace, offline.",
+  description:
+    "Read up to max_bytes (default 65536) of a file under /workspace from a stopped workspace's disk, offline.",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    path: wsPath,
+    max_bytes: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(1),
+        v.maxValue(16 * 1024 * 1024),
+        v.description("Most bytes to return (default 65536)."),
+      ),
+    ),
+    content_only: v.optional(v.pipe(v.boolean(), v.description("CLI: print only the raw content."))),
+  }),
+  annotations: RO,
+  profiles: ["workspace-full"],
+  run: async (ctx, input) => {
+    const r = await stopped(ctx.home, input.workspace_id);
+    const res =
+      r.backend === "host"
+        ? await hostRead(hostRootDir(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes })
+        : await readDisk(dataDiskPath(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes });
+    const bytes = Buffer.from(res.content);
+    const text = bytes.toString("utf8");
+    const utf8 = res.encoding_hint !== "binary" && !text.includes("\uFFFD");
+    const out: Record<string, unknown> = {
+      workspace_id: r.workspace_id,
+      path: res.path,
+      size_bytes: res.size_bytes,
+      bytes_read: bytes.byteLength,
+      truncated: res.truncated,
+      encoding: utf8 ? "utf8" : "base64",
+      content: utf8 ? text : bytes.toString("base64"),
+    };
+    if (input.content_only) out.raw_content = bytes;
+    return out;
+  },
+  render: (out) => {
+    if (out.raw_content) {
+      process.stdout.write(out.raw_content as Uint8Array);
+      return "";
+    }
+    return String(out.content);
+  },
+});
+
+export const diskExportOp = defineOperation({
+  name: "workspace_disk_export",
+  sdk: "exportWorkspaceDisk",
+  cli: ["workspace", "disk", "export"],
+  positionals: ["workspace_id"],
+  summary: "Export a STOPPED workspace's raw ext4 disk image (runtime state scrubbed).",
+  description:
+    "Copy the raw ext4 image of a stopped workspace's writable disk to a new host file (sparse), with runtime-only state scrubbed and the filesystem checked.",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    output: v.pipe(v.string(), v.minLength(1), v.description("Host file to create.")),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+  profiles: ["workspace-full"],
+  run: async (ctx, input) => {
+    const r = await stopped(ctx.home, input.workspace_id);
+    if (r.backend === "host")
+      throw new PyroError(
+        "INVALID_INPUT",
+        "host-compat workspaces have no disk image; use `pyro workspace export`",
+      );
+    return {
+      workspace_id: r.workspace_id,
+      ...(await exportDisk(dataDiskPath(ctx.home, r.workspace_id), input.output, { scrub: true })),
+    };
+  },
+  render: (out) =>
+    `exported disk → ${out.output} (${out.size_bytes} bytes, ${out.allocated_bytes} allocated)`,
+});
