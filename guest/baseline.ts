@@ -25,8 +25,9 @@
  * ctime is within RACY_MARGIN_MS of that time is not trusted and gets hashed again (git's
  * "racily clean" rule, with a margin that also covers filesystems with 1 s timestamps).
  */
-import { constants as C, type Stats } from "node:fs";
+
 import * as nodefs from "node:fs";
+import { constants as C, type Stats } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -206,9 +207,10 @@ export function readRegularFile(abs: string, shown: string): Uint8Array {
     if (!st.isFile()) throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`);
     const chunks: Uint8Array[] = [];
     let total = 0;
-    let want = Math.max(st.size, 0);
+    // one byte more than the size: a short read then proves we saw the end
+    let want = Math.max(st.size, 0) + 1;
     for (;;) {
-      const buf = new Uint8Array(Math.max(want, 65536));
+      const buf = new Uint8Array(want);
       let got = 0;
       while (got < buf.length) {
         const n = readSync(fd, buf, got, buf.length - got, null);
@@ -689,8 +691,15 @@ export interface CaptureResult {
 
 export async function captureBaseline(root: string, stateDir: string): Promise<CaptureResult> {
   const stateReal = stateDirReal(stateDir, true)!;
-  return serialized(`state:${stateReal}`, async () => {
-    const rootReal = await realRoot(root);
+  const rootReal = await realRoot(root);
+  // not while a patch is being applied (patch.ts takes the same lock), nor during a diff
+  return serialized(`patch:${rootReal}`, () =>
+    serialized(`state:${stateReal}`, () => capture(rootReal, stateReal)),
+  );
+}
+
+async function capture(rootReal: string, stateReal: string): Promise<CaptureResult> {
+  {
     const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
     await git.init({ fs: nodefs, gitdir, bare: true, defaultBranch: "baseline" });
     mkdirSync(`${gitdir}/objects`, { recursive: true });
@@ -734,7 +743,7 @@ export async function captureBaseline(root: string, stateDir: string): Promise<C
     forgetIndexMemo(`${stateReal}/${DIFF_CACHE_FILE}`);
     await rm(`${stateReal}/${DIFF_CACHE_FILE}`, { force: true });
     return { files: entries.length, tree, commit };
-  });
+  }
 }
 
 /** Write the trees for sorted entries bottom-up; returns the root tree's oid. */

@@ -33,23 +33,23 @@ import { structuredPatch } from "diff";
 import { PyroError } from "../src/protocol/errors.ts";
 import {
   BASELINE_GITDIR,
+  blobOid,
   comparePaths,
   DIFF_CACHE_FILE,
+  forgetIndexMemo,
+  hashWorkspaceEntry,
   type IndexEntry,
   type IndexFile,
   MODE_LINK,
+  matchesStat,
   modeString,
   noBaseline,
+  positionsOf,
   RACY_MARGIN_MS,
   readBaselineBlob,
-  forgetIndexMemo,
-  matchesStat,
-  positionsOf,
   readIndexFileMemo,
   readLinkBytes,
   readRegularFile,
-  blobOid,
-  hashWorkspaceEntry,
   serialized,
   sigOf,
   skipListFor,
@@ -288,10 +288,13 @@ async function render(
                 : readRegularFile(ch.cur.abs, shown);
           } catch (err) {
             if (!(err instanceof PyroError && err.code === "FILE_NOT_FOUND")) throw err;
-            newContent = new Uint8Array(0); // vanished since the walk: show it as it was hashed
+            // vanished since the walk: now a deletion, or nothing at all
+            if (!ch.old) continue;
+            ch.cur = undefined;
           }
           reads++;
-          ch.cur.oid = blobOid(newContent); // it may have changed since the walk
+          // it may have changed since the walk: describe what was read
+          if (ch.cur && newContent) ch.cur.oid = blobOid(newContent);
         }
       }
       const made = renderChange(ch, oldContent, newContent);

@@ -69,6 +69,9 @@ export const PATCH_FILE_MAX_BYTES = 16 * 1024 * 1024;
 /** How far (in lines) a hunk is looked for around its stated position. */
 export const MAX_OFFSET_LINES = 1000;
 
+/** Tests only: make the rename (or unlink) of this path fail during the commit. */
+export const testHooks: { failRenameOf?: string } = {};
+
 export type PatchFileStatus = "added" | "modified" | "deleted" | "renamed";
 
 export interface PatchResult {
@@ -162,13 +165,31 @@ function stripCR(s: string): string {
 
 /** Name in a `---`/`+++` line: quoted, or up to a tab (a timestamp may follow). */
 function headerName(s: string, line: number): string | null {
+  return headerField(s, line).name;
+}
+
+/**
+ * Name and whether the timestamp after it is the epoch (diff -N marks a file that does not
+ * exist on one side that way instead of /dev/null).
+ */
+function headerField(s: string, line: number): { name: string | null; epoch: boolean } {
   let name: string;
-  if (s.startsWith('"')) name = unquote(s, line).name;
+  let rest: string;
+  if (s.startsWith('"')) ({ name, rest } = unquote(s, line));
   else {
     const tab = s.indexOf("\t");
     name = tab >= 0 ? s.slice(0, tab) : s.replace(/[ ]+$/, "");
+    rest = tab >= 0 ? s.slice(tab) : "";
   }
-  return name === "/dev/null" ? null : name;
+  return { name: name === "/dev/null" ? null : name, epoch: isEpoch(rest.trim()) };
+}
+
+function isEpoch(stamp: string): boolean {
+  const m = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? ([+-])(\d\d)(\d\d)$/.exec(stamp);
+  if (!m) return false;
+  const local = Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
+  const offset = (m[7] === "-" ? -1 : 1) * (+m[8]! * 60 + +m[9]!) * 60_000;
+  return local - offset === 0;
 }
 
 /** The two names of a `diff --git` line (still prefixed), or null when ambiguous. */
@@ -285,6 +306,16 @@ export function parsePatch(text: string): FilePatch[] {
         marker();
         i++;
       }
+      // a change or context line right after the counted ones: the header's counts are off
+      if (i < n) {
+        const l = stripCR(lines[i]!);
+        const header = l.startsWith("--- ") && lines[i + 1]?.startsWith("+++ ");
+        const extra =
+          (l.startsWith("+") && !l.startsWith("+++ ")) ||
+          (l.startsWith("-") && l !== "-- " && l !== "--" && !header) ||
+          l.startsWith(" ");
+        if (extra) throw malformed(i + 1, "hunk has more lines than its header says");
+      }
       if (!changed) h.trailing = h.leading; // context only: no anchoring
       fp.hunks.push(h);
     }
@@ -400,8 +431,10 @@ export function parsePatch(text: string): FilePatch[] {
     }
     if (line.startsWith("--- ") && i + 1 < n && lines[i + 1]!.startsWith("+++ ")) {
       const at = i + 1;
-      const oldName = stripPrefix(headerName(stripCR(line.slice(4)), at), "a/");
-      const newName = stripPrefix(headerName(stripCR(lines[i + 1]!.slice(4)), at + 1), "b/");
+      const minus = headerField(stripCR(line.slice(4)), at);
+      const plus = headerField(stripCR(lines[i + 1]!.slice(4)), at + 1);
+      const oldName = stripPrefix(minus.name, "a/");
+      const newName = stripPrefix(plus.name, "b/");
       if (oldName === null && newName === null)
         throw malformed(at, "a section with neither an old nor a new file");
       const fp: FilePatch = {
@@ -419,6 +452,15 @@ export function parsePatch(text: string): FilePatch[] {
       i += 2;
       parseHunks(fp);
       if (fp.hunks.length === 0) throw malformed(at, "a file header without hunks");
+      // diff -N: a side stamped with the epoch does not exist
+      const only = fp.hunks.length === 1 ? fp.hunks[0]! : undefined;
+      if (minus.epoch && newName !== null && only?.oldStart === 0 && only.oldCount === 0) {
+        fp.oldName = null;
+        fp.isNew = true;
+      } else if (plus.epoch && oldName !== null && only?.newStart === 0 && only.newCount === 0) {
+        fp.newName = null;
+        fp.isDelete = true;
+      }
       out.push(fp);
       continue;
     }
@@ -846,6 +888,7 @@ async function commit(rootReal: string, changed: Slot[]): Promise<void> {
   const done: Slot[] = [];
   for (const slot of changed) {
     try {
+      if (testHooks.failRenameOf === slot.shown) throw Object.assign(new Error("injected"), { code: "EIO" });
       if (slot.cur) await rename(temps.get(slot)!, slot.real);
       else await unlink(slot.real);
       if (slot.cur) temps.delete(slot);

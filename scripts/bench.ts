@@ -186,6 +186,8 @@ const header = [
 if (args.write) {
   writeReport(REPORT, header, SECTIONS, fresh);
   log(`wrote ${REPORT}`);
+} else {
+  console.log([header, ...fresh.values()].join("\n\n"));
 }
 console.log(summary.map((s) => `- ${s}`).join("\n"));
 log(`total ${((performance.now() - started) / 1000).toFixed(0)} s`);

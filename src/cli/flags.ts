@@ -95,9 +95,20 @@ export function parseCli(
       multiple: s.kind === "record" || s.kind === "array",
     };
   }
+  // A string flag always takes the next word as its value, even one starting with "-"
+  // (a patch text begins with "--- a/..."): join them so parseArgs does not call it ambiguous.
+  const joined: string[] = [];
+  for (let i = 0; i < before.length; i++) {
+    const a = before[i] as string;
+    const name = a.startsWith("--") ? a.slice(2) : null;
+    if (name && !name.includes("=") && options[name]?.type === "string" && i + 1 < before.length) {
+      joined.push(`${a}=${before[i + 1]}`);
+      i++;
+    } else joined.push(a);
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: before, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joined, options, allowPositionals: true, strict: true });
   } catch (err) {
     throw new PyroError(
       "INVALID_INPUT",

@@ -60,3 +60,17 @@ export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path:
   const res = await callWorkspace(home, r, { op: "fs.write", path, create_parents: true }, { input: data });
   return { workspace_id: r.workspace_id, ...res, bytes_written: data.byteLength } as Record<string, unknown>;
 }
+
+/** The agent sends the patch text as data (it can be large) and the rest as the result. */
+export async function diffCall(home: string, r: WorkspaceRecord, maxBytes?: number): Promise<Record<string, unknown>> {
+  const parts: Uint8Array[] = [];
+  const req: Record<string, unknown> = { op: "diff" };
+  if (maxBytes !== undefined) req.max_bytes = maxBytes;
+  const res = await callWorkspace(home, r, req, {
+    onEvent: (e) => {
+      if (e.kind === "data" && e.channel === Channel.STDOUT) parts.push(e.bytes);
+    },
+  });
+  const { patch_bytes: _b, ...rest } = res;
+  return { workspace_id: r.workspace_id, patch: Buffer.concat(parts).toString("utf8"), ...rest };
+}

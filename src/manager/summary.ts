@@ -1,6 +1,6 @@
 /** What happened in a workspace since its last reset: commands, changes, exports, snapshots. */
 import { existsSync, readFileSync } from "node:fs";
-import { callWorkspace } from "./client.ts";
+import { diffCall } from "./files.ts";
 import type { Ctx } from "./context.ts";
 import { publicRecord } from "./record.ts";
 import { exportsLogPath } from "./reset.ts";
@@ -22,7 +22,7 @@ export async function workspaceSummary(ctx: Ctx, ref: string) {
   const history = readHistory(ctx.home, r.workspace_id);
   let changes: Record<string, unknown> | null = null;
   if (r.state === "started") {
-    const d = await callWorkspace(ctx.home, r, { op: "diff", max_bytes: 0 });
+    const d = await diffCall(ctx.home, r, 0);
     changes = { files: d.files, summary: d.summary };
   }
   return {

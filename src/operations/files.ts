@@ -2,7 +2,7 @@
 import { appendFileSync } from "node:fs";
 import * as v from "valibot";
 import { callWorkspace } from "../manager/client.ts";
-import { listFiles, readWorkspaceFile, writeWorkspaceFile } from "../manager/files.ts";
+import { diffCall, listFiles, readWorkspaceFile, writeWorkspaceFile } from "../manager/files.ts";
 import { exportsLogPath } from "../manager/reset.ts";
 import { resolveWorkspace } from "../manager/store.ts";
 import { exportToHost, importIntoWorkspace } from "../manager/transfer.ts";
@@ -194,13 +194,7 @@ export const diffOp = defineOperation({
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) => {
     const r = await started(ctx, input.workspace_id);
-    const req: Record<string, unknown> = { op: "diff" };
-    if (input.max_bytes !== undefined) req.max_bytes = input.max_bytes;
-    const res: Record<string, unknown> = {
-      workspace_id: r.workspace_id,
-      ...(await callWorkspace(ctx.home, r, req)),
-    };
-    return res;
+    return diffCall(ctx.home, r, input.max_bytes);
   },
   render: (out) => String(out.patch ?? "").replace(/\n$/, ""),
 });

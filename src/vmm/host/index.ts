@@ -3,6 +3,7 @@
  * directory as its root. No isolation; only ever used when the user opts in.
  */
 import { closeSync, mkdirSync, openSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { PyroError } from "../../protocol/errors.ts";
 import { streamChannel } from "../../protocol/channels.ts";
 import { agentCommand, pdeathsigPrefix } from "../agent-path.ts";
@@ -16,9 +17,12 @@ export const hostBackend: Backend = {
     const cmd = spec.agentPath ? [spec.agentPath] : agentCommand();
     let proc: ReturnType<typeof Bun.spawn>;
     try {
+      // The agent's own state (the diff baseline) lives beside /workspace, never inside it.
+      const stateDir = join(dirname(spec.workspaceDir), "agent-state");
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       // TERM, not KILL: the agent must get the chance to kill the process groups it started.
       proc = Bun.spawn(
-        [...pdeathsigPrefix("TERM"), ...cmd, "serve", "--stdio", "--root", spec.workspaceDir],
+        [...pdeathsigPrefix("TERM"), ...cmd, "serve", "--stdio", "--root", spec.workspaceDir, "--state", stateDir],
         {
           stdin: "pipe",
           stdout: "pipe",

@@ -1,0 +1,218 @@
+/**
+ * The baseline: a git repository in the state dir, checked against system git where it is
+ * installed (same tree ids, a valid index, fsck-clean objects).
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PyroError } from "../src/protocol/errors.ts";
+import {
+  BASELINE_GITDIR,
+  blobOid,
+  captureBaseline,
+  comparePaths,
+  decodeIndex,
+  encodeIndex,
+  type IndexEntry,
+  MODE_EXEC,
+  MODE_FILE,
+  MODE_LINK,
+  readBaselineBlob,
+  readIndexFile,
+} from "./baseline.ts";
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0).reverse()) c();
+});
+
+function setup(): { root: string; state: string; parent: string } {
+  const parent = mkdtempSync(join(tmpdir(), "pyro-baseline-"));
+  cleanups.push(() => rmSync(parent, { recursive: true, force: true }));
+  const root = join(parent, "ws");
+  mkdirSync(root);
+  return { root, state: join(parent, "state"), parent };
+}
+
+const hasGit = Bun.which("git") !== null;
+
+function git(gitdir: string, worktree: string, ...args: string[]): string {
+  const r = Bun.spawnSync(["git", `--git-dir=${gitdir}`, `--work-tree=${worktree}`, ...args], {
+    cwd: worktree,
+    env: { ...process.env, GIT_CONFIG_NOSYSTEM: "1", HOME: worktree },
+  });
+  if (r.exitCode !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr.toString()}`);
+  return r.stdout.toString();
+}
+
+function populate(root: string): void {
+  mkdirSync(join(root, "src/deep/er"), { recursive: true });
+  writeFileSync(join(root, "README.md"), "# hi\n");
+  writeFileSync(join(root, "src/main.py"), "print('x')\n");
+  writeFileSync(join(root, "src/deep/er/data.bin"), Buffer.from([0, 1, 2, 255]));
+  writeFileSync(join(root, "run.sh"), "#!/bin/sh\n");
+  chmodSync(join(root, "run.sh"), 0o755);
+  symlinkSync("src/main.py", join(root, "link"));
+  symlinkSync("/etc/passwd", join(root, "abs-link"));
+  writeFileSync(join(root, "a-b"), "sorts before a/ in git trees\n");
+  mkdirSync(join(root, "a"));
+  writeFileSync(join(root, "a/x"), "x\n");
+  writeFileSync(join(root, "ünï cödé.txt"), "utf8 name\n");
+  mkdirSync(join(root, "empty-dir"));
+}
+
+describe("captureBaseline", () => {
+  test("stores files, executables and symlinks; nothing appears in the workspace", async () => {
+    const { root, state } = setup();
+    populate(root);
+    const before = readdirSync(root).sort();
+    const r = await captureBaseline(root, state);
+    expect(r.files).toBe(9);
+    expect(r.tree).toMatch(/^[0-9a-f]{40}$/);
+    expect(r.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(readdirSync(root).sort()).toEqual(before);
+    expect(existsSync(join(state, BASELINE_GITDIR, "index"))).toBe(true);
+
+    const index = (await readIndexFile(join(state, BASELINE_GITDIR, "index")))!;
+    const byPath = new Map(index.entries.map((e) => [e.path, e]));
+    expect(byPath.get("run.sh")!.mode).toBe(MODE_EXEC);
+    expect(byPath.get("README.md")!.mode).toBe(MODE_FILE);
+    expect(byPath.get("link")!.mode).toBe(MODE_LINK);
+    expect(byPath.has("empty-dir")).toBe(false);
+    const paths = index.entries.map((e) => e.path);
+    expect(paths).toEqual([...paths].sort(comparePaths));
+    const gitdir = join(state, BASELINE_GITDIR);
+    expect(new TextDecoder().decode(await readBaselineBlob(gitdir, byPath.get("link")!.oid))).toBe(
+      "src/main.py",
+    );
+    expect(await readBaselineBlob(gitdir, byPath.get("src/deep/er/data.bin")!.oid)).toEqual(
+      new Uint8Array([0, 1, 2, 255]),
+    );
+  });
+
+  test.skipIf(!hasGit)("system git agrees: same tree id, clean status, fsck-clean, modes", async () => {
+    const { root, state, parent } = setup();
+    populate(root);
+    const r = await captureBaseline(root, state);
+    const gitdir = join(state, BASELINE_GITDIR);
+
+    // the same tree as git's own add + write-tree in a scratch repository
+    const scratch = join(parent, "scratch.git");
+    git(scratch, root, "init", "-q");
+    git(scratch, root, "add", "-A");
+    expect(git(scratch, root, "write-tree").trim()).toBe(r.tree);
+    rmSync(scratch, { recursive: true });
+
+    expect(git(gitdir, root, "rev-parse", "HEAD^{tree}").trim()).toBe(r.tree);
+    expect(git(gitdir, root, "rev-parse", "HEAD").trim()).toBe(r.commit);
+    expect(git(gitdir, root, "status", "--porcelain")).toBe("");
+    git(gitdir, root, "fsck", "--strict");
+    const tree = git(gitdir, root, "ls-tree", "-r", "HEAD");
+    expect(tree).toContain("100755 blob");
+    expect(tree).toMatch(/120000 blob [0-9a-f]{40}\tlink/);
+
+    // the index carries usable stat data: git sees exactly what changed
+    writeFileSync(join(root, "README.md"), "# changed\n");
+    writeFileSync(join(root, "new.txt"), "new\n");
+    rmSync(join(root, "a/x"));
+    expect(git(gitdir, root, "status", "--porcelain").split("\n").filter(Boolean).sort()).toEqual([
+      " D a/x",
+      " M README.md",
+      "?? new.txt",
+    ]);
+  });
+
+  test("capturing again replaces the baseline", async () => {
+    const { root, state } = setup();
+    writeFileSync(join(root, "f.txt"), "one\n");
+    const first = await captureBaseline(root, state);
+    writeFileSync(join(root, "f.txt"), "two\n");
+    writeFileSync(join(root, "g.txt"), "g\n");
+    const second = await captureBaseline(root, state);
+    expect(second.tree).not.toBe(first.tree);
+    expect(second.files).toBe(2);
+    const index = (await readIndexFile(join(state, BASELINE_GITDIR, "index")))!;
+    const f = index.entries.find((e) => e.path === "f.txt")!;
+    expect(f.oid).toBe(blobOid(new TextEncoder().encode("two\n")));
+    if (hasGit) {
+      expect(git(join(state, BASELINE_GITDIR), root, "rev-parse", "HEAD^{tree}").trim()).toBe(second.tree);
+    }
+  });
+
+  test("an empty workspace has git's empty tree", async () => {
+    const { root, state } = setup();
+    const r = await captureBaseline(root, state);
+    expect(r).toMatchObject({ files: 0, tree: "4b825dc642cb6eb9a060e54bf8d69288fbee4904" });
+  });
+
+  test("a state dir inside the root is left out", async () => {
+    const { root } = setup();
+    writeFileSync(join(root, "f.txt"), "f\n");
+    const r = await captureBaseline(root, join(root, ".pyro-state"));
+    expect(r.files).toBe(1);
+  });
+
+  test("fifos and sockets are not part of the baseline", async () => {
+    const { root, state } = setup();
+    writeFileSync(join(root, "f.txt"), "f\n");
+    Bun.spawnSync(["mkfifo", join(root, "fifo")]);
+    const r = await captureBaseline(root, state);
+    expect(r.files).toBe(1);
+  });
+
+  test("files over the streaming threshold are stored without reading them whole", async () => {
+    const { root, state } = setup();
+    const big = new Uint8Array(9 * 1024 * 1024 + 123);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
+    writeFileSync(join(root, "big.bin"), big);
+    await captureBaseline(root, state);
+    const index = (await readIndexFile(join(state, BASELINE_GITDIR, "index")))!;
+    expect(index.entries[0]!.oid).toBe(blobOid(big));
+    expect(await readBaselineBlob(join(state, BASELINE_GITDIR), index.entries[0]!.oid)).toEqual(big);
+  });
+});
+
+describe("index encoding", () => {
+  const entry = (path: string, n: number): IndexEntry => ({
+    path,
+    mode: MODE_FILE,
+    oid: n.toString(16).padStart(40, "0"),
+    ctimeS: n,
+    ctimeNs: n + 1,
+    mtimeS: n + 2,
+    mtimeNs: n + 3,
+    dev: n + 4,
+    ino: n + 5,
+    uid: n + 6,
+    gid: n + 7,
+    size: n + 8,
+  });
+
+  test("round trip, including long and non-ASCII names", () => {
+    const entries = [entry("a", 1), entry("b/ç.txt", 2), entry(`long/${"x".repeat(5000)}`, 3)];
+    const decoded = decodeIndex(encodeIndex(entries));
+    expect(decoded.entries).toEqual(entries);
+  });
+
+  test("a damaged index is an IO_ERROR, not a wrong answer", () => {
+    const bytes = encodeIndex([entry("a", 1)]);
+    bytes[20] = bytes[20]! ^ 1;
+    expect(() => decodeIndex(bytes)).toThrow(PyroError);
+    try {
+      decodeIndex(bytes);
+    } catch (err) {
+      expect((err as PyroError).code).toBe("IO_ERROR");
+      expect((err as PyroError).message).toContain("checksum");
+    }
+  });
+});
