@@ -699,51 +699,49 @@ export async function captureBaseline(root: string, stateDir: string): Promise<C
 }
 
 async function capture(rootReal: string, stateReal: string): Promise<CaptureResult> {
-  {
-    const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
-    await git.init({ fs: nodefs, gitdir, bare: true, defaultBranch: "baseline" });
-    mkdirSync(`${gitdir}/objects`, { recursive: true });
+  const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
+  await git.init({ fs: nodefs, gitdir, bare: true, defaultBranch: "baseline" });
+  mkdirSync(`${gitdir}/objects`, { recursive: true });
 
-    const refMs = Date.now();
-    const entries: IndexEntry[] = [];
-    let sinceYield = 0;
-    await walkTree(rootReal, skipListFor(rootReal, stateReal), async (path, abs, st, mode) => {
-      const shown = `/workspace/${path}`;
-      let oid: string;
-      try {
-        if (mode === MODE_LINK) oid = writeBlobBytes(gitdir, readLinkBytes(abs, shown));
-        else if (st.size > STREAM_THRESHOLD) oid = await writeBlobStreaming(gitdir, abs, shown);
-        else oid = writeBlobBytes(gitdir, readRegularFile(abs, shown));
-      } catch (err) {
-        if (err instanceof PyroError && err.code === "FILE_NOT_FOUND") return; // vanished meanwhile
-        throw err;
-      }
-      entries.push({ path, mode, oid, ...sigOf(st) });
-      if (++sinceYield >= 256) {
-        sinceYield = 0;
-        await yieldNow();
-      }
-    });
-    entries.sort((a, b) => comparePaths(a.path, b.path));
+  const refMs = Date.now();
+  const entries: IndexEntry[] = [];
+  let sinceYield = 0;
+  await walkTree(rootReal, skipListFor(rootReal, stateReal), async (path, abs, st, mode) => {
+    const shown = `/workspace/${path}`;
+    let oid: string;
+    try {
+      if (mode === MODE_LINK) oid = writeBlobBytes(gitdir, readLinkBytes(abs, shown));
+      else if (st.size > STREAM_THRESHOLD) oid = await writeBlobStreaming(gitdir, abs, shown);
+      else oid = writeBlobBytes(gitdir, readRegularFile(abs, shown));
+    } catch (err) {
+      if (err instanceof PyroError && err.code === "FILE_NOT_FOUND") return; // vanished meanwhile
+      throw err;
+    }
+    entries.push({ path, mode, oid, ...sigOf(st) });
+    if (++sinceYield >= 256) {
+      sinceYield = 0;
+      await yieldNow();
+    }
+  });
+  entries.sort((a, b) => comparePaths(a.path, b.path));
 
-    const tree = await writeTrees(gitdir, entries);
-    const when = {
-      name: "pyro",
-      email: "pyro@localhost",
-      timestamp: Math.floor(refMs / 1000),
-      timezoneOffset: 0,
-    };
-    const commit = await git.writeCommit({
-      fs: nodefs,
-      gitdir,
-      commit: { message: "baseline\n", tree, parent: [], author: when, committer: when },
-    });
-    await git.writeRef({ fs: nodefs, gitdir, ref: BASELINE_REF, value: commit, force: true });
-    writeIndexFileMemo(`${gitdir}/index`, entries, refMs);
-    forgetIndexMemo(`${stateReal}/${DIFF_CACHE_FILE}`);
-    await rm(`${stateReal}/${DIFF_CACHE_FILE}`, { force: true });
-    return { files: entries.length, tree, commit };
-  }
+  const tree = await writeTrees(gitdir, entries);
+  const when = {
+    name: "pyro",
+    email: "pyro@localhost",
+    timestamp: Math.floor(refMs / 1000),
+    timezoneOffset: 0,
+  };
+  const commit = await git.writeCommit({
+    fs: nodefs,
+    gitdir,
+    commit: { message: "baseline\n", tree, parent: [], author: when, committer: when },
+  });
+  await git.writeRef({ fs: nodefs, gitdir, ref: BASELINE_REF, value: commit, force: true });
+  writeIndexFileMemo(`${gitdir}/index`, entries, refMs);
+  forgetIndexMemo(`${stateReal}/${DIFF_CACHE_FILE}`);
+  await rm(`${stateReal}/${DIFF_CACHE_FILE}`, { force: true });
+  return { files: entries.length, tree, commit };
 }
 
 /** Write the trees for sorted entries bottom-up; returns the root tree's oid. */

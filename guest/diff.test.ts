@@ -90,6 +90,7 @@ async function project(): Promise<{ root: string; state: string; parent: string;
   symlinkSync("src/app.py", join(s.root, "app-link"));
   symlinkSync("README.md", join(s.root, "will-be-file"));
   write(s.root, "will-be-link", "file for now\n");
+  await settle(); // nothing written in the same millisecond as the capture starts
   await captureBaseline(s.root, s.state);
   const copy = join(s.parent, "copy");
   cpSync(s.root, copy, { recursive: true, verbatimSymlinks: true });

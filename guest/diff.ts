@@ -6,8 +6,9 @@
  * - text files: `diff --git a/P b/P`, git's extended headers (`new file mode`, `deleted file
  *   mode`, `old mode`/`new mode`, `index OLD..NEW [MODE]` with full 40-hex ids), `---`/`+++`
  *   and hunks with 3 lines of context, so `git apply` and our patch.apply accept it;
- * - binary files (a NUL byte or invalid UTF-8 in the first 8 KiB, invalid UTF-8 anywhere, or
- *   over DIFF_TEXT_MAX_BYTES): the headers plus git's `Binary files a/P and b/P differ`;
+ * - binary files (a NUL byte in the first 8 KiB, invalid UTF-8 anywhere — so the patch is
+ *   always exact UTF-8 text — or over DIFF_TEXT_MAX_BYTES = 8 MiB): the headers plus git's
+ *   `Binary files a/P and b/P differ` (git apply cannot replay those; the entry says binary);
  * - mode-only changes: the `old mode`/`new mode` headers alone;
  * - symlinks: git's form, the link target as a one-line text without a final newline;
  * - type changes (file ↔ symlink): a deletion followed by an addition, as git does.
@@ -20,11 +21,11 @@
  * stops at DIFF_MAX_FILES entries or DIFF_FILES_BUDGET bytes of JSON (`files_truncated`);
  * `summary` always counts everything.
  *
- * Incremental: the walk lstat()s every path (no reads) and trusts, in order, diff.ts's own
- * cache (`<state>/diff-cache.idx`: paths that differ from the baseline, with the stat data
- * and blob id of their current content) and the baseline's git index. Only paths whose stat
- * data matches neither, or is racy (see baseline.ts), are read and hashed; the result says
- * how many (`files_hashed`). Paths found unchanged after all get their index stat data
+ * Incremental: the walk lstat()s every path (no reads) and trusts, in order, the baseline's
+ * git index (stat data of files as captured) and diff.ts's own cache (`<state>/diff-cache.idx`,
+ * the same format: paths that differ from the baseline, with the stat data and blob id of
+ * their current content). Only paths whose stat data matches neither, or is racy (see
+ * baseline.ts), are read and hashed; the result says how many (`files_hashed`). Paths found unchanged after all get their index stat data
  * refreshed, like `git status` does. Rendered sections are kept in memory keyed by path and
  * both blob ids, so an unchanged workspace diffed twice reads no file the second time.
  */
@@ -243,6 +244,11 @@ function cacheGet(key: string): Section | undefined {
 function cachePut(key: string, s: Section): void {
   const bytes = s.text.length * 2 + key.length * 2 + 200;
   if (bytes > SECTION_CACHE_BYTES / 4) return;
+  const old = sectionCache.get(key);
+  if (old) {
+    sectionCache.delete(key);
+    sectionCacheBytes -= old.bytes;
+  }
   sectionCache.set(key, { ...s, file: { ...s.file }, bytes });
   sectionCacheBytes += bytes;
   for (const [k, v] of sectionCache) {

@@ -1,5 +1,6 @@
 /** Guest-only system duties: clock, poweroff. Linux syscalls through bun:ffi. */
 import { dlopen, FFIType } from "bun:ffi";
+import { readFileSync, writeFileSync } from "node:fs";
 
 const RB_AUTOBOOT = 0x01234567;
 
@@ -10,9 +11,31 @@ function libc() {
   });
 }
 
-/** Flush and reset: QEMU (-no-reboot) and Firecracker both exit on the guest's reset. */
-export function powerOff(): never {
+/** Every mounted ext4 is read-only now (so its journal is marked clean). */
+function ext4AllReadOnly(): boolean {
+  try {
+    return readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .filter((l) => l.split(" ")[2] === "ext4")
+      .every((l) => (l.split(" ")[3] ?? "").split(",").includes("ro"));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Flush, remount everything read-only, and reset: QEMU (-no-reboot) and Firecracker both
+ * exit on the guest's reset. The read-only remount (sysrq "u") leaves the workspace disk's
+ * journal clean, so offline disk tools can read a stopped workspace without recovery.
+ */
+export async function powerOff(): Promise<never> {
   const c = libc();
+  c.symbols.sync();
+  try {
+    writeFileSync("/proc/sysrq-trigger", "u");
+    const deadline = Date.now() + 3000;
+    while (!ext4AllReadOnly() && Date.now() < deadline) await Bun.sleep(10);
+  } catch {}
   c.symbols.sync();
   c.symbols.reboot(RB_AUTOBOOT);
   process.exit(0);
@@ -22,9 +45,6 @@ export function powerOff(): never {
 export async function setClock(unixMs: number): Promise<void> {
   if (Math.abs(Date.now() - unixMs) < 2000) return;
   try {
-    await Bun.spawn(["date", "-u", "-s", `@${Math.floor(unixMs / 1000)}`], {
-      stdout: "ignore",
-      stderr: "ignore",
-    }).exited;
+    await Bun.spawn(["date", "-u", "-s", `@${Math.floor(unixMs / 1000)}`], { stdout: "ignore", stderr: "ignore" }).exited;
   } catch {}
 }

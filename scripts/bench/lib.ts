@@ -224,3 +224,16 @@ export function childPids(pid: number): number[] {
     return [];
   }
 }
+
+/** When a process started, on the Date.now() scale (10 ms resolution: USER_HZ ticks). */
+export function processStartEpochMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const startTicks = Number(rest[19]); // field 22
+    const uptimeS = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+    return Date.now() - (uptimeS - startTicks / 100) * 1000;
+  } catch {
+    return Number.NaN;
+  }
+}
