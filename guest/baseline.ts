@@ -15,8 +15,8 @@
  *   use it too: `git --git-dir=<state>/baseline.git --work-tree=/workspace status`.
  *
  * Like git, the tree holds files and symlinks only: empty directories, fifos, sockets and
- * devices are not part of the baseline. Nothing is ignored (a `.git` inside the workspace is
- * captured too), except the state dir itself if it happens to lie inside the root. Names that
+ * devices are not part of the baseline. `.git` directories are left out, as git itself does,
+ * and so is the state dir if it happens to lie inside the root. Names that
  * are not valid UTF-8 cannot be represented and are skipped.
  *
  * Racy entries: a stat signature only proves a file unchanged if the file could not have
@@ -336,6 +336,9 @@ export async function walkTree(
       const path = rel ? `${rel}/${name}` : name;
       const abs = `${dir}/${name}`;
       if (d.isDirectory()) {
+        // Like git itself, never track a repository's own .git directory: its objects
+        // would flood every diff, and git apply refuses such paths.
+        if (name === ".git") continue;
         if (!skipSet.has(abs)) stack.push(path);
         continue;
       }

@@ -396,6 +396,7 @@ describe("through serveChannel", () => {
       type: "result",
       files: [{ path: "a.txt", status: "modified" }],
       hunks_applied: 1,
+      files_truncated: false,
     });
     const streamed = await call(
       client,
@@ -408,6 +409,9 @@ describe("through serveChannel", () => {
     expect(d.out).toContain("diff --git a/a.txt b/a.txt\n");
     expect(d.out).toContain("+TWO\n");
     expect(d.out).toContain("diff --git a/b.txt b/b.txt\nnew file mode 100644\n");
+    expect(Object.keys(d.result).sort()).toEqual(
+      ["files", "files_hashed", "files_truncated", "patch_bytes", "summary", "truncated", "type"].sort(),
+    );
     expect(d.result).toMatchObject({
       type: "result",
       patch_bytes: Buffer.byteLength(d.out),
@@ -453,4 +457,22 @@ describe("through serveChannel", () => {
       expect(err.message).toContain("--state");
     }
   });
+});
+
+test(".git directories are neither in the baseline nor in the diff (as git does)", async () => {
+  const { mkdtempSync, mkdirSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { captureBaseline } = await import("./baseline.ts");
+  const { diffWorkspace } = await import("./diff.ts");
+  const root = mkdtempSync(join(tmpdir(), "gitdir-root-"));
+  const state = mkdtempSync(join(tmpdir(), "gitdir-state-"));
+  mkdirSync(join(root, ".git", "objects"), { recursive: true });
+  writeFileSync(join(root, ".git", "HEAD"), "ref: refs/heads/main\n");
+  writeFileSync(join(root, "a.txt"), "a\n");
+  await captureBaseline(root, state);
+  writeFileSync(join(root, ".git", "objects", "new"), "x");
+  writeFileSync(join(root, "a.txt"), "b\n");
+  const d = await diffWorkspace(root, state, {});
+  expect(d.files.map((f: { path: string }) => f.path)).toEqual(["a.txt"]);
 });

@@ -223,8 +223,8 @@ async function scan(
   }
 
   changes.sort((a, b) => comparePaths(a.path, b.path));
-  const out = await render(gitdir, changes, maxBytes);
-  return { ...out, files_hashed: hashed + out.reads };
+  const { reads, ...out } = await render(gitdir, changes, maxBytes);
+  return { ...out, files_hashed: hashed + reads };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -153,6 +153,7 @@ index 5555555..6666666 100644
         { path: "docs/renamed.md", status: "renamed", from: "docs/name.md" },
       ],
       hunks_applied: 4,
+      files_truncated: false,
     });
     expect(read(root, "src/a.py")).toBe("def a():\n    return 10\n\n\ndef b():\n    return 2\n");
     expect(read(root, "new/file.txt")).toBe("hello\nworld\n");

@@ -42,7 +42,9 @@
  * moment can still race with us between check and rename.
  *
  * Bounds: the patch text is at most PATCH_MAX_BYTES (8 MiB); every file it touches, before
- * and after, at most PATCH_FILE_MAX_BYTES (16 MiB) — both FILE_TOO_LARGE.
+ * and after, at most PATCH_FILE_MAX_BYTES (16 MiB) — both FILE_TOO_LARGE. The result lists
+ * the files changed (renames once, under their new name) up to ~768 KiB of JSON
+ * (`files_truncated` past that).
  */
 import { constants as C, type Stats } from "node:fs";
 import {
@@ -74,9 +76,14 @@ export const testHooks: { failRenameOf?: string } = {};
 
 export type PatchFileStatus = "added" | "modified" | "deleted" | "renamed";
 
+/** JSON bytes the files list may take in a result (it must fit one protocol frame). */
+const RESULT_FILES_BUDGET = 768 * 1024;
+
 export interface PatchResult {
   files: { path: string; status: PatchFileStatus; from?: string }[];
   hunks_applied: number;
+  /** the files list stops early (huge patches); the patch was applied whole all the same */
+  files_truncated: boolean;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -987,7 +994,14 @@ export async function applyPatch(root: string, patch: string | Uint8Array): Prom
     if (changed.length > 0) await commit(rootReal, changed);
     const renamedAway = new Set(slots.filter((s) => s.renamedFrom).map((s) => s.renamedFrom));
     const files: PatchResult["files"] = [];
+    let budget = RESULT_FILES_BUDGET;
+    let filesTruncated = false;
     for (const s of changed) {
+      if (budget <= 0) {
+        filesTruncated = true;
+        break;
+      }
+      budget -= s.shown.length * 2 + (s.renamedFrom?.length ?? s.copiedFrom?.length ?? 0) * 2 + 60;
       if (!s.cur && renamedAway.has(s.shown)) continue; // reported as the rename's target
       if (s.renamedFrom && s.renamedFrom !== s.shown)
         files.push({ path: s.shown, status: "renamed", from: s.renamedFrom });
@@ -1000,6 +1014,6 @@ export async function applyPatch(root: string, patch: string | Uint8Array): Prom
       else if (!s.cur) files.push({ path: s.shown, status: "deleted" });
       else files.push({ path: s.shown, status: "modified" });
     }
-    return { files, hunks_applied: hunks };
+    return { files, hunks_applied: hunks, files_truncated: filesTruncated };
   });
 }

@@ -160,9 +160,11 @@ export const patchApplyOp = defineOperation({
   run: async (ctx, input) => {
     const patch = input.patch ?? (await readHostText(input.patch_file as string));
     const r = await started(ctx, input.workspace_id);
+    // Sent as a data stream, not inline: a frame holds at most 1 MiB, a patch up to 8 MiB.
+    const body = new TextEncoder().encode(patch);
     const res: Record<string, unknown> = {
       workspace_id: r.workspace_id,
-      ...(await callWorkspace(ctx.home, r, { op: "patch.apply", patch })),
+      ...(await callWorkspace(ctx.home, r, { op: "patch.apply" }, { input: body })),
     };
     return res;
   },

@@ -13,6 +13,8 @@ import { ERROR_CODES } from "./errors.ts";
 import {
   ArchiveExportRequest,
   ArchiveImportRequest,
+  BaselineCaptureRequest,
+  DiffRequest,
   ErrorMessage,
   ExecRequest,
   ExecResult,
@@ -26,6 +28,7 @@ import {
   HelloRequest,
   InfoRequest,
   MESSAGE_TABLE,
+  PatchApplyRequest,
   PingRequest,
   Request,
   ShutdownRequest,
@@ -103,6 +106,9 @@ const VALID_REQUESTS: Array<[string, v.GenericSchema, Record<string, unknown>]> 
   ["fs.move", FsMoveRequest, { op: "fs.move", from: "a", to: "b" }],
   ["archive.import", ArchiveImportRequest, { op: "archive.import", dest: "a" }],
   ["archive.export", ArchiveExportRequest, { op: "archive.export", path: "a" }],
+  ["patch.apply", PatchApplyRequest, { op: "patch.apply" }],
+  ["baseline.capture", BaselineCaptureRequest, { op: "baseline.capture" }],
+  ["diff", DiffRequest, { op: "diff" }],
 ];
 
 describe("request schemas", () => {

@@ -100,7 +100,7 @@ export const ArchiveExportRequest = v.strictObject({ op: v.literal("archive.expo
  * A unified diff to apply to /workspace, checked whole before anything is written.
  * `patch` inline (bounded by the frame size), or omitted and sent as channel-0 data frames
  * after the request, then END (up to 8 MiB). Result: `{ files: [{ path, status, from? }],
- * hunks_applied }`, status added|modified|deleted|renamed.
+ * hunks_applied, files_truncated }`, status added|modified|deleted|renamed.
  */
 export const PatchApplyRequest = v.strictObject({
   op: v.literal("patch.apply"),
