@@ -34,7 +34,12 @@ fi
 export PATH="$REPO/node_modules/.bin:$PATH"
 
 bun scripts/build.ts
-export PYRO_BUILD_CACHE="${PYRO_BUILD_CACHE:-$REPO/.cache/build}"
+# Kernel and package trees are cached by input hash outside the checkout, so fresh clones
+# on the same machine (CI) reuse them; without root, inside the checkout.
+if [ -z "${PYRO_BUILD_CACHE:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then PYRO_BUILD_CACHE=/var/cache/pyro/build; else PYRO_BUILD_CACHE=$REPO/.cache/build; fi
+fi
+export PYRO_BUILD_CACHE
 dist/pyro env build debian:12
 echo "setup: done. Running the main job:" >&2
 exec dist/pyro run debian:12 -- git --version

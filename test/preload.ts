@@ -1,7 +1,8 @@
 /**
  * Loaded before every test file (bunfig.toml): tests never touch the real home. PYRO_HOME
  * points at a fresh temp dir per test process; HOME too, so nothing falls back to it.
- * The build cache (kernel, debootstrap trees) is shared: PYRO_BUILD_CACHE or <repo>/.cache/build.
+ * The build cache (kernel, debootstrap trees) is shared: PYRO_BUILD_CACHE, else /var/cache/pyro/build
+ * as root, else <repo>/.cache/build.
  */
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
@@ -9,7 +10,8 @@ import { join, resolve } from "node:path";
 
 const repo = resolve(import.meta.dir, "..");
 const base = mkdtempSync(join(os.tmpdir(), "pyro-test-"));
-process.env.PYRO_BUILD_CACHE ??= join(repo, ".cache", "build");
+// Same default as scripts/setup.sh and scripts/test.ts.
+process.env.PYRO_BUILD_CACHE ??= process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(repo, ".cache", "build");
 process.env.PYRO_HOME = join(base, "home");
 process.env.HOME = join(base, "user-home");
 process.env.XDG_DATA_HOME = join(base, "user-home", ".local", "share");
