@@ -82,27 +82,14 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === "EACCES") {
-      const msg = new TextEncoder().encode(`${argv[0]}: permission denied\n`);
+    // Like a shell: not executable is 126, not found is 127 — results, not protocol errors.
+    const shellCode = e.code === "EACCES" ? 126 : e.code === "ENOENT" ? 127 : null;
+    if (shellCode !== null) {
+      const why = shellCode === 126 ? "permission denied" : "command not found";
+      const msg = new TextEncoder().encode(`${argv[0]}: ${why}\n`);
       stream.sendData(msg, Channel.STDERR);
       stream.result({
-        exit_code: 126,
-        signal: null,
-        timed_out: false,
-        stdout_bytes: 0,
-        stderr_bytes: msg.byteLength,
-        stdout_truncated: false,
-        stderr_truncated: false,
-        duration_ms: Math.round(performance.now() - started),
-      });
-      return;
-    }
-    if (e.code === "ENOENT") {
-      // Like a shell: command not found is exit 127, not a protocol error.
-      const msg = new TextEncoder().encode(`${argv[0]}: command not found\n`);
-      stream.sendData(msg, Channel.STDERR);
-      stream.result({
-        exit_code: 127,
+        exit_code: shellCode,
         signal: null,
         timed_out: false,
         stdout_bytes: 0,

@@ -34,20 +34,50 @@ export async function readWorkspaceFile(
       },
     },
   );
-  const bytes = Buffer.concat(parts);
-  const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
-  // Content that is not valid UTF-8 travels as base64 so MCP clients get it intact.
-  const utf8 = res.encoding_hint !== "binary" && !text.includes("\uFFFD");
   return {
     workspace_id: r.workspace_id,
-    path: String(res.path),
-    size_bytes: Number(res.size_bytes),
+    ...shapeContent(
+      String(res.path),
+      Number(res.size_bytes),
+      Buffer.concat(parts),
+      Boolean(res.truncated),
+      res.encoding_hint,
+    ),
+  };
+}
+
+/**
+ * One shape for file content in results (live reads and offline disk reads alike):
+ * text that is valid UTF-8 travels as is, anything else as base64 so MCP clients get it intact.
+ */
+export function shapeContent(
+  path: string,
+  sizeBytes: number,
+  bytes: Buffer,
+  truncated: boolean,
+  hint?: unknown,
+) {
+  const text = bytes.toString("utf8");
+  const utf8 = hint !== "binary" && !text.includes("\uFFFD");
+  return {
+    path,
+    size_bytes: sizeBytes,
     bytes_read: bytes.byteLength,
-    truncated: Boolean(res.truncated),
+    truncated,
     encoding: utf8 ? "utf8" : "base64",
     content: utf8 ? text : bytes.toString("base64"),
     raw: bytes,
   };
+}
+
+/** CLI rendering of a file read: raw bytes with --content-only, else the text with a truncation note. */
+export function renderContent(out: Record<string, unknown>): string {
+  if (out.raw_content) {
+    process.stdout.write(out.raw_content as Uint8Array);
+    return "";
+  }
+  const note = out.truncated ? `\n[truncated: ${out.bytes_read} of ${out.size_bytes} bytes]` : "";
+  return `${out.encoding === "utf8" ? out.content : `[binary, base64]\n${out.content}`}${note}`;
 }
 
 export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path: string, text: string) {
@@ -62,7 +92,11 @@ export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path:
 }
 
 /** The agent sends the patch text as data (it can be large) and the rest as the result. */
-export async function diffCall(home: string, r: WorkspaceRecord, maxBytes?: number): Promise<Record<string, unknown>> {
+export async function diffCall(
+  home: string,
+  r: WorkspaceRecord,
+  maxBytes?: number,
+): Promise<Record<string, unknown>> {
   const parts: Uint8Array[] = [];
   const req: Record<string, unknown> = { op: "diff" };
   if (maxBytes !== undefined) req.max_bytes = maxBytes;

@@ -1,7 +1,7 @@
 /** What happened in a workspace since its last reset: commands, changes, exports, snapshots. */
 import { existsSync, readFileSync } from "node:fs";
-import { diffCall } from "./files.ts";
 import type { Ctx } from "./context.ts";
+import { diffCall } from "./files.ts";
 import { publicRecord } from "./record.ts";
 import { exportsLogPath } from "./reset.ts";
 import { listSnapshots } from "./snapshots.ts";

@@ -292,9 +292,8 @@ async function waitStopped(ctx: Ctx, id: string, timeoutMs: number): Promise<Wor
   }
 }
 
-export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
-  const r = await resolveWorkspace(ctx.home, ref);
-  if (r.state !== "started") return r; // stopping a stopped workspace is a no-op
+/** Ask the supervisor to stop the machine; if it does not within 30 s, kill it. Returns the record after. */
+async function stopMachine(ctx: Ctx, r: WorkspaceRecord): Promise<WorkspaceRecord | null> {
   try {
     await callWorkspace(ctx.home, r, { op: "sup.stop" });
   } catch {}
@@ -305,6 +304,14 @@ export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRec
     } catch {}
     return repairRecord(ctx.home, cur);
   }
+  return cur;
+}
+
+export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(ctx.home, ref);
+  if (r.state !== "started") return r; // stopping a stopped workspace is a no-op
+  const cur = await stopMachine(ctx, r);
+  if (cur?.stop_reason?.startsWith("supervisor died")) return cur;
   return updateRecord(ctx.home, r.workspace_id, (x) => ({
     ...x,
     stop_reason: "stopped by request",
@@ -336,17 +343,7 @@ export async function deleteWorkspace(
   ref: string,
 ): Promise<{ workspace_id: string; deleted: true }> {
   const r = await resolveWorkspace(ctx.home, ref);
-  if (r.state === "started") {
-    try {
-      await callWorkspace(ctx.home, r, { op: "sup.stop" });
-    } catch {}
-    const cur = await waitStopped(ctx, r.workspace_id, 30000);
-    if (cur?.state === "started" && cur.supervisor_pid) {
-      try {
-        process.kill(cur.supervisor_pid, "SIGKILL");
-      } catch {}
-    }
-  }
+  if (r.state === "started") await stopMachine(ctx, r);
   removeWorkspaceFiles(ctx.home, r.workspace_id);
   return { workspace_id: r.workspace_id, deleted: true };
 }

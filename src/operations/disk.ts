@@ -1,7 +1,8 @@
 /** Offline disk tools for stopped workspaces: read the workspace disk with no VM running. */
 import * as v from "valibot";
-import { readFile as hostRead, listPath as hostList } from "../../guest/fs.ts";
+import { listPath as hostList, readFile as hostRead } from "../../guest/fs.ts";
 import { exportDisk, listDisk, readDisk } from "../manager/disk/index.ts";
+import { renderContent, shapeContent } from "../manager/files.ts";
 import { dataDiskPath, hostRootDir } from "../manager/paths.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { resolveWorkspace } from "../manager/store.ts";
@@ -85,28 +86,18 @@ export const diskReadOp = defineOperation({
       r.backend === "host"
         ? await hostRead(hostRootDir(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes })
         : await readDisk(dataDiskPath(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes });
-    const bytes = Buffer.from(res.content);
-    const text = bytes.toString("utf8");
-    const utf8 = res.encoding_hint !== "binary" && !text.includes("\uFFFD");
-    const out: Record<string, unknown> = {
-      workspace_id: r.workspace_id,
-      path: res.path,
-      size_bytes: res.size_bytes,
-      bytes_read: bytes.byteLength,
-      truncated: res.truncated,
-      encoding: utf8 ? "utf8" : "base64",
-      content: utf8 ? text : bytes.toString("base64"),
-    };
-    if (input.content_only) out.raw_content = bytes;
+    const { raw, ...shaped } = shapeContent(
+      res.path,
+      res.size_bytes,
+      Buffer.from(res.content),
+      res.truncated,
+      res.encoding_hint,
+    );
+    const out: Record<string, unknown> = { workspace_id: r.workspace_id, ...shaped };
+    if (input.content_only) out.raw_content = raw;
     return out;
   },
-  render: (out) => {
-    if (out.raw_content) {
-      process.stdout.write(out.raw_content as Uint8Array);
-      return "";
-    }
-    return String(out.content);
-  },
+  render: renderContent,
 });
 
 export const diskExportOp = defineOperation({

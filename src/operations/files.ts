@@ -2,7 +2,13 @@
 import { appendFileSync } from "node:fs";
 import * as v from "valibot";
 import { callWorkspace } from "../manager/client.ts";
-import { diffCall, listFiles, readWorkspaceFile, writeWorkspaceFile } from "../manager/files.ts";
+import {
+  diffCall,
+  listFiles,
+  readWorkspaceFile,
+  renderContent,
+  writeWorkspaceFile,
+} from "../manager/files.ts";
 import { exportsLogPath } from "../manager/reset.ts";
 import { resolveWorkspace } from "../manager/store.ts";
 import { exportToHost, importIntoWorkspace } from "../manager/transfer.ts";
@@ -87,14 +93,7 @@ export const fileReadOp = defineOperation({
     if (input.content_only) result.raw_content = raw;
     return result;
   },
-  render: (out) => {
-    if (out.raw_content) {
-      process.stdout.write(out.raw_content as Uint8Array);
-      return "";
-    }
-    const note = out.truncated ? `\n[truncated: ${out.bytes_read} of ${out.size_bytes} bytes]` : "";
-    return `${out.encoding === "utf8" ? out.content : `[binary, base64]\n${out.content}`}${note}`;
-  },
+  render: renderContent,
 });
 
 export const fileWriteOp = defineOperation({
