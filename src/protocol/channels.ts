@@ -51,20 +51,51 @@ export function streamChannel(
   writer: { write(b: Uint8Array): unknown; flush?(): unknown; end?(): unknown },
 ): ByteChannel {
   const l = new Listeners();
+  // pauseReading() stops pulling from the stream, so the pipe fills and the writer blocks.
+  let resume: (() => void) | null = null;
+  let paused: Promise<void> | null = null;
   (async () => {
     try {
-      for await (const chunk of readable) l.emitData(chunk);
+      for await (const chunk of readable) {
+        l.emitData(chunk);
+        if (paused) await paused;
+      }
       l.emitClose();
     } catch (err) {
       l.emitClose(err as Error);
     }
   })();
+  // Bytes the writer accepted but has not yet handed to the OS: a Bun FileSink returns a
+  // promise from write() when it had to buffer. Bulk senders pause on this (flow control).
+  let pending = 0;
   return {
+    get bufferedBytes() {
+      return pending;
+    },
+    pauseReading() {
+      paused ??= new Promise((r) => {
+        resume = r;
+      });
+    },
+    resumeReading() {
+      const r = resume;
+      paused = null;
+      resume = null;
+      r?.();
+    },
     write(bytes) {
       if (l.closed) return;
       try {
-        writer.write(bytes);
-        writer.flush?.();
+        const r = writer.write(bytes);
+        if (r instanceof Promise) {
+          pending += bytes.byteLength;
+          r.then(
+            () => {
+              pending -= bytes.byteLength;
+            },
+            (err) => l.emitClose(err as Error),
+          );
+        } else writer.flush?.();
       } catch (err) {
         l.emitClose(err as Error);
       }

@@ -18,6 +18,7 @@ import { listenUnix } from "./listen.ts";
 const MUTATING = new Set(["exec", "fs.write", "fs.mkdir", "fs.remove", "fs.move", "archive.import"]);
 
 export const READY_FILE = "supervisor.ready";
+
 export const BOOT_ERROR_FILE = "boot-error.json";
 
 function log(msg: string): void {

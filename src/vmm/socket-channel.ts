@@ -85,6 +85,15 @@ class UnixChannel implements UnixByteChannel {
     return this.queued;
   }
 
+  /** Flow control: stop reading so the peer's writes block in the kernel. */
+  pauseReading(): void {
+    this.socket?.pause();
+  }
+
+  resumeReading(): void {
+    this.socket?.resume();
+  }
+
   handlers() {
     return {
       // Plain Uint8Array chunks: no Buffer wrapper per read.
