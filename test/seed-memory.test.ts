@@ -48,15 +48,8 @@ test(`seeding ${TOTAL_MIB} MiB keeps pyro's memory under ${RSS_CAP_MIB} MiB`, as
     },
   );
   let cliPeak = 0;
-  let supPid = 0;
   const sampler = setInterval(() => {
     cliPeak = Math.max(cliPeak, rssMib(create.pid, "VmRSS"));
-    if (!supPid)
-      supPid = Number(
-        processesMatching("__supervise")
-          ?.find((p) => p.includes(home) || true)
-          ?.split(" ")[0] ?? 0,
-      );
   }, 50);
   const out = await new Response(create.stdout).text();
   const code = await create.exited;
