@@ -3,7 +3,7 @@
  * CPU per workspace (supervisor + VMM), for a guest workspace and a host-compat one.
  */
 
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { callWorkspace } from "../../src/manager/client.ts";
 import { dataDiskPath, workspaceDir } from "../../src/manager/paths.ts";
 import { readRecord } from "../../src/manager/record.ts";
@@ -30,6 +30,32 @@ async function duKiB(path: string): Promise<number> {
   return Number(r.stdout.split(/\s+/)[0]);
 }
 
+/** QEMU's RSS by mapping: the guest RAM block, TCG's translation buffer (the rwx anon map), the rest. */
+function qemuRssParts(pid: number, memMib: number): { guestRam: number; tcgBuffer: number; other: number } {
+  const out = { guestRam: 0, tcgBuffer: 0, other: 0 };
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, "utf8");
+  } catch {
+    return { guestRam: Number.NaN, tcgBuffer: Number.NaN, other: Number.NaN };
+  }
+  let kind: keyof typeof out = "other";
+  for (const line of text.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) {
+      const sizeKiB = (Number.parseInt(m[2]!, 16) - Number.parseInt(m[1]!, 16)) / 1024;
+      const anon = m[4] === "";
+      if (anon && m[3] === "rwxp") kind = "tcgBuffer";
+      else if (anon && sizeKiB === memMib * 1024) kind = "guestRam";
+      else kind = "other";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) out[kind] += Number(rss[1]) * 1024;
+  }
+  return out;
+}
+
 interface Sample {
   diskKiB: number;
   diskAfterExecKiB: number;
@@ -44,6 +70,9 @@ interface Sample {
   guestMemTotal: number;
   guestMemUsed: number;
   guestAgentAnon: number;
+  qemuGuestRam: number;
+  qemuTcgBuffer: number;
+  qemuOther: number;
 }
 
 async function measure(ctx: BenchCtx, guest: boolean): Promise<Sample> {
@@ -80,7 +109,11 @@ async function measure(ctx: BenchCtx, guest: boolean): Promise<Sample> {
     }
     // setpriv execs in place: vmm_pid is QEMU itself, or the host agent itself.
     const vmmPid = vmm;
+    const parts = guest ? qemuRssParts(vmmPid, r.mem_mib) : { guestRam: 0, tcgBuffer: 0, other: 0 };
     return {
+      qemuGuestRam: parts.guestRam,
+      qemuTcgBuffer: parts.tcgBuffer,
+      qemuOther: parts.other,
       diskKiB,
       diskAfterExecKiB,
       apparentDiskBytes: guest ? statSync(dataDiskPath(ctx.home, id)).size : 0,

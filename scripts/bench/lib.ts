@@ -133,6 +133,10 @@ export class PhaseSamples {
       this.samples.get(p.name)!.push(p.ms);
     }
   }
+  median(name: string): number {
+    const xs = this.samples.get(name);
+    return xs ? stats(xs).median : Number.NaN;
+  }
   entries(): [string, Stats][] {
     return this.order.map((n) => [n, stats(this.samples.get(n)!)]);
   }

@@ -22,7 +22,8 @@ export function sectionBlock(
     `_${stamp}_`,
     "",
     body.trim(),
-    ...summary.map((s) => `<!-- summary: ${s.replaceAll("--", "—")} -->`),
+    // base64: an HTML comment may not contain "--", which CLI text is full of.
+    ...summary.map((s) => `<!-- summary: ${Buffer.from(s).toString("base64")} -->`),
     end(id),
   ].join("\n");
 }
@@ -38,7 +39,7 @@ export function readBlocks(path: string): Map<string, string> {
 }
 
 function summaries(block: string): string[] {
-  return [...block.matchAll(/<!-- summary: (.*) -->/g)].map((m) => m[1]!);
+  return [...block.matchAll(/<!-- summary: (\S*) -->/g)].map((m) => Buffer.from(m[1]!, "base64").toString());
 }
 
 export function writeReport(

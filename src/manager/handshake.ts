@@ -16,6 +16,7 @@ export async function helloAgent(
   channel: ByteChannel,
   deadlineMs: number,
   env?: Record<string, string>,
+  envName = "ENV",
 ): Promise<{ conn: Connection; hello: AgentHello }> {
   const conn = new Connection(channel, {
     lostCode: "GUEST_UNREACHABLE",
@@ -38,7 +39,7 @@ export async function helloAgent(
     if (err instanceof PyroError && err.code === "AGENT_VERSION_MISMATCH") {
       throw new PyroError("AGENT_VERSION_MISMATCH", err.message, {
         details: err.details,
-        hint: "the environment holds an agent of another version: rebuild it with `pyro env build ENV --force`",
+        hint: `the environment holds an agent of another version: rebuild it with \`pyro env build ${envName} --force\``,
       });
     }
     throw err;
@@ -49,7 +50,7 @@ export async function helloAgent(
       "AGENT_VERSION_MISMATCH",
       `agent ${String(result.agent_version)} speaks protocol ${String(result.protocol_version)}, host ${PROTOCOL_VERSION}`,
       {
-        hint: "rebuild the environment with `pyro env build ENV --force`",
+        hint: `rebuild the environment with \`pyro env build ${envName} --force\``,
       },
     );
   }

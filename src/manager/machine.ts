@@ -40,7 +40,10 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
     });
     died.catch(() => {});
     const channel = await Promise.race([handle.connect(deadline), died]);
-    const { conn, hello } = await Promise.race([helloAgent(channel, deadline), died]);
+    const { conn, hello } = await Promise.race([
+      helloAgent(channel, deadline, undefined, spec.environment?.name),
+      died,
+    ]);
     let stopped = false;
     const machine: Machine = {
       handle,

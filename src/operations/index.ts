@@ -3,6 +3,7 @@ import { diskExportOp, diskListOp, diskReadOp } from "./disk.ts";
 import { doctorOp } from "./doctor.ts";
 import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
 import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
+import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
 import type { Operation } from "./types.ts";
@@ -45,6 +46,7 @@ export const OPERATIONS: readonly Operation[] = [
   startOp,
   deleteOp,
   doctorOp,
+  prepareOp,
   envListOp,
   envInspectOp,
   envBuildOp,

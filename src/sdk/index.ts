@@ -169,7 +169,11 @@ export class Pyro {
     return this.call("workspace_summary", { workspace_id });
   }
   /** Offline disk tools: stopped workspaces only. */
-  listWorkspaceDisk(workspace_id: Ref, path = "/workspace", opts: { recursive?: boolean } = {}): Promise<Record<string, unknown>> {
+  listWorkspaceDisk(
+    workspace_id: Ref,
+    path = "/workspace",
+    opts: { recursive?: boolean } = {},
+  ): Promise<Record<string, unknown>> {
     return this.call("workspace_disk_list", { workspace_id, path, ...opts });
   }
   readWorkspaceDisk(workspace_id: Ref, path: string, opts: { max_bytes?: number } = {}): Promise<FileRead> {
@@ -189,6 +193,12 @@ export class Pyro {
   }
   doctor(input: Partial<In<typeof doctorOp>> = {}): Promise<Out<typeof doctorOp>> {
     return this.call("doctor", input);
+  }
+  /** Install an environment and prove it with a throwaway create → exec → reset → delete. */
+  prepare(
+    input: { environment?: string; network?: boolean; force?: boolean } = {},
+  ): Promise<Record<string, unknown>> {
+    return this.call("prepare", input);
   }
   listEnvironments(): Promise<Out<typeof envListOp>> {
     return this.call("vm_list_environments", {});

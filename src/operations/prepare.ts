@@ -1,0 +1,74 @@
+/** `pyro prepare`: make an environment ready, then prove it with one throwaway workspace. */
+import * as v from "valibot";
+import { ensureEnvironment } from "../env/prepare.ts";
+import { resetWorkspace } from "../manager/reset.ts";
+import {
+  createWorkspace,
+  DEFAULT_ENVIRONMENT,
+  deleteWorkspace,
+  execWorkspace,
+} from "../manager/workspaces.ts";
+import { PyroError } from "../protocol/errors.ts";
+import * as f from "./fields.ts";
+import { defineOperation } from "./types.ts";
+
+export const prepareOp = defineOperation({
+  name: "prepare",
+  sdk: "prepare",
+  cli: ["prepare"],
+  positionals: ["environment"],
+  summary: "Install an environment and prove it: create → exec → reset → delete.",
+  description:
+    "Build or pull the environment if needed (force: rebuild), then run one throwaway workspace through create, exec, reset and delete, timing each step. Run it once after installing pyro so the first real call is fast.",
+  input: v.strictObject({
+    environment: v.optional(f.environment, DEFAULT_ENVIRONMENT),
+    network: v.optional(
+      v.pipe(v.boolean(), v.description("Also check outbound networking in the throwaway workspace.")),
+    ),
+    force: v.optional(v.pipe(v.boolean(), v.description("Rebuild the environment even if installed."))),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+  profiles: [],
+  run: async (ctx, input) => {
+    const steps: Array<{ step: string; ms: number }> = [];
+    const time = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
+      const t = performance.now();
+      const r = await fn();
+      steps.push({ step, ms: Math.round(performance.now() - t) });
+      ctx.progress(`prepare: ${step} ${Math.round(performance.now() - t)} ms`);
+      return r;
+    };
+    if (input.force) {
+      const { buildInstall } = await import("../env/install.ts");
+      await time("build", () => buildInstall(ctx, input.environment, { force: true }));
+    } else
+      await time("environment", () => ensureEnvironment(ctx, input.environment, { allowMissing: false }));
+    const ws = await time("create", () =>
+      createWorkspace(ctx, {
+        environment: input.environment,
+        network_policy: input.network ? "egress" : "off",
+        ttl_seconds: 600,
+      }),
+    );
+    try {
+      const probe = input.network ? "getent hosts deb.debian.org >/dev/null && echo net-ok; true" : "true";
+      const r = await time("exec", () => execWorkspace(ctx, ws.workspace_id, { command: probe }));
+      if (r.exit_code !== 0)
+        throw new PyroError("INTERNAL", `the check command failed in the guest: ${r.stderr}`);
+      if (input.network && !r.stdout.includes("net-ok"))
+        ctx.progress("prepare: warning: the guest could not resolve deb.debian.org");
+      await time("reset", () => resetWorkspace(ctx, ws.workspace_id));
+    } finally {
+      await time("delete", () => deleteWorkspace(ctx, ws.workspace_id));
+    }
+    return {
+      environment: input.environment,
+      backend: ws.backend,
+      accelerator: ws.accelerator,
+      steps,
+      ok: true,
+    };
+  },
+  render: (out) =>
+    `${out.environment} is ready (${out.backend}${out.accelerator ? `/${out.accelerator}` : ""}): ${(out.steps as Array<{ step: string; ms: number }>).map((s) => `${s.step} ${s.ms} ms`).join(", ")}`,
+});
