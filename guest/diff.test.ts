@@ -328,13 +328,13 @@ describe("diff", () => {
     expect(readFileSync(join(copy, "src/app.py"), "utf8")).toBe(many);
   });
 
-  test("no baseline: SNAPSHOT_NOT_FOUND", async () => {
+  test("no baseline captured: the baseline is the empty tree (an unseeded workspace)", async () => {
     const { root, state } = setup();
-    const err = await diff(root, state).catch((e) => e);
-    expect(err).toBeInstanceOf(PyroError);
-    expect(err.code).toBe("SNAPSHOT_NOT_FOUND");
-    mkdirSync(state);
-    expect((await diff(root, state).catch((e) => e)).code).toBe("SNAPSHOT_NOT_FOUND");
+    expect((await diff(root, state)).files).toEqual([]);
+    write(root, "new.txt", "hello\n");
+    const d = await diff(root, state);
+    expect(d.files.map((f) => [f.path, f.status])).toEqual([["new.txt", "added"]]);
+    expect(d.patch).toContain("+hello");
   });
 
   test("a damaged cache only costs time", async () => {
@@ -443,8 +443,6 @@ describe("through serveChannel", () => {
       patch: "--- /dev/null\n+++ b/../x\n@@ -0,0 +1 @@\n+x\n",
     }).catch((e) => e);
     expect(out.code).toBe("PATH_OUTSIDE_WORKSPACE");
-    const noBase = await call(client, { op: "diff" }).catch((e) => e);
-    expect(noBase.code).toBe("SNAPSHOT_NOT_FOUND");
     const badReq = await call(client, { op: "diff", max_bytes: -1 }).catch((e) => e);
     expect(badReq.code).toBe("INVALID_INPUT");
   });

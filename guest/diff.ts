@@ -121,15 +121,18 @@ export async function diffWorkspace(
     throw new PyroError("INVALID_INPUT", `max_bytes must be an integer from 0 to ${DIFF_MAX_BYTES}`);
   }
   const margin = opts.racyMarginMs ?? RACY_MARGIN_MS;
-  const stateReal = stateDirReal(stateDir, false);
-  if (!stateReal) throw noBaseline();
+  // No baseline captured means the workspace started empty (create skips the capture then):
+  // diff against an empty tree.
+  const stateReal = stateDirReal(stateDir, true) as string;
   return serialized(`state:${stateReal}`, async () => {
     const rootReal = await realRoot(root);
     const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
     const indexPath = `${gitdir}/index`;
     const cachePath = `${stateReal}/${DIFF_CACHE_FILE}`;
-    const idx = await readIndexFileMemo(indexPath, "baseline index");
-    if (!idx) throw noBaseline();
+    const idx: IndexFile = (await readIndexFileMemo(indexPath, "baseline index")) ?? {
+      entries: [],
+      refMs: 0,
+    };
     let cache: IndexFile = { entries: [], refMs: 0 };
     try {
       cache = (await readIndexFileMemo(cachePath, "diff cache")) ?? cache;

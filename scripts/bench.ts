@@ -180,7 +180,7 @@ const header = [
   "",
   "The machine is shared: other builds and test runs may load it while the bench runs (see the load averages); variants that are compared are interleaved run by run so such load hits both sides alike.",
   "",
-  "Reproduce: `bun run bench` (≈ 10 min on 2 cores), `bun run bench -- --quick` (fewer iterations), `bun run bench -- --only cli|exec-host|boot|guest-exec|footprint` (one section; the others are kept). The bench uses its own temporary PYRO_HOME, builds `dist/` and installs debian:12 from the build cache (`PYRO_BUILD_CACHE`, default `.cache/build`; a cold cache builds the kernel and rootfs first, ~10 min).",
+  "Reproduce: `bun run bench` (≈ 6 min on 2 cores), `bun run bench -- --quick` (fewer iterations), `bun run bench -- --only cli|exec-host|boot|guest-exec|footprint` (one section; the others are kept). The bench uses its own temporary PYRO_HOME, builds `dist/` and installs debian:12 from the build cache (`PYRO_BUILD_CACHE`, default `.cache/build`; a cold cache builds the kernel and rootfs first, ~10 min).",
 ].join("\n");
 
 if (args.write) {

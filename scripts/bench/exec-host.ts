@@ -29,6 +29,8 @@ import {
 } from "./lib.ts";
 
 const TARGET_RATIO = 3;
+/** Pause before each timed call (see the loop). */
+export const QUIESCE_MS = 20;
 
 /** Create a workspace through the compiled CLI (so its supervisor is the shipped binary). */
 export async function createWorkspaceCli(ctx: BenchCtx, extra: string[], env = ctx.env): Promise<string> {
@@ -54,16 +56,22 @@ export async function execSteps(home: string, id: string): Promise<{ name: strin
   );
   const conn = await p.phase("connect to supervisor.sock", () => connectSupervisor(home, r));
   try {
-    await p.phase("ping on that connection (supervisor → agent → back)", () => conn.call({ op: "ping" }));
-    const raw = await p.phase("exec `true` on that connection", () =>
+    // First request on the fresh connection, as the SDK's execWorkspace does it.
+    const raw = await p.phase("exec `true` as the connection's first request", () =>
       conn.call(execRequest({ command: ["true"] })),
     );
     p.phases.push({
       name: "  of which: agent-reported duration_ms (spawn → exit)",
       ms: Number(raw.duration_ms),
     });
+    await p.phase("exec `true` again on the same connection", () =>
+      conn.call(execRequest({ command: ["true"] })),
+    );
+    await p.phase("ping on the same connection (supervisor → agent → back, no spawn)", () =>
+      conn.call({ op: "ping" }),
+    );
   } finally {
-    conn.close();
+    await p.phase("close the connection", () => conn.close());
   }
   // What the supervisor does after every exec before it answers (src/supervisor/main.ts touch()).
   await p.phase(
@@ -124,19 +132,24 @@ export const execHost: Section = {
           await pyro.execWorkspace(id, ["true"]);
           await agent.exec();
         }
-        // Interleaved, so background load hits the three alike.
+        // Interleaved, so background load hits the three alike; a pause before each timed
+        // call lets the previous one's tail (pipes closing, the supervisor's bookkeeping,
+        // the agent reaping) finish instead of competing with it on the two cores.
         for (let i = 0; i < n; i++) {
           // (a) raw spawn, in this process
+          await Bun.sleep(QUIESCE_MS);
           const t = performance.now();
           await Bun.spawn(["true"]).exited;
           raw.push(performance.now() - t);
           // (b) warm SDK
+          await Bun.sleep(QUIESCE_MS);
           const t2 = performance.now();
           const r = await pyro.execWorkspace(id, ["true"]);
           sdk.push(performance.now() - t2);
           agentDur.push(r.duration_ms);
           if (r.exit_code !== 0 || r.execution_mode !== "host_compat")
             throw new Error(`unexpected exec result ${JSON.stringify(r)}`);
+          await Bun.sleep(QUIESCE_MS);
           direct.push(await agent.exec());
         }
       } finally {
@@ -149,7 +162,10 @@ export const execHost: Section = {
         cli.push((await sh([PYRO, "workspace", "exec", id, "--", "true"], { env: ctx.env })).ms);
       // breakdown
       const steps = new PhaseSamples();
-      for (let i = 0; i < n; i++) steps.add(await execSteps(ctx.home, id));
+      for (let i = 0; i < n; i++) {
+        await Bun.sleep(QUIESCE_MS);
+        steps.add(await execSteps(ctx.home, id));
+      }
 
       const sa = stats(raw);
       const sb = stats(sdk);
@@ -189,7 +205,7 @@ export const execHost: Section = {
           steps.entries().map(([name, s]) => [name, s.n, cell(s)]),
         ),
         "",
-        `Ratio (b)/(a) = **${ratio.toFixed(2)}×** (medians; ${(sb.min / sa.min).toFixed(2)}× by the minima, the least disturbed runs: sub-millisecond figures swing with the machine's load). Of (b)'s ${ms(sb.median)}: the agent's own exec handling (direct round trip − raw spawn) ${ms(sx.median - sa.median)}, the supervisor hop and its bookkeeping (on-connection exec − direct) ${ms(steps.median("exec `true` on that connection") - sx.median)}, the SDK's client side (record, connect, parse, close) the rest. (c) − (b) = ${ms(sc.median - sb.median)}: the CLI process start (§1) plus module loading.`,
+        `Ratio (b)/(a) = **${ratio.toFixed(2)}×** (medians; ${(sb.min / sa.min).toFixed(2)}× by the minima, the least disturbed runs: sub-millisecond figures swing with the machine's load). Of (b)'s ${ms(sb.median)}: the agent's own exec handling (direct round trip − raw spawn) ${ms(sx.median - sa.median)}, the supervisor hop and its bookkeeping (exec again on an open connection − direct) ${ms(steps.median("exec `true` again on the same connection") - sx.median)}, a fresh connection's first request over a later one ${ms(steps.median("exec `true` as the connection's first request") - steps.median("exec `true` again on the same connection"))}, and the SDK's client side (parse, record, connect) ${ms(steps.median("SDK: find the operation + valibot input parse") + steps.median("resolve record (read + validate + supervisor pid/cmdline check)") + steps.median("connect to supervisor.sock"))}. (c) − (b) = ${ms(sc.median - sb.median)}: the CLI process start (§1) plus module loading.`,
       ].join("\n");
       return {
         body,

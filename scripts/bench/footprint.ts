@@ -212,6 +212,13 @@ export const footprint: Section = {
             "—",
           ],
           [
+            "  QEMU RSS by mapping: guest RAM / TCG translation buffer (rwx anon) / everything else (/proc/PID/smaps)",
+            `${mib(med(g, (s) => s.qemuGuestRam))} / ${mib(med(g, (s) => s.qemuTcgBuffer))} / ${mib(med(g, (s) => s.qemuOther))}`,
+            "—",
+            NT,
+            "—",
+          ],
+          [
             "host RAM per idle workspace (supervisor + VMM/agent VmRSS)",
             mib(med(g, (s) => s.supervisorRss + s.vmmRss)),
             mib(med(h, (s) => s.supervisorRss + s.vmmRss)),
@@ -235,7 +242,7 @@ export const footprint: Section = {
         ],
       ),
       "",
-      "VmRSS counts shared pages (the 100 MB Bun executables are mapped file pages, shared between processes running the same binary); RssAnon is what each process adds on its own.",
+      "VmRSS counts shared pages (the 100 MB Bun executables are mapped file pages, shared between processes running the same binary); RssAnon is what each process adds on its own. Under TCG, QEMU's largest item is usually its translation buffer (translated guest code; QEMU 7.2 reserves 1 GiB, `-accel tcg,tb-size=MiB` caps it), not guest RAM; KVM has no such buffer.",
     ].join("\n");
     return {
       body,

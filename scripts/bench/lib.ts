@@ -70,8 +70,9 @@ export function stats(samples: number[]): Stats {
 /** Milliseconds with sensible precision: 0.123 ms, 12.3 ms, 1234 ms. */
 export function ms(x: number): string {
   if (!Number.isFinite(x)) return "—";
-  if (x < 1) return `${x.toFixed(3)} ms`;
-  if (x < 100) return `${x.toFixed(1)} ms`;
+  const a = Math.abs(x);
+  if (a < 1) return `${x.toFixed(3)} ms`;
+  if (a < 100) return `${x.toFixed(1)} ms`;
   return `${Math.round(x)} ms`;
 }
 

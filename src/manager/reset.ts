@@ -56,7 +56,7 @@ export async function resetWorkspace(
   // The diff baseline stays the original one, whatever is restored on top of it.
   if (existsSync(base)) await importIntoWorkspace(ctx.home, r, base);
   await callWorkspace(ctx.home, r, { op: "baseline.capture" });
-  if (snapshot !== BASELINE) {
+  if (snapshot !== BASELINE && source) {
     await clearWorkspace(ctx.home, r);
     await importIntoWorkspace(ctx.home, r, source);
   }

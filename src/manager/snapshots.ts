@@ -48,14 +48,15 @@ export async function createSnapshot(home: string, r: WorkspaceRecord, name: str
 
 export function listSnapshots(home: string, id: string): SnapshotInfo[] {
   const out: SnapshotInfo[] = [];
+  // The baseline always exists; an unseeded workspace's baseline is empty and has no tar.
   const base = baselineTar(home, id);
-  if (existsSync(base))
-    out.push({
-      name: BASELINE,
-      created_at: statSync(base).mtime.toISOString(),
-      size_bytes: statSync(base).size,
-      kind: "baseline",
-    });
+  const st = existsSync(base) ? statSync(base) : null;
+  out.push({
+    name: BASELINE,
+    created_at: st ? st.mtime.toISOString() : "",
+    size_bytes: st?.size ?? 0,
+    kind: "baseline",
+  });
   const dir = snapshotsDir(home, id);
   if (!existsSync(dir)) return out;
   for (const f of readdirSync(dir).sort()) {
@@ -77,8 +78,9 @@ export function deleteSnapshot(home: string, id: string, name: string): void {
 }
 
 /** The tar a reset restores from. */
-export function snapshotSource(home: string, id: string, name: string): string {
-  const file = name === BASELINE ? baselineTar(home, id) : snapshotTar(home, id, name);
+export function snapshotSource(home: string, id: string, name: string): string | null {
+  if (name === BASELINE) return existsSync(baselineTar(home, id)) ? baselineTar(home, id) : null;
+  const file = snapshotTar(home, id, name);
   if (!existsSync(file))
     throw new PyroError("SNAPSHOT_NOT_FOUND", `no snapshot "${name}"`, {
       hint: "`pyro workspace snapshot list ID`",

@@ -175,11 +175,13 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     );
     await launchSupervisor(ctx, id);
     const started = readRecord(ctx.home, id) as WorkspaceRecord;
+    // An unseeded workspace starts empty: its baseline is the empty tree, which the agent
+    // assumes when none was captured, so create skips the capture (and its cost) then.
     if (seed) {
       ctx.progress(`seeding /workspace from ${seed.path}`);
       await importIntoWorkspace(ctx.home, started, seed.path);
+      await captureBaseline(ctx.home, started);
     }
-    await captureBaseline(ctx.home, started);
     td.release();
     return readRecord(ctx.home, id) as WorkspaceRecord;
   } catch (err) {
