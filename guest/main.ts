@@ -91,4 +91,5 @@ async function main(argv: string[]): Promise<void> {
   conn.onClose(() => exitHost());
 }
 
-await main(process.argv.slice(2));
+// No top-level await: the executables are compiled to bytecode, which needs it.
+void main(process.argv.slice(2));

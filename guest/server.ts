@@ -88,7 +88,6 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
           { details: { agent_version: PYRO_VERSION, protocol_version: PROTOCOL_VERSION } },
         );
       }
-      if (opts.guest && req.config?.clock_unix_ms) await setClock(req.config.clock_unix_ms);
       if (req.config?.env) Object.assign(opts.baseEnv, req.config.env);
       return stream.result({
         protocol_version: PROTOCOL_VERSION,
@@ -101,6 +100,12 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
     }
     case "ping":
       return stream.result({ pong: true });
+    case "clock.set": {
+      // Only a guest owns its clock; in host compat the host's clock is already right.
+      const before = Date.now();
+      if (opts.guest) setClock(req.unix_ms);
+      return stream.result({ previous_offset_ms: before - req.unix_ms, set: opts.guest });
+    }
     case "info": {
       let disk: { total_bytes: number; free_bytes: number } | null = null;
       try {

@@ -1,10 +1,21 @@
 /** Entry of the `pyro` executable: the CLI (which also hosts `mcp serve` and the supervisor mode). */
-import { runCli } from "./cli/index.ts";
 
-const code = await runCli(process.argv.slice(2));
-// -1: a long-running mode (MCP server, supervisor) owns the process now.
-if (code >= 0) {
-  // Let stdout drain before exiting (pipes may be slow readers).
-  await new Promise((r) => process.stdout.write("", r));
-  process.exit(code);
+async function main(argv: string[]): Promise<void> {
+  // --version answers before the command tree (and everything it imports) is loaded.
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
+    const { PYRO_VERSION } = await import("./protocol/version.ts");
+    process.stdout.write(`pyro ${PYRO_VERSION}\n`);
+    process.exit(0);
+  }
+  const { runCli } = await import("./cli/index.ts");
+  const code = await runCli(argv);
+  // -1: a long-running mode (MCP server, supervisor) owns the process now.
+  if (code >= 0) {
+    // Let stdout drain before exiting (pipes may be slow readers).
+    await new Promise((r) => process.stdout.write("", r));
+    process.exit(code);
+  }
 }
+
+// No top-level await: the executables are compiled to bytecode, which needs it.
+void main(process.argv.slice(2));

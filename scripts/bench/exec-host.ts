@@ -4,7 +4,7 @@
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { connectSupervisor } from "../../src/manager/client.ts";
+import { acquireSupervisor } from "../../src/manager/client.ts";
 import { execRequest } from "../../src/manager/exec.ts";
 import { helloAgent } from "../../src/manager/handshake.ts";
 import { resolveWorkspace, updateRecord } from "../../src/manager/store.ts";
@@ -54,7 +54,10 @@ export async function execSteps(home: string, id: string): Promise<{ name: strin
   const r = await p.phase("resolve record (read + validate + supervisor pid/cmdline check)", () =>
     resolveWorkspace(home, id),
   );
-  const conn = await p.phase("connect to supervisor.sock", () => connectSupervisor(home, r));
+  const conn = await p.phase(
+    "connect to supervisor.sock",
+    async () => (await acquireSupervisor(home, r)).conn,
+  );
   try {
     // First request on the fresh connection, as the SDK's execWorkspace does it.
     const raw = await p.phase("exec `true` as the connection's first request", () =>

@@ -3,7 +3,6 @@
  * manifest.json}`. Digests are checked before boot; a verified stamp (size + mtime + inode)
  * avoids re-hashing unchanged files on every boot while still catching any rewrite.
  */
-import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
@@ -35,7 +34,7 @@ export const envVersionDir = (home: string, name: string, version: string) =>
   join(envRoot(home, name), version);
 
 export async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
+  const h = new Bun.CryptoHasher("sha256");
   for await (const chunk of Bun.file(path).stream()) h.update(chunk);
   return h.digest("hex");
 }

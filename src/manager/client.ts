@@ -1,20 +1,23 @@
-/** Clients (CLI, SDK, MCP) talk to a workspace only through its supervisor's socket. */
+/**
+ * Clients (CLI, SDK, MCP) talk to a workspace only through its supervisor's socket.
+ * Long-lived clients (the SDK, the MCP server) keep one connection per workspace open and
+ * reuse it; the one-shot CLI connects per call.
+ */
 import { Connection, type StreamEvent } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { connectUnixChannel } from "../vmm/socket-channel.ts";
 import { supervisorSocket } from "./paths.ts";
 import type { WorkspaceRecord } from "./record.ts";
 
-export async function connectSupervisor(
-  home: string,
-  r: WorkspaceRecord,
-  timeoutMs = 5000,
-): Promise<Connection> {
-  if (r.state !== "started") {
-    throw new PyroError("WORKSPACE_NOT_STARTED", `workspace ${r.name ?? r.workspace_id} is ${r.state}`, {
-      hint: `start it with \`pyro workspace start ${r.name ?? r.workspace_id}\``,
-    });
-  }
+let pooling = false;
+const pool = new Map<string, Promise<Connection>>();
+
+/** Keep supervisor connections open for reuse (SDK and MCP server processes). */
+export function enableConnectionPooling(): void {
+  pooling = true;
+}
+
+async function openConnection(home: string, r: WorkspaceRecord, timeoutMs: number): Promise<Connection> {
   try {
     const ch = await connectUnixChannel(supervisorSocket(home, r.workspace_id), Date.now() + timeoutMs);
     return new Connection(ch, {
@@ -29,17 +32,52 @@ export async function connectSupervisor(
   }
 }
 
-/** One request to a workspace's agent (through its supervisor), then disconnect. */
+function requireStarted(r: WorkspaceRecord): void {
+  if (r.state !== "started") {
+    throw new PyroError("WORKSPACE_NOT_STARTED", `workspace ${r.name ?? r.workspace_id} is ${r.state}`, {
+      hint: `start it with \`pyro workspace start ${r.name ?? r.workspace_id}\``,
+    });
+  }
+}
+
+/** A connection to the workspace's supervisor; `release` closes it unless it is pooled. */
+export async function acquireSupervisor(
+  home: string,
+  r: WorkspaceRecord,
+  timeoutMs = 5000,
+): Promise<{ conn: Connection; release: () => void }> {
+  requireStarted(r);
+  if (!pooling) {
+    const conn = await openConnection(home, r, timeoutMs);
+    return { conn, release: () => conn.close() };
+  }
+  const key = `${home}\0${r.workspace_id}\0${r.supervisor_pid ?? ""}`;
+  let p = pool.get(key);
+  if (p) {
+    const existing = await p.catch(() => null);
+    if (existing && !existing.isClosed) return { conn: existing, release: () => {} };
+    pool.delete(key);
+  }
+  p = openConnection(home, r, timeoutMs);
+  pool.set(key, p);
+  p.then(
+    (c) => c.onClose(() => pool.delete(key)),
+    () => pool.delete(key),
+  );
+  return { conn: await p, release: () => {} };
+}
+
+/** One request to a workspace's agent (through its supervisor). */
 export async function callWorkspace(
   home: string,
   r: WorkspaceRecord,
   request: Record<string, unknown>,
   opts: { input?: Uint8Array | AsyncIterable<Uint8Array>; onEvent?: (e: StreamEvent) => void } = {},
 ): Promise<Record<string, unknown>> {
-  const conn = await connectSupervisor(home, r);
+  const { conn, release } = await acquireSupervisor(home, r);
   try {
     return await conn.call(request, opts);
   } finally {
-    conn.close();
+    release();
   }
 }

@@ -54,5 +54,7 @@ export async function helloAgent(
       },
     );
   }
+  // The hello sat in the channel while the guest booted; its clock is seconds old by now.
+  await Promise.race([conn.call({ op: "clock.set", unix_ms: Date.now() }).catch(() => {}), Bun.sleep(2000)]);
   return { conn, hello: result as unknown as AgentHello };
 }

@@ -3,7 +3,6 @@
  * down (even on Ctrl-C or failure) and return the exec result.
  */
 
-import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ensureEnvironment } from "../env/prepare.ts";
@@ -12,6 +11,7 @@ import { chooseBackend, loadBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import type { Ctx } from "./context.ts";
 import { type ExecResult, execOn } from "./exec.ts";
+import { randomHex } from "./ids.ts";
 import { startMachine } from "./machine.ts";
 import { runsDir } from "./paths.ts";
 import { Teardown } from "./teardown.ts";
@@ -38,7 +38,7 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     kernelPath: installed ? join(installed.dir, installed.manifest.kernel.file) : null,
   });
   const backend = await loadBackend(choice);
-  const id = `run_${randomBytes(6).toString("hex")}`;
+  const id = `run_${randomHex(6)}`;
   const dir = join(runsDir(ctx.home), id);
   const td = new Teardown();
   const onSignal = () => {

@@ -6,7 +6,7 @@ import { PyroError } from "../protocol/errors.ts";
 import { BOOT_ERROR_FILE, READY_FILE } from "../supervisor/main.ts";
 import { chooseBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
-import { callWorkspace, connectSupervisor } from "./client.ts";
+import { acquireSupervisor, callWorkspace } from "./client.ts";
 import { type Ctx, maxActive } from "./context.ts";
 import { type ExecInput, type ExecResult, execOn } from "./exec.ts";
 import { newWorkspaceId, validateLabels, validateName } from "./ids.ts";
@@ -273,12 +273,12 @@ export async function execWorkspace(
   input: ExecInput,
 ): Promise<ExecResult & { workspace_id: string }> {
   const r = await resolveWorkspace(ctx.home, ref);
-  const conn = await connectSupervisor(ctx.home, r);
+  const { conn, release } = await acquireSupervisor(ctx.home, r);
   try {
     const res = await execOn(conn, input, { backend: r.backend, accelerator: r.accelerator }, ctx.live);
     return { workspace_id: r.workspace_id, ...res };
   } finally {
-    conn.close();
+    release();
   }
 }
 

@@ -6,6 +6,7 @@
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import { parseInput } from "../operations/invoke.ts";
 import type { Profile } from "../operations/types.ts";
@@ -28,6 +29,7 @@ export function createServer(
 ): Server {
   const profile = opts.profile ?? "workspace-core";
   const tools = toolsFor(profile);
+  enableConnectionPooling();
   const server = new Server({ name: "pyro", version: PYRO_VERSION }, { capabilities: { tools: {} } });
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.map(toolDefinition) }));
   server.setRequestHandler(CallToolRequestSchema, async (req) => {

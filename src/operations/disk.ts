@@ -1,7 +1,6 @@
 /** Offline disk tools for stopped workspaces: read the workspace disk with no VM running. */
 import * as v from "valibot";
 import { listPath as hostList, readFile as hostRead } from "../../guest/fs.ts";
-import { exportDisk, listDisk, readDisk } from "../manager/disk/index.ts";
 import { renderContent, shapeContent } from "../manager/files.ts";
 import { dataDiskPath, hostRootDir } from "../manager/paths.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
@@ -49,9 +48,13 @@ export const diskListOp = defineOperation({
         ? await hostList(hostRootDir(ctx.home, r.workspace_id), input.path, {
             recursive: input.recursive ?? false,
           })
-        : await listDisk(dataDiskPath(ctx.home, r.workspace_id), input.path, {
-            recursive: input.recursive ?? false,
-          });
+        : await (await import("../manager/disk/index.ts")).listDisk(
+            dataDiskPath(ctx.home, r.workspace_id),
+            input.path,
+            {
+              recursive: input.recursive ?? false,
+            },
+          );
     return { workspace_id: r.workspace_id, ...res };
   },
 });
@@ -85,7 +88,11 @@ export const diskReadOp = defineOperation({
     const res =
       r.backend === "host"
         ? await hostRead(hostRootDir(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes })
-        : await readDisk(dataDiskPath(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes });
+        : await (await import("../manager/disk/index.ts")).readDisk(
+            dataDiskPath(ctx.home, r.workspace_id),
+            input.path,
+            { maxBytes: input.max_bytes },
+          );
     const { raw, ...shaped } = shapeContent(
       res.path,
       res.size_bytes,
@@ -123,7 +130,9 @@ export const diskExportOp = defineOperation({
       );
     return {
       workspace_id: r.workspace_id,
-      ...(await exportDisk(dataDiskPath(ctx.home, r.workspace_id), input.output, { scrub: true })),
+      ...(await (
+        await import("../manager/disk/index.ts")
+      ).exportDisk(dataDiskPath(ctx.home, r.workspace_id), input.output, { scrub: true })),
     };
   },
   render: (out) =>

@@ -87,6 +87,9 @@ export function streamChannel(
       if (l.closed) return;
       try {
         const r = writer.write(bytes);
+        // Always flush: a FileSink holds small writes in its own buffer until flushed, and
+        // skipping it while a write is pending let later frames overtake earlier ones.
+        writer.flush?.();
         if (r instanceof Promise) {
           pending += bytes.byteLength;
           r.then(
@@ -95,7 +98,7 @@ export function streamChannel(
             },
             (err) => l.emitClose(err as Error),
           );
-        } else writer.flush?.();
+        }
       } catch (err) {
         l.emitClose(err as Error);
       }

@@ -14,6 +14,7 @@ import {
   ArchiveExportRequest,
   ArchiveImportRequest,
   BaselineCaptureRequest,
+  ClockSetRequest,
   DiffRequest,
   ErrorMessage,
   ExecRequest,
@@ -93,6 +94,7 @@ describe("wire format snapshot", () => {
 const VALID_REQUESTS: Array<[string, v.GenericSchema, Record<string, unknown>]> = [
   ["hello", HelloRequest, { op: "hello", protocol_version: 1, host_version: "0.0.0" }],
   ["ping", PingRequest, { op: "ping" }],
+  ["clock.set", ClockSetRequest, { op: "clock.set", unix_ms: 1 }],
   ["info", InfoRequest, { op: "info" }],
   ["shutdown", ShutdownRequest, { op: "shutdown" }],
   ["exec", ExecRequest, { op: "exec", command: "true" }],

@@ -25,6 +25,8 @@ export const HelloRequest = v.strictObject({
 });
 
 export const PingRequest = v.strictObject({ op: v.literal("ping") });
+/** Sent right after hello: the hello's own timestamp is stale by the guest's boot time. */
+export const ClockSetRequest = v.strictObject({ op: v.literal("clock.set"), unix_ms: posInt });
 export const InfoRequest = v.strictObject({ op: v.literal("info") });
 export const ShutdownRequest = v.strictObject({ op: v.literal("shutdown") });
 
@@ -119,6 +121,7 @@ export const DiffRequest = v.strictObject({ op: v.literal("diff"), max_bytes: v.
 export const Request = v.variant("op", [
   HelloRequest,
   PingRequest,
+  ClockSetRequest,
   InfoRequest,
   ShutdownRequest,
   ExecRequest,
@@ -173,6 +176,7 @@ export const ErrorMessage = v.object({
 export const MESSAGE_TABLE = {
   HelloRequest,
   PingRequest,
+  ClockSetRequest,
   InfoRequest,
   ShutdownRequest,
   ExecRequest,

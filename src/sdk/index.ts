@@ -2,6 +2,7 @@
  * The SDK: `import { Pyro } from "pyro"`. Methods are generated from the operations table,
  * so they always match the CLI and the MCP tools; the types come from the same schemas.
  */
+import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import type { ExecResult } from "../manager/exec.ts";
 import { pyroHome } from "../manager/paths.ts";
@@ -83,6 +84,8 @@ export class Pyro {
     if (opts.home) this.env.PYRO_HOME = opts.home;
     this.home = pyroHome(this.env);
     this.onProgress = opts.onProgress ?? (() => {});
+    // A long-lived client: keep one supervisor connection per workspace (warm round trips).
+    enableConnectionPooling();
   }
 
   /** Run any operation by its MCP tool name with snake_case input (what the typed methods use). */

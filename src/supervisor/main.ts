@@ -96,7 +96,9 @@ export async function supervise(home: string, id: string): Promise<void> {
     const agent = machine.conn.transport;
     // Bulk data is relayed with bounded buffers: when the far side's write buffer fills,
     // stop reading from the near side until it drains (the OS then pushes back on the sender).
-    (async () => {
+    // The terminal result must follow every relayed event: `done` can settle while events
+    // of the same chunk still wait in the queue, so the answer waits for this pump.
+    const relayed = (async () => {
       for await (const ev of upstream.events) {
         if (ev.kind === "data") client.sendData(ev.bytes, ev.channel);
         else client.sendJson(ev.message);
@@ -123,15 +125,19 @@ export async function supervise(home: string, id: string): Promise<void> {
     client.onControl((m) => upstream.sendJson(m));
     // A client that vanishes takes its command with it.
     client.onAbandon(() => upstream.sendJson({ op: "signal", signal: "SIGKILL" }));
+    // Answer first; the record's activity time is bookkeeping the caller need not wait for.
+    // (History is appended before the answer, so a `logs` right after sees the command.)
     upstream.done.then(
       async (result) => {
+        await relayed;
         if (op === "exec") recordHistory(req, started, result);
-        if (MUTATING.has(op)) await touch();
         client.result(result);
+        if (MUTATING.has(op)) void touch();
       },
       async (err) => {
-        if (MUTATING.has(op)) await touch();
+        await relayed.catch(() => {});
         client.fail(err);
+        if (MUTATING.has(op)) void touch();
       },
     );
   };
@@ -156,12 +162,27 @@ export async function supervise(home: string, id: string): Promise<void> {
     };
     appendFileSync(historyPath(home, id), `${JSON.stringify(entry)}\n`);
   };
-  const touch = () =>
-    updateRecord(home, id, (r) => ({
-      ...r,
-      last_activity_at: new Date().toISOString(),
-      command_count: seq,
-    })).catch(() => {});
+  // Coalesced: many concurrent commands cause at most one record write in flight plus one more.
+  let touching: Promise<void> | null = null;
+  let touchAgain = false;
+  const touch = (): Promise<void> => {
+    if (touching) {
+      touchAgain = true;
+      return touching;
+    }
+    touching = (async () => {
+      do {
+        touchAgain = false;
+        await updateRecord(home, id, (r) => ({
+          ...r,
+          last_activity_at: new Date().toISOString(),
+          command_count: seq,
+        })).catch(() => {});
+      } while (touchAgain);
+      touching = null;
+    })();
+    return touching;
+  };
 
   const handleLocal = (client: ServerStream, op: string) => {
     switch (op) {

@@ -1,11 +1,13 @@
 /** Find the pyro-agent executable: next to the compiled pyro, or the source when run by bun. */
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { PyroError } from "../protocol/errors.ts";
 import type { Env } from "../manager/paths.ts";
+import { PyroError } from "../protocol/errors.ts";
 
+/** Inside a compiled executable Bun.main lives in the embedded /$bunfs (import.meta.path does
+ * not tell: bytecode builds keep the source path there). */
 export function isCompiled(): boolean {
-  return import.meta.path.startsWith("/$bunfs/") || import.meta.path.startsWith("B:/~BUN");
+  return Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN");
 }
 
 export const REPO_ROOT = resolve(import.meta.dir, "../..");

@@ -9,7 +9,6 @@
  * file stays small) → e2fsck -fn must be clean → fsync → publish (link, or rename when
  * overwriting). See docs/disk-tools.md for the scrub list and why each entry is safe.
  */
-import { randomBytes } from "node:crypto";
 import {
   chmodSync,
   closeSync,
@@ -175,7 +174,7 @@ export async function exportDisk(
 
   const tmp = join(
     parent,
-    `.${basename(output)}.pyro-export-${process.pid}-${randomBytes(4).toString("hex")}`,
+    `.${basename(output)}.pyro-export-${process.pid}-${Buffer.from(crypto.getRandomValues(new Uint8Array(4))).toString("hex")}`,
   );
   const confDir = mkdtempSync(join(tmpdir(), "pyro-e2fsck-"));
   const confPath = join(confDir, "e2fsck.conf");
