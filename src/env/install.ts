@@ -6,6 +6,7 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Ctx } from "../manager/context.ts";
+import { withLock } from "../manager/lock.ts";
 import { buildCacheDir } from "../manager/paths.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../protocol/version.ts";
@@ -56,6 +57,21 @@ export async function buildInstall(
     });
   }
   const cacheDir = buildCacheDir(ctx.env);
+  // One build at a time per cache: concurrent builds would compile the same kernel twice.
+  mkdirSync(cacheDir, { recursive: true });
+  return withLock(
+    join(cacheDir, "build.lock"),
+    () => buildLocked(ctx, name, recipe, cacheDir),
+    3 * 60 * 60 * 1000,
+  );
+}
+
+async function buildLocked(
+  ctx: Ctx,
+  name: string,
+  recipe: NonNullable<ReturnType<typeof findRecipe>>,
+  cacheDir: string,
+): Promise<InstalledEnvironment> {
   const { buildKernel, buildRootfs } = await import("./build/index.ts");
   const kernel = await buildKernel({ cacheDir, onProgress: ctx.progress });
   const dest = envVersionDir(ctx.home, name, recipe.version);

@@ -4,8 +4,8 @@
  */
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { PyroError } from "../../protocol/errors.ts";
 import { streamChannel } from "../../protocol/channels.ts";
+import { PyroError } from "../../protocol/errors.ts";
 import { agentCommand, pdeathsigPrefix } from "../agent-path.ts";
 import type { Backend, BootSpec, VmHandle } from "../types.ts";
 
@@ -22,7 +22,16 @@ export const hostBackend: Backend = {
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });
       // TERM, not KILL: the agent must get the chance to kill the process groups it started.
       proc = Bun.spawn(
-        [...pdeathsigPrefix("TERM"), ...cmd, "serve", "--stdio", "--root", spec.workspaceDir, "--state", stateDir],
+        [
+          ...pdeathsigPrefix("TERM"),
+          ...cmd,
+          "serve",
+          "--stdio",
+          "--root",
+          spec.workspaceDir,
+          "--state",
+          stateDir,
+        ],
         {
           stdin: "pipe",
           stdout: "pipe",

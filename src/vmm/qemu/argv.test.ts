@@ -49,7 +49,7 @@ describe("buildQemuArgv", () => {
 
   test("accelerator picks the CPU model", () => {
     const tcg = buildQemuArgv(spec(), { ...base, accelerator: "tcg" });
-    expect(values(tcg, "-accel")).toEqual(["tcg"]);
+    expect(values(tcg, "-accel")).toEqual(["tcg,tb-size=64"]);
     expect(values(tcg, "-cpu")).toEqual(["max"]);
     const kvm = buildQemuArgv(spec(), { ...base, accelerator: "kvm" });
     expect(values(kvm, "-accel")).toEqual(["kvm"]);
