@@ -7,9 +7,9 @@ import type { WorkspaceRecord } from "../manager/record.ts";
 import { resolveWorkspace } from "../manager/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
+import { renderListing } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
-const wsPath = v.pipe(v.string(), v.minLength(1), v.description("Path under /workspace."));
 const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 
 async function stopped(home: string, ref: string): Promise<WorkspaceRecord> {
@@ -36,8 +36,8 @@ export const diskListOp = defineOperation({
     "List files under /workspace by reading a stopped workspace's disk offline (no VM is started, nothing in it runs).",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    path: v.optional(wsPath, "/workspace"),
-    recursive: v.optional(v.pipe(v.boolean(), v.description("Descend into subdirectories."))),
+    path: v.optional(f.workspacePath, "/workspace"),
+    recursive: v.optional(f.recursive),
   }),
   annotations: RO,
   profiles: ["workspace-full"],
@@ -57,6 +57,7 @@ export const diskListOp = defineOperation({
           );
     return { workspace_id: r.workspace_id, ...res };
   },
+  render: renderListing,
 });
 
 export const diskReadOp = defineOperation({
@@ -69,17 +70,9 @@ export const diskReadOp = defineOperation({
     "Read up to max_bytes (default 65536) of a file under /workspace from a stopped workspace's disk, offline.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    path: wsPath,
-    max_bytes: v.optional(
-      v.pipe(
-        v.number(),
-        v.integer(),
-        v.minValue(1),
-        v.maxValue(16 * 1024 * 1024),
-        v.description("Most bytes to return (default 65536)."),
-      ),
-    ),
-    content_only: v.optional(v.pipe(v.boolean(), v.description("CLI: print only the raw content."))),
+    path: f.workspacePath,
+    max_bytes: v.optional(f.maxReadBytes),
+    content_only: v.optional(f.contentOnly),
   }),
   annotations: RO,
   profiles: ["workspace-full"],

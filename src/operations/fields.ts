@@ -69,3 +69,20 @@ export const networkPolicy = v.pipe(
   v.picklist(["off", "egress", "egress+published-ports"]),
   v.description("Network access: off (default), egress (outbound through user-mode NAT)."),
 );
+export const workspacePath = v.pipe(
+  v.string(),
+  v.minLength(1),
+  v.description("Path under /workspace: absolute (/workspace/src/a.py) or relative to /workspace."),
+);
+export const maxReadBytes = v.pipe(
+  v.number(),
+  v.integer(),
+  v.minValue(1),
+  v.maxValue(16 * 1024 * 1024),
+  v.description("Most bytes to return (default 65536, max 16 MiB)."),
+);
+export const contentOnly = v.pipe(v.boolean(), v.description("CLI: print only the raw content."));
+export const recursive = v.pipe(
+  v.boolean(),
+  v.description("Descend into subdirectories (never through symlinks)."),
+);

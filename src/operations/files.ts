@@ -14,14 +14,9 @@ import { resolveWorkspace } from "../manager/store.ts";
 import { exportToHost, importIntoWorkspace } from "../manager/transfer.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
-import { renderTable } from "./render.ts";
+import { renderListing } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
-const wsPath = v.pipe(
-  v.string(),
-  v.minLength(1),
-  v.description("Path under /workspace: absolute (/workspace/src/a.py) or relative to /workspace."),
-);
 const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 const WRITE = { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false };
 
@@ -39,23 +34,14 @@ export const fileListOp = defineOperation({
     "List the entries of a directory under /workspace (recursive: the whole subtree, without following symlinks). Each entry has path, artifact_type (file|directory|symlink|other), size_bytes, mode, mtime and link_target for symlinks.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    path: v.optional(wsPath, "/workspace"),
-    recursive: v.optional(v.pipe(v.boolean(), v.description("Descend into subdirectories."))),
+    path: v.optional(f.workspacePath, "/workspace"),
+    recursive: v.optional(f.recursive),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) =>
     listFiles(ctx.home, await started(ctx, input.workspace_id), input.path, input.recursive ?? false),
-  render: (out) => {
-    const entries = out.entries as Array<Record<string, unknown>>;
-    const rows = entries.map((e) => [
-      String(e.mode),
-      String(e.artifact_type).padEnd(9),
-      String(e.size_bytes),
-      `${e.path}${e.link_target ? ` -> ${e.link_target}` : ""}`,
-    ]);
-    return (rows.length ? renderTable(rows) : "(empty)") + (out.truncated ? "\n(listing truncated)" : "");
-  },
+  render: renderListing,
 });
 
 export const fileReadOp = defineOperation({
@@ -68,17 +54,9 @@ export const fileReadOp = defineOperation({
     "Read up to max_bytes (default 65536) of a file under /workspace. truncated says whether more exists; encoding is utf8, or base64 for content that is not valid UTF-8.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    path: wsPath,
-    max_bytes: v.optional(
-      v.pipe(
-        v.number(),
-        v.integer(),
-        v.minValue(1),
-        v.maxValue(16 * 1024 * 1024),
-        v.description("Most bytes to return (default 65536, max 16 MiB)."),
-      ),
-    ),
-    content_only: v.optional(v.pipe(v.boolean(), v.description("CLI: print only the raw content."))),
+    path: f.workspacePath,
+    max_bytes: v.optional(f.maxReadBytes),
+    content_only: v.optional(f.contentOnly),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
@@ -107,7 +85,7 @@ export const fileWriteOp = defineOperation({
   input: v.pipe(
     v.strictObject({
       workspace_id: f.workspaceRef,
-      path: wsPath,
+      path: f.workspacePath,
       text: v.optional(v.pipe(v.string(), v.description("The new content."))),
       text_file: v.optional(
         v.pipe(v.string(), v.description("CLI/SDK: read the content from this host file instead.")),
@@ -239,7 +217,7 @@ export const exportOp = defineOperation({
     "Copy a file or directory under /workspace out to a new host path (output must not exist; its parent must). The only way results leave a workspace. Nothing is written outside output.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    path: wsPath,
+    path: f.workspacePath,
     output: v.pipe(v.string(), v.minLength(1), v.description("Host path to create (file or directory).")),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },

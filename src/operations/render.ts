@@ -26,3 +26,15 @@ export function renderTable(rows: string[][]): string {
 }
 
 export const pub = (r: WorkspaceRecord) => publicRecord(r);
+
+/** A directory listing (live `file list` and offline `disk list` alike). */
+export function renderListing(out: Record<string, unknown>): string {
+  const entries = out.entries as Array<Record<string, unknown>>;
+  const rows = entries.map((e) => [
+    String(e.mode),
+    String(e.artifact_type).padEnd(9),
+    String(e.size_bytes),
+    `${e.path}${e.link_target ? ` -> ${e.link_target}` : ""}`,
+  ]);
+  return (rows.length ? renderTable(rows) : "(empty)") + (out.truncated ? "\n(listing truncated)" : "");
+}
