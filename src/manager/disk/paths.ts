@@ -22,7 +22,11 @@ import {
   S_IFMT,
 } from "./debugfs.ts";
 
-export const WORKSPACE_ROOT = "/workspace";
+export { outside, showPath, userPathParts } from "../../protocol/paths.ts";
+
+import { outside, showPath, userPathParts, WORKSPACE_DISPLAY_ROOT } from "../../protocol/paths.ts";
+
+export const WORKSPACE_ROOT = WORKSPACE_DISPLAY_ROOT;
 /** where /workspace lives on the disk, from the disk's root directory */
 export const UPPER_WORKSPACE = ["upper", "workspace"] as const;
 const ROOT_INO = 2;
@@ -31,47 +35,8 @@ const MAX_SYMLINKS = 40;
 export const toBytes = (s: string) => Buffer.from(s, "utf8").toString("latin1");
 export const fromBytes = (b: string) => Buffer.from(b, "latin1").toString("utf8");
 
-export function outside(shown: string): PyroError {
-  return new PyroError("PATH_OUTSIDE_WORKSPACE", `path resolves outside ${WORKSPACE_ROOT}: ${shown}`, {
-    details: { path: shown },
-  });
-}
-
 export function notFound(shown: string): PyroError {
   return new PyroError("FILE_NOT_FOUND", `no such file or directory: ${shown}`, { details: { path: shown } });
-}
-
-/** Components of a user path relative to /workspace; other absolute paths are refused. */
-export function userPathParts(userPath: string): string[] {
-  if (typeof userPath !== "string" || userPath === "")
-    throw new PyroError("INVALID_INPUT", "path must not be empty");
-  if (userPath.includes("\0")) throw new PyroError("INVALID_INPUT", "path must not contain NUL bytes");
-  let rel = userPath;
-  if (userPath.startsWith("/")) {
-    const squeezed = userPath.replace(/\/+/g, "/");
-    if (squeezed === WORKSPACE_ROOT || squeezed.startsWith(`${WORKSPACE_ROOT}/`)) {
-      rel = squeezed.slice(WORKSPACE_ROOT.length);
-    } else {
-      throw outside(userPath);
-    }
-  }
-  return rel.split("/").filter((p) => p !== "" && p !== ".");
-}
-
-/** A user path named lexically for messages (never resolved). */
-export function showPath(userPath: string): string {
-  let parts: string[];
-  try {
-    parts = userPathParts(userPath);
-  } catch {
-    return JSON.stringify(userPath);
-  }
-  const stack: string[] = [];
-  for (const p of parts) {
-    if (p !== "..") stack.push(p);
-    else if (stack.pop() === undefined) return JSON.stringify(userPath);
-  }
-  return displayOf(stack);
 }
 
 export function displayOf(names: string[]): string {
