@@ -83,6 +83,12 @@ export function loopSuite(label: string, opts: { home: () => string; createArgs:
       const read = await ws("file", "read", id, "add.sh", "--json");
       expect(read.json.content).toBe(ADD_BROKEN);
       expect(read.json.truncated).toBe(false);
+      const partial = await ws("file", "read", id, "check.sh", "--max-bytes", "10", "--json");
+      expect(partial.json.content).toBe(FAILING_CHECK.slice(0, 10));
+      expect(partial.json.truncated).toBe(true);
+      const oversized = await ws("file", "read", id, "add.sh", "--max-bytes", "999999999", "--json");
+      expect(oversized.json.code).toBe("INVALID_INPUT");
+      expect(oversized.code).toBe(64);
       const listing = await ws("file", "list", id, "--recursive", "--json");
       expect(listing.json.entries.map((e: any) => e.path)).toEqual(
         expect.arrayContaining(["/workspace/add.sh", "/workspace/docs/README"]),
