@@ -44,7 +44,6 @@ import {
   MODE_LINK,
   matchesStat,
   modeString,
-  noBaseline,
   positionsOf,
   RACY_MARGIN_MS,
   readBaselineBlob,

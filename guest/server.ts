@@ -75,7 +75,10 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
   if (!parsed.success) {
     const issue = parsed.issues[0];
     const where = issue?.path?.map((p) => String(p.key)).join(".") ?? "";
-    throw new PyroError("INVALID_INPUT", `bad request${where ? ` at ${where}` : ""}: ${issue?.message ?? "invalid"}`);
+    throw new PyroError(
+      "INVALID_INPUT",
+      `bad request${where ? ` at ${where}` : ""}: ${issue?.message ?? "invalid"}`,
+    );
   }
   const req = parsed.output;
   const root = opts.root;
@@ -134,7 +137,12 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
     case "fs.stat":
       return stream.result({ ...(await statPath(root, req.path)) });
     case "fs.list":
-      return stream.result({ ...(await listPath(root, req.path, { recursive: req.recursive ?? false, maxEntries: req.max_entries })) });
+      return stream.result({
+        ...(await listPath(root, req.path, {
+          recursive: req.recursive ?? false,
+          maxEntries: req.max_entries,
+        })),
+      });
     case "fs.read": {
       const r = await readFile(root, req.path, { maxBytes: req.max_bytes, offset: req.offset });
       const { content, ...meta } = r;
@@ -143,17 +151,26 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
     }
     case "fs.write": {
       const data = await collect(stream.input, MAX_WRITE_BYTES);
-      return stream.result({ ...(await writeFile(root, req.path, data, { mode: req.mode, createParents: req.create_parents ?? true })) });
+      return stream.result({
+        ...(await writeFile(root, req.path, data, {
+          mode: req.mode,
+          createParents: req.create_parents ?? true,
+        })),
+      });
     }
     case "fs.mkdir":
       return stream.result({ ...(await makeDirectory(root, req.path, { parents: req.parents ?? true })) });
     case "fs.remove":
       return stream.result({ ...(await removePath(root, req.path, { recursive: req.recursive ?? false })) });
     case "fs.move":
-      return stream.result({ ...(await movePath(root, req.from, req.to, { overwrite: req.overwrite ?? false })) });
+      return stream.result({
+        ...(await movePath(root, req.from, req.to, { overwrite: req.overwrite ?? false })),
+      });
     case "archive.import": {
       const { importArchive } = await import("./archive.ts");
-      return stream.result({ ...(await importArchive(root, req.dest, stream.input, { stripComponents: req.strip_components })) });
+      return stream.result({
+        ...(await importArchive(root, req.dest, stream.input, { stripComponents: req.strip_components })),
+      });
     }
     case "archive.export": {
       const { exportArchive } = await import("./archive.ts");

@@ -10,7 +10,8 @@ const bun = process.execPath;
 const requireGuests = process.env.CI === "true" || process.env.PYRO_REQUIRE_GUESTS === "1";
 if (requireGuests) process.env.PYRO_REQUIRE_GUESTS = "1";
 // Same default as scripts/setup.sh: outside the checkout when root, so clones share it.
-process.env.PYRO_BUILD_CACHE ??= process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(root, ".cache", "build");
+process.env.PYRO_BUILD_CACHE ??=
+  process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(root, ".cache", "build");
 
 const build = Bun.spawnSync([bun, join(root, "scripts", "build.ts")], {
   stdout: "inherit",

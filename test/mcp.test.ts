@@ -80,7 +80,10 @@ describe("mcp serve (workspace-core)", () => {
   test("the repro-fix loop through MCP tools: write, diff, patch, read, export, summary, reset", async () => {
     const { mkdtempSync, readFileSync } = await import("node:fs");
     const { join } = await import("node:path");
-    const c = await client.callTool({ name: "workspace_create", arguments: { name: "mcp-loop", allow_host_compat: true } });
+    const c = await client.callTool({
+      name: "workspace_create",
+      arguments: { name: "mcp-loop", allow_host_compat: true },
+    });
     const id = (c.structuredContent as any).workspace_id;
     const call = async (name: string, args: Record<string, unknown>) => {
       const r = await client.callTool({ name, arguments: { workspace_id: id, ...args } });
@@ -89,12 +92,16 @@ describe("mcp serve (workspace-core)", () => {
     expect((await call("workspace_file_write", { path: "app.py", text: "print(1)\n" })).err).toBe(false);
     const d = await call("workspace_diff", {});
     expect(d.out.files.map((f: any) => [f.path, f.status])).toEqual([["app.py", "added"]]);
-    const p = await call("workspace_patch_apply", { patch: "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-print(1)\n+print(2)\n" });
+    const p = await call("workspace_patch_apply", {
+      patch: "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-print(1)\n+print(2)\n",
+    });
     expect(p.err).toBe(false);
     expect((await call("workspace_file_read", { path: "/workspace/app.py" })).out.content).toBe("print(2)\n");
     const listed = await call("workspace_file_list", { path: "/workspace" });
     expect(listed.out.entries.map((e: any) => e.path)).toEqual(["/workspace/app.py"]);
-    const bad = await call("workspace_patch_apply", { patch: "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-nope\n+x\n" });
+    const bad = await call("workspace_patch_apply", {
+      patch: "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-nope\n+x\n",
+    });
     expect(bad.err).toBe(true);
     expect(bad.out.code).toBe("PATCH_REJECTED");
     const out = join(mkdtempSync(join(process.env.PYRO_TEST_TMP as string, "mcp-export-")), "app.py");
@@ -105,7 +112,9 @@ describe("mcp serve (workspace-core)", () => {
     const reset = await call("workspace_reset", {});
     expect(reset.out.restored_from).toBe("baseline");
     expect((await call("workspace_diff", {})).out.patch).toBe("");
-    expect((await call("workspace_file_read", { path: "../etc/passwd" })).out.code).toBe("PATH_OUTSIDE_WORKSPACE");
+    expect((await call("workspace_file_read", { path: "../etc/passwd" })).out.code).toBe(
+      "PATH_OUTSIDE_WORKSPACE",
+    );
     await call("workspace_delete", {});
   });
 

@@ -11,7 +11,8 @@ import { join, resolve } from "node:path";
 const repo = resolve(import.meta.dir, "..");
 const base = mkdtempSync(join(os.tmpdir(), "pyro-test-"));
 // Same default as scripts/setup.sh and scripts/test.ts.
-process.env.PYRO_BUILD_CACHE ??= process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(repo, ".cache", "build");
+process.env.PYRO_BUILD_CACHE ??=
+  process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(repo, ".cache", "build");
 process.env.PYRO_HOME = join(base, "home");
 process.env.HOME = join(base, "user-home");
 process.env.XDG_DATA_HOME = join(base, "user-home", ".local", "share");
