@@ -125,19 +125,19 @@ export async function supervise(home: string, id: string): Promise<void> {
     client.onControl((m) => upstream.sendJson(m));
     // A client that vanishes takes its command with it.
     client.onAbandon(() => upstream.sendJson({ op: "signal", signal: "SIGKILL" }));
-    // Answer first; the record's activity time is bookkeeping the caller need not wait for.
-    // (History is appended before the answer, so a `logs` right after sees the command.)
+    // The record's activity time is updated before the answer, so a `list` right after a
+    // command already orders by it (concurrent updates are coalesced into one write).
     upstream.done.then(
       async (result) => {
         await relayed;
         if (op === "exec") recordHistory(req, started, result);
+        if (MUTATING.has(op)) await touch();
         client.result(result);
-        if (MUTATING.has(op)) void touch();
       },
       async (err) => {
         await relayed.catch(() => {});
+        if (MUTATING.has(op)) await touch();
         client.fail(err);
-        if (MUTATING.has(op)) void touch();
       },
     );
   };
