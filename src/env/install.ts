@@ -48,8 +48,14 @@ export async function buildInstall(
   const recipe = requireRecipe(name);
   const existing = findInstalled(ctx.home, name);
   if (existing && !opts.force) {
-    await verifyEnvironment(existing);
-    return existing;
+    // Up to date only if it carries exactly the agent this pyro ships (rebuilding then
+    // costs one mkfs: the kernel and package tree come from the build cache).
+    const agentSha = await sha256File(agentBinary(ctx.env));
+    if (existing.manifest.agent_sha256 === agentSha) {
+      await verifyEnvironment(existing);
+      return existing;
+    }
+    ctx.progress(`environment ${name} holds another pyro-agent; rebuilding its root filesystem`);
   }
   if (process.getuid?.() !== 0) {
     throw new PyroError("PERMISSION_DENIED", "building an environment needs root (debootstrap)", {
@@ -102,6 +108,7 @@ async function buildLocked(
         size: statSync(join(staging, "rootfs.ext4")).size,
       },
       agent_version: PYRO_VERSION,
+      agent_sha256: await sha256File(agentBinary(ctx.env)),
       protocol_version: PROTOCOL_VERSION,
       built_at: new Date().toISOString(),
       packages: [...recipe.packages],

@@ -5,8 +5,9 @@
  */
 import type { Ctx } from "../manager/context.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { findRecipe } from "./catalog.ts";
-import { findInstalled, type InstalledEnvironment, verifyEnvironment } from "./store.ts";
+import { findInstalled, type InstalledEnvironment, speaksOurProtocol, verifyEnvironment } from "./store.ts";
 
 export function canBuildLocally(env: Record<string, string | undefined>): boolean {
   if (env.PYRO_AUTO_BUILD === "0") return false;
@@ -25,9 +26,24 @@ export async function ensureEnvironment(
       hint: "`pyro env list` shows the catalog",
     });
   }
-  if (installed) {
+  if (installed && speaksOurProtocol(installed, PROTOCOL_VERSION)) {
     await verifyEnvironment(installed);
     return installed;
+  }
+  if (installed) {
+    // Built by another pyro: its agent cannot talk to us. Rebuild it where we can.
+    if (!canBuildLocally(ctx.env) || !recipe) {
+      throw new PyroError(
+        "AGENT_VERSION_MISMATCH",
+        `environment ${name} was built for protocol ${installed.manifest.protocol_version}, this pyro speaks ${PROTOCOL_VERSION}`,
+        {
+          hint: `rebuild it with \`sudo pyro env build ${name} --force\` (or pull a matching one)`,
+        },
+      );
+    }
+    ctx.progress(`environment ${name} was built by another pyro version; rebuilding it`);
+    const { buildInstall } = await import("./install.ts");
+    return buildInstall(ctx, name, { force: true });
   }
   // Host compat was allowed: do not make the user wait for a build they did not ask for.
   if (opts.allowMissing) return null;

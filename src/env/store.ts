@@ -22,6 +22,8 @@ export const EnvironmentManifest = v.object({
   kernel: FileEntry,
   rootfs: FileEntry,
   agent_version: v.string(),
+  /** sha256 of the pyro-agent baked in: a rebuild is due when the host's agent differs */
+  agent_sha256: v.optional(v.string()),
   protocol_version: v.number(),
   built_at: v.string(),
   packages: v.array(v.string()),
@@ -122,4 +124,9 @@ export function removeEnvironment(home: string, name: string): number {
   const versions = installedVersions(home, name);
   rmSync(envRoot(home, name), { recursive: true, force: true });
   return versions.length;
+}
+
+/** Does this environment's agent speak our protocol? (A stale one is rebuilt or refused.) */
+export function speaksOurProtocol(env: InstalledEnvironment, protocolVersion: number): boolean {
+  return env.manifest.protocol_version === protocolVersion;
 }
