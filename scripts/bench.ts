@@ -4,7 +4,8 @@
  * needs (dist/ and the debian:12 environment, from the build cache), runs each measurement
  * several times and reports median, p90 and min–max with N, next to each target.
  *
- * Sections: cli, exec-host, boot, guest-exec, footprint (see scripts/bench/*.ts).
+ * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots (see
+ * scripts/bench/*.ts).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -12,14 +13,26 @@ import { join } from "node:path";
 import { bootAccelReason } from "./bench/accel.ts";
 import { boot } from "./bench/boot.ts";
 import { cliStart } from "./bench/cli-start.ts";
+import { diffSection } from "./bench/diff.ts";
 import { execHost } from "./bench/exec-host.ts";
 import { footprint } from "./bench/footprint.ts";
 import { guestExec } from "./bench/guest-exec.ts";
 import { type BenchCtx, loadAvg, ms, PYRO, ROOT, type Section, sh } from "./bench/lib.ts";
 import { sectionBlock, writeReport } from "./bench/report.ts";
+import { snapshots } from "./bench/snapshots.ts";
+import { transfer } from "./bench/transfer.ts";
 
-const SECTIONS: Section[] = [cliStart, execHost, boot, guestExec, footprint];
-const NEEDS_GUEST = new Set(["boot", "guest-exec", "footprint"]);
+const SECTIONS: Section[] = [
+  cliStart,
+  execHost,
+  boot,
+  guestExec,
+  footprint,
+  diffSection,
+  transfer,
+  snapshots,
+];
+const NEEDS_GUEST = new Set(["boot", "guest-exec", "footprint", "diff", "transfer", "snapshots"]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
 
 function parseArgs(argv: string[]) {
@@ -180,7 +193,9 @@ const header = [
   "",
   "The machine is shared: other builds and test runs may load it while the bench runs (see the load averages); variants that are compared are interleaved run by run so such load hits both sides alike.",
   "",
-  "Reproduce: `bun run bench` (≈ 6 min on 2 cores), `bun run bench -- --quick` (fewer iterations), `bun run bench -- --only cli|exec-host|boot|guest-exec|footprint` (one section; the others are kept). The bench uses its own temporary PYRO_HOME, builds `dist/` and installs debian:12 from the build cache (`PYRO_BUILD_CACHE`, default `.cache/build`; a cold cache builds the kernel and rootfs first, ~10 min).",
+  "Reproduce: `bun run bench` (≈ 14 min on 2 cores), `bun run bench -- --quick` (fewer iterations), `bun run bench -- --only " +
+    SECTIONS.map((s) => s.id).join("|") +
+    "` (one section; the others are kept). The bench uses its own temporary PYRO_HOME, builds `dist/` and installs debian:12 from the build cache (`PYRO_BUILD_CACHE`, default `.cache/build`; a cold cache builds the kernel and rootfs first, ~10 min).",
 ].join("\n");
 
 if (args.write) {

@@ -377,7 +377,7 @@ export const boot: Section = {
   id: "boot",
   title: "3. Real guest boot",
   async run(ctx): Promise<SectionResult> {
-    const n = ctx.n(8, 3);
+    const n = ctx.n(5, 3);
     const shape = await machineShape(ctx);
     if (shape.backendName !== "qemu") {
       ctx.log(`boot: pyro picks ${shape.backendName}; the bare comparison below still uses QEMU`);

@@ -1,0 +1,178 @@
+/**
+ * §8 Snapshots and reset: `createSnapshot`, `resetWorkspace()` (to the baseline) and
+ * `resetWorkspace({ snapshot })` through a warm SDK, for a small and a ~50 MB workspace,
+ * host compat and guest. Each reset is split at the moment the new machine's supervisor
+ * became ready (the ready file's mtime, as §3 does for create): before it, stop + new
+ * writable layer + boot; after it, restoring /workspace (baseline import, baseline capture,
+ * and for a snapshot: clear + snapshot import).
+ */
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { runDir } from "../../src/manager/paths.ts";
+import { Pyro } from "../../src/sdk/index.ts";
+import { READY_FILE } from "../../src/supervisor/main.ts";
+import { createWorkspaceCli, deleteWorkspaceCli } from "./exec-host.ts";
+import { type BenchCtx, cell, DIST, ms, type Section, type SectionResult, stats, table } from "./lib.ts";
+import { mb, mbps, SMALL_TREE, SNAPSHOT_TREE, type TreeInfo, treeFor } from "./tree.ts";
+
+interface Samples {
+  create: number;
+  snapshot: number[];
+  snapshotBytes: number[];
+  reset: number[];
+  resetBoot: number[];
+  resetRestore: number[];
+  resetSnap: number[];
+  resetSnapBoot: number[];
+  resetSnapRestore: number[];
+}
+
+async function measure(ctx: BenchCtx, guest: boolean, tree: TreeInfo, n: number): Promise<Samples> {
+  // The SDK restarts the supervisor on reset; from source, Bun would start the host agent from
+  // guest/main.ts with HOME=/workspace, and its transpiler cache would land in /workspace.
+  // PYRO_AGENT_PATH makes it the shipped agent, as with the CLI.
+  const env = {
+    ...ctx.env,
+    PYRO_AGENT_PATH: join(DIST, "pyro-agent"),
+    ...(guest ? {} : { PYRO_BACKEND: "host" }),
+  };
+  const pyro = new Pyro({ home: ctx.home, env });
+  const t0 = performance.now();
+  const id = await createWorkspaceCli(
+    ctx,
+    [...(guest ? [] : ["--allow-host-compat"]), "--seed-path", tree.dir],
+    env,
+  );
+  const s: Samples = {
+    create: performance.now() - t0,
+    snapshot: [],
+    snapshotBytes: [],
+    reset: [],
+    resetBoot: [],
+    resetRestore: [],
+    resetSnap: [],
+    resetSnapBoot: [],
+    resetSnapRestore: [],
+  };
+  const ready = join(runDir(ctx.home, id), READY_FILE);
+  const timedReset = async (snapshot?: string) => {
+    const start = Date.now();
+    const t = performance.now();
+    const r = await pyro.resetWorkspace(id, snapshot ? { snapshot } : {});
+    const took = performance.now() - t;
+    const end = start + took;
+    if (r.restored_from !== (snapshot ?? "baseline")) throw new Error(`reset restored ${r.restored_from}`);
+    const readyAt = existsSync(ready) ? statSync(ready).mtimeMs : Number.NaN;
+    return { took, boot: readyAt - start, restore: end - readyAt };
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      ctx.log(`snapshots: ${guest ? "guest" : "host compat"} ${tree.files} files, round ${i + 1}/${n}`);
+      // A change, so the snapshot differs from the baseline.
+      await pyro.writeWorkspaceFile(id, `notes/round-${i}.txt`, `round ${i}\n`.repeat(100));
+      const t = performance.now();
+      const snap = await pyro.createSnapshot(id, `s${i}`);
+      s.snapshot.push(performance.now() - t);
+      s.snapshotBytes.push(Number((snap as { size_bytes?: number }).size_bytes ?? Number.NaN));
+      const a = await timedReset();
+      s.reset.push(a.took);
+      s.resetBoot.push(a.boot);
+      s.resetRestore.push(a.restore);
+      const b = await timedReset(`s${i}`);
+      s.resetSnap.push(b.took);
+      s.resetSnapBoot.push(b.boot);
+      s.resetSnapRestore.push(b.restore);
+      // The snapshot's own file is back after restoring it.
+      const back = await pyro.readWorkspaceFile(id, `notes/round-${i}.txt`);
+      if (!back.content.startsWith(`round ${i}`)) throw new Error("snapshot restore lost the round's file");
+    }
+  } finally {
+    await deleteWorkspaceCli(ctx, id);
+  }
+  return s;
+}
+
+export const snapshots: Section = {
+  id: "snapshots",
+  title: "8. Snapshots and reset",
+  async run(ctx: BenchCtx): Promise<SectionResult> {
+    const small = treeFor(ctx, SMALL_TREE);
+    const big = treeFor(ctx, SNAPSHOT_TREE);
+    const kinds: { label: string; guest: boolean; tree: TreeInfo; n: number }[] = [
+      { label: "host compat, small", guest: false, tree: small, n: ctx.n(5, 2) },
+      { label: "host compat, ~50 MB", guest: false, tree: big, n: ctx.n(5, 2) },
+      { label: "guest, small", guest: true, tree: small, n: ctx.n(2, 1) },
+      { label: "guest, ~50 MB", guest: true, tree: big, n: ctx.n(2, 1) },
+    ];
+    const results: { label: string; guest: boolean; tree: TreeInfo; s: Samples }[] = [];
+    for (const k of kinds) results.push({ ...k, s: await measure(ctx, k.guest, k.tree, k.n) });
+
+    const S = stats;
+    const rows: (string | number)[][] = [];
+    for (const { label, tree, s } of results) {
+      const snapBytes = S(s.snapshotBytes).median;
+      rows.push(
+        [`**${label}** (${tree.files} files, ${mb(tree.bytes)})`, "", "", "", ""],
+        [
+          "`createSnapshot(id, NAME)` (/workspace → tar on the host)",
+          s.snapshot.length,
+          cell(S(s.snapshot)),
+          `${mb(snapBytes)} tar, ${mbps(snapBytes, S(s.snapshot).median)}`,
+          "none set",
+        ],
+        ["`resetWorkspace(id)` → baseline", s.reset.length, cell(S(s.reset)), "", "none set"],
+        [
+          "  stop + new writable layer + boot, until the supervisor is ready",
+          s.resetBoot.length,
+          cell(S(s.resetBoot)),
+          "",
+          "",
+        ],
+        [
+          "  restore: baseline import + `baseline.capture`",
+          s.resetRestore.length,
+          cell(S(s.resetRestore)),
+          "",
+          "",
+        ],
+        ["`resetWorkspace(id, { snapshot })`", s.resetSnap.length, cell(S(s.resetSnap)), "", "none set"],
+        [
+          "  stop + new writable layer + boot, until the supervisor is ready",
+          s.resetSnapBoot.length,
+          cell(S(s.resetSnapBoot)),
+          "",
+          "",
+        ],
+        [
+          "  restore: baseline import + `baseline.capture` + clear + snapshot import",
+          s.resetSnapRestore.length,
+          cell(S(s.resetSnapRestore)),
+          "",
+          "",
+        ],
+        [
+          "for scale: `dist/pyro workspace create --seed-path TREE` of this workspace (spawn → exit, once)",
+          1,
+          ms(s.create),
+          "",
+          "—",
+        ],
+      );
+    }
+    const body = [
+      `Workspaces: small = ${small.files} text files, ${mb(small.bytes)}; ~50 MB = ${big.files.toLocaleString("en")} files (1,000 text files of 1–32 KiB, 10 random binaries of 2–8 MiB), ${mb(big.bytes)}. Each is created with \`dist/pyro workspace create --seed-path\` (so it has a baseline.tar), then every round writes one file, takes a snapshot, resets to the baseline, then resets to that snapshot (and checks the file is back). Timed through a warm SDK. N = ${results[0]!.s.reset.length} rounds on the host, ${results[2]!.s.reset.length} in the guest (a guest reset boots a new machine under TCG). The SDK relaunches the supervisor on reset from source (\`bun src/main.ts\`, as any SDK caller does); \`PYRO_AGENT_PATH\` points the host agent at \`dist/pyro-agent\` (see the note below). The split uses the new supervisor's ready file (mtime), as §3 does for create.`,
+      "",
+      table(["Measurement", "N", "median (p90, min–max)", "size / rate", "Target"], rows),
+      "",
+      "No target was set for snapshots or reset; the figures are reported only.",
+      "",
+      "Note: without `PYRO_AGENT_PATH`, an SDK running from source restarts a host-compat workspace with the agent from source (`bun guest/main.ts`, `src/vmm/agent-path.ts`) and `HOME` = the workspace directory (`src/vmm/host/index.ts`), so Bun writes its transpiler cache (`.bun/install/cache/@t@/*.pile`, 27 files, ~1 MB) into /workspace, where diff, snapshots and export then see it. The bench avoids it so the figures are the shipped agent's.",
+    ].join("\n");
+    const line = (r: (typeof results)[number]) =>
+      `${r.label} snapshot ${ms(S(r.s.snapshot).median)}, reset ${ms(S(r.s.reset).median)}, reset to snapshot ${ms(S(r.s.resetSnap).median)}`;
+    return {
+      body,
+      summary: [`Snapshots/reset (no target set): ${results.map(line).join("; ")}`],
+    };
+  },
+};
