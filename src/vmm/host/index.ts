@@ -40,7 +40,10 @@ export const hostBackend: Backend = {
           env: {
             PATH: process.env.PATH ?? "/usr/bin:/bin",
             LANG: process.env.LANG ?? "C.UTF-8",
-            HOME: spec.workspaceDir,
+            // The agent process itself must not write into /workspace (bun run from source caches
+            // transpiled files under $HOME): its HOME is its state dir; commands get HOME from the agent.
+            HOME: stateDir,
+            BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0",
           },
         },
       );
