@@ -11,7 +11,7 @@ import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import { Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
-import type { ByteChannel } from "../src/vmm/types.ts";
+import type { ByteChannel } from "../src/protocol/channel.ts";
 import { runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
 import { powerOff, setClock } from "./system.ts";

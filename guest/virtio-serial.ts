@@ -6,9 +6,8 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { open } from "node:fs/promises";
-import type { ByteChannel } from "../src/vmm/types.ts";
-
-export const AGENT_PORT_NAME = "pyro.agent";
+import { type ByteChannel, ChannelListeners } from "../src/protocol/channel.ts";
+import { AGENT_PORT_NAME } from "../src/protocol/transport.ts";
 
 export function findVirtioPort(name = AGENT_PORT_NAME): string | null {
   const dir = "/sys/class/virtio-ports";
@@ -21,62 +20,79 @@ export function findVirtioPort(name = AGENT_PORT_NAME): string | null {
   return null;
 }
 
+/**
+ * One host connection on the port. Writes are chained on the shared file handle; `pending`
+ * counts bytes handed to write() but not yet written (flow control).
+ */
+class PortSession extends ChannelListeners implements ByteChannel {
+  constructor(private readonly port: PortWriter) {
+    super();
+  }
+
+  get bufferedBytes(): number {
+    return this.port.pending;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.port.write(bytes.slice(), () => this.emitClose());
+  }
+
+  close(): void {
+    this.emitClose();
+  }
+}
+
+interface FileWriter {
+  write(buf: Uint8Array, off: number, len: number): Promise<{ bytesWritten: number }>;
+}
+
+/** The port's write side, shared by its sessions: one write chain, in order. */
+class PortWriter {
+  pending = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly fh: FileWriter) {}
+
+  write(copy: Uint8Array, onError: () => void): void {
+    this.pending += copy.byteLength;
+    this.chain = this.chain
+      .then(async () => {
+        let off = 0;
+        while (off < copy.byteLength) {
+          const { bytesWritten } = await this.fh.write(copy, off, copy.byteLength - off);
+          off += bytesWritten;
+        }
+      })
+      .catch(onError)
+      .finally(() => {
+        this.pending -= copy.byteLength;
+      });
+  }
+}
+
 /** Calls onSession with a channel for each host connection, forever. */
 export async function serveVirtioPort(devPath: string, onSession: (ch: ByteChannel) => void): Promise<never> {
   const fh = await open(devPath, "r+");
   const buf = new Uint8Array(256 * 1024);
-  let writeChain: Promise<unknown> = Promise.resolve();
-  let pending = 0; // bytes handed to write() but not yet written (flow control)
+  const writer = new PortWriter(fh);
   for (;;) {
-    const dataCbs: Array<(b: Uint8Array) => void> = [];
-    const closeCbs: Array<(e?: Error) => void> = [];
-    let open_ = true;
-    const endSession = () => {
-      if (!open_) return;
-      open_ = false;
-      for (const cb of closeCbs.splice(0)) cb();
-    };
-    const channel: ByteChannel = {
-      write(bytes) {
-        if (!open_) return;
-        const copy = bytes.slice();
-        pending += copy.byteLength;
-        writeChain = writeChain
-          .then(async () => {
-            let off = 0;
-            while (off < copy.byteLength) {
-              const { bytesWritten } = await fh.write(copy, off, copy.byteLength - off);
-              off += bytesWritten;
-            }
-          })
-          .catch(() => endSession())
-          .finally(() => {
-            pending -= copy.byteLength;
-          });
-      },
-      onData: (cb) => dataCbs.push(cb),
-      onClose: (cb) => (open_ ? closeCbs.push(cb) : cb()),
-      close: endSession,
-      get bufferedBytes() {
-        return pending;
-      },
-    };
+    const session = new PortSession(writer);
     let sawData = false;
     let announced = false;
-    while (open_) {
+    while (!session.closed) {
       const { bytesRead } = await fh.read(buf, 0, buf.byteLength, null);
       if (bytesRead === 0) {
-        if (sawData) endSession();
+        if (sawData) session.close();
         else await Bun.sleep(20);
         continue;
       }
       if (!announced) {
         announced = true;
-        onSession(channel);
+        onSession(session);
       }
       sawData = true;
-      const chunk = buf.slice(0, bytesRead);
-      for (const cb of dataCbs) cb(chunk);
+      session.emitData(buf.slice(0, bytesRead));
     }
   }
 }

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { endianness, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ByteChannel } from "../src/vmm/types.ts";
+import type { ByteChannel } from "../src/protocol/channel.ts";
 import {
   encodeSockaddrVm,
   listenVsock,

@@ -7,9 +7,9 @@
 
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { endianness } from "node:os";
-import type { Socket } from "bun";
+import type { ByteChannel } from "../src/protocol/channel.ts";
+import { socketChannelHandlers } from "../src/protocol/channels.ts";
 import { PyroError } from "../src/protocol/errors.ts";
-import type { ByteChannel } from "../src/vmm/types.ts";
 
 export const AF_VSOCK = 40;
 /** Bind to whatever CID this VM has. */
@@ -119,94 +119,8 @@ export function serveListeningFd(fd: number, onConnection: (ch: ByteChannel) => 
   // Bun's types only list hostname/port and unix for listen; { fd } works at runtime.
   const listener = (Bun.listen as (o: unknown) => { stop(closeActive?: boolean): void })({
     fd,
-    socket: {
-      binaryType: "uint8array",
-      open(s: Socket<SocketChannel>) {
-        s.data = new SocketChannel(s);
-        onConnection(s.data);
-      },
-      data: (s: Socket<SocketChannel>, bytes: Uint8Array) => s.data.emitData(bytes),
-      drain: (s: Socket<SocketChannel>) => s.data.flush(),
-      close: (s: Socket<SocketChannel>, err?: Error) => s.data?.finish(err),
-      error: (s: Socket<SocketChannel>, err: Error) => s.data?.fail(err),
-    },
+    socket: socketChannelHandlers(onConnection),
   });
   // stop() closes the listening fd too (a second listen on the port succeeds; see the test).
   return () => listener.stop(true);
-}
-
-/**
- * One accepted connection as a ByteChannel. Bun's socket.write takes what the kernel takes
- * now and returns the count: the rest waits here for `drain`. Bytes that arrive before
- * anyone listens are held, since the host may speak first.
- */
-class SocketChannel implements ByteChannel {
-  private queue: Uint8Array[] = [];
-  private ending = false;
-  private closed = false;
-  private reason: Error | undefined;
-  private dataCbs: ((bytes: Uint8Array) => void)[] = [];
-  private closeCbs: ((reason?: Error) => void)[] = [];
-  private early: Uint8Array[] = [];
-
-  constructor(private readonly socket: Socket<SocketChannel>) {}
-
-  write(bytes: Uint8Array): void {
-    if (this.closed || this.ending || bytes.length === 0) return; // like a closed pipe; onClose tells
-    if (this.queue.length > 0) {
-      this.queue.push(bytes.slice());
-      return;
-    }
-    const n = this.socket.write(bytes);
-    // Copy the remainder: the caller may reuse its buffer once write() returns.
-    if (n >= 0 && n < bytes.length) this.queue.push(bytes.slice(n));
-  }
-
-  flush(): void {
-    while (this.queue.length > 0) {
-      const head = this.queue[0]!;
-      const n = this.socket.write(head);
-      if (n < 0) return;
-      if (n < head.length) {
-        this.queue[0] = head.subarray(n);
-        return;
-      }
-      this.queue.shift();
-    }
-    if (this.ending) this.socket.end();
-  }
-
-  onData(cb: (bytes: Uint8Array) => void): void {
-    this.dataCbs.push(cb);
-    for (const bytes of this.early.splice(0)) cb(bytes);
-  }
-
-  onClose(cb: (reason?: Error) => void): void {
-    if (this.closed) queueMicrotask(() => cb(this.reason));
-    else this.closeCbs.push(cb);
-  }
-
-  /** Flush what is queued, then end the stream; onClose fires once the socket is gone. */
-  close(): void {
-    if (this.closed || this.ending) return;
-    this.ending = true;
-    if (this.queue.length === 0) this.socket.end();
-  }
-
-  emitData(bytes: Uint8Array): void {
-    if (this.dataCbs.length === 0) this.early.push(bytes);
-    else for (const cb of this.dataCbs) cb(bytes);
-  }
-
-  fail(err: Error): void {
-    this.reason ??= err;
-  }
-
-  finish(err?: Error): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.reason ??= err;
-    this.queue = [];
-    for (const cb of this.closeCbs.splice(0)) cb(this.reason);
-  }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { ByteChannel } from "../vmm/types.ts";
+import type { ByteChannel } from "./channel.ts";
 import { channelPair } from "./channels.ts";
 import {
   type ClientStream,

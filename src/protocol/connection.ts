@@ -4,7 +4,7 @@
  * `result` or `error` frame (END flag). Used by CLI→supervisor, supervisor→agent and the
  * agent itself, so there is exactly one implementation of the wire.
  */
-import type { ByteChannel } from "../vmm/types.ts";
+import type { ByteChannel } from "./channel.ts";
 import { type ErrorCode, errorFromShape, PyroError, toPyroError } from "./errors.ts";
 import {
   Channel,

@@ -2,24 +2,13 @@
  * The backend interface: boot a machine that runs the pyro agent, then hand back a byte
  * channel to it. Everything backend-specific (argv, config JSON, sockets) stays behind it.
  */
+import type { ByteChannel } from "../protocol/channel.ts";
+
+/** The agent channel type is the protocol's (re-exported for backend code). */
+export type { ByteChannel };
 
 export type BackendName = "firecracker" | "qemu" | "host";
 export type Accelerator = "kvm" | "tcg" | null;
-
-/** A bidirectional byte stream to the guest agent (one per VM, held by the supervisor). */
-export interface ByteChannel {
-  write(bytes: Uint8Array): void;
-  /** Called for every chunk received; chunk boundaries mean nothing. */
-  onData(cb: (bytes: Uint8Array) => void): void;
-  /** Called once when the stream ends for any reason. */
-  onClose(cb: (reason?: Error) => void): void;
-  close(): void;
-  /** Bytes accepted by write() but not yet handed to the OS (for flow control); absent = unknown. */
-  readonly bufferedBytes?: number;
-  /** Stop/resume delivering onData (the peer then sees the OS's backpressure). */
-  pauseReading?(): void;
-  resumeReading?(): void;
-}
 
 /** Files that make an environment bootable (see src/env). */
 export interface EnvironmentArtifacts {

@@ -5,11 +5,11 @@
  * If nobody listens on the guest port, Firecracker simply closes the connection, so "closed
  * before OK" and "no reply yet" both mean "try again" until the deadline.
  */
+import { ChannelListeners } from "../../protocol/channel.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import { connectUnixChannel, type UnixByteChannel } from "../socket-channel.ts";
 
-/** The vsock port the guest agent listens on (guest/vsock.ts, guest/main.ts). */
-export const AGENT_VSOCK_PORT = 1024;
+export { AGENT_VSOCK_PORT } from "../../protocol/transport.ts";
 
 export interface VsockConnectOptions {
   /** Longest wait for `OK` on one connection before trying a fresh one. */
@@ -133,14 +133,10 @@ function badReply(bytes: Uint8Array, port: number): PyroError {
  * The channel handed out after the handshake. The raw channel's listeners are already taken
  * by the handshake, so this one re-emits, holding bytes until someone listens.
  */
-class HandshakenChannel implements UnixByteChannel {
-  private dataCbs: ((bytes: Uint8Array) => void)[] = [];
-  private closeCbs: ((reason?: Error) => void)[] = [];
-  private early: Uint8Array[] = [];
-  private closed = false;
-  private reason: Error | undefined;
-
-  constructor(private readonly raw: UnixByteChannel) {}
+class HandshakenChannel extends ChannelListeners implements UnixByteChannel {
+  constructor(private readonly raw: UnixByteChannel) {
+    super();
+  }
 
   get bufferedBytes(): number {
     return this.raw.bufferedBytes;
@@ -152,28 +148,6 @@ class HandshakenChannel implements UnixByteChannel {
 
   close(): void {
     this.raw.close();
-  }
-
-  onData(cb: (bytes: Uint8Array) => void): void {
-    this.dataCbs.push(cb);
-    for (const bytes of this.early.splice(0)) cb(bytes);
-  }
-
-  onClose(cb: (reason?: Error) => void): void {
-    if (this.closed) queueMicrotask(() => cb(this.reason));
-    else this.closeCbs.push(cb);
-  }
-
-  emitData(bytes: Uint8Array): void {
-    if (this.dataCbs.length === 0) this.early.push(bytes);
-    else for (const cb of this.dataCbs) cb(bytes);
-  }
-
-  emitClose(reason?: Error): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.reason = reason;
-    for (const cb of this.closeCbs.splice(0)) cb(reason);
   }
 }
 

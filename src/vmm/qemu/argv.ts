@@ -2,6 +2,7 @@
  * Pure builders for the QEMU command line. The machine shape follows the line measured in
  * /work/shared/vm-facts.md ("QEMU line that worked"); every deviation is commented.
  */
+import { AGENT_PORT_NAME } from "../../protocol/transport.ts";
 import type { BootSpec } from "../types.ts";
 
 export type QemuAccelerator = "kvm" | "tcg";
@@ -26,7 +27,7 @@ export const USER_NET = {
 } as const;
 
 /** The virtio-serial port name the guest agent looks for in /sys/class/virtio-ports. */
-export const AGENT_PORT_NAME = "pyro.agent";
+export { AGENT_PORT_NAME };
 
 /** QEMU option values are comma-separated: a literal comma in a path is written twice. */
 export function qemuOptValue(value: string): string {
