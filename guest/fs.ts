@@ -1,7 +1,9 @@
 /**
- * File operations on the workspace root. Every path goes through resolveInRoot (symlinks
+ * File operations on the workspace root. Every path goes through resolvePath (symlinks
  * that lead outside are PATH_OUTSIDE_WORKSPACE), results are plain snake_case objects, and
- * errors name `/workspace/...` paths only.
+ * errors name `/workspace/...` paths only. Every operation acts relative to the directory
+ * fds the resolution opened (openat/mkdirat/unlinkat/renameat, never a path string), so a
+ * concurrent directory↔symlink swap cannot redirect it outside (see paths.ts).
  *
  * Symlink policy: links inside the workspace are followed on the way to a target (as a
  * shell would); stat, remove and move act on a final symlink itself; read, write, list and
@@ -12,18 +14,31 @@
  * Caps: read max_bytes <= 16 MiB (larger requests are INVALID_INPUT; read the rest with
  * offset); write <= 16 MiB (FILE_TOO_LARGE); list max_entries <= 100,000.
  */
-import { constants as C, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rename, rm, rmdir, unlink } from "node:fs/promises";
 import {
-  CREATE_EXCL,
-  ensureDirChain,
-  fsError,
-  safeMode,
-  tempName,
-  writeAll,
-} from "../src/protocol/archive/index.ts";
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  fsyncSync,
+  readdirSync,
+  readSync,
+  type Stats,
+  writeSync,
+} from "node:fs";
+import { readdir } from "node:fs/promises";
+import { fsError, safeMode, tempName } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
-import { displayPath, realRoot, resolveInRoot } from "./paths.ts";
+import {
+  AT_REMOVEDIR,
+  closeFd,
+  fdPath,
+  mkdirat,
+  O,
+  openat,
+  readlinkat,
+  renameat,
+  unlinkat,
+} from "./openat.ts";
+import { lookupAt, type Resolved, showParts, withResolved } from "./paths.ts";
 
 export const READ_DEFAULT_BYTES = 65536;
 export const READ_MAX_BYTES = 16 * 1024 * 1024;
@@ -50,18 +65,35 @@ function artifactType(st: Stats): ArtifactType {
   return "other";
 }
 
-async function describe(root: string, real: string, st?: Stats): Promise<FileStat> {
-  const shown = displayPath(root, real);
-  const s = st ?? (await lstatShown(real, shown));
+/** Describe the object behind an O_PATH|O_NOFOLLOW fd (a link is described as the link). */
+function describeFd(fd: number, parts: readonly string[], st: Stats = fstatSync(fd)): FileStat {
   const out: FileStat = {
-    path: shown,
-    artifact_type: artifactType(s),
-    size_bytes: s.size,
-    mode: (s.mode & 0o7777).toString(8).padStart(4, "0"),
-    mtime: s.mtime.toISOString(),
+    path: showParts(parts),
+    artifact_type: artifactType(st),
+    size_bytes: st.size,
+    mode: (st.mode & 0o7777).toString(8).padStart(4, "0"),
+    mtime: st.mtime.toISOString(),
   };
-  if (s.isSymbolicLink()) out.link_target = await readlink(real).catch(() => "");
+  if (st.isSymbolicLink()) {
+    try {
+      out.link_target = readlinkat(fd, "");
+    } catch {
+      out.link_target = "";
+    }
+  }
   return out;
+}
+
+/** Describe `name` in `dirFd` as it is now. */
+function describeAt(dirFd: number, name: string, parts: readonly string[]): FileStat {
+  const shown = showParts(parts);
+  const found = lookupAt(dirFd, name, shown);
+  if (!found) throw fsError({ code: "ENOENT" }, shown);
+  try {
+    return describeFd(found.fd, parts, found.st);
+  } finally {
+    closeFd(found.fd);
+  }
 }
 
 function intOption(value: number | undefined, dflt: number, min: number, max: number, name: string): number {
@@ -72,32 +104,27 @@ function intOption(value: number | undefined, dflt: number, min: number, max: nu
   return v;
 }
 
-/** Real root, real path and the relative components of the latter. */
-async function locate(root: string, path: string, follow: boolean) {
-  const rootReal = await realRoot(root);
-  const real = await resolveInRoot(rootReal, path, { followFinalSymlink: follow });
-  const parts = real === rootReal ? [] : real.slice(rootReal.length).split("/").filter(Boolean);
-  return { rootReal, real, parts, shown: displayPath(rootReal, real) };
+/** The final object's fd and stat; FILE_NOT_FOUND when it did not exist. */
+function existing(r: Resolved): { fd: number; st: Stats } {
+  const fd = r.fd;
+  if (fd === undefined) throw fsError({ code: "ENOENT" }, r.shown);
+  return { fd, st: fstatSync(fd) };
 }
 
-async function lstatShown(real: string, shown: string): Promise<Stats> {
+/** Run a syscall-level step, mapping its errno onto `shown`. */
+function at<T>(shown: string, fn: () => T): T {
   try {
-    return await lstat(real);
+    return fn();
   } catch (err) {
     throw fsError(err, shown);
   }
 }
 
-async function lstatOrUndefined(real: string, shown: string): Promise<Stats | undefined> {
-  return lstat(real).catch((err) => {
-    if (err?.code === "ENOENT") return undefined;
-    throw fsError(err, shown);
-  });
-}
-
 export async function statPath(root: string, path: string): Promise<FileStat> {
-  const { rootReal, real } = await locate(root, path, false);
-  return describe(rootReal, real);
+  return withResolved(root, path, { followFinalSymlink: false }, (r) => {
+    const { fd, st } = existing(r);
+    return describeFd(fd, r.parts, st);
+  });
 }
 
 export async function listPath(
@@ -106,38 +133,58 @@ export async function listPath(
   opts: { recursive?: boolean; maxEntries?: number } = {},
 ): Promise<{ path: string; entries: FileStat[]; truncated: boolean }> {
   const max = intOption(opts.maxEntries, LIST_DEFAULT_ENTRIES, 1, LIST_MAX_ENTRIES, "max_entries");
-  const { rootReal, real, shown } = await locate(root, path, true);
-  const st = await lstatShown(real, shown);
-  if (!st.isDirectory())
-    throw new PyroError("NOT_A_DIRECTORY", `not a directory: ${shown}`, { details: { path: shown } });
+  return withResolved(root, path, { followFinalSymlink: true }, async (r) => {
+    const { fd, st } = existing(r);
+    const shown = r.shown;
+    if (!st.isDirectory())
+      throw new PyroError("NOT_A_DIRECTORY", `not a directory: ${shown}`, { details: { path: shown } });
 
-  // Depth-first with sorted names: each directory's contents follow it, and the first
-  // max entries are the same ones every time.
-  const entries: FileStat[] = [];
-  const stack: { dir: string; names: string[]; next: number }[] = [];
-  const open = async (dir: string) => {
-    const names = await readdir(dir).catch((err) => Promise.reject(fsError(err, displayPath(rootReal, dir))));
-    stack.push({ dir, names: names.sort(), next: 0 });
-  };
-  await open(real);
-  let truncated = false;
-  while (stack.length > 0) {
-    const top = stack.at(-1)!;
-    if (top.next >= top.names.length) {
-      stack.pop();
-      continue;
+    // Depth-first with sorted names: each directory's contents follow it, and the first
+    // max entries are the same ones every time. Each directory is held by an fd reached
+    // with O_NOFOLLOW from its parent's fd and listed through that fd.
+    const entries: FileStat[] = [];
+    const stack: { fd: number; parts: string[]; names: string[]; next: number; own: boolean }[] = [];
+    const push = async (dirFd: number, parts: string[], own: boolean) => {
+      const names = await readdir(fdPath(dirFd)).catch((err) => {
+        if (own) closeFd(dirFd);
+        return Promise.reject(fsError(err, showParts(parts)));
+      });
+      stack.push({ fd: dirFd, parts, names: names.sort(), next: 0, own });
+    };
+    let truncated = false;
+    try {
+      await push(fd, r.parts, false);
+      while (stack.length > 0) {
+        const top = stack.at(-1)!;
+        if (top.next >= top.names.length) {
+          stack.pop();
+          if (top.own) closeFd(top.fd);
+          continue;
+        }
+        const name = top.names[top.next++]!;
+        const parts = [...top.parts, name];
+        let found: ReturnType<typeof lookupAt>;
+        try {
+          found = lookupAt(top.fd, name, showParts(parts));
+        } catch {
+          continue; // unreadable or vanished meanwhile: skip
+        }
+        if (!found) continue;
+        if (entries.length >= max) {
+          closeFd(found.fd);
+          truncated = true;
+          break;
+        }
+        entries.push(describeFd(found.fd, parts, found.st));
+        // never descends through symlinks: the fd is the directory itself
+        if (opts.recursive && found.st.isDirectory()) await push(found.fd, parts, true);
+        else closeFd(found.fd);
+      }
+    } finally {
+      for (const e of stack) if (e.own) closeFd(e.fd);
     }
-    const child = `${top.dir}/${top.names[top.next++]}`;
-    const cst = await lstat(child).catch(() => undefined); // vanished meanwhile: skip
-    if (!cst) continue;
-    if (entries.length >= max) {
-      truncated = true;
-      break;
-    }
-    entries.push(await describe(rootReal, child, cst));
-    if (opts.recursive && cst.isDirectory()) await open(child); // never descends through symlinks
-  }
-  return { path: shown, entries, truncated };
+    return { path: shown, entries, truncated };
+  });
 }
 
 export type ReadResult = {
@@ -155,45 +202,81 @@ export async function readFile(
 ): Promise<ReadResult> {
   const maxBytes = intOption(opts.maxBytes, READ_DEFAULT_BYTES, 0, READ_MAX_BYTES, "max_bytes");
   const offset = intOption(opts.offset, 0, 0, Number.MAX_SAFE_INTEGER, "offset");
-  const { real, shown } = await locate(root, path, true);
-  // lstat first: opening a fifo or device could block or have side effects
-  const st = await lstatShown(real, shown);
-  if (st.isDirectory()) throw fsError({ code: "EISDIR" }, shown);
-  if (!st.isFile())
-    throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`, { details: { path: shown } });
-  const fh = await open(real, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK).catch((err) =>
-    Promise.reject(fsError(err, shown)),
-  );
-  try {
-    const fst = await fh.stat();
-    if (!fst.isFile()) throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`);
-    const want = Math.max(0, Math.min(maxBytes, fst.size - offset));
-    const buf = new Uint8Array(want);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
-      if (bytesRead === 0) break; // shrank meanwhile
-      got += bytesRead;
+  return withResolved(root, path, { followFinalSymlink: true }, (r) => {
+    const shown = r.shown;
+    // check the type first: opening a fifo or device could block or have side effects
+    const { st } = existing(r);
+    if (st.isDirectory()) throw fsError({ code: "EISDIR" }, shown);
+    if (!st.isFile())
+      throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`, { details: { path: shown } });
+    const parent = r.parentFd(false);
+    const fd = at(shown, () => openat(parent, r.name, O.RDONLY | O.NOFOLLOW | O.NONBLOCK));
+    try {
+      const fst = fstatSync(fd);
+      if (!fst.isFile()) throw new PyroError("INVALID_INPUT", `not a regular file: ${shown}`);
+      const want = Math.max(0, Math.min(maxBytes, fst.size - offset));
+      const buf = new Uint8Array(want);
+      let got = 0;
+      while (got < want) {
+        const n = readSync(fd, buf, got, want - got, offset + got);
+        if (n === 0) break; // shrank meanwhile
+        got += n;
+      }
+      const content = buf.subarray(0, got);
+      const truncated = offset + got < fst.size;
+      return {
+        path: shown,
+        size_bytes: fst.size,
+        content,
+        truncated,
+        encoding_hint: encodingHint(content, truncated, offset > 0),
+      };
+    } catch (err) {
+      throw fsError(err, shown);
+    } finally {
+      closeFd(fd);
     }
-    const content = buf.subarray(0, got);
-    const truncated = offset + got < fst.size;
-    return {
-      path: shown,
-      size_bytes: fst.size,
-      content,
-      truncated,
-      encoding_hint: encodingHint(content, truncated, offset > 0),
-    };
-  } catch (err) {
-    throw fsError(err, shown);
-  } finally {
-    await fh.close();
-  }
+  });
 }
 
 export { encodingHint } from "../src/protocol/encoding.ts";
 
 import { encodingHint } from "../src/protocol/encoding.ts";
+
+/**
+ * Write `data` as a new file beside `name` in `dirFd` (O_EXCL|O_NOFOLLOW temp, fsync) and
+ * rename it over `name`. `owner` is the file being replaced, whose uid/gid are kept.
+ */
+export function replaceAt(dirFd: number, name: string, data: Uint8Array, mode: number, owner?: Stats): void {
+  const tmp = tempName();
+  const fd = openat(dirFd, tmp, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600);
+  try {
+    try {
+      let off = 0;
+      while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
+      fchmodSync(fd, mode);
+      // keep the owner of the file being replaced (the agent may run as root)
+      if (owner?.isFile()) {
+        try {
+          fchownSync(fd, owner.uid, owner.gid);
+        } catch {
+          // not permitted: the writer owns it
+        }
+      }
+      fsyncSync(fd);
+    } finally {
+      closeFd(fd);
+    }
+    renameat(dirFd, tmp, dirFd, name);
+  } catch (err) {
+    try {
+      unlinkat(dirFd, tmp);
+    } catch {
+      // never created or already renamed
+    }
+    throw err;
+  }
+}
 
 export async function writeFile(
   root: string,
@@ -203,37 +286,27 @@ export async function writeFile(
 ): Promise<FileStat> {
   const maxBytes = intOption(opts.maxBytes, WRITE_MAX_BYTES, 0, WRITE_MAX_BYTES, "max_bytes");
   if (opts.mode !== undefined) intOption(opts.mode, 0, 0, 0o7777, "mode");
-  const { rootReal, parts, shown } = await locate(root, path, true);
-  if (data.byteLength > maxBytes) {
-    throw new PyroError("FILE_TOO_LARGE", `write of ${data.byteLength} bytes exceeds ${maxBytes}: ${shown}`, {
-      details: { path: shown, limit: maxBytes },
-    });
-  }
-  if (parts.length === 0) throw fsError({ code: "EISDIR" }, shown);
-  const parent = await ensureDirChain(rootReal, parts.slice(0, -1), opts.createParents ?? true, shown);
-  const target = `${parent}/${parts.at(-1)}`;
-  const existing = await lstatOrUndefined(target, shown);
-  if (existing?.isDirectory()) throw fsError({ code: "EISDIR" }, shown);
-  const mode = safeMode(opts.mode ?? (existing?.isFile() ? existing.mode & 0o7777 : 0o644));
-
-  const tmp = `${parent}/${tempName()}`;
-  try {
-    const fh = await open(tmp, CREATE_EXCL, 0o600);
-    try {
-      await writeAll(fh, data);
-      await fh.chmod(mode);
-      // keep the owner of the file being replaced (the agent may run as root)
-      if (existing?.isFile()) await fh.chown(existing.uid, existing.gid).catch(() => {});
-      await fh.sync();
-    } finally {
-      await fh.close();
+  return withResolved(root, path, { followFinalSymlink: true }, (r) => {
+    const shown = r.shown;
+    if (data.byteLength > maxBytes) {
+      throw new PyroError(
+        "FILE_TOO_LARGE",
+        `write of ${data.byteLength} bytes exceeds ${maxBytes}: ${shown}`,
+        {
+          details: { path: shown, limit: maxBytes },
+        },
+      );
     }
-    await rename(tmp, target);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw fsError(err, shown);
-  }
-  return describe(rootReal, target);
+    if (r.isRoot) throw fsError({ code: "EISDIR" }, shown);
+    const parent = r.parentFd(opts.createParents ?? true);
+    const now = lookupAt(parent, r.name, shown);
+    if (now) closeFd(now.fd);
+    const st = now?.st;
+    if (st?.isDirectory()) throw fsError({ code: "EISDIR" }, shown);
+    const mode = safeMode(opts.mode ?? (st?.isFile() ? st.mode & 0o7777 : 0o644));
+    at(shown, () => replaceAt(parent, r.name, data, mode, st));
+    return describeAt(parent, r.name, r.parts);
+  });
 }
 
 export async function makeDirectory(
@@ -241,16 +314,36 @@ export async function makeDirectory(
   path: string,
   opts: { parents?: boolean } = {},
 ): Promise<FileStat> {
-  const { rootReal, real, parts, shown } = await locate(root, path, true);
-  const existing = await lstatOrUndefined(real, shown);
-  if (existing) {
-    if (existing.isDirectory() && opts.parents) return describe(rootReal, real, existing);
-    throw fsError({ code: "EEXIST" }, shown);
+  return withResolved(root, path, { followFinalSymlink: true }, (r) => {
+    const st = r.stat();
+    if (st) {
+      if (st.isDirectory() && opts.parents) return describeFd(r.fd!, r.parts, st);
+      throw fsError({ code: "EEXIST" }, r.shown);
+    }
+    const parent = r.parentFd(opts.parents ?? false);
+    at(r.shown, () => mkdirat(parent, r.name, 0o755));
+    return describeAt(parent, r.name, r.parts);
+  });
+}
+
+/**
+ * rm -r of `name` in `dirFd`: each directory is opened O_NOFOLLOW|O_DIRECTORY from its
+ * parent's fd and emptied through that fd, so links are removed, never what they point to.
+ */
+function removeTree(dirFd: number, name: string, shown: string): void {
+  const fd = openat(dirFd, name, O.RDONLY | O.NOFOLLOW | O.DIRECTORY);
+  try {
+    for (const child of readdirSync(fdPath(fd))) {
+      const found = lookupAt(fd, child, shown);
+      if (!found) continue;
+      closeFd(found.fd);
+      if (found.st.isDirectory()) removeTree(fd, child, shown);
+      else unlinkat(fd, child);
+    }
+  } finally {
+    closeFd(fd);
   }
-  const parent = await ensureDirChain(rootReal, parts.slice(0, -1), opts.parents ?? false, shown);
-  const target = `${parent}/${parts.at(-1)}`;
-  await mkdir(target, 0o755).catch((err) => Promise.reject(fsError(err, shown)));
-  return describe(rootReal, target);
+  unlinkat(dirFd, name, AT_REMOVEDIR);
 }
 
 export async function removePath(
@@ -258,28 +351,27 @@ export async function removePath(
   path: string,
   opts: { recursive?: boolean } = {},
 ): Promise<{ path: string; artifact_type: ArtifactType; removed: true }> {
-  const { rootReal, real, shown } = await locate(root, path, false);
-  if (real === rootReal) throw new PyroError("INVALID_INPUT", `refusing to remove ${shown} itself`);
-  const st = await lstatShown(real, shown);
-  try {
-    if (!st.isDirectory()) await unlink(real);
-    // rm -r works on lstat: it removes links inside the tree, never what they point to
-    else if (opts.recursive) await rm(real, { recursive: true, force: false });
-    else await rmdir(real);
-  } catch (err) {
-    const e = fsError(err, shown);
-    if (
-      (err as NodeJS.ErrnoException)?.code === "ENOTEMPTY" ||
-      (err as NodeJS.ErrnoException)?.code === "EEXIST"
-    ) {
-      throw new PyroError("INVALID_INPUT", `directory not empty: ${shown}`, {
-        details: { path: shown },
-        hint: "pass recursive to remove a directory and its contents",
-      });
+  return withResolved(root, path, { followFinalSymlink: false }, (r) => {
+    const shown = r.shown;
+    if (r.isRoot) throw new PyroError("INVALID_INPUT", `refusing to remove ${shown} itself`);
+    const { st } = existing(r);
+    const parent = r.parentFd(false);
+    try {
+      if (!st.isDirectory()) unlinkat(parent, r.name);
+      else if (opts.recursive) removeTree(parent, r.name, shown);
+      else unlinkat(parent, r.name, AT_REMOVEDIR);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException)?.code;
+      if (code === "ENOTEMPTY" || code === "EEXIST") {
+        throw new PyroError("INVALID_INPUT", `directory not empty: ${shown}`, {
+          details: { path: shown },
+          hint: "pass recursive to remove a directory and its contents",
+        });
+      }
+      throw fsError(err, shown);
     }
-    throw e;
-  }
-  return { path: shown, artifact_type: artifactType(st), removed: true };
+    return { path: shown, artifact_type: artifactType(st), removed: true };
+  });
 }
 
 /**
@@ -293,28 +385,27 @@ export async function movePath(
   to: string,
   opts: { overwrite?: boolean } = {},
 ): Promise<FileStat & { moved_from: string }> {
-  const src = await locate(root, from, false);
-  const dst = await locate(root, to, false);
-  if (src.parts.length === 0 || dst.parts.length === 0) {
-    throw new PyroError(
-      "INVALID_INPUT",
-      `cannot move ${src.parts.length === 0 ? src.shown : dst.shown} itself`,
-    );
-  }
-  const sst = await lstatShown(src.real, src.shown);
-  if (dst.real === src.real)
-    return { ...(await describe(src.rootReal, src.real, sst)), moved_from: src.shown };
-  if (dst.real.startsWith(`${src.real}/`)) {
-    throw new PyroError("INVALID_INPUT", `cannot move ${src.shown} into itself (${dst.shown})`);
-  }
-  const parent = await ensureDirChain(dst.rootReal, dst.parts.slice(0, -1), false, dst.shown);
-  const target = `${parent}/${dst.parts.at(-1)}`;
-  const dstSt = await lstatOrUndefined(target, dst.shown);
-  if (dstSt) {
-    if (!opts.overwrite) throw fsError({ code: "EEXIST" }, dst.shown);
-    if (dstSt.isDirectory() && !sst.isDirectory()) throw fsError({ code: "EISDIR" }, dst.shown);
-    if (!dstSt.isDirectory() && sst.isDirectory()) throw fsError({ code: "ENOTDIR" }, dst.shown);
-  }
-  await rename(src.real, target).catch((err) => Promise.reject(fsError(err, dst.shown)));
-  return { ...(await describe(dst.rootReal, target)), moved_from: src.shown };
+  return withResolved(root, from, { followFinalSymlink: false }, (src) =>
+    withResolved(root, to, { followFinalSymlink: false }, (dst) => {
+      if (src.isRoot || dst.isRoot) {
+        throw new PyroError("INVALID_INPUT", `cannot move ${src.isRoot ? src.shown : dst.shown} itself`);
+      }
+      const { fd, st: sst } = existing(src);
+      if (dst.real === src.real) return { ...describeFd(fd, src.parts, sst), moved_from: src.shown };
+      if (dst.real.startsWith(`${src.real}/`)) {
+        throw new PyroError("INVALID_INPUT", `cannot move ${src.shown} into itself (${dst.shown})`);
+      }
+      const srcParent = src.parentFd(false);
+      const dstParent = dst.parentFd(false);
+      const now = lookupAt(dstParent, dst.name, dst.shown);
+      if (now) {
+        closeFd(now.fd);
+        if (!opts.overwrite) throw fsError({ code: "EEXIST" }, dst.shown);
+        if (now.st.isDirectory() && !sst.isDirectory()) throw fsError({ code: "EISDIR" }, dst.shown);
+        if (!now.st.isDirectory() && sst.isDirectory()) throw fsError({ code: "ENOTDIR" }, dst.shown);
+      }
+      at(dst.shown, () => renameat(srcParent, src.name, dstParent, dst.name));
+      return { ...describeAt(dstParent, dst.name, dst.parts), moved_from: src.shown };
+    }),
+  );
 }
