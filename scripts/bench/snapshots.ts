@@ -8,9 +8,8 @@
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { runDir } from "../../src/manager/paths.ts";
+import { READY_FILE, runDir } from "../../src/manager/paths.ts";
 import { Pyro } from "../../src/sdk/index.ts";
-import { READY_FILE } from "../../src/supervisor/main.ts";
 import { createWorkspaceCli, deleteWorkspaceCli } from "./exec-host.ts";
 import { type BenchCtx, cell, DIST, ms, type Section, type SectionResult, stats, table } from "./lib.ts";
 import { mb, mbps, SMALL_TREE, SNAPSHOT_TREE, type TreeInfo, treeFor } from "./tree.ts";

@@ -5,9 +5,9 @@
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Ctx } from "../manager/context.ts";
-import { withLock } from "../manager/lock.ts";
-import { buildCacheDir } from "../manager/paths.ts";
+import type { HostCtx } from "../base/context.ts";
+import { withLock } from "../base/lock.ts";
+import { buildCacheDir } from "../base/paths.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../protocol/version.ts";
 import { agentBinary } from "../vmm/agent-path.ts";
@@ -41,7 +41,7 @@ function publish(staging: string, dest: string): void {
 }
 
 export async function buildInstall(
-  ctx: Ctx,
+  ctx: HostCtx,
   name: string,
   opts: { force?: boolean },
 ): Promise<InstalledEnvironment> {
@@ -73,7 +73,7 @@ export async function buildInstall(
 }
 
 async function buildLocked(
-  ctx: Ctx,
+  ctx: HostCtx,
   name: string,
   recipe: NonNullable<ReturnType<typeof findRecipe>>,
   cacheDir: string,
@@ -126,7 +126,7 @@ async function buildLocked(
 }
 
 export async function pullInstall(
-  ctx: Ctx,
+  ctx: HostCtx,
   name: string,
   opts: { from?: string; force?: boolean },
 ): Promise<InstalledEnvironment> {
@@ -162,7 +162,7 @@ export async function pullInstall(
 }
 
 export async function pushInstalled(
-  ctx: Ctx,
+  ctx: HostCtx,
   name: string,
   ref: string,
 ): Promise<{ digest: string; ref: string }> {

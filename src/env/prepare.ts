@@ -3,7 +3,7 @@
  * else build it locally (where this host can) or pull it from the configured registry,
  * else fail with the exact command that fixes it.
  */
-import type { Ctx } from "../manager/context.ts";
+import type { HostCtx } from "../base/context.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { findRecipe } from "./catalog.ts";
@@ -15,7 +15,7 @@ export function canBuildLocally(env: Record<string, string | undefined>): boolea
 }
 
 export async function ensureEnvironment(
-  ctx: Ctx,
+  ctx: HostCtx,
   name: string,
   opts: { allowMissing: boolean },
 ): Promise<InstalledEnvironment | null> {

@@ -6,8 +6,8 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
-import { writeFileAtomic } from "../manager/atomic.ts";
-import { environmentsDir } from "../manager/paths.ts";
+import { writeFileAtomic } from "../base/atomic.ts";
+import { environmentsDir } from "../base/paths.ts";
 import { PyroError } from "../protocol/errors.ts";
 import type { EnvironmentArtifacts } from "../vmm/types.ts";
 

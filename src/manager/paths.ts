@@ -1,21 +1,10 @@
-/** Where pyro keeps things. Pure functions of the environment so tests point them anywhere. */
-import os from "node:os";
+/**
+ * Where pyro keeps workspaces. Pure functions of the home directory so tests point them
+ * anywhere; the home itself and the directories shared with src/env are src/base/paths.ts.
+ */
 import { join } from "node:path";
 
-export type Env = Record<string, string | undefined>;
-
-export function pyroHome(env: Env = process.env): string {
-  if (env.PYRO_HOME) return env.PYRO_HOME;
-  const data = env.XDG_DATA_HOME || join(env.HOME || os.homedir(), ".local", "share");
-  return join(data, "pyro");
-}
-
-/** Build cache (kernel, debootstrap trees): large, reusable across PYRO_HOMEs. */
-export function buildCacheDir(env: Env = process.env): string {
-  if (env.PYRO_BUILD_CACHE) return env.PYRO_BUILD_CACHE;
-  const cache = env.XDG_CACHE_HOME || join(env.HOME || os.homedir(), ".cache");
-  return join(cache, "pyro", "build");
-}
+export { buildCacheDir, type Env, environmentsDir, pyroHome } from "../base/paths.ts";
 
 export const workspacesDir = (home: string) => join(home, "workspaces");
 export const workspaceDir = (home: string, id: string) => join(home, "workspaces", id);
@@ -31,5 +20,8 @@ export const supervisorSocket = (home: string, id: string) => join(runDir(home, 
 export const consoleLogPath = (home: string, id: string) => join(logsDir(home, id), "console.log");
 export const supervisorLogPath = (home: string, id: string) => join(logsDir(home, id), "supervisor.log");
 export const locksDir = (home: string) => join(home, "locks");
-export const environmentsDir = (home: string) => join(home, "environments");
 export const runsDir = (home: string) => join(home, "runs");
+
+/** In run/: the supervisor writes READY_FILE (its pid) once the machine is up, or BOOT_ERROR_FILE (the error) when boot failed. */
+export const READY_FILE = "supervisor.ready";
+export const BOOT_ERROR_FILE = "boot-error.json";

@@ -3,7 +3,6 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from
 import { join } from "node:path";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
-import { BOOT_ERROR_FILE, READY_FILE } from "../supervisor/main.ts";
 import { chooseBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import { acquireSupervisor, callWorkspace } from "./client.ts";
@@ -12,11 +11,13 @@ import { type ExecInput, type ExecResult, execOn } from "./exec.ts";
 import { newWorkspaceId, validateLabels, validateName } from "./ids.ts";
 import { withLock } from "./lock.ts";
 import {
+  BOOT_ERROR_FILE,
   consoleLogPath,
   dataDiskPath,
   historyPath,
   hostRootDir,
   logsDir,
+  READY_FILE,
   runDir,
   supervisorLogPath,
   workspaceDir,

@@ -7,7 +7,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
-import { historyPath, runDir, supervisorSocket } from "../manager/paths.ts";
+import { BOOT_ERROR_FILE, historyPath, READY_FILE, runDir, supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
 import { updateRecord } from "../manager/store.ts";
 import { Connection, type ServerStream, WRITE_HIGH_WATER } from "../protocol/connection.ts";
@@ -16,10 +16,6 @@ import { listenUnix } from "./listen.ts";
 
 /** Requests that change the workspace: they bump last_activity_at (reads do not). */
 const MUTATING = new Set(["exec", "fs.write", "fs.mkdir", "fs.remove", "fs.move", "archive.import"]);
-
-export const READY_FILE = "supervisor.ready";
-
-export const BOOT_ERROR_FILE = "boot-error.json";
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ${msg}\n`);

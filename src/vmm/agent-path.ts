@@ -1,7 +1,7 @@
 /** Find the pyro-agent executable: next to the compiled pyro, or the source when run by bun. */
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { Env } from "../manager/paths.ts";
+import type { Env } from "../base/paths.ts";
 import { PyroError } from "../protocol/errors.ts";
 
 /** Inside a compiled executable Bun.main lives in the embedded /$bunfs (import.meta.path does

@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Env } from "../manager/paths.ts";
+import type { Env } from "../base/paths.ts";
 import { PyroError } from "../protocol/errors.ts";
 import type { Accelerator, Backend, BackendName } from "./types.ts";
 
