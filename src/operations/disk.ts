@@ -1,8 +1,8 @@
 /** Offline disk tools for stopped workspaces: read the workspace disk with no VM running. */
 import * as v from "valibot";
-import { listPath as hostList, readFile as hostRead } from "../../guest/fs.ts";
+import { listHostDir, readHostFile } from "../manager/disk/hostdir.ts";
 import { renderContent, shapeContent } from "../manager/files.ts";
-import { dataDiskPath, hostRootDir } from "../manager/paths.ts";
+import { dataDiskPath } from "../manager/paths.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { resolveWorkspace } from "../manager/store.ts";
 import { PyroError } from "../protocol/errors.ts";
@@ -45,9 +45,7 @@ export const diskListOp = defineOperation({
     const r = await stopped(ctx.home, input.workspace_id);
     const res =
       r.backend === "host"
-        ? await hostList(hostRootDir(ctx.home, r.workspace_id), input.path, {
-            recursive: input.recursive ?? false,
-          })
+        ? await listHostDir(ctx.home, r, input.path, { recursive: input.recursive ?? false })
         : await (await import("../manager/disk/index.ts")).listDisk(
             dataDiskPath(ctx.home, r.workspace_id),
             input.path,
@@ -80,7 +78,7 @@ export const diskReadOp = defineOperation({
     const r = await stopped(ctx.home, input.workspace_id);
     const res =
       r.backend === "host"
-        ? await hostRead(hostRootDir(ctx.home, r.workspace_id), input.path, { maxBytes: input.max_bytes })
+        ? await readHostFile(ctx.home, r, input.path, { maxBytes: input.max_bytes })
         : await (await import("../manager/disk/index.ts")).readDisk(
             dataDiskPath(ctx.home, r.workspace_id),
             input.path,
