@@ -1,8 +1,13 @@
-/** The workspace record: the one JSON file that says what a workspace is. Schema written once. */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+/**
+ * The workspace record: the one JSON file that says what a workspace is. Schema written once.
+ * Invariants: records are written only whole (temp + rename), and reading one never lets a
+ * damaged record escape as anything but a CorruptRecord / WORKSPACE_CORRUPT for that id.
+ */
+import { readdirSync, readFileSync } from "node:fs";
 import * as v from "valibot";
 import { PyroError } from "../protocol/errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { isWorkspaceId, NAME_RE } from "./ids.ts";
 import { recordPath, workspacesDir } from "./paths.ts";
 
 export const WorkspaceState = v.picklist(["created", "started", "stopped"]);
@@ -51,31 +56,109 @@ export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
   };
 }
 
-export function readRecord(home: string, id: string): WorkspaceRecord | null {
+/**
+ * A record that exists but cannot be used: unreadable, not JSON, or JSON that is not a valid
+ * record. It is reported (list shows it, doctor names it, delete removes it) and never
+ * stops any other workspace from working. `reason` never contains a host path.
+ */
+export interface CorruptRecord {
+  /** the directory name (what `delete` takes) */
+  workspace_id: string;
+  /** the raw record's name when it still holds a valid one: the name stays claimed until delete */
+  name: string | null;
+  reason: string;
+  /** the parsed JSON object when there is one (its pids help `delete` find the machine) */
+  raw: Record<string, unknown> | null;
+}
+
+export type LoadedRecord = { ok: true; record: WorkspaceRecord } | { ok: false; corrupt: CorruptRecord };
+
+/** Printable ASCII only, bounded: a parser message about garbage bytes must stay one readable line. */
+const clean = (s: string) => s.replace(/[^\x20-\x7e]/g, "?").slice(0, 160);
+
+function corruptOf(id: string, reason: string, raw: unknown): CorruptRecord {
+  const obj = raw && typeof raw === "object" && !Array.isArray(raw) ? (raw as Record<string, unknown>) : null;
+  const name = typeof obj?.name === "string" && NAME_RE.test(obj.name) ? obj.name : null;
+  return { workspace_id: id, name, reason, raw: obj };
+}
+
+/** Read one record: null when it does not exist, else the record or why it is corrupt. Never throws. */
+export function loadRecord(home: string, id: string): LoadedRecord | null {
   const p = recordPath(home, id);
-  if (!existsSync(p)) return null;
+  let text: string;
+  try {
+    text = readFileSync(p, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    return { ok: false, corrupt: corruptOf(id, `the record cannot be read (${code ?? "error"})`, null) };
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(p, "utf8"));
-  } catch {
-    return null; // never half-written (atomic), so unreadable means foreign: ignore it
+    raw = JSON.parse(text);
+  } catch (err) {
+    // Writes are atomic (temp + rename), so a partial file is damage, not a write in progress.
+    const why =
+      text.trim() === ""
+        ? "the record is empty"
+        : `the record is not valid JSON (${clean((err as Error).message)})`;
+    return { ok: false, corrupt: corruptOf(id, why, null) };
   }
   const parsed = v.safeParse(WorkspaceRecord, raw);
-  if (!parsed.success) throw new PyroError("INTERNAL", `corrupt workspace record ${p}`);
-  return parsed.output;
+  if (!parsed.success) {
+    const issues = parsed.issues.slice(0, 3).map((i) => {
+      const at = v.getDotPath(i);
+      return clean(at ? `${at}: ${i.message}` : i.message);
+    });
+    return { ok: false, corrupt: corruptOf(id, `invalid record: ${issues.join("; ")}`, raw) };
+  }
+  if (parsed.output.workspace_id !== id) {
+    return { ok: false, corrupt: corruptOf(id, "the record names a different workspace_id", raw) };
+  }
+  return { ok: true, record: parsed.output };
+}
+
+export function corruptError(c: CorruptRecord): PyroError {
+  return new PyroError("WORKSPACE_CORRUPT", `workspace ${c.workspace_id} has a corrupt record: ${c.reason}`, {
+    details: { workspace_id: c.workspace_id, corrupt_reason: c.reason },
+    hint: `\`pyro workspace delete ${c.workspace_id}\` stops its machine and removes it`,
+  });
+}
+
+/** The record, or null when there is none; a corrupt record is a WORKSPACE_CORRUPT error. */
+export function readRecord(home: string, id: string): WorkspaceRecord | null {
+  const l = loadRecord(home, id);
+  if (!l) return null;
+  if (!l.ok) throw corruptError(l.corrupt);
+  return l.record;
 }
 
 export function writeRecord(home: string, record: WorkspaceRecord): void {
   writeFileAtomic(recordPath(home, record.workspace_id), `${JSON.stringify(record, null, 2)}\n`);
 }
 
-export function listRecords(home: string): WorkspaceRecord[] {
-  const dir = workspacesDir(home);
-  if (!existsSync(dir)) return [];
-  const out: WorkspaceRecord[] = [];
-  for (const id of readdirSync(dir)) {
-    const r = readRecord(home, id);
-    if (r) out.push(r);
+/**
+ * Every record under the home, valid and corrupt apart: a scan never throws because of one
+ * record. Only id-shaped directories are workspaces; one without a record yet (being created
+ * or deleted right now) is skipped.
+ */
+export function scanRecords(home: string): { records: WorkspaceRecord[]; corrupt: CorruptRecord[] } {
+  const out = { records: [] as WorkspaceRecord[], corrupt: [] as CorruptRecord[] };
+  let ids: string[];
+  try {
+    ids = readdirSync(workspacesDir(home));
+  } catch {
+    return out;
+  }
+  for (const id of ids.filter(isWorkspaceId).sort()) {
+    const l = loadRecord(home, id);
+    if (l?.ok) out.records.push(l.record);
+    else if (l) out.corrupt.push(l.corrupt);
   }
   return out;
+}
+
+/** The valid records (corrupt ones are left out; see scanRecords). */
+export function listRecords(home: string): WorkspaceRecord[] {
+  return scanRecords(home).records;
 }

@@ -1,11 +1,24 @@
-/** Record access under locks, reference resolution, and repair of records whose supervisor died. */
+/**
+ * Record access under locks, reference resolution, and repair of records whose supervisor
+ * died. A corrupt record is reported for its own id only (WORKSPACE_CORRUPT) and never
+ * breaks a lookup of another workspace. A pid is acted on only when its /proc cmdline names
+ * the workspace id (pid reuse guard).
+ */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../protocol/errors.ts";
 import { isWorkspaceId } from "./ids.ts";
 import { pidAlive, withLock } from "./lock.ts";
 import { locksDir, workspaceDir } from "./paths.ts";
-import { listRecords, readRecord, type WorkspaceRecord, writeRecord } from "./record.ts";
+import {
+  corruptError,
+  type LoadedRecord,
+  loadRecord,
+  readRecord,
+  scanRecords,
+  type WorkspaceRecord,
+  writeRecord,
+} from "./record.ts";
 
 export const recordLock = (home: string, id: string) => join(locksDir(home), `${id}.lock`);
 /** Held while names are checked/claimed and while the active-VM count is checked. */
@@ -30,16 +43,19 @@ export function removeWorkspaceFiles(home: string, id: string): void {
   rmSync(recordLock(home, id), { force: true });
 }
 
-/** Is the record's supervisor really running? (pid reuse is guarded by the pid's cmdline.) */
-export function supervisorAlive(r: WorkspaceRecord): boolean {
-  const pid = r.supervisor_pid;
-  if (!pid || !pidAlive(pid)) return false;
+/** Is `pid` a live process of workspace `id`? (its cmdline names the id: guards against pid reuse) */
+export function pidOfWorkspace(pid: unknown, id: string): pid is number {
+  if (typeof pid !== "number" || !pidAlive(pid)) return false;
   try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8") as string;
-    return cmdline.includes(r.workspace_id);
+    return (readFileSync(`/proc/${pid}/cmdline`, "utf8") as string).includes(id);
   } catch {
     return false;
   }
+}
+
+/** Is the record's supervisor really running? */
+export function supervisorAlive(r: WorkspaceRecord): boolean {
+  return pidOfWorkspace(r.supervisor_pid, r.workspace_id);
 }
 
 /**
@@ -48,10 +64,9 @@ export function supervisorAlive(r: WorkspaceRecord): boolean {
  */
 export async function repairRecord(home: string, r: WorkspaceRecord): Promise<WorkspaceRecord> {
   if (r.state !== "started" || supervisorAlive(r)) return r;
-  if (r.vmm_pid && pidAlive(r.vmm_pid)) {
+  if (pidOfWorkspace(r.vmm_pid, r.workspace_id)) {
     try {
-      const cmdline = readFileSync(`/proc/${r.vmm_pid}/cmdline`, "utf8") as string;
-      if (cmdline.includes(r.workspace_id)) process.kill(r.vmm_pid, "SIGKILL");
+      process.kill(r.vmm_pid as number, "SIGKILL");
     } catch {}
   }
   return updateRecord(home, r.workspace_id, (cur) =>
@@ -67,18 +82,28 @@ export async function repairRecord(home: string, r: WorkspaceRecord): Promise<Wo
   );
 }
 
-/** Find a workspace by id or unique name. */
-export function findRecord(home: string, ref: string): WorkspaceRecord {
+/** Find a workspace by id or unique name; a corrupt record is returned as such (delete needs it). */
+export function lookupWorkspace(home: string, ref: string): LoadedRecord {
   if (isWorkspaceId(ref)) {
-    const r = readRecord(home, ref);
-    if (r) return r;
+    const l = loadRecord(home, ref);
+    if (l) return l;
   } else {
-    const match = listRecords(home).find((r) => r.name === ref);
-    if (match) return match;
+    const { records, corrupt } = scanRecords(home);
+    const match = records.find((r) => r.name === ref);
+    if (match) return { ok: true, record: match };
+    const bad = corrupt.find((c) => c.name === ref);
+    if (bad) return { ok: false, corrupt: bad };
   }
   throw new PyroError("WORKSPACE_NOT_FOUND", `no workspace "${ref}"`, {
     hint: "`pyro workspace list` shows what exists",
   });
+}
+
+/** Find a workspace by id or unique name; a corrupt one is WORKSPACE_CORRUPT. */
+export function findRecord(home: string, ref: string): WorkspaceRecord {
+  const l = lookupWorkspace(home, ref);
+  if (!l.ok) throw corruptError(l.corrupt);
+  return l.record;
 }
 
 export async function resolveWorkspace(home: string, ref: string): Promise<WorkspaceRecord> {
@@ -87,4 +112,20 @@ export async function resolveWorkspace(home: string, ref: string): Promise<Works
 
 export function workspaceExists(home: string, id: string): boolean {
   return existsSync(workspaceDir(home, id));
+}
+
+/**
+ * Refuse a name held by another workspace (call under the registry lock). A corrupt record
+ * keeps the name its raw JSON still shows until it is deleted.
+ */
+export function checkNameFree(home: string, name: string, exceptId?: string): void {
+  const { records, corrupt } = scanRecords(home);
+  const holder = [...records, ...corrupt].find((r) => r.name === name && r.workspace_id !== exceptId);
+  if (!holder) return;
+  const isCorrupt = !("state" in holder);
+  throw new PyroError("NAME_CONFLICT", `a workspace named "${name}" already exists`, {
+    hint: isCorrupt
+      ? `its record is corrupt: \`pyro workspace delete ${holder.workspace_id}\` removes it`
+      : undefined,
+  });
 }

@@ -1,5 +1,5 @@
 /** Workspace lifecycle: create/list/status/update/logs/exec/stop/start/delete. */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
@@ -22,10 +22,19 @@ import {
   supervisorLogPath,
   workspaceDir,
 } from "./paths.ts";
-import { listRecords, readRecord, type WorkspaceRecord, writeRecord } from "./record.ts";
+import { type CorruptRecord, readRecord, scanRecords, type WorkspaceRecord, writeRecord } from "./record.ts";
 import { selfCommand } from "./self.ts";
 import { captureBaselineTar } from "./snapshots.ts";
-import { registryLock, removeWorkspaceFiles, repairRecord, resolveWorkspace, updateRecord } from "./store.ts";
+import {
+  checkNameFree,
+  lookupWorkspace,
+  pidOfWorkspace,
+  registryLock,
+  removeWorkspaceFiles,
+  repairRecord,
+  resolveWorkspace,
+  updateRecord,
+} from "./store.ts";
 import { Teardown } from "./teardown.ts";
 import { classifySource, importIntoWorkspace } from "./transfer.ts";
 
@@ -49,13 +58,83 @@ export interface CreateInput {
 
 const now = () => new Date().toISOString();
 
+/**
+ * Workspaces that hold a machine slot. A corrupt record counts only while a process of its
+ * own is really running (its state cannot be trusted; its processes can be checked).
+ */
 async function activeCount(home: string): Promise<number> {
-  let n = 0;
-  for (const r of listRecords(home)) {
+  const { records, corrupt } = scanRecords(home);
+  let n = corrupt.filter((c) => corruptRunning(home, c)).length;
+  for (const r of records) {
     const cur = await repairRecord(home, r);
     if (cur.state === "started" || cur.state === "created") n++;
   }
   return n;
+}
+
+/**
+ * The live processes of a corrupt workspace. Supervisors: the pid in run/supervisor.ready
+ * (written by the supervisor once up) and the raw record's supervisor_pid. Machines: the raw
+ * record's vmm_pid and the supervisors' children (the VMM or host agent; setpriv execs, so the
+ * child's pid is the VMM's). Each is kept only when its cmdline names the workspace.
+ */
+function corruptProcesses(home: string, c: CorruptRecord): { supervisors: number[]; vmms: number[] } {
+  const id = c.workspace_id;
+  const sup = new Set<unknown>([c.raw?.supervisor_pid]);
+  try {
+    sup.add(Number(readFileSync(join(runDir(home, id), READY_FILE), "utf8").trim()));
+  } catch {}
+  const supervisors = [...sup].filter((p) => pidOfWorkspace(p, id)) as number[];
+  const vmm = new Set<unknown>([c.raw?.vmm_pid]);
+  if (supervisors.length) {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8") as string;
+        // fields after the parenthesised command: state ppid ...
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        if (supervisors.includes(ppid)) vmm.add(Number(entry));
+      } catch {}
+    }
+  }
+  const vmms = [...vmm].filter(
+    (p) => pidOfWorkspace(p, id) && !supervisors.includes(p as number),
+  ) as number[];
+  return { supervisors, vmms };
+}
+
+/** Does a corrupt workspace still have a running machine (or supervisor)? */
+function corruptRunning(home: string, c: CorruptRecord): boolean {
+  const { supervisors, vmms } = corruptProcesses(home, c);
+  return supervisors.length + vmms.length > 0;
+}
+
+/** SIGTERM, wait up to graceMs for them to exit, then SIGKILL whatever is left (re-verified). */
+async function terminate(pids: number[], id: string, graceMs: number): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    for (const p of pids.filter((p) => pidOfWorkspace(p, id))) {
+      try {
+        process.kill(p, sig);
+      } catch {}
+    }
+  };
+  signal("SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (pids.some((p) => pidOfWorkspace(p, id)) && Date.now() < deadline) await Bun.sleep(30);
+  signal("SIGKILL");
+  const killDeadline = Date.now() + 5000;
+  while (pids.some((p) => pidOfWorkspace(p, id)) && Date.now() < killDeadline) await Bun.sleep(30);
+}
+
+/**
+ * Stop a corrupt workspace's machine: SIGTERM its supervisor (which shuts the machine down
+ * as on any stop; its record writes fail harmlessly), then make sure the VMM / host agent is
+ * gone too (SIGTERM lets a host agent kill its command groups; SIGKILL after a grace).
+ */
+async function stopCorrupt(home: string, c: CorruptRecord): Promise<void> {
+  const { supervisors, vmms } = corruptProcesses(home, c);
+  await terminate(supervisors, c.workspace_id, 30000);
+  await terminate(vmms, c.workspace_id, 3000);
 }
 
 /** Launch the detached supervisor and wait until it says ready (or why not). */
@@ -124,9 +203,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const td = new Teardown();
   try {
     await withLock(registryLock(ctx.home), async () => {
-      if (name && listRecords(ctx.home).some((r) => r.name === name)) {
-        throw new PyroError("NAME_CONFLICT", `a workspace named "${name}" already exists`);
-      }
+      if (name) checkNameFree(ctx.home, name);
       const limit = maxActive(ctx.env);
       if ((await activeCount(ctx.home)) >= limit) {
         throw new PyroError("WORKSPACE_LIMIT_REACHED", `at most ${limit} workspaces may run at once`, {
@@ -197,10 +274,32 @@ export async function captureBaseline(home: string, r: WorkspaceRecord): Promise
   await captureBaselineTar(home, r);
 }
 
-export async function listWorkspaces(ctx: Ctx): Promise<WorkspaceRecord[]> {
+/** A corrupt record as `list` shows it: its id, the name it still claims, why, and whether it runs. */
+export interface CorruptListing {
+  workspace_id: string;
+  name: string | null;
+  state: "corrupt";
+  corrupt_reason: string;
+  running: boolean;
+}
+
+/** Valid records by last activity (newest first), and the corrupt ones apart (by id). */
+export async function listWorkspaces(
+  ctx: Ctx,
+): Promise<{ records: WorkspaceRecord[]; corrupt: CorruptListing[] }> {
+  const { records, corrupt } = scanRecords(ctx.home);
   const out: WorkspaceRecord[] = [];
-  for (const r of listRecords(ctx.home)) out.push(await repairRecord(ctx.home, r));
-  return out.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
+  for (const r of records) out.push(await repairRecord(ctx.home, r));
+  return {
+    records: out.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at)),
+    corrupt: corrupt.map((c) => ({
+      workspace_id: c.workspace_id,
+      name: c.name,
+      state: "corrupt",
+      corrupt_reason: c.reason,
+      running: corruptRunning(ctx.home, c),
+    })),
+  };
 }
 
 export async function workspaceStatus(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
@@ -216,9 +315,7 @@ export async function updateWorkspace(
   const name = input.name === undefined || input.name === null ? undefined : validateName(input.name);
   if (input.labels) validateLabels(input.labels);
   return withLock(registryLock(ctx.home), async () => {
-    if (name && listRecords(ctx.home).some((o) => o.name === name && o.workspace_id !== r.workspace_id)) {
-      throw new PyroError("NAME_CONFLICT", `a workspace named "${name}" already exists`);
-    }
+    if (name) checkNameFree(ctx.home, name, r.workspace_id);
     return updateRecord(ctx.home, r.workspace_id, (cur) => {
       const labels = { ...cur.labels, ...(input.labels ?? {}) };
       for (const k of input.clear_labels ?? []) delete labels[k];
@@ -345,7 +442,14 @@ export async function deleteWorkspace(
   ctx: Ctx,
   ref: string,
 ): Promise<{ workspace_id: string; deleted: true }> {
-  const r = await resolveWorkspace(ctx.home, ref);
+  const found = lookupWorkspace(ctx.home, ref);
+  if (!found.ok) {
+    // A corrupt record still goes: its machine is found by its pids, then its files are removed.
+    await stopCorrupt(ctx.home, found.corrupt);
+    removeWorkspaceFiles(ctx.home, found.corrupt.workspace_id);
+    return { workspace_id: found.corrupt.workspace_id, deleted: true };
+  }
+  const r = await repairRecord(ctx.home, found.record);
   if (r.state === "started") await stopMachine(ctx, r);
   removeWorkspaceFiles(ctx.home, r.workspace_id);
   return { workspace_id: r.workspace_id, deleted: true };

@@ -1,10 +1,14 @@
-/** `pyro doctor`: every host check with a fix hint for each failure. */
+/**
+ * `pyro doctor`: every host check with a fix hint for each failure. Warnings (ok: true,
+ * warning: true) name things to act on that do not make the host unusable.
+ */
 import { existsSync, mkdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { CATALOG } from "../env/catalog.ts";
 import { findInstalled, verifyEnvironment } from "../env/store.ts";
 import type { Ctx } from "../manager/context.ts";
+import { scanRecords } from "../manager/record.ts";
 import { agentCommand } from "../vmm/agent-path.ts";
 import { kvmUsable } from "../vmm/select.ts";
 import { renderTable } from "./render.ts";
@@ -13,8 +17,30 @@ import { defineOperation } from "./types.ts";
 interface Check {
   name: string;
   ok: boolean;
+  /** something to act on that does not make the host unusable (ok stays true) */
+  warning?: boolean;
   detail: string;
   hint: string | null;
+}
+
+/** Corrupt workspace records: a warning naming each id (other workspaces are unaffected). */
+function recordsCheck(home: string): Check {
+  const { records, corrupt } = scanRecords(home);
+  if (corrupt.length === 0) {
+    return {
+      name: "workspace_records",
+      ok: true,
+      detail: `${records.length} readable, none corrupt`,
+      hint: null,
+    };
+  }
+  return {
+    name: "workspace_records",
+    ok: true,
+    warning: true,
+    detail: `${corrupt.length} corrupt: ${corrupt.map((c) => `${c.workspace_id} (${c.reason})`).join("; ")}`,
+    hint: corrupt.map((c) => `pyro workspace delete ${c.workspace_id}`).join("; "),
+  };
 }
 
 async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
@@ -106,6 +132,7 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
     agentOk ? "pyro-agent found" : "pyro-agent not found",
     "reinstall pyro (pyro-agent must sit next to pyro)",
   );
+  checks.push(recordsCheck(ctx.home));
   return checks;
 }
 
@@ -128,7 +155,11 @@ export const doctorOp = defineOperation({
     const checks = out.checks as Check[];
     const table = renderTable([
       ["CHECK", "OK", "DETAIL"],
-      ...checks.map((c) => [c.name, c.ok ? "ok" : "FAIL", c.detail + (c.hint ? `  → ${c.hint}` : "")]),
+      ...checks.map((c) => [
+        c.name,
+        c.ok ? (c.warning ? "warn" : "ok") : "FAIL",
+        c.detail + (c.hint ? `  → ${c.hint}` : ""),
+      ]),
     ]);
     return `${table}\n${out.ok ? "all checks passed" : "some checks failed"}`;
   },

@@ -60,7 +60,7 @@ export const listOp = defineOperation({
   cli: ["workspace", "list"],
   summary: "List workspaces, most recently active first.",
   description:
-    "List all workspaces with their state, name, labels and activity times, most recently active first. Use it to rediscover a workspace by name or label.",
+    'List all workspaces with their state, name, labels and activity times, most recently active first. Use it to rediscover a workspace by name or label. A workspace whose record is damaged is listed last with state "corrupt" and a corrupt_reason; workspace_delete removes it.',
   input: v.strictObject({
     label: v.optional(
       v.pipe(v.record(v.string(), v.string()), v.description("Only workspaces carrying all these labels.")),
@@ -69,25 +69,34 @@ export const listOp = defineOperation({
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) => {
-    let all = await listWorkspaces(ctx);
+    const { records, corrupt } = await listWorkspaces(ctx);
     const want = Object.entries(input.label ?? {});
-    if (want.length) all = all.filter((r) => want.every(([k, val]) => r.labels[k] === val));
-    return { workspaces: all.map(publicRecord), count: all.length };
+    // A corrupt record has no trustworthy labels: a label filter leaves it out.
+    const all = want.length
+      ? records.filter((r) => want.every(([k, val]) => r.labels[k] === val)).map(publicRecord)
+      : [...records.map(publicRecord), ...corrupt];
+    return { workspaces: all, count: all.length };
   },
   render: (out) => {
     const ws = out.workspaces as Record<string, unknown>[];
     if (ws.length === 0) return "no workspaces";
-    return renderTable([
+    const table = renderTable([
       ["ID", "NAME", "STATE", "ENV", "BACKEND", "LAST ACTIVITY"],
       ...ws.map((w) => [
         String(w.workspace_id),
         String(w.name ?? "-"),
         String(w.state),
-        String(w.environment),
-        String(w.backend),
-        String(w.last_activity_at),
+        String(w.environment ?? "-"),
+        String(w.backend ?? "-"),
+        String(w.last_activity_at ?? "-"),
       ]),
     ]);
+    const corrupt = ws.filter((w) => w.state === "corrupt");
+    const notes = corrupt.map(
+      (w) =>
+        `${w.workspace_id}: ${w.corrupt_reason} (\`pyro workspace delete ${w.workspace_id}\` removes it)`,
+    );
+    return [table, ...notes].join("\n");
   },
 });
 

@@ -10,10 +10,9 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
-import { serveChannel } from "../../guest/server.ts";
-import { channelPair } from "./channels.ts";
-import type { Connection } from "./connection.ts";
-import { ERROR_CODES, PyroError } from "./errors.ts";
+import { channelPair } from "../src/protocol/channels.ts";
+import type { Connection } from "../src/protocol/connection.ts";
+import { ERROR_CODES, PyroError } from "../src/protocol/errors.ts";
 import {
   decodeJsonPayload,
   encodeFrame,
@@ -23,9 +22,10 @@ import {
   HEADER_BYTES,
   MAX_FRAME_PAYLOAD,
   makeFlags,
-} from "./frame.ts";
-import { Request } from "./messages.ts";
-import { PROTOCOL_VERSION } from "./version.ts";
+} from "../src/protocol/frame.ts";
+import { Request } from "../src/protocol/messages.ts";
+import { PROTOCOL_VERSION } from "../src/protocol/version.ts";
+import { serveChannel } from "./server.ts";
 
 const DEFAULT_SEED = 0x5eed_2024;
 const SEED = parseSeed(process.env.PYRO_FUZZ_SEED);
