@@ -23,8 +23,9 @@ beforeAll(async () => {
 
 describe("mcp serve (workspace-core)", () => {
   let client: Client;
+  let home: string;
   beforeAll(async () => {
-    ({ client } = await connect());
+    ({ client, home } = await connect());
   });
   afterAll(async () => {
     await client.close();
@@ -78,7 +79,7 @@ describe("mcp serve (workspace-core)", () => {
   });
 
   test("the repro-fix loop through MCP tools: write, diff, patch, read, export, summary, reset", async () => {
-    const { mkdtempSync, readFileSync } = await import("node:fs");
+    const { readFileSync } = await import("node:fs");
     const { join } = await import("node:path");
     const c = await client.callTool({
       name: "workspace_create",
@@ -104,9 +105,9 @@ describe("mcp serve (workspace-core)", () => {
     });
     expect(bad.err).toBe(true);
     expect(bad.out.code).toBe("PATCH_REJECTED");
-    const out = join(mkdtempSync(join(process.env.PYRO_TEST_TMP as string, "mcp-export-")), "app.py");
-    expect((await call("workspace_export", { path: "app.py", output: out })).err).toBe(false);
-    expect(readFileSync(out, "utf8")).toBe("print(2)\n");
+    // Over MCP, exports land in the export dir (default $PYRO_HOME/exports; test/mcp-hostile.test.ts).
+    expect((await call("workspace_export", { path: "app.py", output: "app.py" })).err).toBe(false);
+    expect(readFileSync(join(home, "exports", "app.py"), "utf8")).toBe("print(2)\n");
     const sum = await call("workspace_summary", {});
     expect(sum.out.exports.length).toBe(1);
     const reset = await call("workspace_reset", {});

@@ -2,6 +2,7 @@
  * The CLI: a citty command tree generated from the operations table, plus the few commands
  * that are not operations (mcp serve, the internal supervisor mode).
  */
+import { parseArgs } from "node:util";
 import { type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { makeCtx } from "../manager/context.ts";
 import { OPERATIONS } from "../operations/index.ts";
@@ -117,16 +118,42 @@ function buildTree(): CommandDef {
             type: "string",
             description: "Tool profile: vm-run | workspace-core (default) | workspace-full.",
           },
+          "allow-host-path": {
+            type: "string",
+            description:
+              "Let the model read host paths under DIR (DIR:rw: also export into it). Repeatable. Nothing else on the host is reachable.",
+          },
+          "export-dir": {
+            type: "string",
+            description: "Where workspace_export writes (default: $PYRO_HOME/exports, created 0700).",
+          },
         },
         async run({ rawArgs }) {
           const { serveStdio } = await import("../mcp/server.ts");
-          const i = rawArgs.indexOf("--profile");
-          const eq = rawArgs.find((a) => a.startsWith("--profile="));
-          const profile = (eq ? eq.slice(10) : i >= 0 ? rawArgs[i + 1] : "workspace-core") as string;
+          let values: { profile?: string; "allow-host-path"?: string[]; "export-dir"?: string };
+          try {
+            ({ values } = parseArgs({
+              args: rawArgs,
+              options: {
+                profile: { type: "string", default: "workspace-core" },
+                "allow-host-path": { type: "string", multiple: true },
+                "export-dir": { type: "string" },
+              },
+              strict: true,
+              allowPositionals: false,
+            }));
+          } catch (err) {
+            throw new PyroError("INVALID_INPUT", `mcp serve: ${(err as Error).message}`);
+          }
+          const profile = values.profile as string;
           if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
             throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
           }
-          await serveStdio({ profile: profile as "vm-run" | "workspace-core" | "workspace-full" });
+          await serveStdio({
+            profile: profile as "vm-run" | "workspace-core" | "workspace-full",
+            roots: values["allow-host-path"] ?? [],
+            exportDir: values["export-dir"],
+          });
           exitCode = -1; // keep serving: main must not exit
         },
       }),

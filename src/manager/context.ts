@@ -8,6 +8,12 @@ export interface Ctx {
   progress: (line: string) => void;
   /** live output of exec/run (CLI streams to the terminal; MCP collects) */
   live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void };
+  /**
+   * MCP only (src/mcp/host-paths.ts): throws unless the real directory about to receive a
+   * host write lies under a writable granted root. Called again right before writing.
+   * Unset for the CLI and SDK, which have full host access.
+   */
+  guardHostWrite?: (realDir: string) => void;
 }
 
 export function makeCtx(env: Env = process.env, progress: (line: string) => void = () => {}): Ctx {

@@ -4,7 +4,19 @@
  * buffers; export unpacks with the safe extractor into a staging dir beside the output and
  * renames it into place, so nothing is ever written outside the given host path.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { packTree } from "../protocol/archive/pack.ts";
 import { unpackTar } from "../protocol/archive/unpack.ts";
@@ -133,21 +145,34 @@ export async function exportToTarFile(
 /**
  * `workspace export ID PATH --output HOST_PATH`: the file or directory at PATH becomes
  * HOST_PATH. The output must not exist (no silent overwrite) and its parent must.
+ * Invariants: the archive is unpacked only inside a fresh 0700 staging directory made
+ * beside the output; the output's directory is resolved once (realpath) and resolved again
+ * right before the result is put in place — if it changed (a symlink swapped in) or the
+ * guard (MCP: granted roots) refuses it, nothing is written; the result is placed with
+ * no-replace semantics (link(2) for a file or symlink, mkdir(2) then rename(2) over that
+ * empty directory for a directory), so an output that appears meanwhile is never replaced
+ * and a symlink at the output is never followed.
  */
 export async function exportToHost(
   home: string,
   r: WorkspaceRecord,
   path: string,
   output: string,
+  opts: { guardWrite?: (realDir: string) => void } = {},
 ): Promise<{ output: string; artifact_type: "file" | "directory" | "symlink"; bytes: number }> {
   const out = resolve(output);
-  if (existsSync(out) || isDanglingLink(out))
-    throw new PyroError("ALREADY_EXISTS", `${output} already exists; choose a new output path`);
+  const exists = () => {
+    if (existsSync(out) || isDanglingLink(out))
+      throw new PyroError("ALREADY_EXISTS", `${output} already exists; choose a new output path`);
+  };
+  exists();
   const parent = dirname(out);
   if (!existsSync(parent) || !statSync(parent).isDirectory())
     throw new PyroError("FILE_NOT_FOUND", `output directory ${parent} does not exist`);
-  const staging = join(parent, `.pyro-export-${process.pid}-${Date.now()}`);
-  mkdirSync(staging, { mode: 0o700 });
+  const realParent = realpathSync(parent);
+  opts.guardWrite?.(realParent);
+  const target = join(realParent, basename(out));
+  const staging = mkdtempSync(join(realParent, ".pyro-export-"));
   try {
     // Chunks flow into the safe extractor as they arrive (bounded by the extractor's pace).
     const q = new AsyncQueue<Uint8Array>();
@@ -170,10 +195,37 @@ export async function exportToHost(
     else throw new PyroError("INTERNAL", `export of ${path} produced ${entries.length} top-level entries`);
     const st = lstatSync(src);
     const artifact_type = st.isSymbolicLink() ? "symlink" : st.isDirectory() ? "directory" : "file";
-    renameSync(src, out);
+    if (realpathSync(parent) !== realParent)
+      throw new PyroError(
+        "IO_ERROR",
+        `output directory ${parent} changed during the export; nothing written`,
+      );
+    opts.guardWrite?.(realParent);
+    placeNoReplace(src, target, st.isDirectory(), exists);
     return { output: out, artifact_type, bytes };
   } finally {
     rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** Put `src` at `target` without ever replacing something that exists there (see exportToHost). */
+function placeNoReplace(src: string, target: string, directory: boolean, exists: () => void): void {
+  try {
+    if (!directory) linkSync(src, target);
+    else {
+      mkdirSync(target, { mode: 0o700 });
+      try {
+        renameSync(src, target);
+      } catch (err) {
+        try {
+          rmdirSync(target); // only the empty directory made above
+        } catch {}
+        throw err;
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") exists();
+    throw err;
   }
 }
 

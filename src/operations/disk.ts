@@ -108,10 +108,15 @@ export const diskExportOp = defineOperation({
     "Copy the raw ext4 image of a stopped workspace's writable disk to a new host file (sparse), with runtime-only state scrubbed and the filesystem checked.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    output: v.pipe(v.string(), v.minLength(1), v.description("Host file to create.")),
+    output: v.pipe(
+      v.string(),
+      v.minLength(1),
+      v.description("Host file to create (over MCP: confined like workspace_export's output)."),
+    ),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   profiles: ["workspace-full"],
+  hostPaths: { output: "write" },
   run: async (ctx, input) => {
     const r = await stopped(ctx.home, input.workspace_id);
     if (r.backend === "host")

@@ -98,6 +98,7 @@ export const fileWriteOp = defineOperation({
   ),
   annotations: WRITE,
   profiles: ["workspace-core", "workspace-full"],
+  mcpOmit: ["text_file"],
   run: async (ctx, input) => {
     const text = input.text ?? (await readHostText(input.text_file as string));
     return writeWorkspaceFile(ctx.home, await started(ctx, input.workspace_id), input.path, text);
@@ -134,6 +135,7 @@ export const patchApplyOp = defineOperation({
   ),
   annotations: WRITE,
   profiles: ["workspace-core", "workspace-full"],
+  mcpOmit: ["patch_file"],
   run: async (ctx, input) => {
     const patch = input.patch ?? (await readHostText(input.patch_file as string));
     const r = await started(ctx, input.workspace_id);
@@ -188,7 +190,13 @@ export const syncPushOp = defineOperation({
     "Stream a host directory or a .tar/.tar.gz/.tgz archive into /workspace (or dest under it). Entries that would land outside /workspace (absolute paths, .., symlink tricks, devices) are refused with PATH_OUTSIDE_WORKSPACE. Modes and symlinks are kept. Does not change the diff baseline.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
-    source: v.pipe(v.string(), v.minLength(1), v.description("Host directory or .tar/.tar.gz/.tgz file.")),
+    source: v.pipe(
+      v.string(),
+      v.minLength(1),
+      v.description(
+        "Host directory or .tar/.tar.gz/.tgz file (over MCP: only under a root the server was granted with --allow-host-path).",
+      ),
+    ),
     dest: v.optional(
       v.pipe(v.string(), v.description("Destination directory under /workspace (default /workspace).")),
       "/workspace",
@@ -196,6 +204,7 @@ export const syncPushOp = defineOperation({
   }),
   annotations: WRITE,
   profiles: ["workspace-core", "workspace-full"],
+  hostPaths: { source: "read" },
   run: async (ctx, input) => {
     const r = await started(ctx, input.workspace_id);
     return {
@@ -218,13 +227,22 @@ export const exportOp = defineOperation({
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     path: f.workspacePath,
-    output: v.pipe(v.string(), v.minLength(1), v.description("Host path to create (file or directory).")),
+    output: v.pipe(
+      v.string(),
+      v.minLength(1),
+      v.description(
+        "Host path to create (file or directory). Over MCP: relative paths land in the server's export directory; absolute ones must lie in it or under a root granted with --allow-host-path DIR:rw.",
+      ),
+    ),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   profiles: ["workspace-core", "workspace-full"],
+  hostPaths: { output: "write" },
   run: async (ctx, input) => {
     const r = await started(ctx, input.workspace_id);
-    const out = await exportToHost(ctx.home, r, input.path, input.output);
+    const out = await exportToHost(ctx.home, r, input.path, input.output, {
+      guardWrite: ctx.guardHostWrite,
+    });
     const entry = {
       path: input.path,
       output: out.output,

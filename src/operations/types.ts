@@ -7,6 +7,9 @@ import type { Ctx } from "../manager/context.ts";
 
 export type Profile = "vm-run" | "workspace-core" | "workspace-full";
 
+/** How an operation uses a host path given in its input: reads it, or creates it. */
+export type HostPathUse = "read" | "write";
+
 export interface Operation<I extends Record<string, unknown> = any, O extends Record<string, unknown> = any> {
   /** MCP tool name, snake_case (`workspace_exec`) */
   name: string;
@@ -31,6 +34,18 @@ export interface Operation<I extends Record<string, unknown> = any, O extends Re
   };
   /** MCP profiles that include this tool (none: CLI/SDK only) */
   profiles: Profile[];
+  /**
+   * Input fields that name host paths, and how they are used. The CLI and SDK (the user)
+   * have full host access; over MCP each one is confined to the granted roots
+   * (src/mcp/host-paths.ts). Every host-path field of an MCP tool must be declared here
+   * or in mcpOmit (test/mcp-hostile.test.ts checks the descriptions).
+   */
+  hostPaths?: Partial<Record<keyof I & string, HostPathUse>>;
+  /**
+   * Input fields that exist for the CLI and SDK only (e.g. a host file to read content
+   * from): the MCP tool's JSON Schema omits them and its validation refuses them.
+   */
+  mcpOmit?: (keyof I & string)[];
   /** CLI examples for --help */
   examples?: string[];
   run(ctx: Ctx, input: I): Promise<O>;

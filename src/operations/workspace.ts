@@ -33,7 +33,9 @@ export const createOp = defineOperation({
     seed_path: v.optional(
       v.pipe(
         v.string(),
-        v.description("Seed /workspace from this host directory or .tar/.tar.gz/.tgz archive."),
+        v.description(
+          "Seed /workspace from this host directory or .tar/.tar.gz/.tgz archive (over MCP: only under a root the server was granted with --allow-host-path).",
+        ),
       ),
     ),
     name: v.optional(f.name),
@@ -46,6 +48,7 @@ export const createOp = defineOperation({
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
+  hostPaths: { seed_path: "read" },
   examples: [
     "pyro workspace create debian:12 --name issue-42 --label issue=42",
     "pyro workspace create --id-only",

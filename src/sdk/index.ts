@@ -6,6 +6,7 @@ import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import type { ExecResult } from "../manager/exec.ts";
 import { pyroHome } from "../manager/paths.ts";
+import type { ServerOptions } from "../mcp/server.ts";
 import type { doctorOp } from "../operations/doctor.ts";
 import type {
   envBuildOp,
@@ -225,9 +226,13 @@ export class Pyro {
     return this.call("env_prune", environment ? { environment } : {});
   }
 
-  /** An MCP server over the same operations, for embedding (connect it to any transport). */
-  async createServer(opts: { profile?: Profile } = {}) {
+  /**
+   * An MCP server over the same operations, for embedding (connect it to any transport).
+   * The model behind it reaches host paths only under `roots` ("DIR", "DIR:rw", or
+   * {path, access}) and writes exports under `exportDir` (default $PYRO_HOME/exports).
+   */
+  async createServer(opts: Omit<ServerOptions, "env"> = {}) {
     const { createServer } = await import("../mcp/server.ts");
-    return createServer({ profile: opts.profile, env: this.env });
+    return createServer({ ...opts, env: this.env });
   }
 }
