@@ -9,6 +9,7 @@ import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import type { Request } from "../src/protocol/messages.ts";
 import { resolveInRoot } from "./paths.ts";
+import { spawnUnprotected } from "./system.ts";
 
 type ExecRequest = Extract<Request, { op: "exec" }>;
 
@@ -42,6 +43,14 @@ export function killAllGroups(): void {
   for (const pid of liveGroups) killGroup(pid, 9);
 }
 
+/** exec.kill: SIGKILL the group of a command this agent started; false if none is running. */
+export function killExecGroup(pid: number): boolean {
+  pruneGroups();
+  if (!liveGroups.has(pid)) return false;
+  killGroup(pid, 9);
+  return true;
+}
+
 export interface ExecContext {
   root: string;
   baseEnv: Record<string, string>;
@@ -71,15 +80,18 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
   const cap = req.max_output_bytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   let proc: ReturnType<typeof Bun.spawn>;
   try {
-    proc = Bun.spawn(argv, {
-      cwd,
-      env: { ...ctx.baseEnv, ...(req.env ?? {}) },
-      stdin: req.stdin ? "pipe" : "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      // A new session/process group so a timeout can kill everything the command started.
-      detached: true,
-    });
+    // Commands never inherit the agent's OOM immunity (guest/system.ts).
+    proc = spawnUnprotected(() =>
+      Bun.spawn(argv, {
+        cwd,
+        env: { ...ctx.baseEnv, ...(req.env ?? {}) },
+        stdin: req.stdin ? "pipe" : "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+        // A new session/process group so a timeout can kill everything the command started.
+        detached: true,
+      }),
+    );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     // Like a shell: not executable is 126, not found is 127 — results, not protocol errors.

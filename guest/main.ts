@@ -9,6 +9,7 @@ import { streamChannel } from "../src/protocol/channels.ts";
 import { PYRO_VERSION } from "../src/protocol/version.ts";
 import { killAllGroups } from "./exec.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
+import { protectAgent } from "./system.ts";
 import { findVirtioPort, serveVirtioPort } from "./virtio-serial.ts";
 
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -42,6 +43,7 @@ async function main(argv: string[]): Promise<void> {
   if (stateIdx >= 0 && !stateDir) usage();
 
   if (guest) {
+    for (const p of protectAgent()) console.error(`pyro-agent: self-protection: ${p}`);
     mkdirSync(root, { recursive: true });
     const opts: AgentOptions = {
       root,

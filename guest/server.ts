@@ -6,13 +6,13 @@
 import { readFileSync, statfsSync } from "node:fs";
 import os from "node:os";
 import * as v from "valibot";
+import type { ByteChannel } from "../src/protocol/channel.ts";
 import { Connection, type ServerStream } from "../src/protocol/connection.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import { Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
-import type { ByteChannel } from "../src/protocol/channel.ts";
-import { runExec } from "./exec.ts";
+import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
 import { powerOff, setClock } from "./system.ts";
 
@@ -134,6 +134,8 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       return;
     case "exec":
       return runExec({ root, baseEnv: opts.baseEnv }, req, stream);
+    case "exec.kill":
+      return stream.result({ killed: killExecGroup(req.pid) });
     case "fs.stat":
       return stream.result({ ...(await statPath(root, req.path)) });
     case "fs.list":

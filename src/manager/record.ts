@@ -36,6 +36,8 @@ export const WorkspaceRecord = v.object({
   ttl_seconds: v.number(),
   /** why the workspace last stopped (supervisor died, VM exited, user stop) */
   stop_reason: v.optional(v.nullable(v.string())),
+  /** set by the supervisor while the guest agent does not answer (calls fail with AGENT_UNRESPONSIVE) */
+  agent_unresponsive_since: v.optional(v.nullable(v.string())),
   supervisor_pid: v.optional(v.nullable(v.number())),
   vmm_pid: v.optional(v.nullable(v.number())),
   boot_id: v.optional(v.nullable(v.string())),
@@ -51,6 +53,7 @@ export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
   return {
     ...rest,
     stop_reason: rest.stop_reason ?? null,
+    agent_unresponsive_since: rest.agent_unresponsive_since ?? null,
     command_count: rest.command_count ?? 0,
     reset_at: rest.reset_at ?? null,
   };

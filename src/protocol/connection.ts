@@ -108,7 +108,10 @@ export class ClientStream extends StreamBase {
     }
   }
 
-  /** @internal */
+  /**
+   * Stop waiting for this stream: `done` rejects with `err` and frames that arrive for it
+   * later are dropped, so an abandoned call never wedges the connection.
+   */
   abort(err: PyroError): void {
     if (this.finished) return;
     this.finish();
@@ -166,6 +169,7 @@ export class ServerStream extends StreamBase {
     this.finished = true;
     const shape: Record<string, unknown> = { type: "error", code: e.code, message: e.message };
     if (e.details) shape.details = e.details;
+    if (e.hint) shape.hint = e.hint;
     this.conn.writeRaw(encodeJsonFrame(this.id, shape, true));
     this.conn.forget(this.id);
   }

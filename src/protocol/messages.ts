@@ -48,6 +48,16 @@ export const ExecRequest = v.pipe(
   v.check((r) => (r.command === undefined) !== (r.argv === undefined), "exactly one of command or argv"),
 );
 
+/**
+ * Kill the process group of a running exec (`pid` from its `started` event), on a fresh
+ * stream: the supervisor sends it when an exec's result is overdue, and the answer proves
+ * the agent is alive. Result: `{ killed }` (false when no such group is running).
+ */
+export const ExecKillRequest = v.strictObject({
+  op: v.literal("exec.kill"),
+  pid: v.pipe(posInt, v.minValue(1)),
+});
+
 /** Sent by the client on an open exec stream. */
 export const SignalMessage = v.strictObject({
   op: v.literal("signal"),
@@ -125,6 +135,7 @@ export const Request = v.variant("op", [
   InfoRequest,
   ShutdownRequest,
   ExecRequest,
+  ExecKillRequest,
   FsStatRequest,
   FsListRequest,
   FsReadRequest,
@@ -170,6 +181,8 @@ export const ErrorMessage = v.object({
   code: v.picklist(ERROR_CODES),
   message: v.string(),
   details: v.optional(v.record(v.string(), v.unknown())),
+  /** what the user can do about it (shown by the CLI, carried by MCP results) */
+  hint: v.optional(v.string()),
 });
 
 /** The table a snapshot test pins: name → schema. */
@@ -180,6 +193,7 @@ export const MESSAGE_TABLE = {
   InfoRequest,
   ShutdownRequest,
   ExecRequest,
+  ExecKillRequest,
   SignalMessage,
   FsStatRequest,
   FsListRequest,

@@ -1,0 +1,134 @@
+/**
+ * Liveness at the host boundary: every agent call has a host-side deadline. An agent that
+ * is stopped (SIGSTOP) turns an exec into AGENT_UNRESPONSIVE within its timeout plus the
+ * grace period, later calls fail fast with the same code, and SIGCONT or stop/start
+ * recovers. Host compat first; then real guests: a root fork bomb ends in a timeout and
+ * the agent survives it, and a frozen VMM makes the agent unresponsive.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Pyro, type PyroError } from "../src/sdk/index.ts";
+import { ensureBuilt, freshHome, processesMatching, pyro, waitFor } from "./helpers.ts";
+
+/** The host agent's pid (the host backend's "VMM" is the agent process). */
+function agentPid(home: string, id: string): number {
+  const rec = JSON.parse(readFileSync(join(home, "workspaces", id, "workspace.json"), "utf8"));
+  return rec.vmm_pid as number;
+}
+
+async function status(home: string, id: string) {
+  return (await pyro(["workspace", "status", id, "--json"], { home })).json;
+}
+
+describe("liveness: a stopped host agent", () => {
+  let home: string;
+  let id: string;
+  beforeAll(async () => {
+    await ensureBuilt();
+    home = freshHome();
+    const r = await pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--json"], { home });
+    expect(r.code).toBe(0);
+    id = r.json.workspace_id;
+  });
+  afterAll(async () => {
+    await pyro(["workspace", "delete", id, "--json"], { home });
+    expect(processesMatching(join(home, "workspaces"))).toEqual([]);
+  });
+
+  test("CLI: exec returns AGENT_UNRESPONSIVE, later calls fail fast, SIGCONT recovers", async () => {
+    // The probe works: a live agent answers.
+    const ok = await pyro(["workspace", "exec", id, "--timeout-seconds", "2", "--json", "--", "echo", "up"], {
+      home,
+    });
+    expect(ok.code).toBe(0);
+    expect(ok.json.stdout).toBe("up\n");
+    expect((await status(home, id)).agent_unresponsive_since).toBeNull();
+
+    const pid = agentPid(home, id);
+    process.kill(pid, "SIGSTOP");
+    try {
+      const r = await pyro(["workspace", "exec", id, "--timeout-seconds", "2", "--json", "--", "echo", "x"], {
+        home,
+      });
+      expect(r.code).toBe(70);
+      expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
+      expect(r.json.message).toContain("2 s timeout");
+      expect(r.json.hint).toContain(`pyro workspace stop ${id} && pyro workspace start ${id}`);
+      const st = await status(home, id);
+      expect(st.state).toBe("started");
+      expect(typeof st.agent_unresponsive_since).toBe("string");
+
+      // Marked: the next call does not wait for a deadline, it names the mark.
+      const read = await pyro(["workspace", "file", "read", id, "a.txt", "--json"], { home });
+      expect(read.code).toBe(70);
+      expect(read.json.code).toBe("AGENT_UNRESPONSIVE");
+      expect(read.json.message).toContain("has not answered since");
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    // The supervisor's pending ping is answered once the agent runs again.
+    expect(await waitFor(async () => (await status(home, id)).agent_unresponsive_since === null)).toBe(true);
+    const again = await pyro(["workspace", "exec", id, "--json", "--", "echo", "back"], { home });
+    expect(again.code).toBe(0);
+    expect(again.json.stdout).toBe("back\n");
+  }, 60_000);
+
+  test("CLI: a file read against a stopped agent returns; stop/start recovers", async () => {
+    await pyro(["workspace", "file", "write", id, "a.txt", "--text", "hello", "--json"], { home });
+    const before = await pyro(["workspace", "file", "read", id, "a.txt", "--json"], { home });
+    expect(before.json.content).toBe("hello");
+
+    const pid = agentPid(home, id);
+    process.kill(pid, "SIGSTOP");
+    try {
+      const r = await pyro(["workspace", "file", "read", id, "a.txt", "--json"], { home });
+      expect(r.code).toBe(70);
+      expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
+      expect(r.json.message).toContain("did not answer a ping");
+      // stop works on a stopped agent (it is woken to act on SIGTERM) and start boots a new one.
+      const stop = await pyro(["workspace", "stop", id, "--json"], { home });
+      expect(stop.json.state).toBe("stopped");
+      expect(await waitFor(() => !alive(pid))).toBe(true);
+    } finally {
+      if (alive(pid)) process.kill(pid, "SIGCONT");
+    }
+    const start = await pyro(["workspace", "start", id, "--json"], { home });
+    expect(start.json.state).toBe("started");
+    expect(start.json.agent_unresponsive_since).toBeNull();
+    const read = await pyro(["workspace", "file", "read", id, "a.txt", "--json"], { home });
+    expect(read.json.content).toBe("hello");
+  }, 60_000);
+
+  test("SDK: a warm connection survives an unresponsive agent and works after SIGCONT", async () => {
+    const py = new Pyro({ home });
+    expect((await py.execWorkspace(id, "echo warm", { timeout_seconds: 2 })).stdout).toBe("warm\n");
+    const pid = agentPid(home, id);
+    process.kill(pid, "SIGSTOP");
+    let err: PyroError | null = null;
+    try {
+      await py.execWorkspace(id, "echo x", { timeout_seconds: 2 });
+    } catch (e) {
+      err = e as PyroError;
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    expect(err?.code).toBe("AGENT_UNRESPONSIVE");
+    expect(err?.hint).toContain("pyro workspace start");
+    expect(await waitFor(async () => (await py.workspaceStatus(id)).agent_unresponsive_since === null)).toBe(
+      true,
+    );
+    // Same pooled connection: the abandoned exec stream does not wedge it.
+    expect((await py.execWorkspace(id, "echo after", { timeout_seconds: 5 })).stdout).toBe("after\n");
+    expect((await py.readWorkspaceFile(id, "a.txt")).content).toBe("hello");
+  }, 60_000);
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
