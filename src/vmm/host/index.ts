@@ -6,8 +6,7 @@ import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { streamChannel } from "../../protocol/channels.ts";
 import { PyroError } from "../../protocol/errors.ts";
-import { agentCommand } from "../agent-path.ts";
-import { pdeathsigPrefix, stopProcess } from "../process.ts";
+import { agentCommand, pdeathsigPrefix } from "../agent-path.ts";
 import type { Backend, BootSpec, VmHandle } from "../types.ts";
 
 export const hostBackend: Backend = {
@@ -67,10 +66,11 @@ export const hostBackend: Backend = {
         return streamChannel(proc.stdout as ReadableStream<Uint8Array>, stdin);
       },
       async stop(timeoutMs: number) {
-        await stopProcess(proc, exited, timeoutMs, () => {
-          proc.kill("SIGTERM");
-          proc.kill("SIGCONT"); // a stopped (SIGSTOP) agent must run to act on TERM
-        });
+        proc.kill("SIGTERM");
+        proc.kill("SIGCONT"); // a stopped (SIGSTOP) agent must run to act on TERM
+        const done = await Promise.race([exited.then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
+        if (!done) proc.kill("SIGKILL");
+        await exited;
       },
       kill() {
         proc.kill("SIGKILL");
