@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import {
   chmod,
   readFile as fsRead,
@@ -303,5 +303,73 @@ describe("movePath", () => {
     await fails(movePath(root, "bin.dat", "out2/escape"), "PATH_OUTSIDE_WORKSPACE");
     await fails(movePath(root, "secret-link/x", "y"), "PATH_OUTSIDE_WORKSPACE");
     await fails(movePath(root, "out2/secret", "stolen"), "PATH_OUTSIDE_WORKSPACE");
+  });
+});
+
+describe("races and resources", () => {
+  /** Exchange `a` and `b` (both in `dir`) with renameat2(RENAME_EXCHANGE) until killed. */
+  function swapper(dir: string, a: string, b: string) {
+    const js = `const { dlopen, FFIType, ptr } = require("bun:ffi");
+      const c = dlopen("libc.so.6", { renameat2: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 } }).symbols;
+      const a = Buffer.from(${JSON.stringify(`${a}\0`)}), b = Buffer.from(${JSON.stringify(`${b}\0`)});
+      for (;;) if (c.renameat2(-100, ptr(a), -100, ptr(b), 2) !== 0) process.exit(3);`;
+    return Bun.spawn([process.execPath, "-e", js], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+  }
+
+  test("recursive list and remove never cross a directory swapped for a link to outside", async () => {
+    for (const n of ["x1", "x2", "x3"]) await fsWrite(`${outside}/${n}`, n);
+    outsideBefore = await snapshotTree(outside, { mtimes: true });
+    for (let round = 0; round < 10; round++) {
+      await mkdir(`${root}/victim/sub/deeper`, { recursive: true });
+      await fsWrite(`${root}/victim/sub/deeper/inside`, "i");
+      await symlink(outside, `${root}/victim/sub.l`);
+      const p = swapper(`${root}/victim`, "sub", "sub.l");
+      try {
+        for (let i = 0; i < 50; i++) {
+          const l = await listPath(root, "victim", { recursive: true }).catch(() => undefined);
+          for (const e of l?.entries ?? []) expect(e.path).not.toMatch(/x[123]$/);
+        }
+        await removePath(root, "victim", { recursive: true }).catch(() => {});
+        expect(p.exitCode).toBeNull(); // the swap ran throughout
+      } finally {
+        p.kill(9);
+        await p.exited;
+      }
+      await run(["rm", "-rf", `${root}/victim`]);
+    }
+    // afterEach checks the outside tree is untouched
+  });
+
+  test("no fd is left open by any operation, succeeding or failing", async () => {
+    const openFds = () => readdirSync("/proc/self/fd").length;
+    const ops = async () => {
+      await statPath(root, "src/a.txt");
+      await listPath(root, ".", { recursive: true });
+      await readFile(root, "src-link/a.txt");
+      await writeFile(root, "new/deep/w.txt", enc.encode("w"));
+      await makeDirectory(root, "made/x", { parents: true });
+      await movePath(root, "new/deep/w.txt", "moved.txt");
+      await removePath(root, "made", { recursive: true });
+      await removePath(root, "new", { recursive: true });
+      await removePath(root, "moved.txt");
+      for (const bad of [
+        () => readFile(root, "out/secret"),
+        () => readFile(root, "src"),
+        () => writeFile(root, "src/a.txt/x", enc.encode("x")),
+        () => listPath(root, "src/a.txt"),
+        () => removePath(root, "empty/nothing"),
+        () => movePath(root, "nothing", "x"),
+        () => makeDirectory(root, "src"),
+      ]) {
+        await bad().then(
+          () => expect.unreachable(),
+          () => {},
+        );
+      }
+    };
+    await ops(); // warm up lazily opened things (libc, caches)
+    const before = openFds();
+    for (let i = 0; i < 10; i++) await ops();
+    expect(openFds()).toBe(before);
   });
 });

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdir, realpath, symlink, writeFile } from "node:fs/promises";
+import { readdirSync, readSync } from "node:fs";
+import { mkdir, realpath, rename, symlink, writeFile } from "node:fs/promises";
 import { rejectsWith, tempDir } from "../src/protocol/archive/testutil.ts";
-import { displayPath, resolveInRoot, showPath, WORKSPACE_DISPLAY_ROOT } from "./paths.ts";
+import { closeFd, O, openat } from "./openat.ts";
+import { displayPath, resolveInRoot, resolvePath, showPath, WORKSPACE_DISPLAY_ROOT } from "./paths.ts";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let root: string;
@@ -109,6 +111,78 @@ describe("resolveInRoot", () => {
     const err = await rejectsWith(resolveInRoot(root, "out/secret", nofollow), "PATH_OUTSIDE_WORKSPACE");
     expect(err.message).toContain("/workspace/out/secret");
     expect(err.message).not.toContain(tmp.path);
+  });
+});
+
+describe("resolvePath (fd-held resolution)", () => {
+  const openFds = () => readdirSync("/proc/self/fd").length;
+
+  test("holds an fd per existing component; missing ones are created O_NOFOLLOW", async () => {
+    const r = await resolvePath(root, "in/new1/new2/file", follow);
+    try {
+      expect(r.parts).toEqual(["sub", "new1", "new2", "file"]);
+      expect(r.fds.length).toBe(2); // root and sub
+      expect(r.fd).toBeUndefined();
+      const created: string[][] = [];
+      r.parentFd(true, created);
+      expect(created).toEqual([
+        ["sub", "new1"],
+        ["sub", "new1", "new2"],
+      ]);
+      expect(r.fds.length).toBe(4);
+    } finally {
+      r.close();
+    }
+    await rejectsWith(
+      resolvePath(root, "sub/nope/x", follow).then((r) => {
+        try {
+          r.parentFd(false);
+        } finally {
+          r.close();
+        }
+      }),
+      "FILE_NOT_FOUND",
+    );
+  });
+
+  test("a directory swapped for a symlink after resolution: the held fd still names the checked one", async () => {
+    await mkdir(`${root}/swap`);
+    await writeFile(`${root}/swap/f`, "inside");
+    await writeFile(`${outside}/f`, "outside");
+    const r = await resolvePath(root, "swap/f", follow);
+    try {
+      await rename(`${root}/swap`, `${root}/swap.moved`);
+      await symlink(outside, `${root}/swap`);
+      const fd = openat(r.parentFd(false), r.name, O.RDONLY | O.NOFOLLOW);
+      const buf = Buffer.alloc(16);
+      expect(buf.subarray(0, readSync(fd, buf)).toString()).toBe("inside");
+      closeFd(fd);
+    } finally {
+      r.close();
+    }
+    // resolved again now, the swap is seen and refused
+    await rejectsWith(resolvePath(root, "swap/f", follow), "PATH_OUTSIDE_WORKSPACE");
+  });
+
+  test("no fd is left open, whether resolution succeeds or fails", async () => {
+    const before = openFds();
+    const held = await resolvePath(root, "sub/f", follow);
+    expect(openFds()).toBe(before + 3); // the probe sees held fds: root, sub, f
+    held.close();
+    expect(openFds()).toBe(before);
+    for (let i = 0; i < 50; i++) {
+      for (const [p, o] of [
+        ["a/../f", follow],
+        ["new/dir/file", nofollow],
+        ["out/x", nofollow],
+        ["l1", follow],
+        ["file/x", nofollow],
+        ["up/ws/file", nofollow],
+      ] as const) {
+        await resolveInRoot(root, p, o).catch(() => {});
+      }
+    }
+    expect(openFds()).toBe(before);
   });
 });
 
