@@ -28,8 +28,9 @@ import { startMachine } from "../../src/manager/machine.ts";
 import { READY_FILE, runDir, supervisorLogPath, workspaceDir } from "../../src/manager/paths.ts";
 import { readRecord } from "../../src/manager/record.ts";
 import { hostTscKhz } from "../../src/vmm/probe/tsc.ts";
+import { pdeathsigPrefix } from "../../src/vmm/process.ts";
 import { buildQemuArgv } from "../../src/vmm/qemu/argv.ts";
-import { findQemu, pdeathsigPrefix, requireQemu } from "../../src/vmm/qemu/binary.ts";
+import { findQemu, requireQemu } from "../../src/vmm/qemu/binary.ts";
 import { chooseBackend, loadBackend } from "../../src/vmm/select.ts";
 import { connectUnixChannel } from "../../src/vmm/socket-channel.ts";
 import type { BootSpec, EnvironmentArtifacts } from "../../src/vmm/types.ts";
@@ -367,7 +368,7 @@ function bootPreSpawn(ctx: BenchCtx, shape: Shape, dir: string): number {
     qmpSocketPath: sockets[1]!,
     hostTscKhz: shape.accelerator === "tcg" ? hostTscKhz() : undefined,
   });
-  pdeathsigPrefix(ctx.env);
+  pdeathsigPrefix("KILL", ctx.env);
   writeFileSync(join(dir, "qemu.log"), "");
   return performance.now() - t;
 }

@@ -2,9 +2,9 @@
  * Boot a machine and shake hands with its agent. Shared by the workspace supervisor and
  * one-shot `run`; on any failure everything started so far is torn down.
  */
-import { existsSync, readFileSync } from "node:fs";
 import type { Connection } from "../protocol/connection.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
+import { tailFile } from "../vmm/process.ts";
 import type { Backend, BootSpec, VmHandle } from "../vmm/types.ts";
 import { type AgentHello, helloAgent } from "./handshake.ts";
 import { Teardown } from "./teardown.ts";
@@ -17,10 +17,9 @@ export interface Machine {
   shutdown(timeoutMs?: number): Promise<void>;
 }
 
-export function consoleTail(path: string, lines = 20): string {
-  if (!existsSync(path)) return "";
-  const text = readFileSync(path, "utf8");
-  return text.split("\n").slice(-lines).join("\n");
+/** The console log's last lines (for boot errors). */
+function consoleTail(path: string, lines = 20): string {
+  return tailFile(path, 8192).split("\n").slice(-lines).join("\n");
 }
 
 export async function startMachine(backend: Backend, spec: BootSpec): Promise<Machine> {

@@ -38,9 +38,3 @@ export function agentBinary(env: Env = process.env): string {
     "pyro-agent executable not found: run `bun run build` (or set PYRO_AGENT_PATH)",
   );
 }
-
-/** `setpriv --pdeathsig SIG --` prefix when available, so children die with their parent. */
-export function pdeathsigPrefix(signal: "KILL" | "TERM"): string[] {
-  const setpriv = Bun.which("setpriv");
-  return setpriv ? [setpriv, "--pdeathsig", signal, "--"] : [];
-}

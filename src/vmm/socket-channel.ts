@@ -6,6 +6,7 @@
 import type { ByteChannel } from "../protocol/channel.ts";
 import { type SocketChannel, socketChannelHandlers } from "../protocol/channels.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { sleep } from "./process.ts";
 
 export interface UnixChannelOptions {
   /** First retry delay; doubles up to `maxRetryDelayMs`. */
@@ -54,16 +55,4 @@ export async function connectUnixChannel(
       delay = Math.min(delay * 2, maxDelay);
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

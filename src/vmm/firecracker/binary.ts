@@ -1,26 +1,16 @@
 /**
- * Locating Firecracker (and setpriv). Kept apart from index.ts so backend selection
- * (src/vmm/select.ts) can ask "is there a firecracker?" without loading the backend.
+ * Locating Firecracker. Kept apart from index.ts so backend selection (src/vmm/select.ts)
+ * can ask "is there a firecracker?" without loading the backend.
  */
 import { accessSync, constants } from "node:fs";
+import type { Env } from "../../base/paths.ts";
 
-export type Env = Record<string, string | undefined>;
+export type { Env };
 
 /** PYRO_FIRECRACKER_BIN when set (it must be executable), else `firecracker` on PATH, else null. */
 export function findFirecracker(env: Env = process.env): string | null {
   const override = env.PYRO_FIRECRACKER_BIN;
   return Bun.which(override || "firecracker", { PATH: env.PATH ?? "" });
-}
-
-/**
- * `setpriv --pdeathsig KILL --` (util-linux): the kernel SIGKILLs the VMM when its spawner
- * dies, and the flag survives the exec into Firecracker, so the pid stays Firecracker's.
- * The signal follows the spawning thread; Bun spawns from the JS thread, which lives as long
- * as the process. `[]` when setpriv is missing: then only pid checks protect us.
- */
-export function pdeathsigPrefix(env: Env = process.env): string[] {
-  const setpriv = Bun.which("setpriv", { PATH: env.PATH ?? "" });
-  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--"] : [];
 }
 
 export function kvmAccessible(kvmPath = "/dev/kvm"): boolean {

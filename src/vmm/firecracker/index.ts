@@ -8,21 +8,20 @@ import {
   closeSync,
   constants,
   copyFileSync,
-  fstatSync,
   linkSync,
   mkdirSync,
   openSync,
-  readSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
 import { PyroError } from "../../protocol/errors.ts";
+import { pdeathsigPrefix, prepareSocketPaths, stopProcess, tailFile } from "../process.ts";
 import type { UnixByteChannel } from "../socket-channel.ts";
 import type { Backend, BootSpec, VmHandle } from "../types.ts";
 import { FirecrackerApi } from "./api.ts";
-import { type Env, findFirecracker, kvmAccessible, pdeathsigPrefix } from "./binary.ts";
+import { type Env, findFirecracker, kvmAccessible } from "./binary.ts";
 import { buildFirecrackerConfig, firecrackerKernelArgs, type TapDevice } from "./config.ts";
 import { hostPath, type JailLayout, jailerArgv, jailerSettings, jailLayout } from "./jailer.ts";
 import { AGENT_VSOCK_PORT, connectVsock } from "./vsock.ts";
@@ -61,9 +60,6 @@ export function createFirecrackerBackend(opts: FirecrackerBackendOptions = {}): 
 }
 
 export const firecrackerBackend: Backend = createFirecrackerBackend();
-
-// sun_path is 108 bytes including the NUL.
-const MAX_UNIX_PATH = 107;
 
 interface LaunchPlan {
   argv: string[];
@@ -108,19 +104,7 @@ async function bootFirecracker(
 
   const jailer = jailerSettings(env, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
   const plan = jailer ? planJailed(spec, fcBin, jailer) : planDirect(spec, fcBin);
-  for (const p of [plan.apiSock, plan.vsock]) {
-    if (Buffer.byteLength(p) > MAX_UNIX_PATH) {
-      throw new PyroError(
-        "INVALID_INPUT",
-        `socket path too long for a UNIX socket (${Buffer.byteLength(p)} > ${MAX_UNIX_PATH} bytes): ${p}`,
-        {
-          hint: "use a shorter PYRO_HOME",
-        },
-      );
-    }
-    // A socket left by a previous run makes Firecracker's bind fail.
-    rmSync(p, { force: true });
-  }
+  prepareSocketPaths([plan.apiSock, plan.vsock]);
   const config = buildFirecrackerConfig(spec, {
     vsockUdsPath: plan.vsockInConfig,
     guestCid: opts.guestCid,
@@ -134,7 +118,7 @@ async function bootFirecracker(
   // The VMM must never outlive the supervisor (binary.ts). Under the jailer with another
   // uid/gid the kernel clears the death signal at the credential change; the supervisor's
   // pid check covers that case.
-  const argv = [...pdeathsigPrefix(env), ...plan.argv];
+  const argv = [...pdeathsigPrefix("KILL", env), ...plan.argv];
   mkdirSync(dirname(spec.consoleLogPath), { recursive: true });
   const logFd = openSync(spec.consoleLogPath, "a", 0o600);
   let proc: ReturnType<typeof Bun.spawn>;
@@ -223,23 +207,6 @@ function linkOrCopy(from: string, to: string): void {
   }
 }
 
-/** The last bytes of the console log, for error details when a boot goes wrong. */
-export function consoleTail(path: string, bytes = 4096): string {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, "r");
-    const size = fstatSync(fd).size;
-    const len = Math.min(bytes, size);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    return buf.toString("utf8");
-  } catch {
-    return "";
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
 class FirecrackerVm implements FirecrackerVmHandle {
   readonly backend = "firecracker" as const;
   readonly accelerator = "kvm" as const;
@@ -291,7 +258,7 @@ class FirecrackerVm implements FirecrackerVmHandle {
           "VMM_FAILED",
           `firecracker exited (${code === null ? "killed by a signal" : `code ${code}`}) before the guest agent answered`,
           {
-            details: { exitCode: code, consoleTail: consoleTail(this.consoleLogPath) },
+            details: { exitCode: code, consoleTail: tailFile(this.consoleLogPath) },
           },
         ),
       );
@@ -306,7 +273,7 @@ class FirecrackerVm implements FirecrackerVmHandle {
           "GUEST_BOOT_TIMEOUT",
           `the guest agent did not answer on vsock port ${AGENT_VSOCK_PORT} in time`,
           {
-            details: { ...err.details, consoleTail: consoleTail(this.consoleLogPath) },
+            details: { ...err.details, consoleTail: tailFile(this.consoleLogPath) },
             cause: err,
           },
         );
@@ -320,24 +287,10 @@ class FirecrackerVm implements FirecrackerVmHandle {
   /** Ctrl-Alt-Del (the guest reboots → Firecracker exits), then SIGKILL once timeoutMs is up. */
   async stop(timeoutMs: number): Promise<void> {
     if (this.hasExited) return;
-    const deadline = Date.now() + timeoutMs;
-    try {
-      await this.api.sendCtrlAltDel({ timeoutMs: Math.max(1, Math.min(2000, timeoutMs)) });
-    } catch {
-      // No API socket (yet), or the VM is already going down: the kill below covers it.
-    }
-    const left = deadline - Date.now();
-    if (left > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<"timeout">((r) => {
-        timer = setTimeout(() => r("timeout"), left);
-      });
-      const result = await Promise.race([this.exited, timedOut]);
-      clearTimeout(timer);
-      if (result !== "timeout") return;
-    }
-    this.kill();
-    await this.exited;
+    // No API socket (yet), or the VM already going down, fails the ask: the kill covers it.
+    await stopProcess(this.proc, this.exited, timeoutMs, () =>
+      this.api.sendCtrlAltDel({ timeoutMs: Math.max(1, Math.min(2000, timeoutMs)) }),
+    );
   }
 
   kill(): void {

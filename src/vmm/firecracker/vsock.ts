@@ -7,6 +7,7 @@
  */
 import { ChannelListeners } from "../../protocol/channel.ts";
 import { PyroError } from "../../protocol/errors.ts";
+import { sleep } from "../process.ts";
 import { connectUnixChannel, type UnixByteChannel } from "../socket-channel.ts";
 
 export { AGENT_VSOCK_PORT } from "../../protocol/transport.ts";
@@ -157,16 +158,4 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

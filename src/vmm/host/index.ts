@@ -6,7 +6,8 @@ import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { streamChannel } from "../../protocol/channels.ts";
 import { PyroError } from "../../protocol/errors.ts";
-import { agentCommand, pdeathsigPrefix } from "../agent-path.ts";
+import { agentCommand } from "../agent-path.ts";
+import { pdeathsigPrefix, stopProcess } from "../process.ts";
 import type { Backend, BootSpec, VmHandle } from "../types.ts";
 
 export const hostBackend: Backend = {
@@ -66,11 +67,10 @@ export const hostBackend: Backend = {
         return streamChannel(proc.stdout as ReadableStream<Uint8Array>, stdin);
       },
       async stop(timeoutMs: number) {
-        proc.kill("SIGTERM");
-        proc.kill("SIGCONT"); // a stopped (SIGSTOP) agent must run to act on TERM
-        const done = await Promise.race([exited.then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
-        if (!done) proc.kill("SIGKILL");
-        await exited;
+        await stopProcess(proc, exited, timeoutMs, () => {
+          proc.kill("SIGTERM");
+          proc.kill("SIGCONT"); // a stopped (SIGSTOP) agent must run to act on TERM
+        });
       },
       kill() {
         proc.kill("SIGKILL");

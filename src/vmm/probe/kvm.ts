@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname } from "node:path";
-import { pdeathsigPrefix } from "../qemu/binary.ts";
+import { pdeathsigPrefix } from "../process.ts";
 import { cachedResult, type ProbeCacheEntry, type ProbeKey, type ProbeResult } from "./cache.ts";
 import { judgeProbe, type ProbeVerdict } from "./judge.ts";
 

@@ -2,15 +2,16 @@
  * The QEMU process wrapper: resolve the accelerator, spawn QEMU (dying with its
  * supervisor), confirm it reached its main loop over QMP, and hand out the agent channel.
  */
-import { closeSync, openSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../../protocol/errors.ts";
 import { kvmDeviceProblem, probeKvm } from "../probe/kvm.ts";
 import { hostTscKhz } from "../probe/tsc.ts";
+import { pdeathsigPrefix, prepareSocketPaths, stopProcess, tailFile } from "../process.ts";
 import { connectUnixChannel } from "../socket-channel.ts";
 import type { Backend, BootSpec, ByteChannel, VmHandle } from "../types.ts";
 import { buildQemuArgv, type QemuAccelerator } from "./argv.ts";
-import { type Env, pdeathsigPrefix, requireQemu } from "./binary.ts";
+import { type Env, requireQemu } from "./binary.ts";
 import { connectQmp, type QmpClient } from "./qmp.ts";
 
 export interface QemuBackendOptions {
@@ -25,8 +26,6 @@ export interface QemuBackendOptions {
   probeTimeoutMs?: number;
 }
 
-/** sun_path is 108 bytes including the NUL: longer socket paths cannot be bound at all. */
-const MAX_SOCKET_PATH = 107;
 // QEMU reaches its main loop (QMP answers) in well under a second; a missing file or a bad
 // option makes it exit before that.
 const STARTUP_CAP_MS = 30_000;
@@ -76,16 +75,7 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         throw new PyroError("INVALID_INPUT", "the qemu backend needs an environment (kernel + rootfs)");
       const qemuBin = requireQemu(env);
       const paths = qemuRunPaths(spec.runDir);
-      for (const p of [paths.agentSocket, paths.qmpSocket]) {
-        if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
-          throw new PyroError(
-            "INVALID_INPUT",
-            `socket path too long for a UNIX socket (max ${MAX_SOCKET_PATH} bytes): ${p}`,
-          );
-        }
-        // A previous QEMU killed with SIGKILL leaves its sockets behind; QEMU will not bind over them.
-        rmSync(p, { force: true });
-      }
+      prepareSocketPaths([paths.agentSocket, paths.qmpSocket]);
       const { accelerator, cpuModel } = await chooseAccelerator(envArtifacts.kernelPath, qemuBin);
       const argv = buildQemuArgv(spec, {
         accelerator,
@@ -96,7 +86,7 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         hostTscKhz: accelerator === "tcg" ? hostTscKhz() : undefined,
       });
       writeFileSync(paths.qemuLog, ""); // Bun appends to a file given as stderr
-      const proc = Bun.spawn([...pdeathsigPrefix(env), ...argv], {
+      const proc = Bun.spawn([...pdeathsigPrefix("KILL", env), ...argv], {
         stdin: "ignore",
         stdout: Bun.file(paths.qemuLog),
         stderr: Bun.file(paths.qemuLog),
@@ -152,8 +142,8 @@ class QemuVm implements VmHandle {
 
   failure(message: string, cause?: unknown): PyroError {
     const code = this.proc.signalCode ?? this.proc.exitCode;
-    const qemuLog = tail(this.paths.qemuLog, 2048);
-    const consoleTail = tail(this.spec.consoleLogPath, 2048);
+    const qemuLog = tailFile(this.paths.qemuLog, 2048);
+    const consoleTail = tailFile(this.spec.consoleLogPath, 2048);
     const last = qemuLog.trim().split("\n").at(-1) ?? "";
     return new PyroError(
       "VMM_FAILED",
@@ -172,45 +162,11 @@ class QemuVm implements VmHandle {
 
   async stop(timeoutMs: number): Promise<void> {
     if (this.hasExited) return;
-    const deadline = Date.now() + timeoutMs;
     // `quit` ends QEMU at once; the caller has already had the agent sync and power off.
-    await withTimeout(this.qmp?.quit() ?? Promise.resolve(), timeoutMs).catch(() => {});
-    const left = Math.max(0, deadline - Date.now());
-    const exitedInTime = await withTimeout(
-      this.exited.then(() => true),
-      left,
-    ).catch(() => false);
-    if (!exitedInTime) this.kill();
-    await this.exited;
+    await stopProcess(this.proc, this.exited, timeoutMs, () => this.qmp?.quit());
   }
 
   kill(): void {
     if (!this.hasExited) this.proc.kill("SIGKILL");
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("timeout")), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-/** The last `bytes` of a file as text ("" when missing): for error messages. */
-function tail(path: string, bytes: number): string {
-  try {
-    const size = statSync(path).size;
-    const len = Math.min(size, bytes);
-    const buf = Buffer.alloc(len);
-    const fd = openSync(path, "r");
-    try {
-      readSync(fd, buf, 0, len, size - len);
-    } finally {
-      closeSync(fd);
-    }
-    return buf.toString("utf8");
-  } catch {
-    return "";
   }
 }

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PyroError } from "../../protocol/errors.ts";
-import { findQemu, parseQemuVersion, pdeathsigPrefix, requireQemu } from "./binary.ts";
+import { findQemu, parseQemuVersion, requireQemu } from "./binary.ts";
 
 test("parseQemuVersion", () => {
   expect(parseQemuVersion("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright")).toBe(
@@ -38,10 +38,4 @@ test("findQemu: PYRO_QEMU_BIN wins, else PATH, else null", () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
-
-test("pdeathsigPrefix uses setpriv when present", () => {
-  expect(pdeathsigPrefix({ PATH: "/nonexistent" })).toEqual([]);
-  const prefix = pdeathsigPrefix();
-  if (prefix.length > 0) expect(prefix.slice(1)).toEqual(["--pdeathsig", "KILL", "--"]);
 });

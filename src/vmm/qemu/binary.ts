@@ -1,9 +1,8 @@
-/**
- * Locating QEMU and starting it so it cannot outlive its supervisor.
- */
+/** Locating QEMU and asking its version. (Starting it so it dies with its spawner: ../process.ts.) */
+import type { Env } from "../../base/paths.ts";
 import { PyroError } from "../../protocol/errors.ts";
 
-export type Env = Record<string, string | undefined>;
+export type { Env };
 
 export const QEMU_BIN_NAME = "qemu-system-x86_64";
 
@@ -34,16 +33,4 @@ export async function qemuVersion(bin: string): Promise<string | null> {
   const out = await new Response(proc.stdout).text();
   await proc.exited;
   return parseQemuVersion(out);
-}
-
-/**
- * `setpriv --pdeathsig KILL --` (util-linux) sets PR_SET_PDEATHSIG and execs QEMU in place,
- * so the pid stays QEMU's and the kernel kills it when its spawner dies. The death signal
- * follows the spawning *thread*: Bun spawns from the JS thread, which lives as long as the
- * process. Without setpriv there is no such guarantee; the caller gets `[]` and must rely on
- * pid checks.
- */
-export function pdeathsigPrefix(env: Env = process.env): string[] {
-  const setpriv = Bun.which("setpriv", { PATH: env.PATH ?? "" });
-  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--"] : [];
 }

@@ -8,5 +8,5 @@ export {
   USER_NET,
 } from "./argv.ts";
 export { type QemuBackendOptions, qemuBackend, qemuRunPaths } from "./backend.ts";
-export { findQemu, parseQemuVersion, pdeathsigPrefix, qemuVersion, requireQemu } from "./binary.ts";
+export { findQemu, parseQemuVersion, qemuVersion, requireQemu } from "./binary.ts";
 export { connectQmp, QmpClient, type QmpEvent, type QmpStatus } from "./qmp.ts";

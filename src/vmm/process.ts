@@ -1,0 +1,122 @@
+/**
+ * What every backend does with its child process (QEMU, Firecracker, the host agent), in
+ * one place: start it so it dies with its spawner, refuse socket paths the kernel cannot
+ * bind, stop it (ask → wait → SIGKILL), tail its logs for error messages, and sleep
+ * between retries without outliving an abort.
+ *
+ * Invariant of stopProcess: when it resolves, the process has exited (it never returns
+ * while the child runs, whatever `ask` does).
+ */
+import { closeSync, fstatSync, openSync, readSync, rmSync } from "node:fs";
+import type { Env } from "../base/paths.ts";
+import { PyroError } from "../protocol/errors.ts";
+
+/**
+ * `setpriv --pdeathsig SIG --` (util-linux) sets PR_SET_PDEATHSIG and execs the command in
+ * place, so the pid stays the child's and the kernel signals it when its spawner dies. The
+ * death signal follows the spawning *thread*: Bun spawns from the JS thread, which lives as
+ * long as the process. Without setpriv there is no such guarantee: the result is `[]` and
+ * callers rely on pid checks. KILL for VMMs; TERM for the host agent, which must kill the
+ * process groups it started.
+ */
+export function pdeathsigPrefix(signal: "KILL" | "TERM" = "KILL", env: Env = process.env): string[] {
+  const setpriv = Bun.which("setpriv", { PATH: env.PATH ?? "" });
+  return setpriv ? [setpriv, "--pdeathsig", signal, "--"] : [];
+}
+
+/** sun_path is 108 bytes including the NUL: a longer socket path cannot be bound at all. */
+export const MAX_SOCKET_PATH = 107;
+
+/**
+ * Make the socket paths a VMM is about to bind usable: INVALID_INPUT when one is too long,
+ * and a stale socket left by a killed predecessor is removed (a VMM will not bind over it).
+ */
+export function prepareSocketPaths(paths: readonly string[]): void {
+  for (const p of paths) {
+    const len = Buffer.byteLength(p);
+    if (len > MAX_SOCKET_PATH) {
+      throw new PyroError(
+        "INVALID_INPUT",
+        `socket path too long for a UNIX socket (${len} > ${MAX_SOCKET_PATH} bytes): ${p}`,
+        { details: { path: p, bytes: len, max: MAX_SOCKET_PATH }, hint: "use a shorter PYRO_HOME" },
+      );
+    }
+    rmSync(p, { force: true });
+  }
+}
+
+/** The last `bytes` of a file as text, "" when it is missing or unreadable (for error details). */
+export function tailFile(path: string, bytes = 4096): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const size = fstatSync(fd).size;
+    const len = Math.min(bytes, size);
+    const buf = Buffer.alloc(len);
+    readSync(fd, buf, 0, len, size - len);
+    return buf.toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; never rejects. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** True when `p` settles (either way) within `ms`, false when the time runs out first. */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), Math.max(0, ms));
+  });
+  const settled = p.then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([settled, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The part of a Bun.Subprocess stopProcess uses. */
+export interface Killable {
+  kill(signal?: NodeJS.Signals | number): void;
+}
+
+/**
+ * Stop a child: `ask` it to end (QMP quit, Ctrl-Alt-Del, SIGTERM; its errors are ignored),
+ * wait until `exited` settles or `timeoutMs` (asking included) has passed, then SIGKILL it,
+ * and resolve once it has exited.
+ */
+export async function stopProcess(
+  proc: Killable,
+  exited: Promise<unknown>,
+  timeoutMs: number,
+  ask: () => unknown,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let asked: Promise<unknown>;
+  try {
+    asked = Promise.resolve(ask());
+  } catch (err) {
+    asked = Promise.reject(err);
+  }
+  await settlesWithin(asked, timeoutMs);
+  if (!(await settlesWithin(exited, deadline - Date.now()))) proc.kill("SIGKILL");
+  await exited.catch(() => {});
+}
