@@ -83,7 +83,7 @@ else
 
     beforeAll(async () => {
       py = new Pyro({ home: await guestHome() });
-      id = (await py.createWorkspace({ environment: "debian:12" })).workspace_id;
+      id = String((await py.createWorkspace({ environment: "debian:12" })).workspace_id);
     }, 1_800_000);
     afterAll(async () => {
       if (id) await py.deleteWorkspace(id);
@@ -146,7 +146,7 @@ describe("host compat: path resolution race", () => {
     await ensureBuilt();
     const home = freshHome();
     py = new Pyro({ home });
-    id = (await py.createWorkspace({ allow_host_compat: true })).workspace_id;
+    id = String((await py.createWorkspace({ allow_host_compat: true })).workspace_id);
     root = hostRootDir(home, id);
     outsideDir = join(home, "outside");
     mkdirSync(outsideDir);
