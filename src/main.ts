@@ -11,8 +11,12 @@ async function main(argv: string[]): Promise<void> {
   const code = await runCli(argv);
   // -1: a long-running mode (MCP server, supervisor) owns the process now.
   if (code >= 0) {
-    // Let stdout drain before exiting (pipes may be slow readers).
-    await new Promise((r) => process.stdout.write("", r));
+    // Let stdout drain before exiting (pipes may be slow readers). Not write("", cb): in Bun
+    // an empty write's callback fires before earlier data has left (a 400 KB --json was cut).
+    await new Promise<void>((r) => {
+      process.stdout.once("error", () => r());
+      process.stdout.end(() => r());
+    });
     process.exit(code);
   }
 }

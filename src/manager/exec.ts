@@ -1,5 +1,13 @@
-/** Turning an agent exec stream into the contract's exec result. */
+/**
+ * Turning an agent exec stream into the contract's exec result.
+ * Output is binary-safe: a stream whose kept bytes are UTF-8 (without NUL bytes, the same rule
+ * as file reads) is returned as text with `*_encoding: "utf8"`; any other is base64 with
+ * `*_encoding: "base64"`. The field decides, never a guess by the reader; decoding a result's
+ * stream with its encoding gives back exactly the bytes kept (a character cut by truncation
+ * at the end is dropped whole, and the stream is then flagged truncated anyway).
+ */
 import type { Connection, StreamEvent } from "../protocol/connection.ts";
+import { encodingHint } from "../protocol/encoding.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
 import type { Accelerator, BackendName } from "../vmm/types.ts";
@@ -16,12 +24,38 @@ export interface ExecInput {
   max_output_bytes?: number;
 }
 
+export type OutputEncoding = "utf8" | "base64";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** One output stream as it goes into a result (see the header for the rule). */
+export function encodeOutput(
+  bytes: Uint8Array,
+  truncated: boolean,
+): { text: string; encoding: OutputEncoding } {
+  if (encodingHint(bytes, truncated, false) === "utf8") {
+    // a truncated stream may end inside a character: drop its (at most 3) bytes
+    for (let trim = 0; trim <= (truncated ? 3 : 0) && trim <= bytes.length; trim++) {
+      try {
+        return { text: utf8.decode(bytes.subarray(0, bytes.length - trim)), encoding: "utf8" };
+      } catch {}
+    }
+  }
+  return {
+    text: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
+    encoding: "base64",
+  };
+}
+
 export interface ExecResult {
   exit_code: number;
   stdout: string;
   stderr: string;
   stdout_truncated: boolean;
   stderr_truncated: boolean;
+  /** how `stdout` is written: "utf8" text, or "base64" for bytes that are not UTF-8 */
+  stdout_encoding: OutputEncoding;
+  stderr_encoding: OutputEncoding;
   timed_out: boolean;
   duration_ms: number;
   execution_mode: "guest" | "host_compat";
@@ -68,8 +102,9 @@ export class OutputCollector {
     }
   };
 
-  text(which: "stdout" | "stderr"): string {
-    return Buffer.concat(which === "stdout" ? this.out : this.err).toString("utf8");
+  bytes(which: "stdout" | "stderr"): Uint8Array {
+    const parts = which === "stdout" ? this.out : this.err;
+    return parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts);
   }
 }
 
@@ -78,12 +113,18 @@ export function shapeExecResult(
   out: OutputCollector,
   where: { backend: BackendName; accelerator: Accelerator },
 ): ExecResult {
+  const stdout_truncated = Boolean(raw.stdout_truncated);
+  const stderr_truncated = Boolean(raw.stderr_truncated);
+  const stdout = encodeOutput(out.bytes("stdout"), stdout_truncated);
+  const stderr = encodeOutput(out.bytes("stderr"), stderr_truncated);
   return {
     exit_code: Number(raw.exit_code),
-    stdout: out.text("stdout"),
-    stderr: out.text("stderr"),
-    stdout_truncated: Boolean(raw.stdout_truncated),
-    stderr_truncated: Boolean(raw.stderr_truncated),
+    stdout: stdout.text,
+    stderr: stderr.text,
+    stdout_truncated,
+    stderr_truncated,
+    stdout_encoding: stdout.encoding,
+    stderr_encoding: stderr.encoding,
     timed_out: Boolean(raw.timed_out),
     duration_ms: Number(raw.duration_ms),
     execution_mode: where.backend === "host" ? "host_compat" : "guest",

@@ -3,9 +3,9 @@
  * tools/call) because the operations' schemas are valibot, not zod. Results are
  * structuredContent plus a short text; failures are isError results carrying {code, message}.
  */
+
 import { join } from "node:path";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
@@ -15,17 +15,9 @@ import type { Profile } from "../operations/types.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { PYRO_VERSION } from "../protocol/version.ts";
 import { HostPathPolicy, type HostRoot } from "./host-paths.ts";
+import { clampInput, fitBudget, renderText, toolErrorResult } from "./results.ts";
+import { StdioTransport } from "./stdio.ts";
 import { toolDefinition, toolsFor } from "./tools.ts";
-
-function summarize(out: Record<string, unknown>): string {
-  if ("exit_code" in out) {
-    const parts = [`exit_code: ${out.exit_code}${out.timed_out ? " (timed out)" : ""}`];
-    if (out.stdout) parts.push(`stdout:\n${out.stdout}`);
-    if (out.stderr) parts.push(`stderr:\n${out.stderr}`);
-    return parts.join("\n");
-  }
-  return JSON.stringify(out, null, 2);
-}
 
 export interface ServerOptions {
   profile?: Profile;
@@ -61,18 +53,13 @@ export function createServer(opts: ServerOptions = {}): Server {
       const input = hostPaths.check(op, parseInput(op, req.params.arguments ?? {}));
       const ctx = makeCtx(env, () => {});
       ctx.guardHostWrite = hostPaths.guardWrite;
-      const out = await op.run(ctx, input);
-      return { content: [{ type: "text", text: summarize(out) }], structuredContent: out };
+      clampInput(input);
+      const out = fitBudget(await op.run(ctx, input));
+      return { content: [{ type: "text", text: renderText(out) }], structuredContent: out };
     } catch (err) {
       // The model sees workspace paths, never host paths: the whole error is scrubbed.
       const shape = hostPaths.scrubValue(toPyroError(err).toJSON()) as ReturnType<PyroError["toJSON"]>;
-      return {
-        isError: true,
-        content: [
-          { type: "text", text: `${shape.code}: ${shape.message}${shape.hint ? ` (hint: ${shape.hint})` : ""}` },
-        ],
-        structuredContent: { error: shape, ...shape },
-      };
+      return toolErrorResult(shape);
     }
   });
   return server;
@@ -80,8 +67,11 @@ export function createServer(opts: ServerOptions = {}): Server {
 
 export async function serveStdio(opts: ServerOptions): Promise<void> {
   const server = createServer(opts);
-  const transport = new StdioServerTransport();
-  transport.onclose = () => process.exit(0);
+  const transport = new StdioTransport({ toolError: (e) => toolErrorResult(e.toJSON()) });
+  // exit once every answer written has left (stdout to a pipe is asynchronous; see main.ts)
+  transport.onclose = () => {
+    process.stdout.once("error", () => process.exit(0));
+    process.stdout.end(() => process.exit(0));
+  };
   await server.connect(transport);
-  process.stdin.on("end", () => process.exit(0));
 }

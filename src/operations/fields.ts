@@ -57,7 +57,7 @@ export const maxOutputBytes = v.pipe(
   v.minValue(0),
   v.maxValue(64 * 1024 * 1024),
   v.description(
-    "Keep at most this many bytes of stdout and of stderr (default 1048576); the rest is dropped and flagged *_truncated.",
+    "Keep at most this many bytes of stdout and of stderr (default 1048576; over MCP at most 4194304, the response budget); the rest is dropped and flagged *_truncated. Output that is not UTF-8 comes back base64 with stdout_encoding/stderr_encoding: base64.",
   ),
 );
 export const name = v.pipe(v.string(), v.description("Unique lowercase name: [a-z0-9][a-z0-9._-]{0,62}."));
