@@ -81,7 +81,7 @@ export const fileWriteOp = defineOperation({
   positionals: ["workspace_id", "path"],
   summary: "Write a UTF-8 text file under /workspace (atomic).",
   description:
-    "Create or replace a text file under /workspace (parents are created). The write is atomic (temp file + rename) and never follows a symlink out of /workspace. At most 16 MiB per call.",
+    "Create or replace a text file under /workspace (parents are created). The write is atomic (temp file + rename) and never follows a symlink out of /workspace. At most 16 MiB per call; over MCP the whole request is at most 8 MiB (larger ones get INPUT_TOO_LARGE), so write bigger files in parts or sync them in.",
   input: v.pipe(
     v.strictObject({
       workspace_id: f.workspaceRef,
