@@ -1,0 +1,176 @@
+/**
+ * Writing a checked patch all-or-nothing: each new content goes to a temp file beside its
+ * target and each existing target gets a backup link; then every temp file is renamed over
+ * its target (or the target unlinked). A failure undoes the steps done from the backups and
+ * removes temp files and created directories; directories emptied by deletions go.
+ */
+import { constants as C, type Stats } from "node:fs";
+import {
+  chmod,
+  chown,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  open,
+  rename,
+  rmdir,
+  symlink,
+  unlink,
+} from "node:fs/promises";
+import { fsError, tempName, writeAll } from "../../src/protocol/archive/index.ts";
+import { PyroError } from "../../src/protocol/errors.ts";
+import type { Node, Slot } from "./check.ts";
+import { rejected } from "./parse.ts";
+
+/** Tests only: make the rename (or unlink) of this path fail during the commit. */
+export const testHooks: { failRenameOf?: string } = {};
+
+// Writing
+
+/** Real directory for `parts` under root, creating what is missing (recorded in `created`). */
+async function ensureDirs(
+  rootReal: string,
+  parts: string[],
+  created: string[],
+  shown: string,
+): Promise<string> {
+  let cur = rootReal;
+  for (const p of parts) {
+    cur = cur === "/" ? `/${p}` : `${cur}/${p}`;
+    let st = await lstat(cur).catch((err) => {
+      if (err?.code === "ENOENT") return undefined;
+      throw fsError(err, `/workspace/${shown}`);
+    });
+    if (!st) {
+      await mkdir(cur, 0o755).catch((err) => {
+        if (err?.code !== "EEXIST") throw fsError(err, `/workspace/${shown}`);
+      });
+      created.push(cur);
+      st = await lstat(cur);
+    }
+    if (st.isSymbolicLink()) {
+      throw new PyroError("PATH_OUTSIDE_WORKSPACE", `${shown}: refusing to write through a symbolic link`, {
+        details: { path: shown },
+      });
+    }
+    if (!st.isDirectory()) throw rejected(`${shown}: a parent of it is not a directory`, { path: shown });
+  }
+  return cur;
+}
+
+async function writeTemp(dir: string, node: Node, orig: Stats | undefined): Promise<string> {
+  const tmp = `${dir}/${tempName()}`;
+  const bytes = Buffer.from(node.data, "latin1");
+  if (node.kind === "link") {
+    await symlink(bytes, tmp);
+    return tmp;
+  }
+  const fh = await open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  try {
+    await writeAll(fh, bytes);
+    await fh.chmod(node.perm & 0o1777);
+    if (orig?.isFile()) await fh.chown(orig.uid, orig.gid).catch(() => {});
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await fh.close();
+  return tmp;
+}
+
+/** A second name for an existing file or link, so it can be put back. */
+async function backup(slot: Slot, dir: string): Promise<string> {
+  const bak = `${dir}/.pyro-bak-${tempName().slice(10)}`;
+  try {
+    await link(slot.real, bak); // link(2) does not follow a final symlink
+  } catch {
+    if (slot.orig!.kind === "link") await symlink(Buffer.from(slot.orig!.data, "latin1"), bak);
+    else {
+      await copyFile(slot.real, bak, C.COPYFILE_EXCL);
+      await chmod(bak, slot.orig!.perm & 0o1777);
+      if (slot.origStat) await chown(bak, slot.origStat.uid, slot.origStat.gid).catch(() => {});
+    }
+  }
+  return bak;
+}
+
+export async function commit(rootReal: string, changed: Slot[]): Promise<void> {
+  const created: string[] = [];
+  const temps = new Map<Slot, string>();
+  const backups = new Map<Slot, string>();
+  const cleanup = async () => {
+    for (const t of temps.values()) await unlink(t).catch(() => {});
+    for (const b of backups.values()) await unlink(b).catch(() => {});
+    for (const d of created.reverse()) await rmdir(d).catch(() => {});
+  };
+
+  // 1. prepare: nothing a user would see changes yet
+  let current = changed[0]!;
+  try {
+    for (const slot of changed) {
+      current = slot;
+      const dir = await ensureDirs(rootReal, slot.parts.slice(0, -1), created, slot.shown);
+      if (slot.cur) temps.set(slot, await writeTemp(dir, slot.cur, slot.origStat));
+      if (slot.orig) backups.set(slot, await backup(slot, dir));
+    }
+  } catch (err) {
+    await cleanup();
+    throw fsError(err, `/workspace/${current.shown}`);
+  }
+
+  // 2. switch every target over
+  const done: Slot[] = [];
+  for (const slot of changed) {
+    try {
+      if (testHooks.failRenameOf === slot.shown) throw Object.assign(new Error("injected"), { code: "EIO" });
+      if (slot.cur) await rename(temps.get(slot)!, slot.real);
+      else await unlink(slot.real);
+      if (slot.cur) temps.delete(slot);
+      done.push(slot);
+    } catch (err) {
+      const failedRestores: string[] = [];
+      for (const d of done.reverse()) {
+        try {
+          if (d.orig) {
+            await rename(backups.get(d)!, d.real);
+            backups.delete(d);
+          } else await unlink(d.real);
+        } catch {
+          // keep its backup on disk: it is the only copy left
+          const bak = backups.get(d);
+          backups.delete(d);
+          failedRestores.push(
+            bak ? `${d.shown} (its old content is in ${bak.slice(rootReal.length + 1)})` : d.shown,
+          );
+        }
+      }
+      await cleanup();
+      const e = fsError(err, `/workspace/${slot.shown}`);
+      throw new PyroError(
+        e.code,
+        failedRestores.length
+          ? `${e.message}; the patch was rolled back, except: ${failedRestores.join(", ")}`
+          : `${e.message}; the patch was rolled back`,
+        { details: { ...e.details, not_restored: failedRestores } },
+      );
+    }
+  }
+
+  // 3. done: drop backups, and directories that deletions left empty
+  for (const b of backups.values()) await unlink(b).catch(() => {});
+  for (const slot of changed) {
+    if (slot.cur) continue;
+    let dir = slot.real.slice(0, slot.real.lastIndexOf("/"));
+    while (dir.length > rootReal.length && dir.startsWith(`${rootReal}/`)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        break;
+      }
+      dir = dir.slice(0, dir.lastIndexOf("/"));
+    }
+  }
+}
