@@ -7,7 +7,6 @@
 import { lstat } from "node:fs/promises";
 import {
   type ByteSource,
-  ensureDirChain,
   fsError,
   maybeGunzip,
   type PackOptions,
@@ -16,7 +15,16 @@ import {
   type UnpackResult,
   unpackTar,
 } from "../src/protocol/archive/index.ts";
-import { displayPath, realRoot, resolveInRoot, WORKSPACE_DISPLAY_ROOT } from "./paths.ts";
+import { fdPath, mkdirat, O, openat } from "./openat.ts";
+import { displayPath, realRoot, resolveInRoot, WORKSPACE_DISPLAY_ROOT, withResolved } from "./paths.ts";
+
+function openDir(parent: number, name: string, shown: string): number {
+  try {
+    return openat(parent, name, O.PATH | O.NOFOLLOW | O.DIRECTORY);
+  } catch (err) {
+    throw fsError(err, shown);
+  }
+}
 
 /**
  * Extract a tar or tar.gz stream (gzip sniffed) into destPath, creating it if missing.
@@ -28,13 +36,23 @@ export async function importArchive(
   source: ByteSource,
   opts: UnpackOptions = {},
 ): Promise<UnpackResult & { path: string }> {
-  const rootReal = await realRoot(root);
-  const dest = await resolveInRoot(rootReal, destPath, { followFinalSymlink: true });
-  const shown = displayPath(rootReal, dest);
-  const parts = dest === rootReal ? [] : dest.slice(rootReal.length + 1).split("/");
-  const destReal = await ensureDirChain(rootReal, parts, true, shown);
-  const result = await unpackTar(maybeGunzip(source), destReal, opts);
-  return { path: shown, ...result };
+  // The destination is resolved and created through held fds (paths.ts) and handed over as
+  // /proc/self/fd/N, so a swap of one of its components cannot send the archive elsewhere.
+  // (Entries below it are placed by the codec's own lstat walk: safepath.ts.)
+  return withResolved(root, destPath, { followFinalSymlink: true }, async (r) => {
+    let destFd = r.fd;
+    if (destFd === undefined) {
+      const parent = r.parentFd(true);
+      try {
+        mkdirat(parent, r.name, 0o755);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw fsError(err, r.shown);
+      }
+      destFd = r.fds[r.fds.push(openDir(parent, r.name, r.shown)) - 1]!;
+    }
+    const result = await unpackTar(maybeGunzip(source), fdPath(destFd), opts);
+    return { path: r.shown, ...result };
+  });
 }
 
 /**
