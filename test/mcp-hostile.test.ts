@@ -315,6 +315,10 @@ describe("mcp serve flags", () => {
     expect(missing.stderr).toContain("--allow-host-path");
     const unknown = await pyro(["mcp", "serve", "--allow-host-paths", ro], { home });
     expect(unknown.code).toBe(64);
+    const help = await pyro(["mcp", "serve", "--help"], { home });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("--allow-host-path");
+    expect(help.stdout).toContain("--export-dir");
   });
 });
 

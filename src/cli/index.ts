@@ -108,57 +108,62 @@ function buildTree(): CommandDef {
     }
   }
   const subs = root.subCommands as Record<string, CommandDef>;
-  subs.mcp = {
+  const mcp: CommandDef = {
     meta: { name: "mcp", description: "Model Context Protocol server" },
-    subCommands: {
-      serve: defineCommand({
-        meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio." },
-        args: {
-          profile: {
-            type: "string",
-            description: "Tool profile: vm-run | workspace-core (default) | workspace-full.",
-          },
-          "allow-host-path": {
-            type: "string",
-            description:
-              "Let the model read host paths under DIR (DIR:rw: also export into it). Repeatable. Nothing else on the host is reachable.",
-          },
-          "export-dir": {
-            type: "string",
-            description: "Where workspace_export writes (default: $PYRO_HOME/exports, created 0700).",
-          },
-        },
-        async run({ rawArgs }) {
-          const { serveStdio } = await import("../mcp/server.ts");
-          let values: { profile?: string; "allow-host-path"?: string[]; "export-dir"?: string };
-          try {
-            ({ values } = parseArgs({
-              args: rawArgs,
-              options: {
-                profile: { type: "string", default: "workspace-core" },
-                "allow-host-path": { type: "string", multiple: true },
-                "export-dir": { type: "string" },
-              },
-              strict: true,
-              allowPositionals: false,
-            }));
-          } catch (err) {
-            throw new PyroError("INVALID_INPUT", `mcp serve: ${(err as Error).message}`);
-          }
-          const profile = values.profile as string;
-          if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
-            throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
-          }
-          await serveStdio({
-            profile: profile as "vm-run" | "workspace-core" | "workspace-full",
-            roots: values["allow-host-path"] ?? [],
-            exportDir: values["export-dir"],
-          });
-          exitCode = -1; // keep serving: main must not exit
-        },
-      }),
-    },
+    subCommands: {},
   };
+  subs.mcp = mcp;
+  const serve: CommandDef = defineCommand({
+    meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio." },
+    args: {
+      profile: {
+        type: "string",
+        description: "Tool profile: vm-run | workspace-core (default) | workspace-full.",
+      },
+      "allow-host-path": {
+        type: "string",
+        description:
+          "Let the model read host paths under DIR (DIR:rw: also export into it). Repeatable. Nothing else on the host is reachable.",
+      },
+      "export-dir": {
+        type: "string",
+        description: "Where workspace_export writes (default: $PYRO_HOME/exports, created 0700).",
+      },
+    },
+    async run({ rawArgs }) {
+      if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
+        process.stdout.write(`${await renderUsage(serve, mcp)}\n`);
+        return;
+      }
+      const { serveStdio } = await import("../mcp/server.ts");
+      let values: { profile?: string; "allow-host-path"?: string[]; "export-dir"?: string };
+      try {
+        ({ values } = parseArgs({
+          args: rawArgs,
+          options: {
+            profile: { type: "string", default: "workspace-core" },
+            "allow-host-path": { type: "string", multiple: true },
+            "export-dir": { type: "string" },
+          },
+          strict: true,
+          allowPositionals: false,
+        }));
+      } catch (err) {
+        throw new PyroError("INVALID_INPUT", `mcp serve: ${(err as Error).message}`);
+      }
+      const profile = values.profile as string;
+      if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
+        throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
+      }
+      await serveStdio({
+        profile: profile as "vm-run" | "workspace-core" | "workspace-full",
+        roots: values["allow-host-path"] ?? [],
+        exportDir: values["export-dir"],
+      });
+      exitCode = -1; // keep serving: main must not exit
+    },
+  }) as CommandDef;
+  (mcp.subCommands as Record<string, CommandDef>).serve = serve;
   return root;
 }
 
