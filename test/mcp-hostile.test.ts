@@ -108,6 +108,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await client?.close();
   rmSync(base, { recursive: true, force: true });
+  rmSync(home, { recursive: true, force: true });
 });
 
 describe("hostile model over MCP: host paths", () => {
