@@ -9,7 +9,8 @@ import { constants as C, type Stats } from "node:fs";
 import { lstat, open, readlink } from "node:fs/promises";
 import { fsError } from "../../src/protocol/archive/index.ts";
 import { PyroError } from "../../src/protocol/errors.ts";
-import { resolveInRoot, userPathParts } from "../paths.ts";
+import { fdPath } from "../openat.ts";
+import { type Resolved, resolvePath, userPathParts } from "../paths.ts";
 import { type FilePatch, type Hunk, latin1ToUtf8, rejected } from "./parse.ts";
 
 export const PATCH_FILE_MAX_BYTES = 16 * 1024 * 1024;
@@ -135,14 +136,26 @@ export class View {
       else if (stack.pop() === undefined) stack.push(".."); // resolveInRoot refuses it below
     }
     const shown = stack.join("/");
-    let real: string;
+    let r: Resolved;
     try {
-      real = await resolveInRoot(this.rootReal, name, { followFinalSymlink: false });
+      r = await resolvePath(this.rootReal, name, { followFinalSymlink: false });
     } catch (err) {
       if (err instanceof PyroError && err.code === "NOT_A_DIRECTORY")
         throw rejected(`${shown}: a parent of it is not a directory`, { path: shown });
       throw err;
     }
+    try {
+      return await this.load(r, name, shown);
+    } finally {
+      r.close();
+    }
+  }
+
+  /** Read what is there through the fds the resolution holds (paths.ts: race-free). */
+  private async load(r: Resolved, name: string, shown: string): Promise<Slot> {
+    const real = r.real;
+    // the existing object as /proc/self/fd/N/name, N its parent's fd
+    const at = r.fd === undefined ? undefined : `${fdPath(r.parentFd(false))}/${r.name}`;
     if (real === this.rootReal)
       throw rejected(`${JSON.stringify(name)}: names the workspace itself, not a file`);
     let slot = this.slots.get(real);
@@ -157,7 +170,7 @@ export class View {
       order: this.slots.size,
       touched: false,
     };
-    const st = await lstat(real).catch((err) => {
+    const st = await (at === undefined ? Promise.resolve(undefined) : lstat(at)).catch((err) => {
       if (err?.code === "ENOENT") return undefined;
       throw fsError(err, `/workspace/${shown}`);
     });
@@ -165,9 +178,9 @@ export class View {
       if (st.isDirectory()) throw rejected(`${shown}: is a directory`, { path: shown });
       if (st.isFile()) {
         if (st.size > PATCH_FILE_MAX_BYTES) throw tooLarge(shown, st.size);
-        slot.orig = { kind: "file", data: await readBytes(real, shown), perm: st.mode & 0o7777 };
+        slot.orig = { kind: "file", data: await readBytes(at!, shown), perm: st.mode & 0o7777 };
       } else if (st.isSymbolicLink()) {
-        const target = await readlink(real, { encoding: "buffer" }).catch((err) =>
+        const target = await readlink(at!, { encoding: "buffer" }).catch((err) =>
           Promise.reject(fsError(err, `/workspace/${shown}`)),
         );
         slot.orig = { kind: "link", data: Buffer.from(target).toString("latin1"), perm: 0o777 };

@@ -20,6 +20,8 @@ import {
 } from "node:fs/promises";
 import { fsError, tempName, writeAll } from "../../src/protocol/archive/index.ts";
 import { PyroError } from "../../src/protocol/errors.ts";
+import { fdPath } from "../openat.ts";
+import { type Resolved, resolvePath } from "../paths.ts";
 import type { Node, Slot } from "./check.ts";
 import { rejected } from "./parse.ts";
 
@@ -82,14 +84,14 @@ async function writeTemp(dir: string, node: Node, orig: Stats | undefined): Prom
 }
 
 /** A second name for an existing file or link, so it can be put back. */
-async function backup(slot: Slot, dir: string): Promise<string> {
+async function backup(slot: Slot, dir: string, at: string): Promise<string> {
   const bak = `${dir}/.pyro-bak-${tempName().slice(10)}`;
   try {
-    await link(slot.real, bak); // link(2) does not follow a final symlink
+    await link(at, bak); // link(2) does not follow a final symlink
   } catch {
     if (slot.orig!.kind === "link") await symlink(Buffer.from(slot.orig!.data, "latin1"), bak);
     else {
-      await copyFile(slot.real, bak, C.COPYFILE_EXCL);
+      await copyFile(at, bak, C.COPYFILE_EXCL);
       await chmod(bak, slot.orig!.perm & 0o1777);
       if (slot.origStat) await chown(bak, slot.origStat.uid, slot.origStat.gid).catch(() => {});
     }
@@ -98,9 +100,20 @@ async function backup(slot: Slot, dir: string): Promise<string> {
 }
 
 export async function commit(rootReal: string, changed: Slot[]): Promise<void> {
+  const held: Resolved[] = [];
+  try {
+    await commitHeld(rootReal, changed, held);
+  } finally {
+    for (const r of held) r.close();
+  }
+}
+
+async function commitHeld(rootReal: string, changed: Slot[], held: Resolved[]): Promise<void> {
   const created: string[] = [];
   const temps = new Map<Slot, string>();
   const backups = new Map<Slot, string>();
+  // each target as /proc/self/fd/N/name, N its parent held open by the race-free walk (paths.ts)
+  const targets = new Map<Slot, string>();
   const cleanup = async () => {
     for (const t of temps.values()) await unlink(t).catch(() => {});
     for (const b of backups.values()) await unlink(b).catch(() => {});
@@ -112,9 +125,14 @@ export async function commit(rootReal: string, changed: Slot[]): Promise<void> {
   try {
     for (const slot of changed) {
       current = slot;
-      const dir = await ensureDirs(rootReal, slot.parts.slice(0, -1), created, slot.shown);
+      await ensureDirs(rootReal, slot.parts.slice(0, -1), created, slot.shown);
+      const r = await resolvePath(rootReal, slot.parts.join("/"), { followFinalSymlink: false });
+      held.push(r);
+      if (r.real !== slot.real) throw rejected(`${slot.shown}: changed while the patch was applied`);
+      const dir = fdPath(r.parentFd(false));
+      targets.set(slot, `${dir}/${r.name}`);
       if (slot.cur) temps.set(slot, await writeTemp(dir, slot.cur, slot.origStat));
-      if (slot.orig) backups.set(slot, await backup(slot, dir));
+      if (slot.orig) backups.set(slot, await backup(slot, dir, targets.get(slot)!));
     }
   } catch (err) {
     await cleanup();
@@ -126,8 +144,8 @@ export async function commit(rootReal: string, changed: Slot[]): Promise<void> {
   for (const slot of changed) {
     try {
       if (testHooks.failRenameOf === slot.shown) throw Object.assign(new Error("injected"), { code: "EIO" });
-      if (slot.cur) await rename(temps.get(slot)!, slot.real);
-      else await unlink(slot.real);
+      if (slot.cur) await rename(temps.get(slot)!, targets.get(slot)!);
+      else await unlink(targets.get(slot)!);
       if (slot.cur) temps.delete(slot);
       done.push(slot);
     } catch (err) {
@@ -135,15 +153,17 @@ export async function commit(rootReal: string, changed: Slot[]): Promise<void> {
       for (const d of done.reverse()) {
         try {
           if (d.orig) {
-            await rename(backups.get(d)!, d.real);
+            await rename(backups.get(d)!, targets.get(d)!);
             backups.delete(d);
-          } else await unlink(d.real);
+          } else await unlink(targets.get(d)!);
         } catch {
           // keep its backup on disk: it is the only copy left
           const bak = backups.get(d);
           backups.delete(d);
           failedRestores.push(
-            bak ? `${d.shown} (its old content is in ${bak.slice(rootReal.length + 1)})` : d.shown,
+            bak
+              ? `${d.shown} (its old content is in ${[...d.parts.slice(0, -1), bak.slice(bak.lastIndexOf("/") + 1)].join("/")})`
+              : d.shown,
           );
         }
       }
