@@ -196,4 +196,30 @@ describe("mcp serve: request and response sizes", () => {
     expect((after.structuredContent as any).stdout).toBe("still here\n");
     expect(peakRssMib(pid)).toBeLessThan(RSS_BOUND_MIB);
   });
+
+  test("a 12 MiB binary file read (max_bytes 16 MiB) is cut to the budget with bytes_read to match", async () => {
+    const made = await client.callTool({
+      name: "workspace_exec",
+      arguments: {
+        workspace_id: ws,
+        command: "head -c 12582912 /dev/urandom > big.bin; head -c 1024 big.bin | od -An -tx1 | tr -d ' \\n'",
+      },
+    });
+    const headHex = (made.structuredContent as any).stdout as string;
+    expect(headHex).toMatch(/^[0-9a-f]{2048}$/);
+    const res = await client.callTool({
+      name: "workspace_file_read",
+      arguments: { workspace_id: ws, path: "big.bin", max_bytes: 16 * MiB },
+    });
+    expect(res.isError).toBeFalsy();
+    const r = res.structuredContent as any;
+    expect(r.encoding).toBe("base64");
+    expect(r.truncated).toBe(true);
+    const bytes = Buffer.from(r.content, "base64");
+    expect(r.bytes_read).toBe(bytes.length);
+    expect(bytes.length).toBeGreaterThan(4 * MiB);
+    expect(bytes.subarray(0, 1024).toString("hex")).toBe(headHex); // a prefix of the file
+    expect(Buffer.byteLength(JSON.stringify(res))).toBeLessThanOrEqual(RESPONSE_BUDGET);
+    expect(peakRssMib(pid)).toBeLessThan(RSS_BOUND_MIB);
+  });
 });

@@ -7,8 +7,8 @@
  *   saying where the rest is; base64 output is described, never dumped).
  * - A response line stays under RESPONSE_BUDGET bytes (8 MiB: the official TypeScript
  *   client drops the connection on a line over 10 MiB). exec/run keep at most
- *   MAX_OUTPUT_BYTES per stream over MCP (max_output_bytes is clamped before the call, so the
- *   server never holds more); output that still does not fit once JSON-escaped is cut at the
+ *   MAX_OUTPUT_BYTES per stream over MCP and reads at most MAX_READ_BYTES (max_output_bytes and
+ *   max_bytes are clamped before the call, so the server never holds more); output that still does not fit once JSON-escaped is cut at the
  *   end and flagged `*_truncated` like any other truncation. A result that cannot be made to
  *   fit is refused with INPUT_TOO_LARGE (ask for less) rather than sent.
  */
@@ -18,23 +18,26 @@ import { type ErrorShape, PyroError } from "../protocol/errors.ts";
 export const RESPONSE_BUDGET = 8 * 1024 * 1024;
 /** Per-stream cap on exec/run output over MCP (bytes). */
 export const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+/** Cap on `max_bytes` (file and disk reads, diff patch text) over MCP (bytes). */
+export const MAX_READ_BYTES = 6 * 1024 * 1024;
 /** Characters of output the text rendering shows (head and tail). */
 export const TEXT_WINDOW = 16 * 1024;
 /** Room kept for the text rendering (JSON escapes a character into at most 6 bytes) and the envelope. */
 const TEXT_RESERVE = 6 * TEXT_WINDOW + 8 * 1024;
 
-/** Output-carrying fields: [content, its truncation flag, its encoding field]. */
-const TRIMMABLE: Array<[string, string, string | null]> = [
-  ["stdout", "stdout_truncated", "stdout_encoding"],
-  ["stderr", "stderr_truncated", "stderr_encoding"],
-  ["content", "truncated", "encoding"],
-  ["patch", "truncated", null],
+/** Output-carrying fields: [content, its truncation flag, its encoding field, its byte count]. */
+const TRIMMABLE: Array<[string, string, string | null, string | null]> = [
+  ["stdout", "stdout_truncated", "stdout_encoding", null],
+  ["stderr", "stderr_truncated", "stderr_encoding", null],
+  ["content", "truncated", "encoding", "bytes_read"],
+  ["patch", "truncated", null, null],
 ];
 
-/** Clamp an exec/run request's output cap to what one response can carry. */
+/** Clamp a request's output caps to what one response can carry (so the server never holds more). */
 export function clampInput(input: Record<string, unknown>): void {
   if (typeof input.max_output_bytes === "number" && input.max_output_bytes > MAX_OUTPUT_BYTES)
     input.max_output_bytes = MAX_OUTPUT_BYTES;
+  if (typeof input.max_bytes === "number" && input.max_bytes > MAX_READ_BYTES) input.max_bytes = MAX_READ_BYTES;
 }
 
 /** Split `total` over `sizes`: the small ones get all they need, the rest an equal share. */
@@ -93,16 +96,17 @@ export function fitBudget(out: Record<string, unknown>): Record<string, unknown>
     );
   const allowed = share(sizes, room);
   const fitted = { ...out };
-  fields.forEach(([f, flag, enc], i) => {
+  fields.forEach(([f, flag, enc, count], i) => {
     const allow = allowed[i] as number;
     if ((sizes[i] as number) <= allow) return;
     const s = out[f] as string;
+    const base64 = enc !== null && out[enc] === "base64";
     // base64 is cut on a 4-character group, so it still decodes to a prefix of the bytes
-    fitted[f] =
-      enc !== null && out[enc] === "base64"
-        ? s.slice(0, Math.floor(allow / 4) * 4)
-        : s.slice(0, jsonString(s, allow).cut);
+    const kept = base64 ? s.slice(0, Math.floor(allow / 4) * 4) : s.slice(0, jsonString(s, allow).cut);
+    fitted[f] = kept;
     fitted[flag] = true;
+    if (count !== null && typeof out[count] === "number")
+      fitted[count] = Buffer.byteLength(kept, base64 ? "base64" : "utf8");
   });
   return fitted;
 }
