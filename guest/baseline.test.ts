@@ -16,10 +16,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PyroError } from "../src/protocol/errors.ts";
+import { BASELINE_GITDIR, blobOid, captureBaseline, readBaselineBlob } from "./baseline.ts";
 import {
-  BASELINE_GITDIR,
-  blobOid,
-  captureBaseline,
   comparePaths,
   decodeIndex,
   encodeIndex,
@@ -27,9 +25,8 @@ import {
   MODE_EXEC,
   MODE_FILE,
   MODE_LINK,
-  readBaselineBlob,
   readIndexFile,
-} from "./baseline.ts";
+} from "./git-index.ts";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

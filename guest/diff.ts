@@ -35,10 +35,20 @@ import { PyroError } from "../src/protocol/errors.ts";
 import {
   BASELINE_GITDIR,
   blobOid,
-  comparePaths,
   DIFF_CACHE_FILE,
-  forgetIndexMemo,
   hashWorkspaceEntry,
+  readBaselineBlob,
+  readLinkBytes,
+  readRegularFile,
+  serialized,
+  skipListFor,
+  stateDirReal,
+  walkTree,
+  ZERO_OID,
+} from "./baseline.ts";
+import {
+  comparePaths,
+  forgetIndexMemo,
   type IndexEntry,
   type IndexFile,
   MODE_LINK,
@@ -46,19 +56,11 @@ import {
   modeString,
   positionsOf,
   RACY_MARGIN_MS,
-  readBaselineBlob,
   readIndexFileMemo,
-  readLinkBytes,
-  readRegularFile,
-  serialized,
   sigOf,
-  skipListFor,
   smudge,
-  stateDirReal,
-  walkTree,
   writeIndexFileMemo,
-  ZERO_OID,
-} from "./baseline.ts";
+} from "./git-index.ts";
 import { realRoot } from "./paths.ts";
 
 export const DIFF_DEFAULT_MAX_BYTES = 8 * 1024 * 1024;
