@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { streamChannel } from "../src/protocol/channels.ts";
+import { AGENT_VSOCK_PORT as VSOCK_PORT } from "../src/protocol/transport.ts";
 import { PYRO_VERSION } from "../src/protocol/version.ts";
 import { killAllGroups } from "./exec.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
@@ -13,7 +14,6 @@ import { protectAgent } from "./system.ts";
 import { findVirtioPort, serveVirtioPort } from "./virtio-serial.ts";
 
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const VSOCK_PORT = 1024;
 /** On the workspace's data disk (mounted by pyro-init), outside the overlay and /workspace. */
 const GUEST_STATE_DIR = "/run/pyro/data/pyro-state";
 
