@@ -1,12 +1,9 @@
 /** File operations on a started workspace (through its supervisor and agent). */
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
+import { READ_DEFAULT_BYTES, WRITE_MAX_BYTES } from "../protocol/limits.ts";
 import { callWorkspace } from "./client.ts";
 import type { WorkspaceRecord } from "./record.ts";
-
-export const DEFAULT_READ_BYTES = 65536;
-/** Largest text one write call may carry (the agent's own cap is the same). */
-export const MAX_WRITE_BYTES = 16 * 1024 * 1024;
 
 export async function listFiles(home: string, r: WorkspaceRecord, path: string, recursive: boolean) {
   const res = await callWorkspace(home, r, { op: "fs.list", path, recursive });
@@ -21,7 +18,7 @@ export async function readWorkspaceFile(
   home: string,
   r: WorkspaceRecord,
   path: string,
-  maxBytes = DEFAULT_READ_BYTES,
+  maxBytes = READ_DEFAULT_BYTES,
 ) {
   const parts: Uint8Array[] = [];
   const res = await callWorkspace(
@@ -82,10 +79,10 @@ export function renderContent(out: Record<string, unknown>): string {
 
 export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path: string, text: string) {
   const data = new TextEncoder().encode(text);
-  if (data.byteLength > MAX_WRITE_BYTES)
+  if (data.byteLength > WRITE_MAX_BYTES)
     throw new PyroError(
       "FILE_TOO_LARGE",
-      `text is ${data.byteLength} bytes; at most ${MAX_WRITE_BYTES} per write`,
+      `text is ${data.byteLength} bytes; at most ${WRITE_MAX_BYTES} per write`,
     );
   const res = await callWorkspace(home, r, { op: "fs.write", path, create_parents: true }, { input: data });
   return { workspace_id: r.workspace_id, ...res, bytes_written: data.byteLength } as Record<string, unknown>;

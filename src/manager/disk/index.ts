@@ -14,6 +14,12 @@
  */
 import { PyroError } from "../../protocol/errors.ts";
 import {
+  LIST_DEFAULT_ENTRIES,
+  LIST_MAX_ENTRIES,
+  READ_DEFAULT_BYTES,
+  READ_MAX_BYTES,
+} from "../../protocol/limits.ts";
+import {
   DiskReader,
   debugfsCat,
   type Inode,
@@ -31,11 +37,6 @@ import { displayOf, fromBytes, resolve, typeOf } from "./paths.ts";
 
 export { type ExportOptions, type ExportResult, exportDisk, SCRUB_RULES } from "./export.ts";
 export { WORKSPACE_ROOT } from "./paths.ts";
-
-export const READ_DEFAULT_BYTES = 65536;
-export const READ_MAX_BYTES = 16 * 1024 * 1024;
-export const LIST_DEFAULT_ENTRIES = 10_000;
-export const LIST_MAX_ENTRIES = 100_000;
 
 export type ArtifactType = "file" | "directory" | "symlink" | "other";
 
