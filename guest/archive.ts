@@ -3,8 +3,12 @@
  * like any other user path (symlinks inside /workspace followed, escapes refused), then the
  * shared codec does the safe unpack or the lazy pack. Policies are documented in
  * src/protocol/archive/unpack.ts and pack.ts.
+ *
+ * Race freedom end to end: the user path is resolved through held fds (paths.ts); the codec
+ * then works below it through fds too, one component at a time with O_NOFOLLOW
+ * (archive/safepath.ts), so a swap of any directory on the way, before or during the
+ * transfer, cannot make an import write or an export read outside /workspace.
  */
-import { lstat } from "node:fs/promises";
 import {
   type ByteSource,
   fsError,
@@ -15,8 +19,8 @@ import {
   type UnpackResult,
   unpackTar,
 } from "../src/protocol/archive/index.ts";
-import { fdPath, mkdirat, O, openat } from "./openat.ts";
-import { displayPath, realRoot, resolveInRoot, WORKSPACE_DISPLAY_ROOT, withResolved } from "./paths.ts";
+import { fdPath, mkdirat, O, openat } from "../src/protocol/openat.ts";
+import { WORKSPACE_DISPLAY_ROOT, withResolved } from "./paths.ts";
 
 function openDir(parent: number, name: string, shown: string): number {
   try {
@@ -37,8 +41,8 @@ export async function importArchive(
   opts: UnpackOptions = {},
 ): Promise<UnpackResult & { path: string }> {
   // The destination is resolved and created through held fds (paths.ts) and handed over as
-  // /proc/self/fd/N, so a swap of one of its components cannot send the archive elsewhere.
-  // (Entries below it are placed by the codec's own lstat walk: safepath.ts.)
+  // /proc/self/fd/N, so a swap of one of its components cannot send the archive elsewhere;
+  // entries below it are placed relative to directory fds the codec opens O_NOFOLLOW.
   return withResolved(root, destPath, { followFinalSymlink: true }, async (r) => {
     let destFd = r.fd;
     if (destFd === undefined) {
@@ -65,10 +69,12 @@ export async function exportArchive(
   path: string,
   opts: Pick<PackOptions, "exclude"> = {},
 ): Promise<ReadableStream<Uint8Array>> {
-  const rootReal = await realRoot(root);
-  const real = await resolveInRoot(rootReal, path, { followFinalSymlink: false });
-  const shown = displayPath(rootReal, real);
-  await lstat(real).catch((err) => Promise.reject(fsError(err, shown)));
-  const rel = real === rootReal ? "" : real.slice(rootReal.length + 1);
+  // The source is resolved (symlinks inside followed, a final one kept) and must exist;
+  // the codec then re-walks the canonical components from the root with O_NOFOLLOW, so a
+  // component swapped for a symlink in between fails the export instead of redirecting it.
+  const { rootReal, rel } = await withResolved(root, path, { followFinalSymlink: false }, (r) => {
+    if (r.fd === undefined) throw fsError({ code: "ENOENT" }, r.shown);
+    return { rootReal: r.rootReal, rel: r.parts.join("/") };
+  });
   return packTree(rootReal, rel, { ...opts, shownRoot: WORKSPACE_DISPLAY_ROOT });
 }

@@ -37,7 +37,7 @@ import {
   readlinkat,
   renameat,
   unlinkat,
-} from "./openat.ts";
+} from "../src/protocol/openat.ts";
 import { lookupAt, type Resolved, showParts, withResolved } from "./paths.ts";
 
 export const READ_DEFAULT_BYTES = 65536;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readSync } from "node:fs";
 import { mkdir, realpath, rename, symlink, writeFile } from "node:fs/promises";
 import { rejectsWith, tempDir } from "../src/protocol/archive/testutil.ts";
-import { closeFd, O, openat } from "./openat.ts";
+import { closeFd, O, openat } from "../src/protocol/openat.ts";
 import { displayPath, resolveInRoot, resolvePath, showPath, WORKSPACE_DISPLAY_ROOT } from "./paths.ts";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;

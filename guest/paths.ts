@@ -25,9 +25,10 @@ import { fstatSync, type Stats } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { fsError } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
-import { AT_FDCWD, closeFd, mkdirat, O, openat, readlinkat } from "./openat.ts";
+import { AT_FDCWD, closeFd, lookupAt, mkdirat, O, openat, readlinkat } from "../src/protocol/openat.ts";
 
 export { outside, showPath, userPathParts, WORKSPACE_DISPLAY_ROOT } from "../src/protocol/paths.ts";
+export { lookupAt };
 
 import { outside, showPath, userPathParts, WORKSPACE_DISPLAY_ROOT } from "../src/protocol/paths.ts";
 
@@ -55,23 +56,6 @@ export async function realRoot(root: string): Promise<string> {
 }
 
 const enoent = () => Object.assign(new Error("ENOENT"), { code: "ENOENT" });
-
-/** An O_PATH|O_NOFOLLOW fd for `name` in `dirFd` and what it is, or undefined if missing. */
-export function lookupAt(dirFd: number, name: string, shown: string): { fd: number; st: Stats } | undefined {
-  let fd: number;
-  try {
-    fd = openat(dirFd, name, O.PATH | O.NOFOLLOW);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw fsError(err, shown);
-  }
-  try {
-    return { fd, st: fstatSync(fd) };
-  } catch (err) {
-    closeFd(fd);
-    throw fsError(err, shown);
-  }
-}
 
 /**
  * A resolved user path, holding fds for the existing part of it: `fds[i]` is the directory

@@ -9,7 +9,7 @@ import { constants as C, type Stats } from "node:fs";
 import { lstat, open, readlink } from "node:fs/promises";
 import { fsError } from "../../src/protocol/archive/index.ts";
 import { PyroError } from "../../src/protocol/errors.ts";
-import { fdPath } from "../openat.ts";
+import { fdPath } from "../../src/protocol/openat.ts";
 import { type Resolved, resolvePath, userPathParts } from "../paths.ts";
 import { type FilePatch, type Hunk, latin1ToUtf8, rejected } from "./parse.ts";
 

@@ -3,24 +3,19 @@
  * target and each existing target gets a backup link; then every temp file is renamed over
  * its target (or the target unlinked). A failure undoes the steps done from the backups and
  * removes temp files and created directories; directories emptied by deletions go.
+ *
+ * Race freedom: every target is re-resolved through held fds (paths.ts) and must still
+ * resolve where the check saw it; missing parents are created with mkdirat relative to the
+ * held parent and reopened O_NOFOLLOW; temp files, backups, renames and unlinks name the
+ * target as /proc/self/fd/N/name (N its held parent); created and emptied directories are
+ * removed with unlinkat(AT_REMOVEDIR) relative to their held parents. Nothing is looked up
+ * again by a path string, so a directory swapped for a symlink mid-apply cannot redirect it.
  */
 import { constants as C, type Stats } from "node:fs";
-import {
-  chmod,
-  chown,
-  copyFile,
-  link,
-  lstat,
-  mkdir,
-  open,
-  rename,
-  rmdir,
-  symlink,
-  unlink,
-} from "node:fs/promises";
+import { chmod, chown, copyFile, link, open, rename, symlink, unlink } from "node:fs/promises";
 import { fsError, tempName, writeAll } from "../../src/protocol/archive/index.ts";
 import { PyroError } from "../../src/protocol/errors.ts";
-import { fdPath } from "../openat.ts";
+import { AT_REMOVEDIR, fdPath, unlinkat } from "../../src/protocol/openat.ts";
 import { type Resolved, resolvePath } from "../paths.ts";
 import type { Node, Slot } from "./check.ts";
 import { rejected } from "./parse.ts";
@@ -29,37 +24,6 @@ import { rejected } from "./parse.ts";
 export const testHooks: { failRenameOf?: string } = {};
 
 // Writing
-
-/** Real directory for `parts` under root, creating what is missing (recorded in `created`). */
-async function ensureDirs(
-  rootReal: string,
-  parts: string[],
-  created: string[],
-  shown: string,
-): Promise<string> {
-  let cur = rootReal;
-  for (const p of parts) {
-    cur = cur === "/" ? `/${p}` : `${cur}/${p}`;
-    let st = await lstat(cur).catch((err) => {
-      if (err?.code === "ENOENT") return undefined;
-      throw fsError(err, `/workspace/${shown}`);
-    });
-    if (!st) {
-      await mkdir(cur, 0o755).catch((err) => {
-        if (err?.code !== "EEXIST") throw fsError(err, `/workspace/${shown}`);
-      });
-      created.push(cur);
-      st = await lstat(cur);
-    }
-    if (st.isSymbolicLink()) {
-      throw new PyroError("PATH_OUTSIDE_WORKSPACE", `${shown}: refusing to write through a symbolic link`, {
-        details: { path: shown },
-      });
-    }
-    if (!st.isDirectory()) throw rejected(`${shown}: a parent of it is not a directory`, { path: shown });
-  }
-  return cur;
-}
 
 async function writeTemp(dir: string, node: Node, orig: Stats | undefined): Promise<string> {
   const tmp = `${dir}/${tempName()}`;
@@ -109,7 +73,8 @@ export async function commit(rootReal: string, changed: Slot[]): Promise<void> {
 }
 
 async function commitHeld(rootReal: string, changed: Slot[], held: Resolved[]): Promise<void> {
-  const created: string[] = [];
+  // directories the prepare step created, as (held parent fd, name), oldest first
+  const created: { dir: number; name: string }[] = [];
   const temps = new Map<Slot, string>();
   const backups = new Map<Slot, string>();
   // each target as /proc/self/fd/N/name, N its parent held open by the race-free walk (paths.ts)
@@ -117,7 +82,7 @@ async function commitHeld(rootReal: string, changed: Slot[], held: Resolved[]): 
   const cleanup = async () => {
     for (const t of temps.values()) await unlink(t).catch(() => {});
     for (const b of backups.values()) await unlink(b).catch(() => {});
-    for (const d of created.reverse()) await rmdir(d).catch(() => {});
+    for (const d of created.reverse()) removeDirAt(d.dir, d.name);
   };
 
   // 1. prepare: nothing a user would see changes yet
@@ -125,11 +90,18 @@ async function commitHeld(rootReal: string, changed: Slot[], held: Resolved[]): 
   try {
     for (const slot of changed) {
       current = slot;
-      await ensureDirs(rootReal, slot.parts.slice(0, -1), created, slot.shown);
       const r = await resolvePath(rootReal, slot.parts.join("/"), { followFinalSymlink: false });
       held.push(r);
       if (r.real !== slot.real) throw rejected(`${slot.shown}: changed while the patch was applied`);
-      const dir = fdPath(r.parentFd(false));
+      const made: string[][] = [];
+      let parentFd: number;
+      try {
+        parentFd = r.parentFd(true, made);
+      } finally {
+        // each made directory's parent is held by r until the end of the commit
+        for (const parts of made) created.push({ dir: r.fds[parts.length - 1]!, name: parts.at(-1)! });
+      }
+      const dir = fdPath(parentFd);
       targets.set(slot, `${dir}/${r.name}`);
       if (slot.cur) temps.set(slot, await writeTemp(dir, slot.cur, slot.origStat));
       if (slot.orig) backups.set(slot, await backup(slot, dir, targets.get(slot)!));
@@ -181,16 +153,23 @@ async function commitHeld(rootReal: string, changed: Slot[], held: Resolved[]): 
 
   // 3. done: drop backups, and directories that deletions left empty
   for (const b of backups.values()) await unlink(b).catch(() => {});
-  for (const slot of changed) {
+  for (const [i, slot] of changed.entries()) {
     if (slot.cur) continue;
-    let dir = slot.real.slice(0, slot.real.lastIndexOf("/"));
-    while (dir.length > rootReal.length && dir.startsWith(`${rootReal}/`)) {
-      try {
-        await rmdir(dir);
-      } catch {
-        break;
-      }
-      dir = dir.slice(0, dir.lastIndexOf("/"));
+    // fds[k] holds parts[k] (a directory emptied, maybe) in its parent; never the root itself
+    const r = held[i]!;
+    for (let k = slot.parts.length - 2; k >= 0; k--) {
+      const parent = r.fds[k];
+      if (parent === undefined || !removeDirAt(parent, slot.parts[k]!)) break;
     }
+  }
+}
+
+/** rmdir of `name` in `dir` (only an empty directory goes); false if it stayed. */
+function removeDirAt(dir: number, name: string): boolean {
+  try {
+    unlinkat(dir, name, AT_REMOVEDIR);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -9,18 +9,28 @@
  * means nothing to the receiver. Order is depth-first with names sorted, so archives are
  * deterministic.
  *
- * What is stored: regular files (content read through an O_NOFOLLOW fd, size as lstat saw it; a file that shrinks
- * while being read fails the export with IO_ERROR rather than padding silently), directories,
- * symlinks as symlinks (never followed), permission bits and whole-second mtimes; owners only
- * with `owners: true`. Hardlinked files are stored as independent copies. Sockets, fifos and
- * devices are skipped. Names are read as UTF-8.
+ * What is stored: regular files (content read through an O_NOFOLLOW fd, size as lstat saw
+ * it; a file that shrinks or is replaced while being read fails the export with IO_ERROR
+ * rather than padding silently), directories, symlinks as symlinks (never followed),
+ * permission bits and whole-second mtimes; owners only with `owners: true`. Hardlinked files
+ * are stored as independent copies. Sockets, fifos and devices are skipped. Names are read
+ * as UTF-8.
+ *
+ * Race freedom: `root` is trusted (opened as given, once); below it nothing is looked up by
+ * path string. `rel`'s components are opened O_PATH|O_NOFOLLOW from the root's fd (a symlink
+ * among its parents is refused; a final one is archived as the link), each directory is
+ * held as an fd while its children are listed (through /proc/self/fd/N) and described
+ * (openat O_NOFOLLOW + fstat relative to it), and file bodies are opened from the same fd.
+ * So a process that swaps a directory under the exported tree for a symlink to /etc while
+ * the export runs cannot make it read a byte from outside. The walk holds one fd per level
+ * of the current path and closes them all when it ends, fails or is cancelled.
  */
-import { constants as C } from "node:fs";
-import { lstat, open, readdir, readlink } from "node:fs/promises";
+import { fstatSync, readdirSync, readSync, type Stats } from "node:fs";
 import { PyroError } from "../errors.ts";
+import { closeFd, fdPath, lookupAt, O, openat, readlinkat } from "../openat.ts";
 import { iteratorStream } from "./bytes.ts";
 import { fsError } from "./fserror.ts";
-import { joinParts, relativeParts } from "./safepath.ts";
+import { DirFds, relativeParts } from "./safepath.ts";
 import { type TarWriteEntry, writeTar } from "./tar.ts";
 
 export interface PackOptions {
@@ -40,6 +50,8 @@ export function packTree(root: string, rel: string, opts: PackOptions = {}): Rea
 }
 
 interface Frame {
+  /** the listed directory's O_PATH fd (owned by the frame, except the root's) */
+  fd: number;
   relDir: string;
   names: string[];
   next: number;
@@ -52,63 +64,75 @@ async function* walk(
   shownRoot: string,
 ): AsyncGenerator<TarWriteEntry> {
   const show = (r: string) => (r ? `${shownRoot}/${r}` : shownRoot);
-  const top = relativeParts(rel, show(rel)).join("/");
+  const parts = relativeParts(rel, show(rel));
+  const top = parts.join("/");
   // archive name = root-relative path minus the top's parent directory
   const cut = top === "" ? 0 : top.lastIndexOf("/") + 1;
+  const dirs = new DirFds(root, shownRoot);
   const stack: Frame[] = [];
-
-  const topStat = await lstat(joinParts(root, top ? top.split("/") : [])).catch((err) => {
-    throw fsError(err, show(top));
-  });
-  if (top === "") {
-    if (!topStat.isDirectory()) throw new PyroError("NOT_A_DIRECTORY", `${shownRoot} is not a directory`);
-    stack.push({ relDir: "", names: await list(root, "", show), next: 0 });
-  } else {
-    const entry = await describe(root, top, top.slice(cut), opts, show, true);
-    if (entry) yield entry;
-    if (topStat.isDirectory()) stack.push({ relDir: top, names: await list(root, top, show), next: 0 });
-  }
-
-  while (stack.length > 0) {
-    const frame = stack.at(-1)!;
-    if (frame.next >= frame.names.length) {
-      stack.pop();
-      continue;
+  try {
+    if (top === "") {
+      if (!fstatSync(dirs.root).isDirectory())
+        throw new PyroError("NOT_A_DIRECTORY", `${shownRoot} is not a directory`);
+      stack.push({ fd: dirs.root, relDir: "", names: list(dirs.root, show("")), next: 0 });
+    } else {
+      const parent = dirs.dir(parts.slice(0, -1), false, show(top));
+      const found = lookupAt(parent, parts.at(-1)!, show(top));
+      if (!found) throw fsError({ code: "ENOENT" }, show(top));
+      const entry = describe(parent, parts.at(-1)!, found, top.slice(cut), opts, show(top));
+      if (found.st.isDirectory()) {
+        stack.push({ fd: found.fd, relDir: top, names: list(found.fd, show(top)), next: 0 });
+      } else closeFd(found.fd);
+      if (entry) yield entry;
     }
-    const name = frame.names[frame.next++]!;
-    const relPath = frame.relDir ? `${frame.relDir}/${name}` : name;
-    if (opts.exclude?.(relPath)) continue;
-    const entry = await describe(root, relPath, relPath.slice(cut), opts, show, false);
-    if (!entry) continue;
-    yield entry;
-    if (entry.header.type === "directory") {
-      stack.push({ relDir: relPath, names: await list(root, relPath, show), next: 0 });
+
+    while (stack.length > 0) {
+      const frame = stack.at(-1)!;
+      if (frame.next >= frame.names.length) {
+        if (frame.fd !== dirs.root) closeFd(frame.fd);
+        stack.pop();
+        continue;
+      }
+      const name = frame.names[frame.next++]!;
+      const relPath = frame.relDir ? `${frame.relDir}/${name}` : name;
+      if (opts.exclude?.(relPath)) continue;
+      const found = lookupAt(frame.fd, name, show(relPath));
+      if (!found) continue; // deleted while we walked
+      const entry = describe(frame.fd, name, found, relPath.slice(cut), opts, show(relPath));
+      if (entry?.header.type === "directory") {
+        stack.push({ fd: found.fd, relDir: relPath, names: list(found.fd, show(relPath)), next: 0 });
+      } else closeFd(found.fd);
+      if (entry) yield entry;
     }
+  } finally {
+    for (const f of stack) if (f.fd !== dirs.root) closeFd(f.fd);
+    dirs.close();
   }
 }
 
-async function list(root: string, relDir: string, show: (r: string) => string): Promise<string[]> {
-  const names = await readdir(joinParts(root, relDir ? relDir.split("/") : [])).catch((err) => {
-    throw fsError(err, show(relDir));
-  });
-  return names.sort();
+/** The names in the directory behind `fd` (the magic link reopens exactly that directory). */
+function list(fd: number, shown: string): string[] {
+  try {
+    return readdirSync(fdPath(fd)).sort();
+  } catch (err) {
+    throw fsError(err, shown);
+  }
 }
 
-/** The tar entry for one path, or undefined if it vanished or is a special file. */
-async function describe(
-  root: string,
-  relPath: string,
+/**
+ * The tar entry, archived as `name`, for the object `found` (an O_PATH fd of `base` in
+ * `dir`, and its fstat), or undefined for a special file. The body reads from `dir`, which the walk holds open until
+ * the consumer has pulled it.
+ */
+function describe(
+  dir: number,
+  base: string,
+  found: { fd: number; st: Stats },
   name: string,
   opts: PackOptions,
-  show: (r: string) => string,
-  required: boolean,
-): Promise<TarWriteEntry | undefined> {
-  const abs = joinParts(root, relPath.split("/"));
-  const st = await lstat(abs).catch((err) => {
-    if (!required && err?.code === "ENOENT") return undefined; // deleted while we walked
-    throw fsError(err, show(relPath));
-  });
-  if (!st) return undefined;
+  shown: string,
+): TarWriteEntry | undefined {
+  const st = found.st;
   const common = {
     path: name,
     mode: st.mode & 0o7777,
@@ -117,40 +141,54 @@ async function describe(
   };
   if (st.isDirectory()) return { header: { ...common, type: "directory" } };
   if (st.isSymbolicLink()) {
-    const target = await readlink(abs).catch((err) => {
-      throw fsError(err, show(relPath));
-    });
+    let target: string;
+    try {
+      target = readlinkat(found.fd, "");
+    } catch (err) {
+      throw fsError(err, shown);
+    }
     return { header: { ...common, type: "symlink", linkTarget: target } };
   }
   if (!st.isFile()) return undefined;
-  return { header: { ...common, type: "file", size: st.size }, body: readBody(abs, st.size, show(relPath)) };
+  return {
+    header: { ...common, type: "file", size: st.size },
+    body: readBody(dir, base, st, shown),
+  };
 }
 
 /**
- * Exactly `size` bytes of the file, opened only when the body is pulled (so a cancelled
- * export leaks no descriptor) and through O_NOFOLLOW (a file swapped for a symlink since
- * the lstat fails instead of being followed). Growth past `size` is not read.
+ * Exactly `st.size` bytes of the file `name` in `dir`, opened only when the body is pulled
+ * (so a cancelled export leaks no descriptor), relative to the held directory fd and
+ * O_NOFOLLOW; it must still be the file that was described (same inode), else IO_ERROR.
+ * Growth past the size is not read.
  */
-async function* readBody(abs: string, size: number, shown: string): AsyncGenerator<Uint8Array> {
-  if (size === 0) return;
-  const fh = await open(abs, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK).catch((err) => {
-    throw fsError(err, shown);
-  });
+async function* readBody(dir: number, name: string, st: Stats, shown: string): AsyncGenerator<Uint8Array> {
+  if (st.size === 0) return;
+  let fd: number;
   try {
-    if (!(await fh.stat()).isFile())
-      throw new PyroError("IO_ERROR", `${shown} changed type while it was being exported`);
+    fd = openat(dir, name, O.RDONLY | O.NOFOLLOW | O.NONBLOCK);
+  } catch (err) {
+    throw fsError(err, shown);
+  }
+  try {
+    const now = fstatSync(fd);
+    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev)
+      throw new PyroError("IO_ERROR", `${shown} changed while it was being exported`);
     let pos = 0;
-    while (pos < size) {
-      const buf = new Uint8Array(Math.min(READ_CHUNK, size - pos));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos).catch((err) => {
+    while (pos < st.size) {
+      const buf = new Uint8Array(Math.min(READ_CHUNK, st.size - pos));
+      let bytesRead: number;
+      try {
+        bytesRead = readSync(fd, buf, 0, buf.length, pos);
+      } catch (err) {
         throw fsError(err, shown);
-      });
+      }
       if (bytesRead === 0) throw new PyroError("IO_ERROR", `${shown} shrank while it was being exported`);
       pos += bytesRead;
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }
   } finally {
-    await fh.close();
+    closeFd(fd);
   }
 }
 

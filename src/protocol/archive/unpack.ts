@@ -5,16 +5,20 @@
  * - Entry names are relative: an absolute name or any ".." component is refused with
  *   PATH_OUTSIDE_WORKSPACE, as are device, fifo and other special entries (a device node
  *   would reach outside the workspace) and hardlinks whose target is absolute or has "..".
- * - Nothing is ever written through a symlink: each parent is lstat'ed component by
- *   component and a symlink there (whether the archive made it earlier or it already
- *   existed, wherever it points) refuses the entry. Symlink entries themselves are stored
- *   verbatim and may point anywhere; they are only data.
+ * - Nothing is ever written through a symlink: each parent is opened component by
+ *   component from a directory fd, O_PATH|O_NOFOLLOW (safepath.ts), and a symlink there
+ *   (whether the archive made it earlier or it already existed, wherever it points) refuses
+ *   the entry. Every entry is then created relative to the parent's fd (openat, mkdirat,
+ *   symlinkat, linkat, renameat, unlinkat), never through a path string, so a process that
+ *   swaps a directory of the destination for a symlink to /etc *during* the extraction
+ *   cannot redirect an entry out of it. Symlink entries themselves are stored verbatim and
+ *   may point anywhere; they are only data.
  * - Files, links and symlinks are created as a temp sibling (O_EXCL|O_NOFOLLOW) and renamed
  *   over the target, so an existing symlink or hardlink at the target is replaced, never
  *   written into. A directory entry over an existing file/symlink replaces it; a non-directory
  *   entry over a directory replaces it only if the directory is empty.
  * - Modes are kept with setuid/setgid masked off; mtimes are kept. Directory modes and
- *   mtimes are applied at the end (deepest first, opened O_NOFOLLOW), so a read-only
+ *   mtimes are applied at the end (deepest first, opened O_NOFOLLOW from the parent's fd), so a read-only
  *   directory can still receive its children and their creation does not disturb its mtime.
  *   Owners are not restored: everything belongs to the extracting user.
  * - A "." entry (the destination itself) is skipped: an archive does not get to change the
@@ -22,33 +26,27 @@
  * - A stream cannot be validated before it is written, so a refused entry fails the whole
  *   import *after* earlier entries were written into destRoot (never outside it). Callers
  *   that need all-or-nothing extract into a fresh directory and rename.
+ * - destRoot itself is trusted (opened once, as given: the agent passes /proc/self/fd/N of
+ *   a destination it resolved race-free). Every fd opened is closed before unpackTar returns.
  */
-import { constants as C } from "node:fs";
-import {
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  realpath,
-  rename,
-  rmdir,
-  symlink,
-  unlink,
-} from "node:fs/promises";
+import { closeSync, fchmodSync, futimesSync, writeSync } from "node:fs";
+import { lutimes } from "node:fs/promises";
 import { PyroError } from "../errors.ts";
+import {
+  AT_REMOVEDIR,
+  closeFd,
+  fdPath,
+  linkat,
+  mkdirat,
+  O,
+  openat,
+  renameat,
+  symlinkat,
+  unlinkat,
+} from "../openat.ts";
 import type { ByteSource } from "./bytes.ts";
 import { fsError } from "./fserror.ts";
-import {
-  CREATE_EXCL,
-  ensureDirChain,
-  joinParts,
-  type PathParts,
-  relativeParts,
-  safeMode,
-  tempName,
-  writeAll,
-} from "./safepath.ts";
+import { DirFds, type PathParts, relativeParts, safeMode, statAt, tempName } from "./safepath.ts";
 import { readTar, type TarEntry } from "./tar.ts";
 
 export interface UnpackOptions {
@@ -90,17 +88,13 @@ export async function unpackTar(
   const maxBytes = opts.maxBytes ?? Number.MAX_SAFE_INTEGER;
   if (!Number.isInteger(strip) || strip < 0)
     throw new PyroError("INVALID_INPUT", "stripComponents must be >= 0");
-  const root = await realpath(destRoot).catch((err) => {
-    throw fsError(err, "extraction destination");
-  });
-  if (!(await lstat(root)).isDirectory())
-    throw new PyroError("NOT_A_DIRECTORY", "extraction destination is not a directory");
-
+  const root = new DirFds(destRoot, "extraction destination");
   const result: UnpackResult = { files: 0, directories: 0, symlinks: 0, bytes: 0 };
   const dirs: DirMeta[] = [];
   let entries = 0;
   try {
     for await (const entry of readTar(source)) {
+      root.trim(); // no directory fd is in use between entries
       if (++entries > maxEntries) {
         throw new PyroError("INVALID_INPUT", `archive has more than ${maxEntries} entries`);
       }
@@ -125,7 +119,7 @@ export async function unpackTar(
       try {
         switch (entry.type) {
           case "directory":
-            await extractDir(root, parts, shown);
+            extractDir(root, parts, shown);
             dirs.push({ parts, mode: entry.mode, mtime: entry.mtime });
             result.directories++;
             break;
@@ -139,7 +133,7 @@ export async function unpackTar(
             result.symlinks++;
             break;
           case "hardlink":
-            await extractHardlink(root, parts, entry, strip, shown);
+            extractHardlink(root, parts, entry, strip, shown);
             result.files++;
             break;
         }
@@ -148,7 +142,8 @@ export async function unpackTar(
       }
     }
   } finally {
-    await applyDirMeta(root, dirs);
+    applyDirMeta(root, dirs);
+    root.close();
   }
   return result;
 }
@@ -168,69 +163,84 @@ function entryParts(name: string, strip: number, shown: string): PathParts | und
   return parts.length > strip ? parts.slice(strip) : undefined;
 }
 
-/** Make room for a non-directory at target: an empty directory goes, a full one is an error. */
-async function clearDirAt(target: string, shown: string): Promise<void> {
-  const st = await lstat(target).catch(() => undefined);
-  if (!st?.isDirectory()) return;
-  await rmdir(target).catch((err) => {
-    if (err?.code === "ENOTEMPTY" || err?.code === "EEXIST") {
+/** Undo a temp entry after a failed step; it may never have been created. */
+function dropTemp(dir: number, tmp: string): void {
+  try {
+    unlinkat(dir, tmp);
+  } catch {
+    // not there: nothing to undo
+  }
+}
+
+/** Make room for a non-directory at name: an empty directory goes, a full one is an error. */
+function clearDirAt(root: DirFds, dir: number, parts: PathParts, shown: string): void {
+  if (!statAt(dir, parts.at(-1)!, shown)?.isDirectory()) return;
+  try {
+    unlinkat(dir, parts.at(-1)!, AT_REMOVEDIR);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOTEMPTY" || code === "EEXIST") {
       throw new PyroError("IS_A_DIRECTORY", `${shown} would replace a non-empty directory`);
     }
     throw err;
-  });
+  }
+  root.forget(parts);
 }
 
-async function extractDir(root: string, parts: PathParts, shown: string): Promise<void> {
-  const parent = await ensureDirChain(root, parts.slice(0, -1), true, shown);
-  const target = `${parent}/${parts.at(-1)}`;
-  const st = await lstat(target).catch(() => undefined);
+function extractDir(root: DirFds, parts: PathParts, shown: string): void {
+  const dir = root.dir(parts.slice(0, -1), true, shown);
+  const name = parts.at(-1)!;
+  const st = statAt(dir, name, shown);
   if (st?.isDirectory()) return;
-  if (st) await unlink(target); // a file or symlink in the way is replaced, never followed
-  await mkdir(target, 0o700); // final mode comes at the end
+  if (st) unlinkat(dir, name); // a file or symlink in the way is replaced, never followed
+  mkdirat(dir, name, 0o700); // final mode comes at the end
 }
 
-async function extractFile(root: string, parts: PathParts, entry: TarEntry, shown: string): Promise<void> {
-  const parent = await ensureDirChain(root, parts.slice(0, -1), true, shown);
-  const target = `${parent}/${parts.at(-1)}`;
-  await clearDirAt(target, shown);
-  const tmp = `${parent}/${tempName()}`;
-  const fh = await open(tmp, CREATE_EXCL, 0o600);
+async function extractFile(root: DirFds, parts: PathParts, entry: TarEntry, shown: string): Promise<void> {
+  const dir = root.dir(parts.slice(0, -1), true, shown);
+  clearDirAt(root, dir, parts, shown);
+  const tmp = tempName();
+  let fd: number | undefined = openat(dir, tmp, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600);
   try {
-    for await (const chunk of entry.body) await writeAll(fh, chunk);
-    await fh.chmod(safeMode(entry.mode));
-    await fh.utimes(entry.mtime, entry.mtime);
-    await fh.close();
-    await rename(tmp, target);
+    for await (const chunk of entry.body) {
+      let off = 0;
+      while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
+    }
+    fchmodSync(fd, safeMode(entry.mode));
+    futimesSync(fd, entry.mtime, entry.mtime);
+    closeSync(fd);
+    fd = undefined;
+    renameat(dir, tmp, dir, parts.at(-1)!);
   } catch (err) {
-    await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
+    closeFd(fd);
+    dropTemp(dir, tmp);
     throw err;
   }
 }
 
-async function extractSymlink(root: string, parts: PathParts, entry: TarEntry, shown: string): Promise<void> {
+async function extractSymlink(root: DirFds, parts: PathParts, entry: TarEntry, shown: string): Promise<void> {
   if (!entry.linkTarget) throw new PyroError("INVALID_INPUT", `${shown} is a symlink without a target`);
-  const parent = await ensureDirChain(root, parts.slice(0, -1), true, shown);
-  const target = `${parent}/${parts.at(-1)}`;
-  await clearDirAt(target, shown);
-  const tmp = `${parent}/${tempName()}`;
-  await symlink(entry.linkTarget, tmp);
+  const dir = root.dir(parts.slice(0, -1), true, shown);
+  clearDirAt(root, dir, parts, shown);
+  const tmp = tempName();
+  symlinkat(entry.linkTarget, dir, tmp);
   try {
-    await lutimes(tmp, entry.mtime, entry.mtime).catch(() => {}); // cosmetic; not all filesystems allow it
-    await rename(tmp, target);
+    // cosmetic, and not all filesystems allow it; the path is the held directory + one name
+    await lutimes(`${fdPath(dir)}/${tmp}`, entry.mtime, entry.mtime).catch(() => {});
+    renameat(dir, tmp, dir, parts.at(-1)!);
   } catch (err) {
-    await unlink(tmp).catch(() => {});
+    dropTemp(dir, tmp);
     throw err;
   }
 }
 
-async function extractHardlink(
-  root: string,
+function extractHardlink(
+  root: DirFds,
   parts: PathParts,
   entry: TarEntry,
   strip: number,
   shown: string,
-): Promise<void> {
+): void {
   const linkName = entry.linkTarget ?? "";
   const targetParts = linkName
     ? entryParts(linkName, strip, `${shown} (hardlink to "${linkName}")`)
@@ -238,43 +248,46 @@ async function extractHardlink(
   if (!targetParts || targetParts.length === 0) {
     throw new PyroError("INVALID_INPUT", `${shown} is a hardlink without a usable target`);
   }
-  const srcDir = await ensureDirChain(root, targetParts.slice(0, -1), false, shown);
-  const src = `${srcDir}/${targetParts.at(-1)}`;
-  const srcSt = await lstat(src);
+  const srcDir = root.dir(targetParts.slice(0, -1), false, shown);
+  const srcName = targetParts.at(-1)!;
+  const srcSt = statAt(srcDir, srcName, shown);
+  if (!srcSt) throw fsError({ code: "ENOENT" }, shown);
   if (!srcSt.isFile()) {
     throw new PyroError(
       "INVALID_INPUT",
       `${shown} is a hardlink to "${linkName}", which is not a regular file`,
     );
   }
-  const parent = await ensureDirChain(root, parts.slice(0, -1), true, shown);
-  const target = `${parent}/${parts.at(-1)}`;
-  const existing = await lstat(target).catch(() => undefined);
+  const dir = root.dir(parts.slice(0, -1), true, shown);
+  const existing = statAt(dir, parts.at(-1)!, shown);
   if (existing && existing.ino === srcSt.ino && existing.dev === srcSt.dev) return;
-  await clearDirAt(target, shown);
-  const tmp = `${parent}/${tempName()}`;
-  await link(src, tmp);
-  await rename(tmp, target).catch(async (err) => {
-    await unlink(tmp).catch(() => {});
+  clearDirAt(root, dir, parts, shown);
+  const tmp = tempName();
+  // linkat without AT_SYMLINK_FOLLOW: had the source been swapped for a symlink since the
+  // check, the link would be to that symlink, never to what it points at
+  linkat(srcDir, srcName, dir, tmp);
+  try {
+    renameat(dir, tmp, dir, parts.at(-1)!);
+  } catch (err) {
+    dropTemp(dir, tmp);
     throw err;
-  });
+  }
 }
 
 /** Best effort: a directory that was since replaced or removed is simply left alone. */
-async function applyDirMeta(root: string, dirs: DirMeta[]): Promise<void> {
+function applyDirMeta(root: DirFds, dirs: DirMeta[]): void {
   dirs.sort((a, b) => b.parts.length - a.parts.length);
   for (const d of dirs) {
+    let fd: number | undefined;
     try {
-      const parent = await ensureDirChain(root, d.parts.slice(0, -1), false, "directory");
-      const fh = await open(joinParts(parent, d.parts.slice(-1)), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-      try {
-        await fh.chmod(safeMode(d.mode));
-        await fh.utimes(d.mtime, d.mtime);
-      } finally {
-        await fh.close();
-      }
+      const parent = root.dir(d.parts.slice(0, -1), false, "directory");
+      fd = openat(parent, d.parts.at(-1)!, O.RDONLY | O.DIRECTORY | O.NOFOLLOW);
+      fchmodSync(fd, safeMode(d.mode));
+      futimesSync(fd, d.mtime, d.mtime);
     } catch {
       // replaced by a later entry, or removed: nothing to restore
+    } finally {
+      closeFd(fd);
     }
   }
 }

@@ -1,9 +1,11 @@
 /**
- * The *at() system calls (openat, readlinkat, mkdirat, unlinkat, renameat) through bun:ffi
- * on libc: Node/Bun's fs only takes path strings, and a path string is re-resolved by the
- * kernel on every call, which is what lets a concurrent directory↔symlink swap redirect an
- * operation. With these, every name is looked up in a directory *fd* we hold, one component
- * at a time (paths.ts builds the race-free walk on top).
+ * The *at() system calls (openat, readlinkat, mkdirat, unlinkat, renameat, linkat,
+ * symlinkat) through bun:ffi on libc: Node/Bun's fs only takes path strings, and a path
+ * string is re-resolved by the kernel on every call, which is what lets a concurrent
+ * directory↔symlink swap redirect an operation. With these, every name is looked up in a
+ * directory *fd* we hold, one component at a time. Shared by the agent (guest/paths.ts
+ * builds the race-free walk of user paths on top) and by the archive codec's unpack and
+ * pack (archive/safepath.ts, pack.ts), which the host runs too: Linux with glibc on both.
  *
  * Conventions: `name` is a single component (no "/"), except "" with readlinkat on an
  * O_PATH fd of the link itself. Failures throw an Error carrying Node's `code` ("ENOENT",
@@ -14,8 +16,9 @@
  * directory the fd refers to, whatever has been renamed or swapped since.
  */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { closeSync } from "node:fs";
+import { closeSync, fstatSync, type Stats } from "node:fs";
 import { constants as osConstants } from "node:os";
+import { fsError } from "./archive/fserror.ts";
 
 /** Linux x86_64 / aarch64 values (asm-generic and x86 agree on these). */
 export const O = {
@@ -40,6 +43,11 @@ function openLibc() {
     mkdirat: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     unlinkat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
     renameat: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    linkat: {
+      args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32],
+      returns: FFIType.i32,
+    },
+    symlinkat: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     __errno_location: { args: [], returns: FFIType.ptr },
   }).symbols;
 }
@@ -95,6 +103,40 @@ export function renameat(fromDir: number, from: string, toDir: number, to: strin
   const a = cstr(from);
   const b = cstr(to);
   if (lib().renameat(fromDir, ptr(a), toDir, ptr(b)) < 0) fail("renameat");
+}
+
+/** A hard link `to` in `toDir` to `from` in `fromDir` (a final symlink is linked, not followed). */
+export function linkat(fromDir: number, from: string, toDir: number, to: string): void {
+  const a = cstr(from);
+  const b = cstr(to);
+  if (lib().linkat(fromDir, ptr(a), toDir, ptr(b), 0) < 0) fail("linkat");
+}
+
+/** A symlink `name` in `dirFd` holding `target` verbatim (any bytes but NUL). */
+export function symlinkat(target: string, dirFd: number, name: string): void {
+  const t = cstr(target);
+  const c = cstr(name);
+  if (lib().symlinkat(ptr(t), dirFd, ptr(c)) < 0) fail("symlinkat");
+}
+
+/**
+ * An O_PATH|O_NOFOLLOW fd for `name` in `dirFd` and what it is (a symlink is the link
+ * itself), or undefined if there is nothing by that name. Errors name `shown` (fsError).
+ */
+export function lookupAt(dirFd: number, name: string, shown: string): { fd: number; st: Stats } | undefined {
+  let fd: number;
+  try {
+    fd = openat(dirFd, name, O.PATH | O.NOFOLLOW);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw fsError(err, shown);
+  }
+  try {
+    return { fd, st: fstatSync(fd) };
+  } catch (err) {
+    closeFd(fd);
+    throw fsError(err, shown);
+  }
 }
 
 export function closeFd(fd: number | undefined): void {

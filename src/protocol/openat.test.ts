@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { fstatSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { mkdir, realpath, rename, symlink, writeFile } from "node:fs/promises";
-import { tempDir } from "../src/protocol/archive/testutil.ts";
+import { tempDir } from "./archive/testutil.ts";
 import {
   AT_FDCWD,
   AT_REMOVEDIR,
