@@ -1,6 +1,14 @@
 /**
  * One-shot `run`: boot a throwaway machine in this process, exec once, tear everything
  * down (even on Ctrl-C or failure) and return the exec result.
+ *
+ * `ttl_seconds` (default 600, 0 = no bound) bounds the machine's whole life, boot included,
+ * from the moment it starts booting (preparing a missing environment is not counted): the
+ * boot deadline is the earlier of the boot timeout and the ttl (a ttl that runs out during
+ * boot is GUEST_BOOT_TIMEOUT naming the ttl), and the command's timeout is cut to what is
+ * left of the ttl, so a ttl that runs out during the command gives the ordinary timed-out
+ * result (`timed_out: true`, exit 124, partial output, process group killed). Either way the
+ * machine is then torn down.
  */
 
 import { mkdirSync, rmSync } from "node:fs";
@@ -10,11 +18,12 @@ import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend, loadBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import type { Ctx } from "./context.ts";
-import { type ExecResult, execOn } from "./exec.ts";
+import { DEFAULT_EXEC_TIMEOUT_SECONDS, type ExecResult, execOn } from "./exec.ts";
 import { randomHex } from "./ids.ts";
 import { startMachine } from "./machine.ts";
 import { runsDir } from "./paths.ts";
 import { Teardown } from "./teardown.ts";
+import { DEFAULT_TTL_SECONDS } from "./workspaces.ts";
 
 export interface RunInput {
   environment: string;
@@ -22,6 +31,8 @@ export interface RunInput {
   vcpu_count?: number;
   mem_mib?: number;
   timeout_seconds?: number;
+  /** bound on the machine's life, boot included (default 600; 0 = none) */
+  ttl_seconds?: number;
   network?: boolean;
   allow_host_compat?: boolean;
   max_output_bytes?: number;
@@ -50,6 +61,10 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     const { artifactsOf } = await import("../env/store.ts");
+    const ttlSeconds = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
+    const expiresAt = ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : Number.POSITIVE_INFINITY;
+    const bootLimitMs = Math.min(bootTimeoutMs(ctx.env), expiresAt - Date.now());
+    const ttlBoundsBoot = bootLimitMs < bootTimeoutMs(ctx.env);
     const machine = await startMachine(backend, {
       workspaceId: id,
       runDir: dir,
@@ -59,22 +74,34 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
       memMib: input.mem_mib ?? 1024,
       network: input.network ?? false,
       consoleLogPath: join(dir, "console.log"),
-      bootTimeoutMs: bootTimeoutMs(ctx.env),
+      bootTimeoutMs: bootLimitMs,
+    }).catch((err) => {
+      if (ttlBoundsBoot && err instanceof PyroError && err.code === "GUEST_BOOT_TIMEOUT") {
+        throw new PyroError(
+          "GUEST_BOOT_TIMEOUT",
+          `the run's ttl_seconds (${ttlSeconds}) ran out while the machine was booting; it was destroyed`,
+          {
+            details: { ...err.details, ttl_seconds: ttlSeconds },
+            hint: "raise --ttl-seconds (0 = no bound)",
+          },
+        );
+      }
+      throw err;
     });
     td.push("machine", () => machine.shutdown());
+    const timeout = input.timeout_seconds ?? DEFAULT_EXEC_TIMEOUT_SECONDS;
+    // at least 1 ms, so a ttl that ran out at the last moment still gives a timed-out result
+    const ttlLeft = Math.max(expiresAt - Date.now(), 1) / 1000;
     return await execOn(
       machine.conn,
       {
         command: input.command,
-        timeout_seconds: input.timeout_seconds,
+        timeout_seconds: Math.min(timeout, ttlLeft),
         max_output_bytes: input.max_output_bytes,
       },
       { backend: machine.handle.backend, accelerator: machine.handle.accelerator },
       ctx.live,
     );
-  } catch (err) {
-    if (err instanceof PyroError) throw err;
-    throw err;
   } finally {
     await td.run();
     process.off("SIGINT", onSignal);
