@@ -101,7 +101,6 @@ describe("hello", () => {
       host_version: "test",
     });
     expect(result).toMatchObject({
-      type: "result",
       protocol_version: PROTOCOL_VERSION,
       agent_version: PYRO_VERSION,
       pid1: false,
@@ -138,14 +137,13 @@ describe("hello", () => {
 describe("ping, info, shutdown", () => {
   test("ping → pong", async () => {
     const { client } = agent();
-    expect((await call(client, { op: "ping" })).result).toEqual({ type: "result", pong: true });
+    expect((await call(client, { op: "ping" })).result).toEqual({ pong: true });
   });
 
   test("info returns kernel, memory and disk", async () => {
     const { client } = agent();
     const { result } = await call(client, { op: "info" });
     expect(result).toMatchObject({
-      type: "result",
       agent_version: PYRO_VERSION,
       protocol_version: PROTOCOL_VERSION,
       guest: false,
@@ -166,7 +164,7 @@ describe("ping, info, shutdown", () => {
   test("shutdown answers first, then calls onShutdown (host compat)", async () => {
     let called = 0;
     const { client } = agent({ onShutdown: () => called++ });
-    expect((await call(client, { op: "shutdown" })).result).toEqual({ type: "result", shutting_down: true });
+    expect((await call(client, { op: "shutdown" })).result).toEqual({ shutting_down: true });
     await until(() => called === 1, "onShutdown");
   });
 });
@@ -250,7 +248,6 @@ describe("fs", () => {
     for (let i = 0; i < content.length; i++) content[i] = (i * 7) & 0xff;
     const w = await call(client, { op: "fs.write", path: "/workspace/dir/sub/f.bin" }, content);
     expect(w.result).toMatchObject({
-      type: "result",
       path: "/workspace/dir/sub/f.bin",
       artifact_type: "file",
       size_bytes: 200_000,

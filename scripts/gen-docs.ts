@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { flagSpecs } from "../src/cli/flags.ts";
-import { OPERATIONS } from "../src/operations/index.ts";
+import { type AnyOperation, OPERATIONS } from "../src/operations/index.ts";
 import { ERROR_EXIT_CODES } from "../src/protocol/errors.ts";
 
 export function renderReference(): string {
@@ -73,13 +73,46 @@ export function renderReference(): string {
   return `${out.join("\n")}\n`;
 }
 
+const PROFILES = ["vm-run", "workspace-core", "workspace-full"] as const;
+
+/** The tools section of docs/mcp.md: every profile's tools, and what stays CLI/SDK-only. */
+export function renderMcpTools(): string {
+  const out = ["| profile | tools |", "|---|---|"];
+  for (const p of PROFILES) {
+    const tools = OPERATIONS.filter((op) => (op.profiles as readonly string[]).includes(p)).map(
+      (op) => `\`${op.name}\``,
+    );
+    out.push(`| \`${p}\`${p === "workspace-core" ? " (default)" : ""} | ${tools.join(", ")} |`);
+  }
+  out.push("", "Not served over MCP (CLI and SDK only), and why:", "");
+  for (const op of OPERATIONS as readonly AnyOperation[])
+    if (op.profiles.length === 0)
+      out.push(`- \`${op.name}\` (\`pyro ${op.cli.join(" ")}\`): ${op.notOverMcp}`);
+  return out.join("\n");
+}
+
+const BEGIN = "<!-- generated:tools (bun scripts/gen-docs.ts; test/docs.test.ts keeps it current) -->";
+const END = "<!-- end:tools -->";
+
+/** docs/mcp.md with its generated tools section replaced by the current one. */
+export function renderMcpDoc(current: string): string {
+  const i = current.indexOf(BEGIN);
+  const j = current.indexOf(END);
+  if (i < 0 || j < i) throw new Error("docs/mcp.md lost its generated:tools markers");
+  return `${current.slice(0, i + BEGIN.length)}\n${renderMcpTools()}\n${current.slice(j)}`;
+}
+
 if (import.meta.main) {
-  const path = join(import.meta.dir, "..", "docs", "reference.md");
-  const text = renderReference();
-  if (process.argv.includes("--check")) {
-    if (readFileSync(path, "utf8") !== text) {
-      console.error("docs/reference.md is stale: run `bun scripts/gen-docs.ts`");
+  const docs = join(import.meta.dir, "..", "docs");
+  const files: Array<[string, string]> = [
+    [join(docs, "reference.md"), renderReference()],
+    [join(docs, "mcp.md"), renderMcpDoc(readFileSync(join(docs, "mcp.md"), "utf8"))],
+  ];
+  for (const [path, text] of files) {
+    if (!process.argv.includes("--check")) writeFileSync(path, text);
+    else if (readFileSync(path, "utf8") !== text) {
+      console.error(`${path} is stale: run \`bun scripts/gen-docs.ts\``);
       process.exit(1);
     }
-  } else writeFileSync(path, text);
+  }
 }

@@ -9,7 +9,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { Pyro } from "../src/sdk/index.ts";
 import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
-import { ensureBuilt, freshHome, PYRO, pyro } from "./helpers.ts";
+import { ensureBuilt, freshHome, PYRO, pyro, toolPayload } from "./helpers.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const MAKE = "head -c 300000 /dev/urandom > rand.bin && sha256sum rand.bin | cut -d' ' -f1";
@@ -91,7 +91,7 @@ describe("binary exec output (host compat)", () => {
   test("MCP: structuredContent carries the bytes once; the text says base64 without dumping it", async () => {
     const transport = new StdioClientTransport({
       command: PYRO,
-      args: ["mcp", "serve"],
+      args: ["mcp", "serve", "--allow-host-compat"],
       env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host" },
       stderr: "pipe",
     });
@@ -108,7 +108,7 @@ describe("binary exec output (host compat)", () => {
       };
       const cat = await call("cat rand.bin");
       const mixed = await call(MIXED);
-      expectBinarySafe(cat.structuredContent as any, mixed.structuredContent as any, digest);
+      expectBinarySafe(toolPayload(cat), toolPayload(mixed), digest);
       const text = (cat.content as any)[0].text as string;
       expect(text).toContain("stdout: 300000 bytes that are not UTF-8 text, base64-encoded");
       expect(text.length).toBeLessThan(1000);

@@ -26,8 +26,8 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { flagSpecs } from "../src/cli/flags.ts";
 import { HostPathPolicy } from "../src/mcp/host-paths.ts";
 import { mcpView } from "../src/mcp/tools.ts";
-import { OPERATIONS, type Operation } from "../src/operations/index.ts";
-import { ensureBuilt, freshHome, PYRO, pyro } from "./helpers.ts";
+import { type AnyOperation as Operation, OPERATIONS } from "../src/operations/index.ts";
+import { ensureBuilt, freshHome, PYRO, pyro, toolPayload } from "./helpers.ts";
 
 const NONCE = crypto.randomUUID();
 const TOKEN = `pyro-secret-${NONCE}`;
@@ -50,7 +50,7 @@ async function call(name: string, args: Record<string, unknown>) {
   transcript.push(JSON.stringify(r));
   return {
     err: r.isError === true,
-    out: r.structuredContent as any,
+    out: toolPayload(r),
     text: (r.content as any)[0]?.text ?? "",
   };
 }
@@ -88,6 +88,7 @@ beforeAll(async () => {
     args: [
       "mcp",
       "serve",
+      "--allow-host-compat",
       "--profile",
       "workspace-full",
       "--allow-host-path",
@@ -283,14 +284,15 @@ describe("mcp serve flags", () => {
     const other = freshHome();
     const transport = new StdioClientTransport({
       command: PYRO,
-      args: ["mcp", "serve", "--export-dir", dir],
+      args: ["mcp", "serve", "--allow-host-compat", "--export-dir", dir],
       env: { ...(process.env as Record<string, string>), PYRO_HOME: other, PYRO_BACKEND: "host" },
       stderr: "pipe",
     });
     const c = new Client({ name: "pyro-hostile-2", version: "0.0.0" });
     await c.connect(transport);
-    const ws = (await c.callTool({ name: "workspace_create", arguments: { allow_host_compat: true } }))
-      .structuredContent as any;
+    const ws = toolPayload(
+      await c.callTool({ name: "workspace_create", arguments: { allow_host_compat: true } }),
+    );
     await c.callTool({
       name: "workspace_file_write",
       arguments: { workspace_id: ws.workspace_id, path: "a", text: "A" },
@@ -306,7 +308,7 @@ describe("mcp serve flags", () => {
     const push = (source: string) =>
       c.callTool({ name: "workspace_sync_push", arguments: { workspace_id: ws.workspace_id, source } });
     expect((await push(dir)).isError).toBeFalsy();
-    expect(((await push(ro)).structuredContent as any).code).toBe("HOST_PATH_NOT_ALLOWED");
+    expect(toolPayload(await push(ro)).code).toBe("HOST_PATH_NOT_ALLOWED");
     await c.callTool({ name: "workspace_delete", arguments: { workspace_id: ws.workspace_id } });
     await c.close();
     rmSync(other, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { MAX_OUTPUT_BYTES, RESPONSE_BUDGET, TEXT_WINDOW } from "../src/mcp/results.ts";
 import { locateRequest, MAX_REQUEST_BYTES } from "../src/mcp/stdio.ts";
-import { ensureBuilt, freshHome, PYRO } from "./helpers.ts";
+import { ensureBuilt, freshHome, PYRO, toolPayload } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 /** The bound docs/mcp.md states for the server's peak RSS while serving these calls. */
@@ -53,7 +53,7 @@ describe("mcp serve: request and response sizes", () => {
     await ensureBuilt();
     transport = new StdioClientTransport({
       command: PYRO,
-      args: ["mcp", "serve"],
+      args: ["mcp", "serve", "--allow-host-compat"],
       env: { ...(process.env as Record<string, string>), PYRO_HOME: freshHome(), PYRO_BACKEND: "host" },
       stderr: "pipe",
     });
@@ -66,7 +66,7 @@ describe("mcp serve: request and response sizes", () => {
       arguments: { allow_host_compat: true },
     });
     expect(created.isError).toBeFalsy();
-    ws = (created.structuredContent as any).workspace_id;
+    ws = toolPayload(created).workspace_id;
   });
   afterAll(async () => {
     if (ws) await client.callTool({ name: "workspace_delete", arguments: { workspace_id: ws } });
@@ -80,14 +80,14 @@ describe("mcp serve: request and response sizes", () => {
       arguments: { workspace_id: ws, path: "under.txt", text: under },
     });
     expect(ok.isError).toBeFalsy();
-    expect((ok.structuredContent as any).bytes_written).toBe(under.length);
+    expect(toolPayload(ok).bytes_written).toBe(under.length);
 
     const big = await client.callTool({
       name: "workspace_file_write",
       arguments: { workspace_id: ws, path: "big.txt", text: "x".repeat(20 * MiB) },
     });
     expect(big.isError).toBe(true);
-    const err = big.structuredContent as any;
+    const err = toolPayload(big);
     expect(err.code).toBe("INPUT_TOO_LARGE");
     expect(err.details.limit).toBe(MAX_REQUEST_BYTES);
     expect(err.details.bytes).toBeGreaterThan(20 * MiB);
@@ -99,14 +99,14 @@ describe("mcp serve: request and response sizes", () => {
       arguments: { workspace_id: ws, command: "ls; wc -c under.txt" },
     });
     expect(next.isError).toBeFalsy();
-    const r = next.structuredContent as any;
+    const r = toolPayload(next);
     expect(r.stdout).toBe(`under.txt\n${under.length} under.txt\n`); // big.txt was never written
     expect(peakRssMib(pid)).toBeLessThan(RSS_BOUND_MIB);
   });
 
   test("an oversized line that is no tool call gets a JSON-RPC error; garbage lines are answered too", async () => {
     // the client's own transport would refuse to send these, so write them to the server directly
-    const p = Bun.spawn([PYRO, "mcp", "serve"], {
+    const p = Bun.spawn([PYRO, "mcp", "serve", "--allow-host-compat"], {
       env: { ...(process.env as Record<string, string>), PYRO_HOME: freshHome(), PYRO_BACKEND: "host" },
       stdin: "pipe",
       stdout: "pipe",
@@ -138,7 +138,7 @@ describe("mcp serve: request and response sizes", () => {
       },
     });
     expect(res.isError).toBeFalsy();
-    const r = res.structuredContent as any;
+    const r = toolPayload(res);
     expect(r.exit_code).toBe(0);
     expect(r.stdout_truncated).toBe(true);
     expect(r.stdout_encoding).toBe("utf8");
@@ -159,7 +159,7 @@ describe("mcp serve: request and response sizes", () => {
       name: "workspace_exec",
       arguments: { workspace_id: ws, command: "seq 1 400000", max_output_bytes: 4 * MiB },
     });
-    const r = res.structuredContent as any;
+    const r = toolPayload(res);
     expect(r.stdout_truncated).toBe(false);
     const want = `${Array.from({ length: 400000 }, (_, i) => i + 1).join("\n")}\n`;
     expect(r.stdout).toBe(want);
@@ -180,7 +180,7 @@ describe("mcp serve: request and response sizes", () => {
       },
     });
     expect(res.isError).toBeFalsy();
-    const r = res.structuredContent as any;
+    const r = toolPayload(res);
     expect(r.stdout_encoding).toBe("utf8");
     expect(r.stdout_truncated).toBe(true);
     expect(r.stderr_truncated).toBe(true);
@@ -193,7 +193,7 @@ describe("mcp serve: request and response sizes", () => {
       name: "workspace_exec",
       arguments: { workspace_id: ws, command: "echo still here" },
     });
-    expect((after.structuredContent as any).stdout).toBe("still here\n");
+    expect(toolPayload(after).stdout).toBe("still here\n");
     expect(peakRssMib(pid)).toBeLessThan(RSS_BOUND_MIB);
   });
 
@@ -205,14 +205,14 @@ describe("mcp serve: request and response sizes", () => {
         command: "head -c 12582912 /dev/urandom > big.bin; head -c 1024 big.bin | od -An -tx1 | tr -d ' \\n'",
       },
     });
-    const headHex = (made.structuredContent as any).stdout as string;
+    const headHex = toolPayload(made).stdout as string;
     expect(headHex).toMatch(/^[0-9a-f]{2048}$/);
     const res = await client.callTool({
       name: "workspace_file_read",
       arguments: { workspace_id: ws, path: "big.bin", max_bytes: 16 * MiB },
     });
     expect(res.isError).toBeFalsy();
-    const r = res.structuredContent as any;
+    const r = toolPayload(res);
     expect(r.encoding).toBe("base64");
     expect(r.truncated).toBe(true);
     const bytes = Buffer.from(r.content, "base64");

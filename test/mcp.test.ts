@@ -2,13 +2,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { ensureBuilt, freshHome, PYRO } from "./helpers.ts";
+import { ensureBuilt, freshHome, PYRO, toolPayload } from "./helpers.ts";
 
 async function connect(profile?: string, env: Record<string, string> = {}) {
   const home = freshHome();
   const transport = new StdioClientTransport({
     command: PYRO,
-    args: ["mcp", "serve", ...(profile ? ["--profile", profile] : [])],
+    args: ["mcp", "serve", "--allow-host-compat", ...(profile ? ["--profile", profile] : [])],
     env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host", ...env },
     stderr: "pipe",
   });
@@ -58,7 +58,7 @@ describe("mcp serve (workspace-core)", () => {
       arguments: { environment: "debian:12", name: "mcp-one", allow_host_compat: true },
     });
     expect(created.isError).toBeFalsy();
-    const ws = created.structuredContent as any;
+    const ws = toolPayload(created);
     expect(ws.workspace_id).toMatch(/^ws_/);
     expect(ws.state).toBe("started");
     const ran = await client.callTool({
@@ -66,7 +66,7 @@ describe("mcp serve (workspace-core)", () => {
       arguments: { workspace_id: "mcp-one", command: "echo hi" },
     });
     expect(ran.isError).toBeFalsy();
-    const r = ran.structuredContent as any;
+    const r = toolPayload(ran);
     expect(r.stdout).toBe("hi\n");
     expect(r.exit_code).toBe(0);
     expect(r.execution_mode).toBe("host_compat");
@@ -75,7 +75,7 @@ describe("mcp serve (workspace-core)", () => {
       name: "workspace_delete",
       arguments: { workspace_id: ws.workspace_id },
     });
-    expect((del.structuredContent as any).deleted).toBe(true);
+    expect(toolPayload(del).deleted).toBe(true);
   });
 
   test("the repro-fix loop through MCP tools: write, diff, patch, read, export, summary, reset", async () => {
@@ -85,10 +85,10 @@ describe("mcp serve (workspace-core)", () => {
       name: "workspace_create",
       arguments: { name: "mcp-loop", allow_host_compat: true },
     });
-    const id = (c.structuredContent as any).workspace_id;
+    const id = toolPayload(c).workspace_id;
     const call = async (name: string, args: Record<string, unknown>) => {
       const r = await client.callTool({ name, arguments: { workspace_id: id, ...args } });
-      return { err: r.isError === true, out: r.structuredContent as any };
+      return { err: r.isError === true, out: toolPayload(r) };
     };
     expect((await call("workspace_file_write", { path: "app.py", text: "print(1)\n" })).err).toBe(false);
     const d = await call("workspace_diff", {});
@@ -125,8 +125,8 @@ describe("mcp serve (workspace-core)", () => {
       arguments: { command: "echo out; exit 3", allow_host_compat: true },
     });
     expect(r.isError).toBeFalsy();
-    expect((r.structuredContent as any).exit_code).toBe(3);
-    expect((r.structuredContent as any).stdout).toBe("out\n");
+    expect(toolPayload(r).exit_code).toBe(3);
+    expect(toolPayload(r).stdout).toBe("out\n");
   });
 
   test("malformed arguments are isError results with {code, message}", async () => {
@@ -135,20 +135,20 @@ describe("mcp serve (workspace-core)", () => {
       arguments: { workspace_id: 42, command: "true" },
     });
     expect(bad.isError).toBe(true);
-    expect((bad.structuredContent as any).code).toBe("INVALID_INPUT");
+    expect(toolPayload(bad).code).toBe("INVALID_INPUT");
     const extra = await client.callTool({ name: "vm_run", arguments: { command: "true", bogus: 1 } });
-    expect((extra.structuredContent as any).code).toBe("INVALID_INPUT");
+    expect(toolPayload(extra).code).toBe("INVALID_INPUT");
     const neg = await client.callTool({
       name: "vm_run",
       arguments: { command: "true", timeout_seconds: -1, allow_host_compat: true },
     });
-    expect((neg.structuredContent as any).code).toBe("INVALID_INPUT");
+    expect(toolPayload(neg).code).toBe("INVALID_INPUT");
     const missing = await client.callTool({ name: "workspace_status", arguments: { workspace_id: "nope" } });
     expect(missing.isError).toBe(true);
-    expect((missing.structuredContent as any).code).toBe("WORKSPACE_NOT_FOUND");
-    expect(typeof (missing.structuredContent as any).message).toBe("string");
+    expect(toolPayload(missing).code).toBe("WORKSPACE_NOT_FOUND");
+    expect(typeof toolPayload(missing).message).toBe("string");
     const unknown = await client.callTool({ name: "workspace_stop", arguments: { workspace_id: "x" } });
-    expect((unknown.structuredContent as any).code).toBe("INVALID_INPUT");
+    expect(toolPayload(unknown).code).toBe("INVALID_INPUT");
   });
 });
 

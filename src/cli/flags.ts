@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import * as v from "valibot";
-import type { Operation } from "../operations/types.ts";
+import type { AnyOperation as Operation } from "../operations/types.ts";
 import { PyroError } from "../protocol/errors.ts";
 
 export type FieldKind = "string" | "number" | "boolean" | "record" | "array" | "command";

@@ -6,12 +6,20 @@ import { parseArgs } from "node:util";
 import { type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { makeCtx } from "../manager/context.ts";
 import { OPERATIONS } from "../operations/index.ts";
-import { parseInput } from "../operations/invoke.ts";
-import type { Operation } from "../operations/types.ts";
+import { invoke } from "../operations/invoke.ts";
+import type { AnyOperation as Operation } from "../operations/types.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PYRO_VERSION } from "../protocol/version.ts";
 import { flagSpecs, parseCli } from "./flags.ts";
 import { printJson, renderDefault, reportError } from "./output.ts";
+
+/** `mcp serve` flags of the contract that are not built yet: refused, never silently ignored. */
+const NOT_YET = ["--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source"];
+
+/** Help text without colour unless stdout is a terminal and NO_COLOR is unset. */
+function plain(text: string): string {
+  return process.stdout.isTTY && !process.env.NO_COLOR ? text : text.replace(/\x1b\[[0-9;]*m/g, "");
+}
 
 /** Exit code handed back to main (citty's runCommand does not exit by itself). */
 let exitCode = 0;
@@ -29,8 +37,8 @@ function argsDef(op: Operation): Record<string, any> {
     }
   }
   out.json = { type: "boolean", description: "Print the result (or error) as JSON on stdout." };
-  if (op.name === "workspace_create")
-    out["id-only"] = { type: "boolean", description: "Print only the new workspace id." };
+  for (const [flag, f] of Object.entries(op.cliFlags ?? {}))
+    out[flag] = { type: "boolean", description: f.description };
   return out;
 }
 
@@ -53,25 +61,28 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
         const dd = rawArgs.indexOf("--");
         const h = Math.max(rawArgs.indexOf("--help"), rawArgs.indexOf("-h"));
         if (dd < 0 || h < dd) {
-          process.stdout.write(`${await helpText(cmd, parent(), op)}\n`);
+          process.stdout.write(`${plain(await helpText(cmd, parent(), op))}\n`);
           return;
         }
       }
       let json = rawArgs.includes("--json");
       try {
-        const extra =
-          op.name === "workspace_create" ? { "id-only": { type: "boolean" as const } } : undefined;
-        const parsed = parseCli(op, rawArgs, extra);
+        const flags = Object.fromEntries(
+          Object.keys(op.cliFlags ?? {}).map((k) => [k, { type: "boolean" as const }]),
+        );
+        const parsed = parseCli(op, rawArgs, flags);
         json = parsed.json;
-        const input = parseInput(op, parsed.input);
         const ctx = makeCtx(process.env, (line) => process.stderr.write(`${line}\n`));
         if (op.streamsOutput && !json) {
           ctx.live = { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) };
         }
-        const out = await op.run(ctx, input);
+        const out = await invoke(op, ctx, parsed.input);
+        const printer = Object.entries(op.cliFlags ?? {}).find(([k]) => parsed.extra[k])?.[1];
         if (json) printJson(out);
-        else if (parsed.extra["id-only"]) process.stdout.write(`${out.workspace_id}\n`);
-        else if (op.streamsOutput) {
+        else if (printer) {
+          const printed = printer.print(out);
+          process.stdout.write(typeof printed === "string" ? `${printed}\n` : printed);
+        } else if (op.streamsOutput) {
           if (out.timed_out) process.stderr.write(`pyro: command timed out (exit ${out.exit_code})\n`);
           if (out.stdout_truncated || out.stderr_truncated)
             process.stderr.write("pyro: output was truncated\n");
@@ -129,14 +140,29 @@ function buildTree(): CommandDef {
         type: "string",
         description: "Where workspace_export writes (default: $PYRO_HOME/exports, created 0700).",
       },
+      "allow-host-compat": {
+        type: "boolean",
+        description:
+          "Let the model pass allow_host_compat: commands may then run on this host WITHOUT a VM (no isolation). Off by default.",
+      },
     },
     async run({ rawArgs }) {
       if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
-        process.stdout.write(`${await renderUsage(serve, mcp)}\n`);
+        process.stdout.write(`${plain(await renderUsage(serve, mcp))}\n`);
         return;
       }
       const { serveStdio } = await import("../mcp/server.ts");
-      let values: { profile?: string; "allow-host-path"?: string[]; "export-dir"?: string };
+      let values: {
+        profile?: string;
+        "allow-host-path"?: string[];
+        "export-dir"?: string;
+        "allow-host-compat"?: boolean;
+      };
+      const later = rawArgs.find((a) => NOT_YET.some((f) => a === f || a.startsWith(`${f}=`)));
+      if (later)
+        throw new PyroError("INVALID_INPUT", `mcp serve: ${later.split("=")[0]} is not available in this version`, {
+          hint: "choose the tool set with --profile; grant host directories with --allow-host-path",
+        });
       try {
         ({ values } = parseArgs({
           args: rawArgs,
@@ -144,6 +170,7 @@ function buildTree(): CommandDef {
             profile: { type: "string", default: "workspace-core" },
             "allow-host-path": { type: "string", multiple: true },
             "export-dir": { type: "string" },
+            "allow-host-compat": { type: "boolean" },
           },
           strict: true,
           allowPositionals: false,
@@ -159,6 +186,7 @@ function buildTree(): CommandDef {
         profile: profile as "vm-run" | "workspace-core" | "workspace-full",
         roots: values["allow-host-path"] ?? [],
         exportDir: values["export-dir"],
+        allowHostCompat: values["allow-host-compat"] === true,
       });
       exitCode = -1; // keep serving: main must not exit
     },
@@ -199,7 +227,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const helpBeforeCommand =
     wantsHelp && (ddIndex < 0 || Math.max(argv.indexOf("--help"), argv.indexOf("-h")) < ddIndex);
   if (argv.length === 0 || (helpBeforeCommand && cmd.subCommands)) {
-    process.stdout.write(`${await renderUsage(cmd, parent)}\n`);
+    process.stdout.write(`${plain(await renderUsage(cmd, parent))}\n`);
     return 0;
   }
   try {
@@ -208,7 +236,7 @@ export async function runCli(argv: string[]): Promise<number> {
     const json = argv.includes("--json");
     const msg = (err as Error).message ?? String(err);
     if ((err as { name?: string }).name === "CLIError") {
-      if (cmd.subCommands) process.stderr.write(`${await renderUsage(cmd, parent)}\n\n`);
+      if (cmd.subCommands) process.stderr.write(`${plain(await renderUsage(cmd, parent))}\n\n`);
       return reportError(new PyroError("INVALID_INPUT", msg.replace(/\x1b\[[0-9;]*m/g, "")), json);
     }
     return reportError(err, json);

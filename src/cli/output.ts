@@ -2,8 +2,7 @@
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 
 export function printJson(value: unknown): void {
-  // Raw byte payloads (file read --content-only) are for human mode only.
-  process.stdout.write(`${JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? undefined : v), 2)}\n`);
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 export function renderDefault(out: Record<string, unknown>): string {

@@ -63,18 +63,7 @@ export function shapeContent(
     truncated,
     encoding: utf8 ? "utf8" : "base64",
     content: utf8 ? text : bytes.toString("base64"),
-    raw: bytes,
   };
-}
-
-/** CLI rendering of a file read: raw bytes with --content-only, else the text with a truncation note. */
-export function renderContent(out: Record<string, unknown>): string {
-  if (out.raw_content) {
-    process.stdout.write(out.raw_content as Uint8Array);
-    return "";
-  }
-  const note = out.truncated ? `\n[truncated: ${out.bytes_read} of ${out.size_bytes} bytes]` : "";
-  return `${out.encoding === "utf8" ? out.content : `[binary, base64]\n${out.content}`}${note}`;
 }
 
 export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path: string, text: string) {

@@ -18,7 +18,7 @@
  */
 import { mkdirSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
-import type { Operation } from "../operations/types.ts";
+import type { AnyOperation as Operation } from "../operations/types.ts";
 import { PyroError } from "../protocol/errors.ts";
 
 export type RootAccess = "ro" | "rw";
@@ -87,10 +87,10 @@ export class HostPathPolicy {
   }
 
   /** Check (and canonicalise) every host-path field of an MCP call; throws HOST_PATH_NOT_ALLOWED. */
-  check<I extends Record<string, unknown>>(op: Operation<I>, input: I): I {
+  check<I extends Record<string, unknown>>(op: Operation, input: I): I {
     if (!op.hostPaths) return input;
     const out: Record<string, unknown> = { ...input };
-    for (const [field, use] of Object.entries(op.hostPaths)) {
+    for (const [field, use] of Object.entries(op.hostPaths as Record<string, string>)) {
       const value = out[field];
       if (typeof value !== "string") continue;
       out[field] = use === "write" ? this.writeTarget(field, value) : this.readSource(field, value);

@@ -34,10 +34,12 @@ const TRIMMABLE: Array<[string, string, string | null, string | null]> = [
 ];
 
 /** Clamp a request's output caps to what one response can carry (so the server never holds more). */
-export function clampInput(input: Record<string, unknown>): void {
-  if (typeof input.max_output_bytes === "number" && input.max_output_bytes > MAX_OUTPUT_BYTES)
-    input.max_output_bytes = MAX_OUTPUT_BYTES;
-  if (typeof input.max_bytes === "number" && input.max_bytes > MAX_READ_BYTES) input.max_bytes = MAX_READ_BYTES;
+export function clampInput<I extends Record<string, unknown>>(input: I): I {
+  const out: Record<string, unknown> = { ...input };
+  if (typeof out.max_output_bytes === "number" && out.max_output_bytes > MAX_OUTPUT_BYTES)
+    out.max_output_bytes = MAX_OUTPUT_BYTES;
+  if (typeof out.max_bytes === "number" && out.max_bytes > MAX_READ_BYTES) out.max_bytes = MAX_READ_BYTES;
+  return out as I;
 }
 
 /** Split `total` over `sizes`: the small ones get all they need, the rest an equal share. */
@@ -153,11 +155,7 @@ export function renderText(out: Record<string, unknown>): string {
 
 /** A failed tool result: isError with {code, message, hint?, details?} (one shape for every failure). */
 export function toolErrorResult(shape: ErrorShape & { hint?: string }): Record<string, unknown> {
-  return {
-    isError: true,
-    content: [
-      { type: "text", text: `${shape.code}: ${shape.message}${shape.hint ? ` (hint: ${shape.hint})` : ""}` },
-    ],
-    structuredContent: { error: shape, ...shape },
-  };
+  // The error travels as JSON text, not structuredContent: a tool's outputSchema describes
+  // its result, and clients validate any structuredContent against it (errors included).
+  return { isError: true, content: [{ type: "text", text: JSON.stringify(shape) }] };
 }

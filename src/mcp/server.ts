@@ -10,7 +10,7 @@ import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprot
 import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import { pyroHome } from "../manager/paths.ts";
-import { parseInput } from "../operations/invoke.ts";
+import { invoke } from "../operations/invoke.ts";
 import type { Profile } from "../operations/types.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { PYRO_VERSION } from "../protocol/version.ts";
@@ -30,6 +30,11 @@ export interface ServerOptions {
   roots?: Array<HostRoot | string>;
   /** Where exports go (default `<PYRO_HOME>/exports`, created 0700); relative outputs resolve here. */
   exportDir?: string;
+  /**
+   * Honour `allow_host_compat` from the model (commands then run on the host with no
+   * isolation). Off by default: the user opts in with `pyro mcp serve --allow-host-compat`.
+   */
+  allowHostCompat?: boolean;
 }
 
 export function createServer(opts: ServerOptions = {}): Server {
@@ -50,11 +55,21 @@ export function createServer(opts: ServerOptions = {}): Server {
     try {
       if (!op)
         throw new PyroError("INVALID_INPUT", `unknown tool "${req.params.name}" in profile ${profile}`);
-      const input = hostPaths.check(op, parseInput(op, req.params.arguments ?? {}));
       const ctx = makeCtx(env, () => {});
       ctx.guardHostWrite = hostPaths.guardWrite;
-      clampInput(input);
-      const out = fitBudget(await op.run(ctx, input));
+      const out = fitBudget(
+        await invoke(op, ctx, req.params.arguments ?? {}, {
+          prepare: (input) => {
+            if (input.allow_host_compat === true && !opts.allowHostCompat)
+              throw new PyroError(
+                "HOST_COMPAT_NOT_ALLOWED",
+                "running without a VM (allow_host_compat) is not enabled for this MCP server",
+                { hint: "the user can allow it with `pyro mcp serve --allow-host-compat`" },
+              );
+            return clampInput(hostPaths.check(op, input));
+          },
+        }),
+      );
       return { content: [{ type: "text", text: renderText(out) }], structuredContent: out };
     } catch (err) {
       // The model sees workspace paths, never host paths: the whole error is scrubbed.

@@ -7,7 +7,7 @@
 import { toJsonSchema } from "@valibot/to-json-schema";
 import * as v from "valibot";
 import { OPERATIONS } from "../operations/index.ts";
-import type { Operation, Profile } from "../operations/types.ts";
+import type { AnyOperation as Operation, Profile } from "../operations/types.ts";
 
 const views = new WeakMap<Operation, Operation>();
 
@@ -30,13 +30,19 @@ export function toolsFor(profile: Profile): Operation[] {
   return OPERATIONS.filter((op) => op.profiles.includes(profile)).map(mcpView);
 }
 
+function jsonSchema(schema: v.GenericSchema, typeMode: "input" | "output"): Record<string, unknown> {
+  const out = toJsonSchema(schema, { typeMode, errorMode: "ignore" }) as Record<string, unknown>;
+  delete out.$schema;
+  return out;
+}
+
 export function inputSchema(op: Operation): Record<string, unknown> {
-  const schema = toJsonSchema(op.input, { typeMode: "input", errorMode: "ignore" }) as Record<
-    string,
-    unknown
-  >;
-  delete schema.$schema;
-  return schema;
+  return jsonSchema(op.input, "input");
+}
+
+/** The result's JSON Schema (clients validate structuredContent against it). */
+export function outputSchema(op: Operation): Record<string, unknown> {
+  return jsonSchema(op.output, "output");
 }
 
 export function toolDefinition(op: Operation) {
@@ -45,6 +51,7 @@ export function toolDefinition(op: Operation) {
     title: op.summary,
     description: op.description,
     inputSchema: inputSchema(op) as { type: "object"; [k: string]: unknown },
+    outputSchema: outputSchema(op) as { type: "object"; [k: string]: unknown },
     annotations: { title: op.summary, ...op.annotations },
   };
 }

@@ -1,13 +1,14 @@
 /** Offline disk tools for stopped workspaces: read the workspace disk with no VM running. */
 import * as v from "valibot";
 import { listHostDir, readHostFile } from "../manager/disk/hostdir.ts";
-import { renderContent, shapeContent } from "../manager/files.ts";
+import { shapeContent } from "../manager/files.ts";
 import { dataDiskPath } from "../manager/paths.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { resolveWorkspace } from "../manager/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
-import { renderListing } from "./render.ts";
+import * as out from "./outputs.ts";
+import { contentOnlyFlag, renderContent, renderListing } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
 const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
@@ -29,6 +30,10 @@ async function stopped(home: string, ref: string): Promise<WorkspaceRecord> {
 export const diskListOp = defineOperation({
   name: "workspace_disk_list",
   sdk: "listWorkspaceDisk",
+  sdkArgs: ["workspace_id", "path"],
+  output: out.fileListing,
+  mutates: false,
+  states: ["created", "stopped"],
   cli: ["workspace", "disk", "list"],
   positionals: ["workspace_id", "path"],
   summary: "List /workspace files of a STOPPED workspace, offline.",
@@ -61,6 +66,10 @@ export const diskListOp = defineOperation({
 export const diskReadOp = defineOperation({
   name: "workspace_disk_read",
   sdk: "readWorkspaceDisk",
+  sdkArgs: ["workspace_id", "path"],
+  output: out.fileContent,
+  mutates: false,
+  states: ["created", "stopped"],
   cli: ["workspace", "disk", "read"],
   positionals: ["workspace_id", "path"],
   summary: "Read a /workspace file of a STOPPED workspace, offline.",
@@ -70,10 +79,10 @@ export const diskReadOp = defineOperation({
     workspace_id: f.workspaceRef,
     path: f.workspacePath,
     max_bytes: v.optional(f.maxReadBytes),
-    content_only: v.optional(f.contentOnly),
   }),
   annotations: RO,
   profiles: ["workspace-full"],
+  cliFlags: contentOnlyFlag,
   run: async (ctx, input) => {
     const r = await stopped(ctx.home, input.workspace_id);
     const res =
@@ -84,16 +93,14 @@ export const diskReadOp = defineOperation({
             input.path,
             { maxBytes: input.max_bytes },
           );
-    const { raw, ...shaped } = shapeContent(
+    const shaped = shapeContent(
       res.path,
       res.size_bytes,
       Buffer.from(res.content),
       res.truncated,
       res.encoding_hint,
     );
-    const out: Record<string, unknown> = { workspace_id: r.workspace_id, ...shaped };
-    if (input.content_only) out.raw_content = raw;
-    return out;
+    return { workspace_id: r.workspace_id, ...shaped };
   },
   render: renderContent,
 });
@@ -101,6 +108,10 @@ export const diskReadOp = defineOperation({
 export const diskExportOp = defineOperation({
   name: "workspace_disk_export",
   sdk: "exportWorkspaceDisk",
+  sdkArgs: ["workspace_id", "output"],
+  output: out.diskExported,
+  mutates: false,
+  states: ["created", "stopped"],
   cli: ["workspace", "disk", "export"],
   positionals: ["workspace_id"],
   summary: "Export a STOPPED workspace's raw ext4 disk image (runtime state scrubbed).",

@@ -4,12 +4,15 @@ import { CATALOG, findRecipe } from "../env/catalog.ts";
 import { findInstalled, installedVersions, removeEnvironment, verifyEnvironment } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
+import * as out from "./outputs.ts";
 import { renderTable } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
 export const envListOp = defineOperation({
   name: "vm_list_environments",
   sdk: "listEnvironments",
+  output: out.environmentList,
+  mutates: false,
   cli: ["env", "list"],
   summary: "List the environment catalog and what is installed.",
   description:
@@ -47,6 +50,9 @@ const envName = v.strictObject({ environment: f.environment });
 export const envInspectOp = defineOperation({
   name: "env_inspect",
   sdk: "inspectEnvironment",
+  sdkArgs: ["environment"],
+  output: out.environmentInspected,
+  mutates: false,
   cli: ["env", "inspect"],
   positionals: ["environment"],
   summary: "Show an environment's recipe and installed artifacts (digests verified).",
@@ -55,6 +61,8 @@ export const envInspectOp = defineOperation({
   input: envName,
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: [],
+  notOverMcp:
+    "its result names host paths of the installed artifacts; `vm_list_environments` gives a model what it needs.",
   run: async (ctx, input) => {
     const recipe = findRecipe(input.environment);
     const inst = findInstalled(ctx.home, input.environment);
@@ -86,6 +94,9 @@ export const envInspectOp = defineOperation({
 export const envBuildOp = defineOperation({
   name: "env_build",
   sdk: "buildEnvironment",
+  sdkArgs: ["environment"],
+  output: out.environmentInstalled,
+  mutates: false,
   cli: ["env", "build"],
   positionals: ["environment"],
   summary: "Build an environment locally from Debian packages (needs root).",
@@ -97,6 +108,8 @@ export const envBuildOp = defineOperation({
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
+  notOverMcp:
+    "it needs root and runs debootstrap and a kernel build for minutes: host administration, for the user.",
   run: async (ctx, input) => {
     const { buildInstall } = await import("../env/install.ts");
     const inst = await buildInstall(ctx, input.environment, { force: input.force ?? false });
@@ -108,6 +121,9 @@ export const envBuildOp = defineOperation({
 export const envPullOp = defineOperation({
   name: "env_pull",
   sdk: "pullEnvironment",
+  sdkArgs: ["environment"],
+  output: out.environmentInstalled,
+  mutates: false,
   cli: ["env", "pull"],
   positionals: ["environment"],
   summary: "Pull an environment from an OCI registry (PYRO_REGISTRY or --from REF).",
@@ -121,6 +137,8 @@ export const envPullOp = defineOperation({
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
+  notOverMcp:
+    "it downloads into the host's environment store from a registry: installing environments is the user's call (a missing one is prepared automatically on first use).",
   run: async (ctx, input) => {
     const { pullInstall } = await import("../env/install.ts");
     const inst = await pullInstall(ctx, input.environment, { from: input.from, force: input.force ?? false });
@@ -132,6 +150,9 @@ export const envPullOp = defineOperation({
 export const envPushOp = defineOperation({
   name: "env_push",
   sdk: "pushEnvironment",
+  sdkArgs: ["environment", "ref"],
+  output: out.environmentPushed,
+  mutates: false,
   cli: ["env", "push"],
   positionals: ["environment", "ref"],
   summary: "Push an installed environment to an OCI registry.",
@@ -146,6 +167,8 @@ export const envPushOp = defineOperation({
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
+  notOverMcp:
+    "it uploads host artifacts to a registry the caller names: a model must never send data off the host.",
   run: async (ctx, input) => {
     const { pushInstalled } = await import("../env/install.ts");
     return pushInstalled(ctx, input.environment, input.ref);
@@ -156,6 +179,9 @@ export const envPushOp = defineOperation({
 export const envPruneOp = defineOperation({
   name: "env_prune",
   sdk: "pruneEnvironments",
+  sdkArgs: ["environment"],
+  output: out.environmentsPruned,
+  mutates: false,
   cli: ["env", "prune"],
   positionals: ["environment"],
   summary: "Remove installed environments (one, or all when none is named).",
@@ -164,6 +190,8 @@ export const envPruneOp = defineOperation({
   input: v.strictObject({ environment: v.optional(f.environment) }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   profiles: [],
+  notOverMcp:
+    "it deletes installed environments, which other workspaces need to boot: host administration, for the user.",
   run: async (ctx, input) => {
     const names = input.environment ? [input.environment] : CATALOG.map((r) => r.name);
     const removed: string[] = [];

@@ -81,7 +81,6 @@ export const maxReadBytes = v.pipe(
   v.maxValue(16 * 1024 * 1024),
   v.description("Most bytes to return (default 65536, max 16 MiB; over MCP at most 6 MiB)."),
 );
-export const contentOnly = v.pipe(v.boolean(), v.description("CLI: print only the raw content."));
 export const recursive = v.pipe(
   v.boolean(),
   v.description("Descend into subdirectories (never through symlinks)."),

@@ -2,19 +2,14 @@
 import { appendFileSync } from "node:fs";
 import * as v from "valibot";
 import { callWorkspace } from "../manager/client.ts";
-import {
-  diffCall,
-  listFiles,
-  readWorkspaceFile,
-  renderContent,
-  writeWorkspaceFile,
-} from "../manager/files.ts";
+import { diffCall, listFiles, readWorkspaceFile, writeWorkspaceFile } from "../manager/files.ts";
 import { exportsLogPath } from "../manager/reset.ts";
 import { resolveWorkspace } from "../manager/store.ts";
 import { exportToHost, importIntoWorkspace } from "../manager/transfer.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
-import { renderListing } from "./render.ts";
+import * as out from "./outputs.ts";
+import { contentOnlyFlag, renderContent, renderListing } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
 const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
@@ -27,6 +22,10 @@ async function started(ctx: { home: string }, ref: string) {
 export const fileListOp = defineOperation({
   name: "workspace_file_list",
   sdk: "listWorkspaceFiles",
+  sdkArgs: ["workspace_id", "path"],
+  output: out.fileListing,
+  mutates: false,
+  states: ["started"],
   cli: ["workspace", "file", "list"],
   positionals: ["workspace_id", "path"],
   summary: "List files under a /workspace path.",
@@ -47,6 +46,10 @@ export const fileListOp = defineOperation({
 export const fileReadOp = defineOperation({
   name: "workspace_file_read",
   sdk: "readWorkspaceFile",
+  sdkArgs: ["workspace_id", "path"],
+  output: out.fileContent,
+  mutates: false,
+  states: ["started"],
   cli: ["workspace", "file", "read"],
   positionals: ["workspace_id", "path"],
   summary: "Read a file under /workspace (bounded).",
@@ -56,27 +59,22 @@ export const fileReadOp = defineOperation({
     workspace_id: f.workspaceRef,
     path: f.workspacePath,
     max_bytes: v.optional(f.maxReadBytes),
-    content_only: v.optional(f.contentOnly),
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
-  run: async (ctx, input) => {
-    const { raw, ...out } = await readWorkspaceFile(
-      ctx.home,
-      await started(ctx, input.workspace_id),
-      input.path,
-      input.max_bytes,
-    );
-    const result: Record<string, unknown> = { ...out };
-    if (input.content_only) result.raw_content = raw;
-    return result;
-  },
+  cliFlags: contentOnlyFlag,
+  run: async (ctx, input) =>
+    readWorkspaceFile(ctx.home, await started(ctx, input.workspace_id), input.path, input.max_bytes),
   render: renderContent,
 });
 
 export const fileWriteOp = defineOperation({
   name: "workspace_file_write",
   sdk: "writeWorkspaceFile",
+  sdkArgs: ["workspace_id", "path", "text"],
+  output: out.fileWritten,
+  mutates: true,
+  states: ["started"],
   cli: ["workspace", "file", "write"],
   positionals: ["workspace_id", "path"],
   summary: "Write a UTF-8 text file under /workspace (atomic).",
@@ -115,6 +113,10 @@ async function readHostText(path: string): Promise<string> {
 export const patchApplyOp = defineOperation({
   name: "workspace_patch_apply",
   sdk: "applyWorkspacePatch",
+  sdkArgs: ["workspace_id", "patch"],
+  output: out.patchApplied,
+  mutates: true,
+  states: ["started"],
   cli: ["workspace", "patch", "apply"],
   positionals: ["workspace_id"],
   summary: "Apply a unified diff to /workspace, all or nothing.",
@@ -155,6 +157,10 @@ export const patchApplyOp = defineOperation({
 export const diffOp = defineOperation({
   name: "workspace_diff",
   sdk: "diffWorkspace",
+  sdkArgs: ["workspace_id"],
+  output: out.diffResult,
+  mutates: false,
+  states: ["started"],
   cli: ["workspace", "diff"],
   positionals: ["workspace_id"],
   summary: "Show what changed in /workspace since its baseline.",
@@ -183,6 +189,10 @@ export const diffOp = defineOperation({
 export const syncPushOp = defineOperation({
   name: "workspace_sync_push",
   sdk: "syncPush",
+  sdkArgs: ["workspace_id", "source"],
+  output: out.syncPushed,
+  mutates: true,
+  states: ["started"],
   cli: ["workspace", "sync", "push"],
   positionals: ["workspace_id", "source"],
   summary: "Copy a host directory or archive into /workspace.",
@@ -219,6 +229,10 @@ export const syncPushOp = defineOperation({
 export const exportOp = defineOperation({
   name: "workspace_export",
   sdk: "exportWorkspace",
+  sdkArgs: ["workspace_id", "path", "output"],
+  output: out.exported,
+  mutates: false,
+  states: ["started"],
   cli: ["workspace", "export"],
   positionals: ["workspace_id", "path"],
   summary: "Copy a file or directory from /workspace to a host path.",

@@ -6,7 +6,7 @@ import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, sy
 import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
-import type { Operation } from "./types.ts";
+import type { AnyOperation } from "./types.ts";
 import {
   createOp,
   deleteOp,
@@ -19,7 +19,7 @@ import {
   updateOp,
 } from "./workspace.ts";
 
-export const OPERATIONS: readonly Operation[] = [
+export const OPERATIONS = [
   runOp,
   createOp,
   listOp,
@@ -53,11 +53,11 @@ export const OPERATIONS: readonly Operation[] = [
   envPullOp,
   envPushOp,
   envPruneOp,
-];
+] as const;
 
-export function findOperation(name: string): Operation | undefined {
-  return OPERATIONS.find((o) => o.name === name);
+export function findOperation(name: string): AnyOperation | undefined {
+  return (OPERATIONS as readonly AnyOperation[]).find((o) => o.name === name);
 }
 
 export { invoke } from "./invoke.ts";
-export type { Operation, Profile } from "./types.ts";
+export type { AnyOperation, Operation, Profile } from "./types.ts";

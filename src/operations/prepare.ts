@@ -10,11 +10,14 @@ import {
 } from "../manager/workspaces.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
+import * as out from "./outputs.ts";
 import { defineOperation } from "./types.ts";
 
 export const prepareOp = defineOperation({
   name: "prepare",
   sdk: "prepare",
+  output: out.prepareResult,
+  mutates: false,
   cli: ["prepare"],
   positionals: ["environment"],
   summary: "Install an environment and prove it: create → exec → reset → delete.",
@@ -29,6 +32,7 @@ export const prepareOp = defineOperation({
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
+  notOverMcp: "it builds environments (root) and boots a throwaway workspace: a setup step for the user.",
   run: async (ctx, input) => {
     const steps: Array<{ step: string; ms: number }> = [];
     const time = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {

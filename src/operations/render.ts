@@ -38,3 +38,24 @@ export function renderListing(out: Record<string, unknown>): string {
   ]);
   return (rows.length ? renderTable(rows) : "(empty)") + (out.truncated ? "\n(listing truncated)" : "");
 }
+
+/** A file read as the CLI prints it: the text with a truncation note, or base64 marked as such. */
+export function renderContent(out: {
+  content: string;
+  encoding: string;
+  truncated: boolean;
+  bytes_read: number;
+  size_bytes: number;
+}): string {
+  const note = out.truncated ? `\n[truncated: ${out.bytes_read} of ${out.size_bytes} bytes]` : "";
+  return `${out.encoding === "utf8" ? out.content : `[binary, base64]\n${out.content}`}${note}`;
+}
+
+/** `--content-only`: the file's bytes exactly as read, nothing else. */
+export const contentOnlyFlag = {
+  "content-only": {
+    description: "Print only the raw content (bytes as read, no note).",
+    print: (out: { content: string; encoding: string }): Uint8Array =>
+      Buffer.from(out.content, out.encoding === "base64" ? "base64" : "utf8"),
+  },
+};

@@ -2,11 +2,14 @@ import * as v from "valibot";
 import { runOnce } from "../manager/run.ts";
 import { DEFAULT_ENVIRONMENT } from "../manager/workspaces.ts";
 import * as f from "./fields.ts";
+import * as out from "./outputs.ts";
 import { defineOperation } from "./types.ts";
 
 export const runOp = defineOperation({
   name: "vm_run",
   sdk: "run",
+  output: out.execResult,
+  mutates: false,
   cli: ["run"],
   positionals: ["environment"],
   rest: "command",
@@ -30,6 +33,6 @@ export const runOp = defineOperation({
   profiles: ["vm-run", "workspace-core", "workspace-full"],
   examples: ["pyro run debian:12 -- git --version", "pyro run --json debian:12 -- sh -c 'echo hi; exit 3'"],
   streamsOutput: true,
-  run: (ctx, input) => runOnce(ctx, input) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) => runOnce(ctx, input),
   exitCode: (out) => Number(out.exit_code),
 });

@@ -6,6 +6,7 @@ import { createSnapshot, deleteSnapshot, listSnapshots } from "../manager/snapsh
 import { resolveWorkspace } from "../manager/store.ts";
 import { workspaceSummary } from "../manager/summary.ts";
 import * as f from "./fields.ts";
+import * as out from "./outputs.ts";
 import { renderTable, renderWorkspace } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
@@ -18,6 +19,10 @@ const snapName = v.pipe(
 export const snapshotCreateOp = defineOperation({
   name: "snapshot_create",
   sdk: "createSnapshot",
+  sdkArgs: ["workspace_id", "name"],
+  output: out.snapshotCreated,
+  mutates: true,
+  states: ["started"],
   cli: ["workspace", "snapshot", "create"],
   positionals: ["workspace_id", "name"],
   summary: "Save /workspace as a named checkpoint.",
@@ -36,6 +41,9 @@ export const snapshotCreateOp = defineOperation({
 export const snapshotListOp = defineOperation({
   name: "snapshot_list",
   sdk: "listSnapshots",
+  sdkArgs: ["workspace_id"],
+  output: out.snapshotList,
+  mutates: false,
   cli: ["workspace", "snapshot", "list"],
   positionals: ["workspace_id"],
   summary: "List a workspace's snapshots (baseline included).",
@@ -52,7 +60,7 @@ export const snapshotListOp = defineOperation({
   render: (out) =>
     renderTable([
       ["NAME", "KIND", "SIZE", "CREATED"],
-      ...(out.snapshots as unknown as Array<Record<string, unknown>>).map((s) => [
+      ...out.snapshots.map((s) => [
         String(s.name),
         String(s.kind),
         String(s.size_bytes),
@@ -64,6 +72,9 @@ export const snapshotListOp = defineOperation({
 export const snapshotDeleteOp = defineOperation({
   name: "snapshot_delete",
   sdk: "deleteSnapshot",
+  sdkArgs: ["workspace_id", "name"],
+  output: out.snapshotDeleted,
+  mutates: true,
   cli: ["workspace", "snapshot", "delete"],
   positionals: ["workspace_id", "name"],
   summary: "Delete a named snapshot.",
@@ -82,6 +93,9 @@ export const snapshotDeleteOp = defineOperation({
 export const resetOp = defineOperation({
   name: "workspace_reset",
   sdk: "resetWorkspace",
+  sdkArgs: ["workspace_id"],
+  output: out.resetResult,
+  mutates: true,
   cli: ["workspace", "reset"],
   positionals: ["workspace_id"],
   summary: "Rebuild the workspace from its baseline or a snapshot.",
@@ -106,6 +120,9 @@ export const resetOp = defineOperation({
 export const summaryOp = defineOperation({
   name: "workspace_summary",
   sdk: "workspaceSummary",
+  sdkArgs: ["workspace_id"],
+  output: out.summaryResult,
+  mutates: false,
   cli: ["workspace", "summary"],
   positionals: ["workspace_id"],
   summary: "Summarize commands, changes, exports and snapshots since the last reset.",
@@ -114,8 +131,7 @@ export const summaryOp = defineOperation({
   input: v.strictObject({ workspace_id: f.workspaceRef }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
-  run: (ctx, input) =>
-    workspaceSummary(ctx, input.workspace_id) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) => workspaceSummary(ctx, input.workspace_id),
   render: (out) => {
     const c = out.commands as Record<string, unknown>;
     const ch = out.changes as { files: Array<Record<string, unknown>> } | null;

@@ -14,6 +14,7 @@ import {
   workspaceStatus,
 } from "../manager/workspaces.ts";
 import * as f from "./fields.ts";
+import * as out from "./outputs.ts";
 import { renderTable, renderWorkspace } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
@@ -23,6 +24,11 @@ const RO = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, o
 export const createOp = defineOperation({
   name: "workspace_create",
   sdk: "createWorkspace",
+  output: out.workspaceRecord,
+  mutates: false,
+  cliFlags: {
+    "id-only": { description: "Print only the new workspace id.", print: (w) => w.workspace_id },
+  },
   cli: ["workspace", "create"],
   positionals: ["environment"],
   summary: "Create and start a persistent workspace (a microVM with /workspace).",
@@ -60,6 +66,8 @@ export const createOp = defineOperation({
 export const listOp = defineOperation({
   name: "workspace_list",
   sdk: "listWorkspaces",
+  output: out.workspaceList,
+  mutates: false,
   cli: ["workspace", "list"],
   summary: "List workspaces, most recently active first.",
   description:
@@ -106,6 +114,9 @@ export const listOp = defineOperation({
 export const statusOp = defineOperation({
   name: "workspace_status",
   sdk: "workspaceStatus",
+  sdkArgs: ["workspace_id"],
+  output: out.workspaceRecord,
+  mutates: false,
   cli: ["workspace", "status"],
   positionals: ["workspace_id"],
   summary: "Show one workspace's record and state.",
@@ -121,6 +132,9 @@ export const statusOp = defineOperation({
 export const updateOp = defineOperation({
   name: "workspace_update",
   sdk: "updateWorkspace",
+  sdkArgs: ["workspace_id"],
+  output: out.workspaceRecord,
+  mutates: true,
   cli: ["workspace", "update"],
   positionals: ["workspace_id"],
   summary: "Rename a workspace or change its labels.",
@@ -143,6 +157,9 @@ export const updateOp = defineOperation({
 export const logsOp = defineOperation({
   name: "workspace_logs",
   sdk: "workspaceLogs",
+  sdkArgs: ["workspace_id"],
+  output: out.logsResult,
+  mutates: false,
   cli: ["workspace", "logs"],
   positionals: ["workspace_id"],
   summary: "Show the command history and console log tail of a workspace.",
@@ -161,8 +178,7 @@ export const logsOp = defineOperation({
   }),
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
-  run: (ctx, input) =>
-    workspaceLogs(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) => workspaceLogs(ctx, input.workspace_id, input),
   render: (out) => {
     const entries = out.entries as Array<Record<string, unknown>>;
     const lines = entries.map(
@@ -180,6 +196,10 @@ export const logsOp = defineOperation({
 export const execOp = defineOperation({
   name: "workspace_exec",
   sdk: "execWorkspace",
+  sdkArgs: ["workspace_id", "command"],
+  output: out.workspaceExecResult,
+  mutates: true,
+  states: ["started"],
   cli: ["workspace", "exec"],
   positionals: ["workspace_id"],
   rest: "command",
@@ -203,14 +223,16 @@ export const execOp = defineOperation({
     "pyro workspace exec ws_0123456789ab -- sh -c 'ls -la'",
   ],
   streamsOutput: true,
-  run: (ctx, input) =>
-    execWorkspace(ctx, input.workspace_id, input) as unknown as Promise<Record<string, unknown>>,
+  run: (ctx, input) => execWorkspace(ctx, input.workspace_id, input),
   exitCode: (out) => Number(out.exit_code),
 });
 
 export const stopOp = defineOperation({
   name: "workspace_stop",
   sdk: "stopWorkspace",
+  sdkArgs: ["workspace_id"],
+  output: out.workspaceRecord,
+  mutates: true,
   cli: ["workspace", "stop"],
   positionals: ["workspace_id"],
   summary: "Stop a workspace's machine (its files are kept).",
@@ -226,6 +248,9 @@ export const stopOp = defineOperation({
 export const startOp = defineOperation({
   name: "workspace_start",
   sdk: "startWorkspace",
+  sdkArgs: ["workspace_id"],
+  output: out.workspaceRecord,
+  mutates: true,
   cli: ["workspace", "start"],
   positionals: ["workspace_id"],
   summary: "Start a stopped workspace again.",
@@ -240,6 +265,9 @@ export const startOp = defineOperation({
 export const deleteOp = defineOperation({
   name: "workspace_delete",
   sdk: "deleteWorkspace",
+  sdkArgs: ["workspace_id"],
+  output: out.workspaceDeleted,
+  mutates: false,
   cli: ["workspace", "delete"],
   positionals: ["workspace_id"],
   summary: "Delete a workspace: its machine, files and record.",

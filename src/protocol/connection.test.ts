@@ -101,7 +101,7 @@ describe("Connection over channelPair", () => {
     });
     const s = client.open({ op: "ping" });
     const [events, result] = await Promise.all([drain(s), s.done]);
-    expect(result).toEqual({ type: "result", ok: true, op: "ping" });
+    expect(result).toEqual({ ok: true, op: "ping" });
     expect(dec.decode(events.data.get(Channel.STDOUT))).toBe("out");
     expect(dec.decode(events.data.get(Channel.STDERR))).toBe("err");
     expect(events.json).toEqual([{ type: "progress", n: 1 }]);
@@ -116,7 +116,7 @@ describe("Connection over channelPair", () => {
     s.endInput(); // idempotent
     const [events, result] = await Promise.all([drain(s), s.done]);
     expect(dec.decode(events.data.get(Channel.STDOUT))).toBe("hello world");
-    expect(result).toEqual({ type: "result", echoed: 11, request: { op: "echo" } });
+    expect(result).toEqual({ echoed: 11, request: { op: "echo" } });
   });
 
   test("call() sends input and collects events", async () => {
@@ -232,7 +232,7 @@ describe("Connection over channelPair", () => {
     });
     const s = client.open({ op: "x" });
     const [events, result] = await Promise.all([drain(s), s.done]);
-    expect(result).toEqual({ type: "result", n: 1 });
+    expect(result).toEqual({ n: 1 });
     expect(events.json).toEqual([]);
     expect(events.data.size).toBe(0);
   });
@@ -310,7 +310,7 @@ describe("Connection over channelPair", () => {
     });
     const client = new Connection(cc);
     const s = client.open({ op: "first" });
-    expect(await s.done).toEqual({ type: "result", id: s.id });
+    expect(await s.done).toEqual({ id: s.id });
     // Server → client: frames for the finished stream and for ids never opened.
     sc.write(encodeJsonFrame(s.id, { type: "result", again: true }, true));
     sc.write(encodeFrame({ stream: s.id, flags: makeFlags({ channel: 1 }), payload: enc.encode("late") }));
@@ -345,7 +345,7 @@ describe("Connection over channelPair", () => {
     const s = client.open({ op: "exec", command: "sleep 100" });
     s.sendJson({ op: "resize", cols: 80 });
     s.sendJson({ op: "signal", signal: "SIGTERM" });
-    expect(await s.done).toEqual({ type: "result", stopped_by: "SIGTERM" });
+    expect(await s.done).toEqual({ stopped_by: "SIGTERM" });
     expect(controls).toEqual([
       { op: "resize", cols: 80 },
       { op: "signal", signal: "SIGTERM" },

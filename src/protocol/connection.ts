@@ -94,7 +94,11 @@ export class ClientStream extends StreamBase {
       if (frame.flags & Flag.END) {
         this.finish();
         if (message?.type === "error") this.rejectDone(errorFromShape(message));
-        else this.resolveDone(message);
+        else {
+          // `type` frames the message on the wire; the result itself is the rest
+          const { type: _type, ...result } = message ?? {};
+          this.resolveDone(result);
+        }
         return;
       }
       this.events.push({ kind: "json", message });

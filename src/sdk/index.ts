@@ -1,71 +1,42 @@
 /**
- * The SDK: `import { Pyro } from "pyro"`. Methods are generated from the operations table,
- * so they always match the CLI and the MCP tools; the types come from the same schemas.
+ * The SDK: `import { Pyro } from "pyro"`. Every method is generated from the operations
+ * table: its name is the operation's `sdk`, its leading arguments are the operation's
+ * `sdkArgs` (the remaining input fields go in a trailing options object), and its result
+ * type is inferred from the operation's output schema. Calls go through the same
+ * `invoke()` as the CLI and MCP: input parsed, state checked, result validated.
+ * Failures are always `PyroError` (with a stable `code`).
  */
+import type * as v from "valibot";
 import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
-import type { ExecResult } from "../manager/exec.ts";
 import { pyroHome } from "../manager/paths.ts";
-import type { ServerOptions } from "../mcp/server.ts";
-import type { doctorOp } from "../operations/doctor.ts";
-import type {
-  envBuildOp,
-  envInspectOp,
-  envListOp,
-  envPruneOp,
-  envPullOp,
-  envPushOp,
-} from "../operations/env.ts";
-import type { exportOp, fileListOp, fileWriteOp, patchApplyOp, syncPushOp } from "../operations/files.ts";
-import { OPERATIONS } from "../operations/index.ts";
-import { parseInput } from "../operations/invoke.ts";
-import type { runOp } from "../operations/run.ts";
-import type { snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "../operations/state.ts";
-import type { Operation, Profile } from "../operations/types.ts";
-import type {
-  createOp,
-  deleteOp,
-  execOp,
-  listOp,
-  logsOp,
-  statusOp,
-  updateOp,
-} from "../operations/workspace.ts";
+import { findOperation, invoke, OPERATIONS } from "../operations/index.ts";
+import type { AnyOperation, Profile } from "../operations/types.ts";
+import { PyroError, toPyroError } from "../protocol/errors.ts";
 
 export type { ErrorCode } from "../protocol/errors.ts";
 export { PyroError } from "../protocol/errors.ts";
 
-/** Operation input with defaulted fields optional (environment defaults to debian:12). */
-type In<T> = T extends Operation<infer I, any> ? Omit<I, "environment"> & { environment?: string } : never;
-type Out<T> = T extends Operation<any, infer O> ? O : never;
-type Ref = string;
+type Ops = (typeof OPERATIONS)[number];
+type InputOf<O extends AnyOperation> = v.InferInput<O["input"]>;
+/** Leading positional arguments: an optional field makes its argument optional. */
+type Args<I, A extends readonly unknown[]> = A extends readonly [infer H extends keyof I, ...infer R]
+  ? undefined extends I[H]
+    ? [H?: I[H], ...Args<I, R>]
+    : [I[H], ...Args<I, R>]
+  : [];
+type Rest<I, A extends readonly unknown[]> = Omit<I, A[number] & keyof I>;
+/** The trailing options object: optional when every remaining field is. */
+type Options<R> = keyof R extends never ? [] : Record<string, never> extends R ? [opts?: R] : [opts: R];
+type SdkArgs<O extends AnyOperation> = NonNullable<O["sdkArgs"]> extends readonly string[] ? NonNullable<O["sdkArgs"]> : readonly [];
+type Method<O extends AnyOperation> = (
+  ...args: [...Args<InputOf<O>, SdkArgs<O>>, ...Options<Rest<InputOf<O>, SdkArgs<O>>>]
+) => Promise<v.InferOutput<O["output"]>>;
 
-export interface FileRead {
-  workspace_id: string;
-  path: string;
-  size_bytes: number;
-  bytes_read: number;
-  truncated: boolean;
-  encoding: "utf8" | "base64";
-  content: string;
-}
-
-export interface WorkspaceDiff {
-  workspace_id: string;
-  patch: string;
-  files: Array<{
-    path: string;
-    status: string;
-    binary: boolean;
-    additions: number;
-    deletions: number;
-    old_mode?: string;
-    new_mode?: string;
-  }>;
-  summary: { files_changed: number; additions: number; deletions: number; binary_files: number };
-  truncated: boolean;
-}
-type WorkspaceRecord = Out<typeof statusOp>;
+/** One method per operation, named by its `sdk` field. */
+export type PyroMethods = { [O in Ops as O["sdk"]]: Method<O> };
+/** Result type of the operation an SDK method runs: `Result<"execWorkspace">`. */
+export type Result<M extends keyof PyroMethods> = Awaited<ReturnType<PyroMethods[M]>>;
 
 export interface PyroOptions {
   /** State directory (default $PYRO_HOME or $XDG_DATA_HOME/pyro). */
@@ -74,6 +45,8 @@ export interface PyroOptions {
   /** Progress lines (environment builds, boots); default: ignored. */
   onProgress?: (line: string) => void;
 }
+
+export interface Pyro extends PyroMethods {}
 
 export class Pyro {
   readonly home: string;
@@ -90,149 +63,48 @@ export class Pyro {
   }
 
   /** Run any operation by its MCP tool name with snake_case input (what the typed methods use). */
-  async call<T = any>(tool: string, input: object = {}): Promise<T> {
-    const op = OPERATIONS.find((o) => o.name === tool);
-    if (!op) throw new Error(`unknown operation ${tool}`);
-    return (await op.run(makeCtx(this.env, this.onProgress), parseInput(op, input))) as T;
+  async call(tool: string, input: object = {}): Promise<Record<string, unknown>> {
+    const op = findOperation(tool);
+    if (!op) throw new PyroError("INVALID_INPUT", `unknown operation "${tool}"`);
+    try {
+      return await invoke(op, makeCtx(this.env, this.onProgress), input);
+    } catch (err) {
+      throw toPyroError(err);
+    }
   }
 
-  run(input: In<typeof runOp>): Promise<ExecResult> {
-    return this.call("vm_run", input);
-  }
-  createWorkspace(input: Partial<In<typeof createOp>> = {}): Promise<WorkspaceRecord> {
-    return this.call("workspace_create", input);
-  }
-  listWorkspaces(input: Partial<In<typeof listOp>> = {}): Promise<Out<typeof listOp>> {
-    return this.call("workspace_list", input);
-  }
-  workspaceStatus(workspace_id: Ref): Promise<WorkspaceRecord> {
-    return this.call("workspace_status", { workspace_id });
-  }
-  updateWorkspace(
-    workspace_id: Ref,
-    input: Partial<Omit<In<typeof updateOp>, "workspace_id">>,
-  ): Promise<WorkspaceRecord> {
-    return this.call("workspace_update", { ...input, workspace_id });
-  }
-  workspaceLogs(
-    workspace_id: Ref,
-    input: Partial<Omit<In<typeof logsOp>, "workspace_id">> = {},
-  ): Promise<Out<typeof logsOp>> {
-    return this.call("workspace_logs", { ...input, workspace_id });
-  }
-  /** `command`: a string runs via /bin/sh -c; an array runs directly. */
-  execWorkspace(
-    workspace_id: Ref,
-    command: string | string[],
-    opts: Partial<Omit<In<typeof execOp>, "workspace_id" | "command">> = {},
-  ): Promise<ExecResult & { workspace_id: string }> {
-    return this.call("workspace_exec", { ...opts, command, workspace_id });
-  }
-  syncPush(workspace_id: Ref, source: string, opts: { dest?: string } = {}): Promise<Out<typeof syncPushOp>> {
-    return this.call("workspace_sync_push", { workspace_id, source, ...opts });
-  }
-  listWorkspaceFiles(
-    workspace_id: Ref,
-    path = "/workspace",
-    opts: { recursive?: boolean } = {},
-  ): Promise<Out<typeof fileListOp>> {
-    return this.call("workspace_file_list", { workspace_id, path, ...opts });
-  }
-  readWorkspaceFile(workspace_id: Ref, path: string, opts: { max_bytes?: number } = {}): Promise<FileRead> {
-    return this.call("workspace_file_read", { workspace_id, path, ...opts });
-  }
-  writeWorkspaceFile(workspace_id: Ref, path: string, text: string): Promise<Out<typeof fileWriteOp>> {
-    return this.call("workspace_file_write", { workspace_id, path, text });
-  }
-  applyWorkspacePatch(workspace_id: Ref, patch: string): Promise<Out<typeof patchApplyOp>> {
-    return this.call("workspace_patch_apply", { workspace_id, patch });
-  }
-  diffWorkspace(workspace_id: Ref, opts: { max_bytes?: number } = {}): Promise<WorkspaceDiff> {
-    return this.call("workspace_diff", { workspace_id, ...opts });
-  }
-  exportWorkspace(workspace_id: Ref, path: string, output: string): Promise<Out<typeof exportOp>> {
-    return this.call("workspace_export", { workspace_id, path, output });
-  }
-  createSnapshot(workspace_id: Ref, name: string): Promise<Out<typeof snapshotCreateOp>> {
-    return this.call("snapshot_create", { workspace_id, name });
-  }
-  listSnapshots(workspace_id: Ref): Promise<Out<typeof snapshotListOp>> {
-    return this.call("snapshot_list", { workspace_id });
-  }
-  deleteSnapshot(workspace_id: Ref, name: string): Promise<Out<typeof snapshotDeleteOp>> {
-    return this.call("snapshot_delete", { workspace_id, name });
-  }
-  /** Rebuild from the baseline (default) or a named snapshot. */
-  resetWorkspace(
-    workspace_id: Ref,
-    opts: { snapshot?: string } = {},
-  ): Promise<WorkspaceRecord & { restored_from: string }> {
-    return this.call("workspace_reset", { workspace_id, ...opts });
-  }
-  workspaceSummary(workspace_id: Ref): Promise<Out<typeof summaryOp>> {
-    return this.call("workspace_summary", { workspace_id });
-  }
-  /** Offline disk tools: stopped workspaces only. */
-  listWorkspaceDisk(
-    workspace_id: Ref,
-    path = "/workspace",
-    opts: { recursive?: boolean } = {},
-  ): Promise<Record<string, unknown>> {
-    return this.call("workspace_disk_list", { workspace_id, path, ...opts });
-  }
-  readWorkspaceDisk(workspace_id: Ref, path: string, opts: { max_bytes?: number } = {}): Promise<FileRead> {
-    return this.call("workspace_disk_read", { workspace_id, path, ...opts });
-  }
-  exportWorkspaceDisk(workspace_id: Ref, output: string): Promise<Record<string, unknown>> {
-    return this.call("workspace_disk_export", { workspace_id, output });
-  }
-  stopWorkspace(workspace_id: Ref): Promise<WorkspaceRecord> {
-    return this.call("workspace_stop", { workspace_id });
-  }
-  startWorkspace(workspace_id: Ref): Promise<WorkspaceRecord> {
-    return this.call("workspace_start", { workspace_id });
-  }
-  deleteWorkspace(workspace_id: Ref): Promise<Out<typeof deleteOp>> {
-    return this.call("workspace_delete", { workspace_id });
-  }
-  doctor(input: Partial<In<typeof doctorOp>> = {}): Promise<Out<typeof doctorOp>> {
-    return this.call("doctor", input);
-  }
-  /** Install an environment and prove it with a throwaway create → exec → reset → delete. */
-  prepare(
-    input: { environment?: string; network?: boolean; force?: boolean } = {},
-  ): Promise<Record<string, unknown>> {
-    return this.call("prepare", input);
-  }
-  listEnvironments(): Promise<Out<typeof envListOp>> {
-    return this.call("vm_list_environments", {});
-  }
-  inspectEnvironment(environment: string): Promise<Out<typeof envInspectOp>> {
-    return this.call("env_inspect", { environment });
-  }
-  buildEnvironment(environment: string, opts: { force?: boolean } = {}): Promise<Out<typeof envBuildOp>> {
-    return this.call("env_build", { environment, ...opts });
-  }
-  pullEnvironment(
-    environment: string,
-    opts: { from?: string; force?: boolean } = {},
-  ): Promise<Out<typeof envPullOp>> {
-    return this.call("env_pull", { environment, ...opts });
-  }
-  pushEnvironment(environment: string, ref: string): Promise<Out<typeof envPushOp>> {
-    return this.call("env_push", { environment, ref });
-  }
-  pruneEnvironments(environment?: string): Promise<Out<typeof envPruneOp>> {
-    return this.call("env_prune", environment ? { environment } : {});
-  }
-
-  /**
-   * An MCP server over the same operations, for embedding (connect it to any transport).
-   * The model behind it reaches host paths only under `roots` ("DIR", "DIR:rw", or
-   * {path, access}) and writes exports under `exportDir` (default $PYRO_HOME/exports).
-   */
-  async createServer(opts: Omit<ServerOptions, "env"> = {}) {
+  /** An MCP server over the same operations, for embedding (connect it to any transport). */
+  async createServer(
+    opts: {
+      profile?: Profile;
+      roots?: import("../mcp/server.ts").ServerOptions["roots"];
+      exportDir?: string;
+    } = {},
+  ) {
     const { createServer } = await import("../mcp/server.ts");
     return createServer({ ...opts, env: this.env });
   }
+}
+
+/** Build a method's input from its positional arguments and trailing options. */
+function inputFrom(op: AnyOperation, args: unknown[]): Record<string, unknown> {
+  const names = (op.sdkArgs ?? []) as readonly string[];
+  const opts = args.length > names.length ? args[names.length] : undefined;
+  if (opts !== undefined && (typeof opts !== "object" || opts === null || Array.isArray(opts)))
+    throw new PyroError("INVALID_INPUT", `${op.sdk}: the options argument must be an object`);
+  const input: Record<string, unknown> = { ...(opts as Record<string, unknown> | undefined) };
+  names.forEach((name, i) => {
+    if (args[i] !== undefined) input[name] = args[i];
+  });
+  return input;
+}
+
+for (const op of OPERATIONS as readonly AnyOperation[]) {
+  Object.defineProperty(Pyro.prototype, op.sdk, {
+    value: async function (this: Pyro, ...args: unknown[]) {
+      return this.call(op.name, inputFrom(op, args));
+    },
+    writable: true,
+    configurable: true,
+  });
 }

@@ -1,0 +1,296 @@
+/**
+ * Result shapes of the operations, written once. Each operation's record points at one of
+ * these as its `output`; `invoke()` checks every result against it before any face (CLI
+ * --json, SDK, MCP structuredContent) sees it, the MCP server publishes it as the tool's
+ * `outputSchema`, and the SDK's method types are inferred from it.
+ *
+ * Invariants: every object is strict (a field added to a result without being declared here
+ * fails the test suites, so the contract cannot drift silently); field names are snake_case;
+ * `v.description` says what a field means where the name alone does not.
+ */
+import * as v from "valibot";
+
+const str = v.string();
+const int = v.pipe(v.number(), v.integer());
+const bool = v.boolean();
+const time = v.pipe(v.string(), v.description("ISO 8601 time."));
+
+export const backend = v.picklist(["firecracker", "qemu", "host"]);
+export const accelerator = v.nullable(v.picklist(["kvm", "tcg"]));
+export const executionMode = v.picklist(["guest", "host_compat"]);
+export const encoding = v.picklist(["utf8", "base64"]);
+
+const where = {
+  execution_mode: executionMode,
+  backend,
+  accelerator,
+};
+
+export const workspaceRecord = v.strictObject({
+  workspace_id: str,
+  name: v.nullable(str),
+  labels: v.record(str, str),
+  environment: str,
+  state: v.picklist(["created", "started", "stopped"]),
+  created_at: time,
+  last_activity_at: time,
+  expires_at: v.nullable(time),
+  ...where,
+  network_policy: v.picklist(["off", "egress", "egress+published-ports"]),
+  workspace_seed: v.strictObject({
+    origin_kind: v.picklist(["empty", "directory", "tar_archive", "project"]),
+    origin_ref: v.nullable(str),
+  }),
+  vcpu_count: int,
+  mem_mib: int,
+  ttl_seconds: int,
+  stop_reason: v.nullable(str),
+  agent_unresponsive_since: v.pipe(
+    v.nullable(time),
+    v.description(
+      "Set while the guest agent does not answer: calls fail with AGENT_UNRESPONSIVE until it answers again or the workspace is stopped and started.",
+    ),
+  ),
+  command_count: int,
+  reset_at: v.nullable(time),
+});
+
+const execFields = {
+  exit_code: int,
+  stdout: v.pipe(str, v.description("Captured stdout (base64 when stdout_encoding is base64).")),
+  stderr: v.pipe(str, v.description("Captured stderr (base64 when stderr_encoding is base64).")),
+  stdout_truncated: bool,
+  stderr_truncated: bool,
+  stdout_encoding: v.pipe(encoding, v.description("utf8, or base64 when stdout is not UTF-8 text.")),
+  stderr_encoding: v.pipe(encoding, v.description("utf8, or base64 when stderr is not UTF-8 text.")),
+  timed_out: bool,
+  duration_ms: v.number(),
+  ...where,
+};
+export const execResult = v.strictObject(execFields);
+export const workspaceExecResult = v.strictObject({ workspace_id: str, ...execFields });
+
+export const fileStat = v.strictObject({
+  path: str,
+  artifact_type: v.picklist(["file", "directory", "symlink", "other"]),
+  size_bytes: int,
+  mode: str,
+  mtime: time,
+  link_target: v.optional(str),
+});
+
+export const fileListing = v.strictObject({
+  workspace_id: str,
+  path: str,
+  entries: v.array(fileStat),
+  truncated: bool,
+});
+
+export const fileContent = v.strictObject({
+  workspace_id: str,
+  path: str,
+  size_bytes: int,
+  bytes_read: int,
+  truncated: bool,
+  encoding,
+  content: str,
+});
+
+const diffFile = v.strictObject({
+  path: str,
+  status: str,
+  binary: bool,
+  additions: int,
+  deletions: int,
+  old_path: v.optional(str),
+  old_mode: v.optional(str),
+  new_mode: v.optional(str),
+});
+const diffSummary = v.strictObject({
+  files_changed: int,
+  additions: int,
+  deletions: int,
+  binary_files: int,
+});
+
+export const diffResult = v.strictObject({
+  workspace_id: str,
+  patch: v.pipe(str, v.description("Unified patch of the text changes (empty when nothing changed).")),
+  files: v.array(diffFile),
+  summary: diffSummary,
+  truncated: v.pipe(bool, v.description("The patch text was cut at max_bytes.")),
+  files_truncated: v.pipe(bool, v.description("The file list was cut (too many changed files).")),
+  files_hashed: v.pipe(int, v.description("Files whose content had to be hashed (stat cache misses).")),
+});
+
+export const fileWritten = v.strictObject({
+  workspace_id: str,
+  ...fileStat.entries,
+  bytes_written: int,
+});
+
+export const patchApplied = v.strictObject({
+  workspace_id: str,
+  files: v.array(v.strictObject({ path: str, status: str, old_path: v.optional(str) })),
+  hunks_applied: int,
+  files_truncated: bool,
+});
+
+export const syncPushed = v.strictObject({
+  workspace_id: str,
+  path: str,
+  kind: v.picklist(["directory", "tar_archive"]),
+  files: int,
+  directories: int,
+  symlinks: int,
+  bytes: int,
+});
+
+const exportEntry = {
+  path: str,
+  output: v.pipe(str, v.description("The host path written.")),
+  artifact_type: v.picklist(["file", "directory"]),
+  bytes: int,
+  exported_at: time,
+};
+export const exported = v.strictObject({ workspace_id: str, ...exportEntry });
+
+const snapshotInfo = v.strictObject({
+  name: str,
+  created_at: v.pipe(str, v.description("ISO 8601 time (empty for an unseeded baseline).")),
+  size_bytes: int,
+  kind: v.picklist(["baseline", "named"]),
+});
+export const snapshotCreated = v.strictObject({ workspace_id: str, ...snapshotInfo.entries });
+export const snapshotList = v.strictObject({
+  workspace_id: str,
+  snapshots: v.array(snapshotInfo),
+  count: int,
+});
+export const snapshotDeleted = v.strictObject({ workspace_id: str, name: str, deleted: v.literal(true) });
+
+export const resetResult = v.strictObject({
+  ...workspaceRecord.entries,
+  restored_from: v.pipe(str, v.description('"baseline" or the snapshot name.')),
+});
+
+const historyEntry = v.strictObject({
+  seq: int,
+  command: v.nullable(str),
+  argv: v.nullable(v.array(str)),
+  cwd: v.nullable(str),
+  started_at: time,
+  exit_code: int,
+  timed_out: bool,
+  duration_ms: v.number(),
+});
+
+export const logsResult = v.strictObject({
+  workspace_id: str,
+  entries: v.array(historyEntry),
+  count: int,
+  console_tail: str,
+});
+
+export const summaryResult = v.strictObject({
+  workspace_id: str,
+  workspace: workspaceRecord,
+  since: time,
+  commands: v.strictObject({
+    count: int,
+    failed: int,
+    timed_out: int,
+    recent: v.array(historyEntry),
+  }),
+  changes: v.nullable(v.strictObject({ files: v.array(diffFile), summary: diffSummary })),
+  exports: v.array(v.strictObject(exportEntry)),
+  snapshots: v.array(snapshotInfo),
+  services: v.array(v.record(str, v.unknown())),
+});
+
+/** A workspace whose record cannot be read: listed so it can be found and deleted. */
+const corruptListing = v.strictObject({
+  workspace_id: str,
+  name: v.nullable(str),
+  state: v.literal("corrupt"),
+  corrupt_reason: str,
+  running: v.pipe(bool, v.description("A process of this workspace (supervisor or VM) is still running.")),
+});
+
+export const workspaceList = v.strictObject({
+  workspaces: v.array(v.union([workspaceRecord, corruptListing])),
+  count: int,
+});
+export const workspaceDeleted = v.strictObject({ workspace_id: str, deleted: v.literal(true) });
+
+export const diskExported = v.strictObject({
+  workspace_id: str,
+  output: v.pipe(str, v.description("The host file written.")),
+  size_bytes: v.pipe(int, v.description("Apparent size of the image.")),
+  allocated_bytes: v.pipe(int, v.description("Bytes the sparse copy occupies on the host.")),
+  scrubbed: v.array(v.strictObject({ dir: str, removed: int })),
+});
+
+export const doctorResult = v.strictObject({
+  ok: bool,
+  checks: v.array(
+    v.strictObject({
+      name: str,
+      ok: bool,
+      detail: str,
+      hint: v.nullable(str),
+      warning: v.optional(
+        v.pipe(bool, v.description("Passed, but something deserves attention (detail says what).")),
+      ),
+    }),
+  ),
+  pyro_home: str,
+});
+
+export const prepareResult = v.strictObject({
+  environment: str,
+  backend,
+  accelerator,
+  steps: v.array(v.strictObject({ step: str, ms: v.number() })),
+  ok: v.literal(true),
+});
+
+const fileEntry = v.record(str, v.unknown());
+const manifest = v.strictObject({
+  name: str,
+  version: str,
+  kernel: fileEntry,
+  rootfs: fileEntry,
+  agent_version: str,
+  agent_sha256: v.optional(str),
+  protocol_version: int,
+  built_at: time,
+  packages: v.array(str),
+});
+const recipe = v.record(str, v.unknown());
+
+export const environmentList = v.strictObject({
+  environments: v.array(
+    v.strictObject({
+      name: str,
+      description: str,
+      packages: v.array(str),
+      installed: bool,
+      version: v.nullable(str),
+      default: bool,
+    }),
+  ),
+  count: int,
+});
+export const environmentInspected = v.strictObject({
+  name: str,
+  recipe: v.nullable(recipe),
+  installed: bool,
+  dir: v.nullable(str),
+  manifest: v.nullable(manifest),
+  verified: v.nullable(bool),
+  problem: v.nullable(str),
+});
+export const environmentInstalled = v.strictObject({ name: str, dir: str, manifest });
+export const environmentPushed = v.strictObject({ digest: str, ref: str });
+export const environmentsPruned = v.strictObject({ removed: v.array(str), count: int });
