@@ -66,6 +66,36 @@ describe("binary exec output (host compat)", () => {
     expectBinarySafe(cat.json, mixed.json, digest);
   });
 
+  test("CLI file read --content-only prints the file's exact bytes (its CLI-only flag)", async () => {
+    const read = (args: string[]) =>
+      Bun.spawn([PYRO, "workspace", "file", "read", ws, "rand.bin", ...args], {
+        env: { ...(process.env as Record<string, string>), PYRO_HOME: home },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+    const raw = read(["--content-only", "--max-bytes", "400000"]);
+    const out = new Uint8Array(await new Response(raw.stdout).arrayBuffer());
+    expect(await raw.exited).toBe(0);
+    expect(sha(out)).toBe(digest);
+    // without the flag the human rendering marks base64; with --json the flag changes nothing
+    const human = read(["--max-bytes", "400000"]);
+    expect((await new Response(human.stdout).text()).startsWith("[binary, base64]\n")).toBe(true);
+    const json = await pyro(
+      ["workspace", "file", "read", ws, "rand.bin", "--max-bytes", "400000", "--json"],
+      { home },
+    );
+    expect(json.json.encoding).toBe("base64");
+    expect(sha(Buffer.from(json.json.content, "base64"))).toBe(digest);
+    // over MCP and the SDK the flag does not exist: it is a CLI face extra
+    expect(
+      (
+        await sdk
+          .call("workspace_file_read", { workspace_id: ws, path: "rand.bin", content_only: true })
+          .catch((e) => e)
+      ).code,
+    ).toBe("INVALID_INPUT");
+  });
+
   test("CLI human mode writes the raw bytes", async () => {
     const p = Bun.spawn([PYRO, "workspace", "exec", ws, "--", "cat", "rand.bin"], {
       env: { ...(process.env as Record<string, string>), PYRO_HOME: home },
