@@ -2,7 +2,6 @@
  * The CLI: a citty command tree generated from the operations table, plus the few commands
  * that are not operations (mcp serve, the internal supervisor mode).
  */
-import { parseArgs } from "node:util";
 import { type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { makeCtx } from "../manager/context.ts";
 import { OPERATIONS } from "../operations/index.ts";
@@ -11,10 +10,8 @@ import type { AnyOperation as Operation } from "../operations/types.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PYRO_VERSION } from "../protocol/version.ts";
 import { flagSpecs, parseCli } from "./flags.ts";
+import { mcpCommand } from "./mcp.ts";
 import { printJson, renderDefault, reportError } from "./output.ts";
-
-/** `mcp serve` flags of the contract that are not built yet: refused, never silently ignored. */
-const NOT_YET = ["--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source"];
 
 /** Help text without colour unless stdout is a terminal and NO_COLOR is unset. */
 function plain(text: string): string {
@@ -119,79 +116,9 @@ function buildTree(): CommandDef {
     }
   }
   const subs = root.subCommands as Record<string, CommandDef>;
-  const mcp: CommandDef = {
-    meta: { name: "mcp", description: "Model Context Protocol server" },
-    subCommands: {},
-  };
-  subs.mcp = mcp;
-  const serve: CommandDef = defineCommand({
-    meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio." },
-    args: {
-      profile: {
-        type: "string",
-        description: "Tool profile: vm-run | workspace-core (default) | workspace-full.",
-      },
-      "allow-host-path": {
-        type: "string",
-        description:
-          "Let the model read host paths under DIR (DIR:rw: also export into it). Repeatable. Nothing else on the host is reachable.",
-      },
-      "export-dir": {
-        type: "string",
-        description: "Where workspace_export writes (default: $PYRO_HOME/exports, created 0700).",
-      },
-      "allow-host-compat": {
-        type: "boolean",
-        description:
-          "Let the model pass allow_host_compat: commands may then run on this host WITHOUT a VM (no isolation). Off by default.",
-      },
-    },
-    async run({ rawArgs }) {
-      if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
-        process.stdout.write(`${plain(await renderUsage(serve, mcp))}\n`);
-        return;
-      }
-      const { serveStdio } = await import("../mcp/server.ts");
-      let values: {
-        profile?: string;
-        "allow-host-path"?: string[];
-        "export-dir"?: string;
-        "allow-host-compat"?: boolean;
-      };
-      const later = rawArgs.find((a) => NOT_YET.some((f) => a === f || a.startsWith(`${f}=`)));
-      if (later)
-        throw new PyroError("INVALID_INPUT", `mcp serve: ${later.split("=")[0]} is not available in this version`, {
-          hint: "choose the tool set with --profile; grant host directories with --allow-host-path",
-        });
-      try {
-        ({ values } = parseArgs({
-          args: rawArgs,
-          options: {
-            profile: { type: "string", default: "workspace-core" },
-            "allow-host-path": { type: "string", multiple: true },
-            "export-dir": { type: "string" },
-            "allow-host-compat": { type: "boolean" },
-          },
-          strict: true,
-          allowPositionals: false,
-        }));
-      } catch (err) {
-        throw new PyroError("INVALID_INPUT", `mcp serve: ${(err as Error).message}`);
-      }
-      const profile = values.profile as string;
-      if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
-        throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
-      }
-      await serveStdio({
-        profile: profile as "vm-run" | "workspace-core" | "workspace-full",
-        roots: values["allow-host-path"] ?? [],
-        exportDir: values["export-dir"],
-        allowHostCompat: values["allow-host-compat"] === true,
-      });
-      exitCode = -1; // keep serving: main must not exit
-    },
-  }) as CommandDef;
-  (mcp.subCommands as Record<string, CommandDef>).serve = serve;
+  subs.mcp = mcpCommand(plain, (code) => {
+    exitCode = code;
+  });
   return root;
 }
 
