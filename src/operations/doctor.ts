@@ -2,13 +2,16 @@
  * `pyro doctor`: every host check with a fix hint for each failure. Warnings (ok: true,
  * warning: true) name things to act on that do not make the host unusable.
  */
-import { existsSync, mkdirSync, statfsSync } from "node:fs";
+import { accessSync, constants, mkdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { CATALOG } from "../env/catalog.ts";
+import { canBuildLocally } from "../env/prepare.ts";
 import { findInstalled, verifyEnvironment } from "../env/store.ts";
 import type { Ctx } from "../manager/context.ts";
 import { scanRecords } from "../manager/record.ts";
+import { DEFAULT_ENVIRONMENT } from "../manager/workspaces.ts";
+import { ERROR_EXIT_CODES, type ErrorCode } from "../protocol/errors.ts";
 import { agentCommand } from "../vmm/agent-path.ts";
 import { kvmUsable } from "../vmm/select.ts";
 import { renderTable } from "./render.ts";
@@ -43,40 +46,72 @@ function recordsCheck(home: string): Check {
   };
 }
 
+/** `-accel help` lists tcg: QEMU can run guests without KVM (slower). */
+async function qemuHasTcg(bin: string): Promise<boolean> {
+  const proc = Bun.spawn([bin, "-accel", "help"], { stdout: "pipe", stderr: "ignore", stdin: "ignore" });
+  const text = await new Response(proc.stdout).text();
+  await proc.exited;
+  return /^tcg$/m.test(text);
+}
+
+/** Why /dev/kvm cannot be opened read-write by this user, or null when it can. */
+function kvmDeviceProblem(): string | null {
+  try {
+    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ENOENT"
+      ? "/dev/kvm is missing"
+      : "/dev/kvm exists but this user cannot open it";
+  }
+}
+
+/** Detail of an environment check that failed because it is not installed (see failureCode). */
+const NOT_INSTALLED = "not installed";
+
 async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
   const checks: Check[] = [];
   const add = (name: string, ok: boolean, detail: string, hint: string | null = null) =>
     checks.push({ name, ok, detail, hint: ok ? null : hint });
+  const warn = (name: string, detail: string, hint: string | null) =>
+    checks.push({ name, ok: true, warning: true, detail, hint });
 
-  add(
-    "kvm_device",
-    existsSync("/dev/kvm"),
-    existsSync("/dev/kvm") ? "/dev/kvm exists" : "/dev/kvm is missing",
-    "enable virtualization / load kvm modules; QEMU TCG still works without it",
-  );
   const { findQemu, qemuVersion } = await import("../vmm/qemu/binary.ts");
   const qemu = findQemu(ctx.env);
+  const tcg = qemu !== null && (await qemuHasTcg(qemu));
+  // Without KVM, QEMU's TCG still runs every guest (slower): only both missing is a failure.
+  const kvmProblem = kvmDeviceProblem();
+  const kvmHint = "enable virtualization, load the kvm modules and join the kvm group";
+  if (kvmProblem === null) add("kvm_device", true, "/dev/kvm can be opened");
+  else if (tcg) warn("kvm_device", `${kvmProblem} — guests run under QEMU TCG (slower)`, kvmHint);
+  else add("kvm_device", false, `${kvmProblem}, and no QEMU with TCG to run without it`, kvmHint);
   add(
     "qemu",
     qemu !== null,
-    qemu ? `${qemu} (${(await qemuVersion(qemu)) ?? "unknown version"})` : "qemu-system-x86_64 not found",
+    qemu
+      ? `${qemu} (${(await qemuVersion(qemu)) ?? "unknown version"}; TCG ${tcg ? "available" : "missing"})`
+      : "qemu-system-x86_64 not found",
     "apt-get install qemu-system-x86",
   );
   const { findFirecracker } = await import("../vmm/firecracker/binary.ts");
   const fc = findFirecracker(ctx.env);
-  checks.push({
-    name: "firecracker",
-    ok: true,
-    detail: fc ? fc : "not found (optional: QEMU is used instead)",
-    hint: null,
-  });
+  add("firecracker", true, fc ? fc : "not found (optional: QEMU is used instead)");
 
   const names = only ? [only] : CATALOG.map((r) => r.name);
   let kernel: string | null = null;
   for (const n of names) {
     const inst = findInstalled(ctx.home, n);
     if (!inst) {
-      add(`env ${n}`, n !== "debian:12", "not installed", `pyro env build ${n}`);
+      if (n !== DEFAULT_ENVIRONMENT && !only) add(`env ${n}`, true, `${NOT_INSTALLED} (optional)`);
+      else if (ctx.env.PYRO_REGISTRY || canBuildLocally(ctx.env))
+        warn(`env ${n}`, `${NOT_INSTALLED}; its first use installs it`, `pyro prepare ${n}`);
+      else
+        add(
+          `env ${n}`,
+          false,
+          `${NOT_INSTALLED}, and this host can neither build it nor pull it`,
+          `build it with \`sudo pyro env build ${n}\`, or set PYRO_REGISTRY and run \`pyro env pull ${n}\``,
+        );
       continue;
     }
     try {
@@ -89,21 +124,10 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
   }
   if (kernel && qemu) {
     const kvm = await kvmUsable(ctx.home, kernel, ctx.env);
-    checks.push({
-      name: "kvm_usable",
-      ok: true,
-      detail: kvm.usable
-        ? "yes (probe boot succeeded)"
-        : `no: ${kvm.reason} — guests run under QEMU TCG (slower)`,
-      hint: null,
-    });
+    if (kvm.usable) add("kvm_usable", true, "yes (probe boot succeeded)");
+    else warn("kvm_usable", `no: ${kvm.reason} — guests run under QEMU TCG (slower)`, null);
   } else {
-    checks.push({
-      name: "kvm_usable",
-      ok: true,
-      detail: "not probed (needs an installed environment and qemu)",
-      hint: null,
-    });
+    add("kvm_usable", true, "not probed (needs an installed environment and qemu)");
   }
   mkdirSync(ctx.home, { recursive: true });
   const s = statfsSync(ctx.home);
@@ -136,6 +160,27 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
   return checks;
 }
 
+/** The error a failing check stands for (its exit code is doctor's; the first failure decides). */
+function failureCode(c: Check): ErrorCode {
+  if (c.name.startsWith("env ")) {
+    return c.detail.startsWith(NOT_INSTALLED) ? "ENVIRONMENT_NOT_FOUND" : "ENVIRONMENT_CORRUPT";
+  }
+  switch (c.name) {
+    case "disk_space":
+      return "IO_ERROR";
+    case "host_compat_agent":
+      return "VMM_NOT_FOUND";
+    default: // kvm_device, qemu, network: nothing can boot a guest
+      return "BACKEND_UNAVAILABLE";
+  }
+}
+
+/** 0 when every check passed (warnings included), else the first failure's code from the table. */
+function doctorExitCode(checks: Check[]): number {
+  const failed = checks.find((c) => !c.ok);
+  return failed ? ERROR_EXIT_CODES[failureCode(failed)] : 0;
+}
+
 export const doctorOp = defineOperation({
   name: "doctor",
   sdk: "doctor",
@@ -147,6 +192,8 @@ export const doctorOp = defineOperation({
   }),
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: [],
+  notOverMcp:
+    "it reports host facts and host paths (PYRO_HOME, binaries, disk space) a model does not need; the user runs it.",
   run: async (ctx, input) => {
     const checks = await runChecks(ctx, input.environment);
     return { ok: checks.every((c) => c.ok), checks, pyro_home: ctx.home };
@@ -161,7 +208,11 @@ export const doctorOp = defineOperation({
         c.detail + (c.hint ? `  → ${c.hint}` : ""),
       ]),
     ]);
-    return `${table}\n${out.ok ? "all checks passed" : "some checks failed"}`;
+    const warnings = checks.filter((c) => c.warning).length;
+    const passed = warnings
+      ? `all checks passed (${warnings} warning${warnings > 1 ? "s" : ""})`
+      : "all checks passed";
+    return `${table}\n${out.ok ? passed : "some checks failed"}`;
   },
-  exitCode: (out) => (out.ok ? 0 : 69),
+  exitCode: (out) => doctorExitCode(out.checks as Check[]),
 });
