@@ -107,3 +107,17 @@ export async function rejectsWith(p: Promise<unknown>, code: string): Promise<Er
   }
   throw new Error(`expected ${code}, but it succeeded`);
 }
+
+/**
+ * A child process exchanging `a` and `b` (names in `dir`) with renameat2(RENAME_EXCHANGE)
+ * as fast as it can until killed, so each name is always one or the other, never missing.
+ * With a directory and a symlink to somewhere else, a path through `a` keeps flipping
+ * between the two: the directory↔symlink swap race. It exits 3 if an exchange fails.
+ */
+export function swapper(dir: string, a: string, b: string): Bun.Subprocess {
+  const js = `const { dlopen, FFIType, ptr } = require("bun:ffi");
+    const c = dlopen("libc.so.6", { renameat2: { args: [FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 } }).symbols;
+    const a = Buffer.from(${JSON.stringify(`${a}\0`)}), b = Buffer.from(${JSON.stringify(`${b}\0`)});
+    for (;;) if (c.renameat2(-100, ptr(a), -100, ptr(b), 2) !== 0) process.exit(3);`;
+  return Bun.spawn([process.execPath, "-e", js], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+}
