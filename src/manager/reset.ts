@@ -10,9 +10,9 @@ import type { Ctx } from "./context.ts";
 import { dataDiskPath, historyPath, hostRootDir, workspaceDir } from "./paths.ts";
 import { readRecord, type WorkspaceRecord } from "./record.ts";
 import { BASELINE, baselineTar, snapshotSource } from "./snapshots.ts";
-import { resolveWorkspace, updateRecord } from "./store.ts";
+import { findRecord, resolveWorkspace, updateRecord, withLifecycle } from "./store.ts";
 import { importIntoWorkspace } from "./transfer.ts";
-import { DATA_DISK_MIB, startWorkspace, stopWorkspace } from "./workspaces.ts";
+import { DATA_DISK_MIB, startWorkspaceLocked, stopWorkspaceLocked } from "./workspaces.ts";
 
 export const exportsLogPath = (home: string, id: string) => join(workspaceDir(home, id), "exports.jsonl");
 
@@ -28,11 +28,19 @@ export async function resetWorkspace(
   ref: string,
   snapshot = BASELINE,
 ): Promise<WorkspaceRecord & { restored_from: string }> {
-  const r0 = await resolveWorkspace(ctx.home, ref);
-  const id = r0.workspace_id;
+  const id = findRecord(ctx.home, ref).workspace_id;
+  return withLifecycle(ctx.home, ctx.env, id, () => resetLocked(ctx, id, snapshot));
+}
+
+async function resetLocked(
+  ctx: Ctx,
+  id: string,
+  snapshot: string,
+): Promise<WorkspaceRecord & { restored_from: string }> {
+  const r0 = await resolveWorkspace(ctx.home, id);
   const source = snapshotSource(ctx.home, id, snapshot); // fail before touching anything
   const base = baselineTar(ctx.home, id);
-  if (r0.state === "started") await stopWorkspace(ctx, id);
+  if (r0.state === "started") await stopWorkspaceLocked(ctx, id);
   ctx.progress(`resetting ${r0.name ?? id} to ${snapshot}`);
   // A brand-new writable layer: nothing of the old guest survives but what we restore.
   if (r0.backend === "host") {
@@ -51,7 +59,7 @@ export async function resetWorkspace(
     reset_at: new Date().toISOString(),
     last_activity_at: new Date().toISOString(),
   }));
-  await startWorkspace(ctx, id);
+  await startWorkspaceLocked(ctx, id);
   const r = readRecord(ctx.home, id) as WorkspaceRecord;
   // The diff baseline stays the original one, whatever is restored on top of it.
   if (existsSync(base)) await importIntoWorkspace(ctx.home, r, base);

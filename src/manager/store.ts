@@ -21,6 +21,8 @@ import {
 } from "./record.ts";
 
 export const recordLock = (home: string, id: string) => join(locksDir(home), `${id}.lock`);
+/** Held for the whole of a start, stop, reset or delete: one lifecycle change at a time per workspace. */
+export const lifecycleLock = (home: string, id: string) => join(locksDir(home), `${id}.lifecycle.lock`);
 /** Held while names are checked/claimed and while the active-VM count is checked. */
 export const registryLock = (home: string) => join(locksDir(home), "registry.lock");
 
@@ -41,6 +43,48 @@ export async function updateRecord(
 export function removeWorkspaceFiles(home: string, id: string): void {
   rmSync(workspaceDir(home, id), { recursive: true, force: true });
   rmSync(recordLock(home, id), { force: true });
+  // a caller waiting on it gets the lock on the removed file, then finds no record
+  rmSync(lifecycleLock(home, id), { force: true });
+}
+
+/** How long a lifecycle change waits for another one on the same workspace (`PYRO_LIFECYCLE_WAIT_MS`). */
+export function lifecycleWaitMs(env: Record<string, string | undefined>): number {
+  const n = Number(env.PYRO_LIFECYCLE_WAIT_MS);
+  return Number.isFinite(n) && n > 0 ? n : 60000;
+}
+
+/**
+ * Run a start, stop, reset or delete of workspace `id` under its lifecycle lock: a concurrent
+ * one waits its turn (so two never interleave, e.g. two supervisors for one workspace), and
+ * past the wait bound fails with WORKSPACE_BUSY. `fn` must read the record itself: the call
+ * before it may have changed or deleted it.
+ */
+export async function withLifecycle<T>(
+  home: string,
+  env: Record<string, string | undefined>,
+  id: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const waitMs = lifecycleWaitMs(env);
+  let entered = false;
+  try {
+    return await withLock(
+      lifecycleLock(home, id),
+      () => {
+        entered = true;
+        return fn();
+      },
+      waitMs,
+    );
+  } catch (err) {
+    // only our own wait: a LOCK_TIMEOUT from inside fn stays what it is
+    if (entered || !(err instanceof PyroError && err.code === "LOCK_TIMEOUT")) throw err;
+    throw new PyroError(
+      "WORKSPACE_BUSY",
+      `workspace ${id} is busy: another start, stop, reset or delete of it has run for over ${Math.round(waitMs / 1000)} s`,
+      { details: { workspace_id: id }, hint: "try again when it has finished" },
+    );
+  }
 }
 
 /** Is `pid` a live process of workspace `id`? (its cmdline names the id: guards against pid reuse) */

@@ -22,11 +22,13 @@ import {
   supervisorLogPath,
   workspaceDir,
 } from "./paths.ts";
+import { type Project, projectSeed } from "./project.ts";
 import { type CorruptRecord, readRecord, scanRecords, type WorkspaceRecord, writeRecord } from "./record.ts";
 import { selfCommand } from "./self.ts";
 import { captureBaselineTar } from "./snapshots.ts";
 import {
   checkNameFree,
+  findRecord,
   lookupWorkspace,
   pidOfWorkspace,
   registryLock,
@@ -34,9 +36,10 @@ import {
   repairRecord,
   resolveWorkspace,
   updateRecord,
+  withLifecycle,
 } from "./store.ts";
 import { Teardown } from "./teardown.ts";
-import { classifySource, importIntoWorkspace } from "./transfer.ts";
+import { classifySource, importIntoWorkspace, importTar } from "./transfer.ts";
 
 export const DEFAULT_ENVIRONMENT = "debian:12";
 export const DEFAULT_VCPU = 1;
@@ -54,6 +57,11 @@ export interface CreateInput {
   ttl_seconds?: number;
   network_policy?: "off" | "egress" | "egress+published-ports";
   allow_host_compat?: boolean;
+  /**
+   * Seed from this project's git-tracked files when seed_path is absent (src/manager/project.ts).
+   * Not an input field of workspace_create: the MCP server sets it (project-aware startup).
+   */
+  project?: Project;
 }
 
 const now = () => new Date().toISOString();
@@ -190,6 +198,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const mem = input.mem_mib ?? DEFAULT_MEM_MIB;
   const ttl = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
   const seed = input.seed_path ? classifySource(input.seed_path) : null;
+  const project = !seed && input.project ? projectSeed(input.project) : null;
   const installed = await ensureEnvironment(ctx, input.environment, {
     allowMissing: input.allow_host_compat ?? false,
   });
@@ -228,7 +237,15 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         network_policy: input.network_policy ?? "off",
         workspace_seed: seed
           ? { origin_kind: seed.kind, origin_ref: seed.path }
-          : { origin_kind: "empty", origin_ref: null },
+          : project
+            ? {
+                origin_kind: "project",
+                origin_ref: project.origin_ref,
+                ...(project.skipped_count
+                  ? { skipped: project.skipped, skipped_count: project.skipped_count }
+                  : {}),
+              }
+            : { origin_kind: "empty", origin_ref: null },
         vcpu_count: vcpu,
         mem_mib: mem,
         ttl_seconds: ttl,
@@ -258,6 +275,10 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     if (seed) {
       ctx.progress(`seeding /workspace from ${seed.path}`);
       await importIntoWorkspace(ctx.home, started, seed.path);
+      await captureBaseline(ctx.home, started);
+    } else if (project) {
+      ctx.progress(`seeding /workspace from ${project.origin_ref}`);
+      await importTar(ctx.home, started, project.pack());
       await captureBaseline(ctx.home, started);
     }
     td.release();
@@ -408,7 +429,13 @@ async function stopMachine(ctx: Ctx, r: WorkspaceRecord): Promise<WorkspaceRecor
 }
 
 export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
-  const r = await resolveWorkspace(ctx.home, ref);
+  const id = findRecord(ctx.home, ref).workspace_id;
+  return withLifecycle(ctx.home, ctx.env, id, () => stopWorkspaceLocked(ctx, id));
+}
+
+/** `stop` for a caller that holds the lifecycle lock (reset). */
+export async function stopWorkspaceLocked(ctx: Ctx, id: string): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(ctx.home, id);
   if (r.state !== "started") return r; // stopping a stopped workspace is a no-op
   const cur = await stopMachine(ctx, r);
   if (cur?.stop_reason?.startsWith("supervisor died")) return cur;
@@ -420,7 +447,13 @@ export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRec
 }
 
 export async function startWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRecord> {
-  const r = await resolveWorkspace(ctx.home, ref);
+  const id = findRecord(ctx.home, ref).workspace_id;
+  return withLifecycle(ctx.home, ctx.env, id, () => startWorkspaceLocked(ctx, id));
+}
+
+/** `start` for a caller that holds the lifecycle lock (reset). */
+export async function startWorkspaceLocked(ctx: Ctx, id: string): Promise<WorkspaceRecord> {
+  const r = await resolveWorkspace(ctx.home, id);
   if (r.state === "started") return r;
   await withLock(registryLock(ctx.home), async () => {
     const limit = maxActive(ctx.env);
@@ -442,15 +475,19 @@ export async function deleteWorkspace(
   ctx: Ctx,
   ref: string,
 ): Promise<{ workspace_id: string; deleted: true }> {
-  const found = lookupWorkspace(ctx.home, ref);
-  if (!found.ok) {
-    // A corrupt record still goes: its machine is found by its pids, then its files are removed.
-    await stopCorrupt(ctx.home, found.corrupt);
-    removeWorkspaceFiles(ctx.home, found.corrupt.workspace_id);
-    return { workspace_id: found.corrupt.workspace_id, deleted: true };
-  }
-  const r = await repairRecord(ctx.home, found.record);
-  if (r.state === "started") await stopMachine(ctx, r);
-  removeWorkspaceFiles(ctx.home, r.workspace_id);
-  return { workspace_id: r.workspace_id, deleted: true };
+  const named = lookupWorkspace(ctx.home, ref);
+  const id = named.ok ? named.record.workspace_id : named.corrupt.workspace_id;
+  return withLifecycle(ctx.home, ctx.env, id, async () => {
+    const found = lookupWorkspace(ctx.home, id);
+    if (!found.ok) {
+      // A corrupt record still goes: its machine is found by its pids, then its files are removed.
+      await stopCorrupt(ctx.home, found.corrupt);
+      removeWorkspaceFiles(ctx.home, id);
+      return { workspace_id: id, deleted: true as const };
+    }
+    const r = await repairRecord(ctx.home, found.record);
+    if (r.state === "started") await stopMachine(ctx, r);
+    removeWorkspaceFiles(ctx.home, id);
+    return { workspace_id: id, deleted: true as const };
+  });
 }
