@@ -2,7 +2,8 @@
  * The guest agent's vsock listener (Firecracker has no virtio-console, so the agent is
  * reached over vsock there). Node/Bun have no AF_VSOCK, so the listening socket is made with
  * libc through bun:ffi — socket(), bind() to a sockaddr_vm, listen() — and then handed to
- * Bun.listen({ fd }), which accepts in Bun's event loop (measured: vm-facts.md).
+ * Bun.listen({ fd }), which accepts in Bun's event loop (tried: `Bun.connect({ fd })` works too,
+ * `new net.Socket({ fd })` does not).
  */
 
 import { dlopen, FFIType, ptr, read } from "bun:ffi";

@@ -1,6 +1,6 @@
 /**
  * Reading a probe boot: `/dev/kvm` opening is not enough on nested or paravirtual hosts
- * (vm-facts: here `-cpu host` aborts on MSR 0x10a and other models hang), so the probe boots
+ * (on a PVM host, `-cpu host` aborts on MSR 0x10a and other CPU models hang), so the probe boots
  * the real kernel with no root disk and looks for how far it got.
  */
 
@@ -20,7 +20,7 @@ const STARTED = /Linux version \S+/;
 // With no disk attached the usual end is the mount-root panic.
 const BOOTED =
   /VFS: Unable to mount root fs|VFS: Cannot open root device|Run \S+ as init process|No working init found|Requested init \S+ failed/;
-// QEMU's KVM setup failing on an MSR the host will not take (vm-facts: MSR 0x10a).
+// QEMU's KVM setup failing on an MSR the host will not take (seen on a PVM host: MSR 0x10a).
 const MSR_ABORT = /failed to set MSR|kvm_buf_set_msrs|Assertion .*MSR|MSR 0x[0-9a-f]+/i;
 const KVM_INIT =
   /failed to initialize kvm|Could not access KVM kernel module|KVM is not supported|kvm: .*not supported/i;

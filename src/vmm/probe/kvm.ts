@@ -1,6 +1,6 @@
 /**
- * Is KVM usable for a real guest on this host? Opening /dev/kvm proves little (vm-facts:
- * on this paravirtual host KVM_CREATE_VM works but no stock kernel boots), so boot the
+ * Is KVM usable for a real guest on this host? Opening /dev/kvm proves little (on a
+ * paravirtual (PVM) host KVM_CREATE_VM works but no stock kernel boots), so boot the
  * environment's kernel with no disk and watch the console; cache the answer per host boot.
  */
 import {
