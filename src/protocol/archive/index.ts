@@ -3,7 +3,7 @@ export type { ByteSource } from "./bytes.ts";
 export { fsError } from "./fserror.ts";
 export { maybeGunzip } from "./gzip.ts";
 export { type PackOptions, packTree } from "./pack.ts";
-export { DirFds, relativeParts, safeMode, tempName, writeAll } from "./safepath.ts";
+export { relativeParts, safeMode, tempName, writeAll } from "./safepath.ts";
 export {
   encodeTarHeader,
   type ReadTarOptions,

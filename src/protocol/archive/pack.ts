@@ -70,19 +70,36 @@ async function* walk(
   const cut = top === "" ? 0 : top.lastIndexOf("/") + 1;
   const dirs = new DirFds(root, shownRoot);
   const stack: Frame[] = [];
+  /** Describe `base` in `dir` (archived as relPath minus the cut); a directory becomes a frame. */
+  const visit = (
+    dir: number,
+    base: string,
+    relPath: string,
+    required: boolean,
+  ): TarWriteEntry | undefined => {
+    const shown = show(relPath);
+    const found = lookupAt(dir, base, shown);
+    if (!found && required) throw fsError({ code: "ENOENT" }, shown);
+    if (!found) return undefined; // deleted while we walked
+    let entry: TarWriteEntry | undefined;
+    try {
+      entry = describe(dir, base, found, relPath.slice(cut), opts, shown);
+    } finally {
+      if (entry?.header.type !== "directory") closeFd(found.fd);
+    }
+    if (entry?.header.type === "directory") {
+      const frame: Frame = { fd: found.fd, relDir: relPath, names: [], next: 0 };
+      stack.push(frame); // owned by the stack from here, so closed whatever happens next
+      frame.names = list(found.fd, shown);
+    }
+    return entry;
+  };
   try {
     if (top === "") {
-      if (!fstatSync(dirs.root).isDirectory())
-        throw new PyroError("NOT_A_DIRECTORY", `${shownRoot} is not a directory`);
       stack.push({ fd: dirs.root, relDir: "", names: list(dirs.root, show("")), next: 0 });
     } else {
       const parent = dirs.dir(parts.slice(0, -1), false, show(top));
-      const found = lookupAt(parent, parts.at(-1)!, show(top));
-      if (!found) throw fsError({ code: "ENOENT" }, show(top));
-      const entry = describe(parent, parts.at(-1)!, found, top.slice(cut), opts, show(top));
-      if (found.st.isDirectory()) {
-        stack.push({ fd: found.fd, relDir: top, names: list(found.fd, show(top)), next: 0 });
-      } else closeFd(found.fd);
+      const entry = visit(parent, parts.at(-1)!, top, true);
       if (entry) yield entry;
     }
 
@@ -96,12 +113,7 @@ async function* walk(
       const name = frame.names[frame.next++]!;
       const relPath = frame.relDir ? `${frame.relDir}/${name}` : name;
       if (opts.exclude?.(relPath)) continue;
-      const found = lookupAt(frame.fd, name, show(relPath));
-      if (!found) continue; // deleted while we walked
-      const entry = describe(frame.fd, name, found, relPath.slice(cut), opts, show(relPath));
-      if (entry?.header.type === "directory") {
-        stack.push({ fd: found.fd, relDir: relPath, names: list(found.fd, show(relPath)), next: 0 });
-      } else closeFd(found.fd);
+      const entry = visit(frame.fd, name, relPath, false);
       if (entry) yield entry;
     }
   } finally {
