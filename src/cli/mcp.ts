@@ -15,7 +15,7 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
     subCommands: {},
   };
   const serve: CommandDef = defineCommand({
-    meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio." },
+    meta: { name: "serve", description: "Serve pyro's tools over MCP on stdio (or HTTP with --http)." },
     args: {
       profile: {
         type: "string",
@@ -35,6 +35,20 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
         description:
           "Let the model pass allow_host_compat: commands may then run on this host WITHOUT a VM (no isolation). Off by default.",
       },
+      http: {
+        type: "string",
+        description:
+          "Serve over streamable HTTP at http://ADDR:PORT/mcp instead of stdio (loopback ADDR only; bearer token required).",
+      },
+      listen: {
+        type: "string",
+        description: "Like --http, on any ADDR (reachable from other machines: prints a warning).",
+      },
+      "token-file": {
+        type: "string",
+        description:
+          "HTTP bearer token file, mode 0600 (default: $PYRO_HOME/mcp-http.token, generated once).",
+      },
     },
     async run({ rawArgs }) {
       if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
@@ -47,6 +61,9 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
         "allow-host-path"?: string[];
         "export-dir"?: string;
         "allow-host-compat"?: boolean;
+        http?: string;
+        listen?: string;
+        "token-file"?: string;
       };
       const later = rawArgs.find((a) => NOT_YET.some((f) => a === f || a.startsWith(`${f}=`)));
       if (later)
@@ -65,6 +82,9 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
             "allow-host-path": { type: "string", multiple: true },
             "export-dir": { type: "string" },
             "allow-host-compat": { type: "boolean" },
+            http: { type: "string" },
+            listen: { type: "string" },
+            "token-file": { type: "string" },
           },
           strict: true,
           allowPositionals: false,
@@ -76,12 +96,18 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
       if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
         throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
       }
-      await serveStdio({
+      const options = {
         profile: profile as "vm-run" | "workspace-core" | "workspace-full",
         roots: values["allow-host-path"] ?? [],
         exportDir: values["export-dir"],
         allowHostCompat: values["allow-host-compat"] === true,
-      });
+      };
+      const { http, listen, "token-file": tokenFile } = values;
+      if (http === undefined && listen === undefined && tokenFile !== undefined)
+        throw new PyroError("INVALID_INPUT", "mcp serve: --token-file needs --http or --listen");
+      if (http !== undefined || listen !== undefined)
+        await (await import("../mcp/http.ts")).serveHttp(options, { http, listen, tokenFile });
+      else await serveStdio(options);
       setExitCode(-1); // keep serving: main must not exit
     },
   }) as CommandDef;
