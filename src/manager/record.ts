@@ -15,6 +15,9 @@ export const NetworkPolicy = v.picklist(["off", "egress", "egress+published-port
 export const SeedOrigin = v.object({
   origin_kind: v.picklist(["empty", "directory", "tar_archive", "project"]),
   origin_ref: v.nullable(v.string()),
+  /** project seeds: tracked paths left out (src/manager/project.ts) */
+  skipped: v.optional(v.array(v.object({ path: v.string(), reason: v.string() }))),
+  skipped_count: v.optional(v.number()),
 });
 
 export const WorkspaceRecord = v.object({

@@ -74,6 +74,16 @@ export async function importIntoWorkspace(
     src.kind === "directory"
       ? packTree(src.path, "")
       : (Bun.file(src.path).stream() as ReadableStream<Uint8Array>);
+  return { kind: src.kind, ...(await importTar(home, r, body, dest)) };
+}
+
+/** Stream a tar (plain or gzip) into the workspace at `dest` through the agent's safe import. */
+export async function importTar(
+  home: string,
+  r: WorkspaceRecord,
+  body: ReadableStream<Uint8Array>,
+  dest = "/workspace",
+): Promise<{ path: string; files: number; directories: number; symlinks: number; bytes: number }> {
   const res = await withTimeout(
     callWorkspace(home, r, { op: "archive.import", dest }, { input: body }),
     UPLOAD_TIMEOUT_MS,
@@ -81,7 +91,6 @@ export async function importIntoWorkspace(
   );
   return {
     path: String(res.path ?? dest),
-    kind: src.kind,
     files: Number(res.files ?? 0),
     directories: Number(res.directories ?? 0),
     symlinks: Number(res.symlinks ?? 0),

@@ -39,7 +39,28 @@ export const workspaceRecord = v.strictObject({
   network_policy: v.picklist(["off", "egress", "egress+published-ports"]),
   workspace_seed: v.strictObject({
     origin_kind: v.picklist(["empty", "directory", "tar_archive", "project"]),
-    origin_ref: v.nullable(str),
+    origin_ref: v.pipe(
+      v.nullable(str),
+      v.description(
+        "The seed's host path; for a project seed `<project root or repository URL>@<HEAD commit>`.",
+      ),
+    ),
+    skipped: v.optional(
+      v.pipe(
+        v.array(
+          v.strictObject({
+            path: str,
+            reason: v.picklist(["missing", "submodule", "unreadable", "not a regular file"]),
+          }),
+        ),
+        v.description(
+          "Project seeds only, when some tracked paths could not be seeded: the first 100 of them and why.",
+        ),
+      ),
+    ),
+    skipped_count: v.optional(
+      v.pipe(int, v.description("How many tracked paths the project seed left out (with skipped).")),
+    ),
   }),
   vcpu_count: int,
   mem_mib: int,
