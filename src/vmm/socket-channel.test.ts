@@ -1,23 +1,10 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Socket, SocketListener } from "bun";
+import { describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
 import { PyroError } from "../protocol/errors.ts";
 import { connectUnixChannel } from "./socket-channel.ts";
+import { scratch } from "./testing.ts";
 
-const dirs: string[] = [];
-const servers: SocketListener<any>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.stop(true);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function sockPath(): string {
-  const dir = mkdtempSync(join(tmpdir(), "pyro-chan-"));
-  dirs.push(dir);
-  return join(dir, "s.sock");
-}
+const { sockPath, serve } = scratch("pyro-chan-");
 
 /** Deterministic bytes, so both sides can check content without holding two copies. */
 function pattern(total: number, seed: number): Uint8Array {
@@ -69,7 +56,7 @@ function listenServer(path: string, send: Uint8Array | null) {
       close: () => closed(),
     },
   });
-  servers.push(server);
+  serve(server);
   return { received, bytes: () => receivedBytes, serverClosed, conn: () => conn };
 }
 

@@ -1,17 +1,11 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Server } from "bun";
-import { PyroError } from "../../protocol/errors.ts";
+import { rejection } from "../../protocol/testing.ts";
+import { scratch } from "../testing.ts";
 import { FirecrackerApi } from "./api.ts";
 
-const dirs: string[] = [];
-const servers: Server<unknown>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.stop(true);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const { dir, serve } = scratch("pyro-fcapi-");
 
 interface Seen {
   method: string;
@@ -21,9 +15,7 @@ interface Seen {
 
 /** A tiny Firecracker look-alike on a UNIX socket: 204 for everything unless `reply` says otherwise. */
 function fakeApi(reply?: (seen: Seen) => Response | undefined) {
-  const dir = mkdtempSync(join(tmpdir(), "pyro-fcapi-"));
-  dirs.push(dir);
-  const path = join(dir, "fc.sock");
+  const path = join(dir(), "fc.sock");
   const seen: Seen[] = [];
   const server = Bun.serve({
     unix: path,
@@ -38,18 +30,8 @@ function fakeApi(reply?: (seen: Seen) => Response | undefined) {
       return reply?.(s) ?? new Response(null, { status: 204 });
     },
   });
-  servers.push(server);
+  serve(server);
   return { api: new FirecrackerApi(path, { timeoutMs: 5000 }), seen, path };
-}
-
-async function rejection(p: Promise<unknown>): Promise<PyroError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    return err as PyroError;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("FirecrackerApi", () => {

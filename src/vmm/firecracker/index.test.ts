@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Connection } from "../../protocol/connection.ts";
-import { PyroError } from "../../protocol/errors.ts";
+import { rejection } from "../../protocol/testing.ts";
 import type { BootSpec } from "../types.ts";
 import {
   createFirecrackerBackend,
@@ -60,16 +60,6 @@ function spec(dir: string, over: Partial<BootSpec> = {}): BootSpec {
     bootTimeoutMs: 10_000,
     ...over,
   };
-}
-
-async function rejection(p: Promise<unknown>): Promise<PyroError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    return err as PyroError;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("findFirecracker / firecrackerAvailable", () => {

@@ -1,23 +1,11 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Socket, SocketListener } from "bun";
+import { describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
 import { PyroError } from "../../protocol/errors.ts";
+import { rejection } from "../../protocol/testing.ts";
+import { scratch } from "../testing.ts";
 import { AGENT_VSOCK_PORT, connectVsock } from "./vsock.ts";
 
-const dirs: string[] = [];
-const servers: SocketListener<any>[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.stop(true);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function sockPath(): string {
-  const dir = mkdtempSync(join(tmpdir(), "pyro-vsock-"));
-  dirs.push(dir);
-  return join(dir, "vsock.sock");
-}
+const { sockPath, serve } = scratch("pyro-vsock-", "vsock.sock");
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -53,7 +41,7 @@ function fakeFirecracker(path: string, onLine: (s: Socket<Conn>, line: string) =
       },
     },
   });
-  servers.push(server);
+  serve(server);
   return state;
 }
 interface Conn {
@@ -67,16 +55,6 @@ async function until(cond: () => boolean, what: string): Promise<void> {
     await Bun.sleep(10);
   }
   throw new Error(`timed out waiting for ${what}`);
-}
-
-async function rejection(p: Promise<unknown>): Promise<PyroError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    return err as PyroError;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("connectVsock", () => {
