@@ -2,18 +2,8 @@
  * The baseline: a git repository in the state dir, checked against system git where it is
  * installed (same tree ids, a valid index, fsck-clean objects).
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../src/protocol/errors.ts";
 import { BASELINE_GITDIR, blobOid, captureBaseline, readBaselineBlob } from "./baseline.ts";
@@ -27,19 +17,9 @@ import {
   MODE_LINK,
   readIndexFile,
 } from "./git-index.ts";
+import { scratch } from "./testing.ts";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-});
-
-function setup(): { root: string; state: string; parent: string } {
-  const parent = mkdtempSync(join(tmpdir(), "pyro-baseline-"));
-  cleanups.push(() => rmSync(parent, { recursive: true, force: true }));
-  const root = join(parent, "ws");
-  mkdirSync(root);
-  return { root, state: join(parent, "state"), parent };
-}
+const { setup } = scratch("pyro-baseline");
 
 const hasGit = Bun.which("git") !== null;
 

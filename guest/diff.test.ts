@@ -3,22 +3,18 @@
  * with `git apply` and with our own patch.apply, the incremental stat cache, and the three
  * ops end to end through serveChannel.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   chmodSync,
   cpSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
-  readdirSync,
   readFileSync,
-  readlinkSync,
   rmSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { channelPair } from "../src/protocol/channels.ts";
 import { Connection } from "../src/protocol/connection.ts";
@@ -28,49 +24,14 @@ import { BASELINE_GITDIR, captureBaseline } from "./baseline.ts";
 import { clearSectionCache, type DiffResult, diffWorkspace } from "./diff.ts";
 import { applyPatch } from "./patch.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
+import { scratch, treeHash, write } from "./testing.ts";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-});
+const { setup, onCleanup } = scratch("pyro-diff");
 
 const hasGit = Bun.which("git") !== null;
 /** Tests skip the racy-timestamp wait by trusting stat data that is a few ms old. */
 const FAST = { racyMarginMs: 0 };
 const settle = () => Bun.sleep(25);
-
-function setup(): { root: string; state: string; parent: string } {
-  const parent = mkdtempSync(join(tmpdir(), "pyro-diff-"));
-  cleanups.push(() => rmSync(parent, { recursive: true, force: true }));
-  const root = join(parent, "ws");
-  mkdirSync(root);
-  return { root, state: join(parent, "state"), parent };
-}
-
-function write(root: string, p: string, content: string | Uint8Array, mode?: number): void {
-  mkdirSync(join(root, p, ".."), { recursive: true });
-  writeFileSync(join(root, p), content);
-  if (mode !== undefined) chmodSync(join(root, p), mode);
-}
-
-/** Files, modes and link targets (directories only through what they hold, as git sees it). */
-function treeHash(root: string): string {
-  const h = new Bun.CryptoHasher("sha256");
-  const walk = (rel: string) => {
-    for (const name of readdirSync(rel ? join(root, rel) : root).sort()) {
-      const p = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(root, p));
-      if (st.isDirectory()) walk(p);
-      else if (st.isSymbolicLink()) h.update(`L ${p} -> ${readlinkSync(join(root, p))}\n`);
-      else {
-        h.update(`F ${p} ${st.mode & 0o100 ? "x" : "-"} ${st.size}\n`);
-        h.update(readFileSync(join(root, p)));
-      }
-    }
-  };
-  walk("");
-  return h.digest("hex");
-}
 
 const lines = (n: number, tag = "line") => Array.from({ length: n }, (_, i) => `${tag} ${i + 1}\n`).join("");
 
@@ -226,7 +187,7 @@ describe("diff", () => {
     });
     expect(apply.stderr.toString()).toBe("");
     expect(apply.exitCode).toBe(0);
-    expect(treeHash(copy)).toBe(treeHash(root));
+    expect(treeHash(copy, { asGit: true })).toBe(treeHash(root, { asGit: true }));
     // and the baseline's index is still one git can use
     const status = Bun.spawnSync(
       ["git", `--git-dir=${join(state, BASELINE_GITDIR)}`, `--work-tree=${root}`, "status", "--porcelain"],
@@ -241,7 +202,7 @@ describe("diff", () => {
     const r = await diff(root, state);
     const applied = await applyPatch(copy, r.patch);
     expect(applied.files.length).toBe(r.files.length);
-    expect(treeHash(copy)).toBe(treeHash(root));
+    expect(treeHash(copy, { asGit: true })).toBe(treeHash(root, { asGit: true }));
   });
 
   test("incremental: only what changed since the last diff is read", async () => {
@@ -361,7 +322,7 @@ describe("through serveChannel", () => {
     const [serverSide, clientSide] = channelPair();
     serveChannel(opts, serverSide);
     const client = new Connection(clientSide);
-    cleanups.push(() => client.close());
+    onCleanup(() => client.close());
     return { root, state, client };
   }
 
@@ -458,13 +419,7 @@ describe("through serveChannel", () => {
 });
 
 test(".git directories are neither in the baseline nor in the diff (as git does)", async () => {
-  const { mkdtempSync, mkdirSync, writeFileSync } = await import("node:fs");
-  const { tmpdir } = await import("node:os");
-  const { join } = await import("node:path");
-  const { captureBaseline } = await import("./baseline.ts");
-  const { diffWorkspace } = await import("./diff.ts");
-  const root = mkdtempSync(join(tmpdir(), "gitdir-root-"));
-  const state = mkdtempSync(join(tmpdir(), "gitdir-state-"));
+  const { root, state } = setup();
   mkdirSync(join(root, ".git", "objects"), { recursive: true });
   writeFileSync(join(root, ".git", "HEAD"), "ref: refs/heads/main\n");
   writeFileSync(join(root, "a.txt"), "a\n");

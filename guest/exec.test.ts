@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { channelPair } from "../src/protocol/channels.ts";
 import { type ClientStream, Connection } from "../src/protocol/connection.ts";
-import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
+import { rejection } from "../src/protocol/testing.ts";
 import { serveChannel } from "./server.ts";
 
 const enc = new TextEncoder();
@@ -74,16 +74,6 @@ async function collect(s: ClientStream): Promise<ExecOutput> {
 
 async function exec(client: Connection, req: Record<string, unknown>): Promise<ExecOutput> {
   return collect(client.open({ op: "exec", ...req }));
-}
-
-async function rejection(p: Promise<unknown>): Promise<PyroError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    return err as PyroError;
-  }
-  throw new Error("expected a rejection");
 }
 
 /**

@@ -9,7 +9,6 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -17,67 +16,21 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PyroError } from "../src/protocol/errors.ts";
+import { rejection } from "../src/protocol/testing.ts";
 import { applyHunks, applyPatch, PATCH_MAX_BYTES, parsePatch, testHooks } from "./patch.ts";
+import { scratch, treeHash, writeTree } from "./testing.ts";
 
-const cleanups: Array<() => void> = [];
+const { tempDir } = scratch("pyro-patch");
 afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
   testHooks.failRenameOf = undefined;
 });
 
-function tempDir(tag = "ws"): string {
-  const dir = mkdtempSync(join(tmpdir(), `pyro-patch-${tag}-`));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** A workspace with the given files ("path" → content; a value of {link} makes a symlink). */
-function workspace(files: Record<string, string | { link: string } | { exec: string }>): string {
+/** A workspace with the given files (see writeTree). */
+function workspace(files: Parameters<typeof writeTree>[1]): string {
   const root = tempDir();
-  for (const [p, v] of Object.entries(files)) {
-    mkdirSync(join(root, p, ".."), { recursive: true });
-    if (typeof v === "string") writeFileSync(join(root, p), v);
-    else if ("link" in v) symlinkSync(v.link, join(root, p));
-    else {
-      writeFileSync(join(root, p), v.exec);
-      chmodSync(join(root, p), 0o755);
-    }
-  }
+  writeTree(root, files);
   return root;
-}
-
-/** Hash of everything under root: names, types, permission bits, contents, link targets. */
-export function treeHash(root: string, opts: { dirModes?: boolean } = {}): string {
-  const h = new Bun.CryptoHasher("sha256");
-  const walk = (rel: string) => {
-    for (const name of readdirSync(rel ? join(root, rel) : root).sort()) {
-      const p = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(root, p));
-      if (st.isDirectory()) {
-        h.update(`D ${p} ${opts.dirModes === false ? "" : (st.mode & 0o7777).toString(8)}\n`);
-        walk(p);
-      } else if (st.isSymbolicLink()) h.update(`L ${p} -> ${readlinkSync(join(root, p))}\n`);
-      else {
-        h.update(`F ${p} ${(st.mode & 0o7777).toString(8)} ${st.size}\n`);
-        h.update(readFileSync(join(root, p)));
-      }
-    }
-  };
-  walk("");
-  return h.digest("hex");
-}
-
-async function rejection(p: Promise<unknown>): Promise<PyroError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(PyroError);
-    return err as PyroError;
-  }
-  throw new Error("expected a rejection");
 }
 
 const read = (root: string, p: string) => readFileSync(join(root, p), "utf8");
