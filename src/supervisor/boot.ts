@@ -1,0 +1,59 @@
+/**
+ * Boot and handshake, and the two ways the supervisor tells its creator how that went
+ * (src/manager/workspaces.ts launchSupervisor waits for one of them):
+ * - failure: `boot-error.json` (the error's JSON shape) and a `stopped` record with the reason;
+ * - success: a `started` record naming the machine, then `supervisor.ready` (written last,
+ *   so a creator that sees it also sees the started record).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { prepareBoot } from "../manager/boot.ts";
+import { type Machine, startMachine } from "../manager/machine.ts";
+import { BOOT_ERROR_FILE, READY_FILE, runDir } from "../manager/paths.ts";
+import type { WorkspaceRecord } from "../manager/record.ts";
+import { updateRecord } from "../manager/store.ts";
+import { toPyroError } from "../protocol/errors.ts";
+import { log } from "./log.ts";
+
+/** Boot the workspace's machine and shake hands with its agent; null (and recorded) on failure. */
+export async function bootMachine(home: string, record: WorkspaceRecord): Promise<Machine | null> {
+  const id = record.workspace_id;
+  const run = runDir(home, id);
+  mkdirSync(run, { recursive: true, mode: 0o700 });
+  try {
+    const { backend, spec } = await prepareBoot(home, record);
+    const machine = await startMachine(backend, spec);
+    log(
+      `machine up: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
+    );
+    return machine;
+  } catch (err) {
+    const e = toPyroError(err);
+    writeFileSync(`${run}/${BOOT_ERROR_FILE}`, JSON.stringify(e.toJSON()));
+    log(`boot failed: ${e.code} ${e.message}`);
+    await updateRecord(home, id, (r) => ({
+      ...r,
+      state: "stopped",
+      stop_reason: `boot failed: ${e.code}`,
+      supervisor_pid: null,
+      vmm_pid: null,
+    }));
+    return null;
+  }
+}
+
+/** The machine is up and clients can connect: record it as started, then say ready. */
+export async function announceStarted(home: string, id: string, machine: Machine): Promise<void> {
+  await updateRecord(home, id, (r) => ({
+    ...r,
+    state: "started",
+    stop_reason: null,
+    agent_unresponsive_since: null,
+    supervisor_pid: process.pid,
+    vmm_pid: machine.handle.pid,
+    backend: machine.handle.backend,
+    accelerator: machine.handle.accelerator,
+    execution_mode: machine.handle.backend === "host" ? "host_compat" : "guest",
+    boot_id: machine.hello.boot_id,
+  }));
+  writeFileSync(`${runDir(home, id)}/${READY_FILE}`, String(process.pid));
+}

@@ -1,0 +1,77 @@
+/**
+ * How a supervisor ends. Whatever asks first ends it — `sup.stop` / `sup.delete`, the TTL,
+ * a signal, the machine exiting, the agent connection closing — and the rest are no-ops.
+ *
+ * Invariants:
+ * - The end runs once: stop serving clients, shut the machine down, write the record's final
+ *   state (`stopped`, the reason, pids and the unresponsive mark cleared), remove the
+ *   workspace's files if asked (TTL expiry, delete), then exit.
+ * - The VMM never outlives the supervisor: the end shuts it down before exiting, and a
+ *   supervisor killed outright takes it along (the VMM runs under `setpriv --pdeathsig`;
+ *   the host agent kills its process groups on SIGTERM).
+ * - The TTL is the only background cleanup: expiry deletes the workspace (it is disposable
+ *   by contract).
+ */
+import type { Machine } from "../manager/machine.ts";
+import { removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
+import { log } from "./log.ts";
+
+export interface EndOptions {
+  /** remove the workspace's files once the machine is down (delete, TTL expiry) */
+  deleteAfter?: boolean;
+}
+
+export class Ending {
+  private ending = false;
+  private readonly closers: Array<() => void> = [];
+
+  constructor(
+    private readonly home: string,
+    private readonly id: string,
+    private readonly machine: Machine,
+  ) {
+    machine.handle.exited.then((code) => this.end(`machine exited unexpectedly (code ${code})`));
+    machine.conn.onClose(() => this.end("lost the agent connection"));
+  }
+
+  /** Run `close` first when the supervisor ends (e.g. stop the client socket). */
+  onEnd(close: () => void): void {
+    this.closers.push(close);
+  }
+
+  /** End the supervisor when the workspace's TTL runs out (at once if it already has). */
+  armTtl(expiresAt: string | null | undefined): void {
+    if (!expiresAt) return;
+    const ms = Date.parse(expiresAt) - Date.now();
+    setTimeout(() => this.end("ttl expired", { deleteAfter: true }), Math.max(ms, 0));
+  }
+
+  /** End on SIGTERM, SIGINT and SIGHUP. */
+  trapSignals(): void {
+    for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const)
+      process.on(sig, () => this.end(`supervisor got ${sig}`));
+  }
+
+  /** End once, for `reason` (the process exits when that is done); later calls do nothing. */
+  end(reason: string, opts: EndOptions = {}): void {
+    if (this.ending) return;
+    this.ending = true;
+    void this.run(reason, opts);
+  }
+
+  private async run(reason: string, opts: EndOptions): Promise<void> {
+    log(`stopping: ${reason}`);
+    for (const close of this.closers) close();
+    await this.machine.shutdown().catch(() => {});
+    await updateRecord(this.home, this.id, (r) => ({
+      ...r,
+      state: "stopped",
+      stop_reason: reason,
+      agent_unresponsive_since: null,
+      supervisor_pid: null,
+      vmm_pid: null,
+    })).catch(() => {});
+    if (opts.deleteAfter) removeWorkspaceFiles(this.home, this.id);
+    process.exit(0);
+  }
+}
