@@ -14,6 +14,7 @@ import { DEFAULT_ENVIRONMENT } from "../manager/workspaces.ts";
 import { ERROR_EXIT_CODES, type ErrorCode } from "../protocol/errors.ts";
 import { agentCommand } from "../vmm/agent-path.ts";
 import { kvmUsable } from "../vmm/select.ts";
+import * as out from "./outputs.ts";
 import { renderTable } from "./render.ts";
 import { defineOperation } from "./types.ts";
 
@@ -184,6 +185,8 @@ function doctorExitCode(checks: Check[]): number {
 export const doctorOp = defineOperation({
   name: "doctor",
   sdk: "doctor",
+  output: out.doctorResult,
+  mutates: false,
   cli: ["doctor"],
   summary: "Check this host: KVM, VMMs, environments, disk, networking.",
   description: "Run the host checks pyro depends on and say how to fix each failure.",
