@@ -6,47 +6,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ensureBuilt, freshHome, PYRO, processesMatching, pyro, toolPayload, waitFor } from "./helpers.ts";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { ensureBuilt, freshHome, processesMatching, pyro, toolPayload, waitFor } from "./helpers.ts";
+import { connectHttp as connect, type Served, serveHttp, stopServer as stop } from "./http-server.ts";
 
-interface Served {
-  proc: Bun.Subprocess<"ignore", "ignore", "pipe">;
-  url: string;
-  /** everything the server wrote to stderr so far */
-  stderr: () => string;
-}
-
-/** Start `pyro mcp serve ARGS` and wait for the URL it announces on stderr. */
-async function serve(home: string, args: string[]): Promise<Served> {
-  const proc = Bun.spawn([PYRO, "mcp", "serve", ...args], {
-    env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host" },
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  let text = "";
-  const decoder = new TextDecoder();
-  void (async () => {
-    for await (const chunk of proc.stderr) text += decoder.decode(chunk, { stream: true });
-  })();
-  const announced = await waitFor(() => /at (http:\/\/\S+)/.test(text) || proc.exitCode !== null, 15000);
-  const url = /at (http:\/\/\S+)/.exec(text)?.[1];
-  if (!announced || !url) throw new Error(`mcp serve did not start: ${text}`);
-  return { proc, url, stderr: () => text };
-}
-
-async function stop(s: Served): Promise<number> {
-  s.proc.kill("SIGTERM");
-  return await s.proc.exited;
-}
-
-async function connect(url: string, token: string | null): Promise<Client> {
-  const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
-  const client = new Client({ name: "pyro-http-test", version: "0.0.0" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
-  return client;
-}
+/** `pyro mcp serve ARGS` with PYRO_HOME=home. */
+const serve = (home: string, args: string[]) => serveHttp(home, ["mcp", "serve", ...args]);
 
 /** One JSON-RPC POST, as a client would send it (the server is stateless: no initialize needed). */
 function post(url: string, token: string | null, body: unknown, init: RequestInit = {}): Promise<Response> {

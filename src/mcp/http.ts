@@ -42,7 +42,7 @@ export const TOKEN_FILE = "mcp-http.token";
 /** The one path MCP is served on. */
 export const MCP_PATH = "/mcp";
 /** How long a stopping server waits for requests in flight. */
-const STOP_GRACE_MS = 10_000;
+export const STOP_GRACE_MS = 10_000;
 /** A token: visible ASCII, no whitespace, long enough not to be guessed. */
 const TOKEN_SHAPE = /^[\x21-\x7e]{32,4096}$/;
 
