@@ -121,6 +121,7 @@ describe("binary exec output (host compat)", () => {
   test("MCP: structuredContent carries the bytes once; the text says base64 without dumping it", async () => {
     const transport = new StdioClientTransport({
       command: PYRO,
+      cwd: process.env.PYRO_TEST_TMP, // outside any git checkout: no project
       args: ["mcp", "serve", "--allow-host-compat"],
       env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host" },
       stderr: "pipe",

@@ -85,6 +85,7 @@ beforeAll(async () => {
   expect(tar.exitCode).toBe(0);
   const transport = new StdioClientTransport({
     command: PYRO,
+    cwd: process.env.PYRO_TEST_TMP, // outside any git checkout: no project
     args: [
       "mcp",
       "serve",
@@ -284,6 +285,7 @@ describe("mcp serve flags", () => {
     const other = freshHome();
     const transport = new StdioClientTransport({
       command: PYRO,
+      cwd: process.env.PYRO_TEST_TMP, // outside any git checkout: no project
       args: ["mcp", "serve", "--allow-host-compat", "--export-dir", dir],
       env: { ...(process.env as Record<string, string>), PYRO_HOME: other, PYRO_BACKEND: "host" },
       stderr: "pipe",

@@ -53,6 +53,7 @@ describe("mcp serve: request and response sizes", () => {
     await ensureBuilt();
     transport = new StdioClientTransport({
       command: PYRO,
+      cwd: process.env.PYRO_TEST_TMP, // outside any git checkout: no project
       args: ["mcp", "serve", "--allow-host-compat"],
       env: { ...(process.env as Record<string, string>), PYRO_HOME: freshHome(), PYRO_BACKEND: "host" },
       stderr: "pipe",

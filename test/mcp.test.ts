@@ -8,6 +8,7 @@ async function connect(profile?: string, env: Record<string, string> = {}) {
   const home = freshHome();
   const transport = new StdioClientTransport({
     command: PYRO,
+    cwd: process.env.PYRO_TEST_TMP, // outside any git checkout: no project
     args: ["mcp", "serve", "--allow-host-compat", ...(profile ? ["--profile", profile] : [])],
     env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host", ...env },
     stderr: "pipe",

@@ -1,13 +1,47 @@
 /**
  * `pyro mcp serve`: the MCP server's command line (not an operation: it serves them).
- * Flags the contract names but pyro does not build yet are refused, never silently ignored.
+ * The profile and mode, and the project, are resolved here once, before serving: a mode
+ * implies its profile (a contradicting --profile is a usage error, src/mcp/modes.ts); the
+ * project is --project-path, --repo-url [--repo-ref] (cloned under PYRO_HOME), none with
+ * --no-project-source, or else the git checkout the server is started in, if any.
  */
 import { parseArgs } from "node:util";
 import { type CommandDef, defineCommand, renderUsage } from "citty";
+import type { Project } from "../manager/project.ts";
+import { MODE_NAMES, MODES } from "../mcp/modes.ts";
 import { PyroError } from "../protocol/errors.ts";
 
-/** `mcp serve` flags of the contract that are not built yet: refused, never silently ignored. */
-const NOT_YET = ["--mode", "--project-path", "--repo-url", "--repo-ref", "--no-project-source"];
+interface ProjectFlags {
+  "project-path"?: string;
+  "repo-url"?: string;
+  "repo-ref"?: string;
+  "no-project-source"?: boolean;
+}
+
+/** The project the flags name (see the header); at most one source may be given. */
+async function projectFromFlags(values: ProjectFlags): Promise<Project | null> {
+  const given = (["project-path", "repo-url", "no-project-source"] as const).filter(
+    (k) => values[k] !== undefined,
+  );
+  if (given.length > 1)
+    throw new PyroError(
+      "INVALID_INPUT",
+      `mcp serve: give at most one of --project-path, --repo-url, --no-project-source (got --${given.join(", --")})`,
+    );
+  if (values["repo-ref"] !== undefined && values["repo-url"] === undefined)
+    throw new PyroError("INVALID_INPUT", "mcp serve: --repo-ref needs --repo-url");
+  if (values["no-project-source"]) return null;
+  const { resolveProject } = await import("../manager/project.ts");
+  const { pyroHome } = await import("../manager/paths.ts");
+  const url = values["repo-url"];
+  const path = values["project-path"];
+  return resolveProject(
+    pyroHome(process.env),
+    url !== undefined
+      ? { repo_url: url, repo_ref: values["repo-ref"] }
+      : { path: path ?? process.cwd(), required: path !== undefined },
+  );
+}
 
 export function mcpCommand(plain: (text: string) => string, setExitCode: (code: number) => void): CommandDef {
   const mcp: CommandDef = {
@@ -35,6 +69,27 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
         description:
           "Let the model pass allow_host_compat: commands may then run on this host WITHOUT a VM (no isolation). Off by default.",
       },
+      mode: {
+        type: "string",
+        description: `Task mode (implies its profile): ${MODE_NAMES.map((m) => `${m} (${MODES[m].summary})`).join(" | ")}.`,
+      },
+      "project-path": {
+        type: "string",
+        description:
+          "Seed workspace_create (when seed_path is omitted) with the git-tracked files of the checkout containing PATH (default: the checkout the server starts in, if any).",
+      },
+      "repo-url": {
+        type: "string",
+        description: "Like --project-path, for a repository cloned (or fetched) into $PYRO_HOME/projects.",
+      },
+      "repo-ref": {
+        type: "string",
+        description: "Branch, tag or commit of --repo-url to check out (default: the remote's HEAD).",
+      },
+      "no-project-source": {
+        type: "boolean",
+        description: "No project: workspace_create starts empty unless seed_path is given.",
+      },
       http: {
         type: "string",
         description:
@@ -61,27 +116,28 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
         "allow-host-path"?: string[];
         "export-dir"?: string;
         "allow-host-compat"?: boolean;
+        mode?: string;
+        "project-path"?: string;
+        "repo-url"?: string;
+        "repo-ref"?: string;
+        "no-project-source"?: boolean;
         http?: string;
         listen?: string;
         "token-file"?: string;
       };
-      const later = rawArgs.find((a) => NOT_YET.some((f) => a === f || a.startsWith(`${f}=`)));
-      if (later)
-        throw new PyroError(
-          "INVALID_INPUT",
-          `mcp serve: ${later.split("=")[0]} is not available in this version`,
-          {
-            hint: "choose the tool set with --profile; grant host directories with --allow-host-path",
-          },
-        );
       try {
         ({ values } = parseArgs({
           args: rawArgs,
           options: {
-            profile: { type: "string", default: "workspace-core" },
+            profile: { type: "string" },
             "allow-host-path": { type: "string", multiple: true },
             "export-dir": { type: "string" },
             "allow-host-compat": { type: "boolean" },
+            mode: { type: "string" },
+            "project-path": { type: "string" },
+            "repo-url": { type: "string" },
+            "repo-ref": { type: "string" },
+            "no-project-source": { type: "boolean" },
             http: { type: "string" },
             listen: { type: "string" },
             "token-file": { type: "string" },
@@ -92,12 +148,13 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
       } catch (err) {
         throw new PyroError("INVALID_INPUT", `mcp serve: ${(err as Error).message}`);
       }
-      const profile = values.profile as string;
-      if (!["vm-run", "workspace-core", "workspace-full"].includes(profile)) {
-        throw new PyroError("INVALID_INPUT", `unknown profile "${profile}"`);
-      }
+      const { resolveProfileMode } = await import("../mcp/modes.ts");
+      const { profile, mode } = resolveProfileMode(values.profile, values.mode);
+      const project = await projectFromFlags(values);
       const options = {
-        profile: profile as "vm-run" | "workspace-core" | "workspace-full",
+        profile,
+        mode,
+        project,
         roots: values["allow-host-path"] ?? [],
         exportDir: values["export-dir"],
         allowHostCompat: values["allow-host-compat"] === true,

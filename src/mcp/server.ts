@@ -2,6 +2,13 @@
  * `pyro mcp serve`: a stdio MCP server. Registered through the low-level Server (tools/list,
  * tools/call) because the operations' schemas are valibot, not zod. Results are
  * structuredContent plus a short text; failures are isError results carrying {code, message}.
+ *
+ * The tool set is the profile's, or the mode's (src/mcp/modes.ts). With a project (resolved
+ * once at startup by resolveProject, src/manager/project.ts) the project root is the first
+ * granted host root (read-only) and workspace_create without seed_path seeds its git-tracked
+ * files: the prepare step sets the create input's `project`, a field of the manager's input
+ * that the tool's schema does not have (so a model cannot name a project itself). The
+ * initialize result's `instructions` say which project it is, or that there is none.
  */
 
 import { join } from "node:path";
@@ -10,17 +17,27 @@ import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprot
 import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import { pyroHome } from "../manager/paths.ts";
+import type { Project } from "../manager/project.ts";
 import { invoke } from "../operations/invoke.ts";
 import type { Profile } from "../operations/types.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { PYRO_VERSION } from "../protocol/version.ts";
 import { HostPathPolicy, type HostRoot } from "./host-paths.ts";
+import { BASE_INSTRUCTIONS, MODES, type Mode, resolveProfileMode } from "./modes.ts";
 import { clampInput, fitBudget, renderText, toolErrorResult } from "./results.ts";
 import { StdioTransport } from "./stdio.ts";
 import { toolDefinition, toolsFor } from "./tools.ts";
 
 export interface ServerOptions {
   profile?: Profile;
+  /** A task mode (src/mcp/modes.ts): implies its profile; a different `profile` is INVALID_INPUT. */
+  mode?: Mode;
+  /**
+   * The project whose git-tracked files seed workspace_create when seed_path is absent
+   * (from resolveProject in src/manager/project.ts); its root becomes the first granted
+   * root, read-only. None: workspaces start empty, and the instructions say so.
+   */
+  project?: Project | null;
   env?: Record<string, string | undefined>;
   /**
    * Host directories the model may reach (`DIR`, `DIR:ro`, `DIR:rw`, or {path, access});
@@ -38,23 +55,30 @@ export interface ServerOptions {
 }
 
 export function createServer(opts: ServerOptions = {}): Server {
-  const profile = opts.profile ?? "workspace-core";
-  const tools = toolsFor(profile);
+  const { profile, mode } = resolveProfileMode(opts.profile, opts.mode);
+  const tools = toolsFor(profile, mode);
+  const project = opts.project ?? null;
   const env = opts.env ?? process.env;
   const home = pyroHome(env);
   const hostPaths = new HostPathPolicy({
-    roots: opts.roots ?? [],
+    roots: [...(project ? [{ path: project.root, access: "ro" as const }] : []), ...(opts.roots ?? [])],
     exportDir: opts.exportDir ?? join(home, "exports"),
     home,
   });
   enableConnectionPooling();
-  const server = new Server({ name: "pyro", version: PYRO_VERSION }, { capabilities: { tools: {} } });
+  const server = new Server(
+    { name: "pyro", version: PYRO_VERSION },
+    { capabilities: { tools: {} }, instructions: instructionsFor(mode, project) },
+  );
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.map(toolDefinition) }));
   server.setRequestHandler(CallToolRequestSchema, async (req) => {
     const op = tools.find((t) => t.name === req.params.name);
     try {
       if (!op)
-        throw new PyroError("INVALID_INPUT", `unknown tool "${req.params.name}" in profile ${profile}`);
+        throw new PyroError(
+          "INVALID_INPUT",
+          `unknown tool "${req.params.name}" in ${mode ? `mode ${mode}` : `profile ${profile}`}`,
+        );
       const ctx = makeCtx(env, () => {});
       ctx.guardHostWrite = hostPaths.guardWrite;
       const out = fitBudget(
@@ -66,7 +90,10 @@ export function createServer(opts: ServerOptions = {}): Server {
                 "running without a VM (allow_host_compat) is not enabled for this MCP server",
                 { hint: "the user can allow it with `pyro mcp serve --allow-host-compat`" },
               );
-            return clampInput(hostPaths.check(op, input));
+            const checked = clampInput(hostPaths.check(op, input));
+            if (op.name === "workspace_create" && checked.seed_path === undefined && project)
+              return { ...checked, project };
+            return checked;
           },
         }),
       );
@@ -78,6 +105,16 @@ export function createServer(opts: ServerOptions = {}): Server {
     }
   });
   return server;
+}
+
+/** The initialize result's instructions: what pyro is, the mode's task, and the project (or none). */
+export function instructionsFor(mode: Mode | undefined, project: Project | null): string {
+  const about = project
+    ? `Project: ${project.root === project.origin ? `the git checkout at ${project.origin}` : `${project.origin}, cloned for this server`}. workspace_create without seed_path seeds /workspace with the project's git-tracked files as they are in its working tree (workspace_seed.origin_kind: project, origin_ref: where@commit); the project is readable as a granted host path.`
+    : "No project: this server has no project source (it was started outside any git checkout, or with --no-project-source), so workspace_create starts with an empty /workspace unless seed_path names a host directory or archive under a granted root.";
+  return [BASE_INSTRUCTIONS, mode ? MODES[mode].instructions.trim() : null, about]
+    .filter((x) => x !== null)
+    .join("\n\n");
 }
 
 export async function serveStdio(opts: ServerOptions): Promise<void> {

@@ -1,33 +1,60 @@
 /**
  * MCP tool definitions derived from the operations table (JSON Schema from the valibot schemas).
- * The MCP face sees each operation through `mcpView`: its input schema without the fields
- * the operation marks `mcpOmit` (CLI/SDK only), so the advertised JSON Schema and the
- * validation of calls come from the same narrowed schema (a strict object refuses them).
+ * The MCP face sees each operation through a view: its input schema without the fields the
+ * operation marks `mcpOmit` (CLI/SDK only), nor those its profile or mode leaves out
+ * (src/mcp/modes.ts), and with the mode's description where it has one. The advertised JSON
+ * Schema and the validation of calls come from the same narrowed schema (a strict object
+ * refuses the omitted fields).
  */
 import { toJsonSchema } from "@valibot/to-json-schema";
 import * as v from "valibot";
 import { OPERATIONS } from "../operations/index.ts";
 import type { AnyOperation as Operation, Profile } from "../operations/types.ts";
+import { MODES, type Mode, type ModeSpec, PROFILE_OMIT } from "./modes.ts";
 
-const views = new WeakMap<Operation, Operation>();
+const views = new Map<string, Operation>();
 
-/** The operation as MCP sees it: `mcpOmit` fields removed from its input schema. */
-export function mcpView(op: Operation): Operation {
-  if (!op.mcpOmit?.length) return op;
-  let view = views.get(op);
+/** The input schema's object (a piped schema is an object plus cross-field checks). */
+function objectOf(op: Operation): { obj: any; checks: unknown[] } {
+  const input = op.input as any;
+  const [obj, ...checks] = input.pipe ?? [input];
+  return { obj, checks };
+}
+
+/**
+ * The operation as MCP sees it: `mcpOmit` fields and any of `omit` it has removed from its
+ * input schema, and `description` (when given) in place of its own.
+ */
+export function mcpView(op: Operation, omit: readonly string[] = [], description?: string): Operation {
+  const { obj, checks } = objectOf(op);
+  const drop = [...new Set([...(op.mcpOmit ?? []), ...omit])].filter((f) => f in obj.entries).sort();
+  if (drop.length === 0 && description === undefined) return op;
+  const key = `${op.name}\0${drop.join(",")}\0${description ?? ""}`;
+  let view = views.get(key);
   if (!view) {
-    // A piped schema (object + cross-field checks) keeps its checks on the narrowed object.
-    const input = op.input as any;
-    const [obj, ...checks] = input.pipe ?? [input];
-    const narrowed: any = v.omit(obj, op.mcpOmit as [string, ...string[]]);
-    view = { ...op, input: checks.length ? (v.pipe as any)(narrowed, ...checks) : narrowed };
-    views.set(op, view);
+    let input = op.input;
+    if (drop.length) {
+      // A piped schema keeps its checks on the narrowed object.
+      const narrowed: any = v.omit(obj, drop as [string, ...string[]]);
+      input = checks.length ? (v.pipe as any)(narrowed, ...checks) : narrowed;
+    }
+    view = { ...op, input, description: description ?? op.description };
+    views.set(key, view);
   }
   return view;
 }
 
-export function toolsFor(profile: Profile): Operation[] {
-  return OPERATIONS.filter((op) => op.profiles.includes(profile)).map(mcpView);
+/** The tools of a profile, or of a mode (which implies its profile), as the model sees them. */
+export function toolsFor(profile: Profile, mode?: Mode): Operation[] {
+  const inProfile = OPERATIONS.filter((op) => op.profiles.includes(profile));
+  if (mode === undefined) return inProfile.map((op) => mcpView(op, PROFILE_OMIT[profile]));
+  const spec: ModeSpec = MODES[mode];
+  const omit = [...PROFILE_OMIT[spec.profile], ...(spec.omit ?? [])];
+  return spec.tools.map((name) => {
+    const op = inProfile.find((o) => o.name === name);
+    if (!op) throw new Error(`mode ${mode} names ${name}, which is not a ${spec.profile} tool`);
+    return mcpView(op, omit, spec.descriptions[name]?.trim());
+  });
 }
 
 function jsonSchema(schema: v.GenericSchema, typeMode: "input" | "output"): Record<string, unknown> {

@@ -11,7 +11,7 @@ import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import { pyroHome } from "../manager/paths.ts";
 import { findOperation, invoke, OPERATIONS } from "../operations/index.ts";
-import type { AnyOperation, Profile } from "../operations/types.ts";
+import type { AnyOperation } from "../operations/types.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 
 export type { ErrorCode } from "../protocol/errors.ts";
@@ -73,16 +73,21 @@ export class Pyro {
     }
   }
 
-  /** An MCP server over the same operations, for embedding (connect it to any transport). */
+  /**
+   * An MCP server over the same operations, for embedding (connect it to any transport):
+   * `profile` or `mode` (a mode implies its profile), host `roots`, `exportDir`, and
+   * `project` (`{ path }` of a git checkout, or `{ repo_url, repo_ref? }` cloned under the
+   * pyro home) whose tracked files seed workspace_create when seed_path is absent.
+   */
   async createServer(
-    opts: {
-      profile?: Profile;
-      roots?: import("../mcp/server.ts").ServerOptions["roots"];
-      exportDir?: string;
+    opts: Omit<import("../mcp/server.ts").ServerOptions, "env" | "project"> & {
+      project?: import("../manager/project.ts").ProjectSource;
     } = {},
   ) {
     const { createServer } = await import("../mcp/server.ts");
-    return createServer({ ...opts, env: this.env });
+    const { resolveProject } = await import("../manager/project.ts");
+    const project = opts.project ? await resolveProject(this.home, opts.project) : null;
+    return createServer({ ...opts, project, env: this.env });
   }
 }
 
