@@ -14,6 +14,7 @@ export interface Served {
 /** Start `dist/pyro ARGV` (an `mcp serve --http|--listen` line) and wait for the URL it announces. */
 export async function serveHttp(home: string, argv: string[]): Promise<Served> {
   const proc = Bun.spawn([PYRO, ...argv], {
+    cwd: process.env.PYRO_TEST_TMP, // outside any git checkout: no project
     env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host" },
     stdin: "ignore",
     stdout: "ignore",
