@@ -117,10 +117,16 @@ export function loadToken(
 ): string {
   if (tokenFile !== undefined) return readToken(tokenFile);
   const path = join(home, TOKEN_FILE);
-  mkdirSync(home, { recursive: true, mode: 0o700 });
   const token = randomBytes(32).toString("base64url");
   const tmp = `${path}.tmp.${process.pid}.${randomBytes(4).toString("hex")}`;
-  writeFileSync(tmp, `${token}\n`, { mode: 0o600, flag: "wx" });
+  try {
+    mkdirSync(home, { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, `${token}\n`, { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    throw new PyroError("IO_ERROR", `cannot create the token file in ${home}: ${(err as Error).message}`, {
+      hint: "make PYRO_HOME writable, or give a token with --token-file",
+    });
+  }
   try {
     linkSync(tmp, path); // fails if a token exists: the first start's token stays
     announce(token, path);
