@@ -3,6 +3,7 @@ import { diskExportOp, diskListOp, diskReadOp } from "./disk.ts";
 import { doctorOp } from "./doctor.ts";
 import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
 import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
+import { hostConnectOp, hostDoctorOp, hostPrintConfigOp, hostRepairOp } from "./host.ts";
 import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
@@ -53,6 +54,10 @@ export const OPERATIONS = [
   envPullOp,
   envPushOp,
   envPruneOp,
+  hostConnectOp,
+  hostPrintConfigOp,
+  hostDoctorOp,
+  hostRepairOp,
 ] as const;
 
 export function findOperation(name: string): AnyOperation | undefined {

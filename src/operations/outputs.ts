@@ -315,3 +315,70 @@ export const environmentInspected = v.strictObject({
 export const environmentInstalled = v.strictObject({ name: str, dir: str, manifest });
 export const environmentPushed = v.strictObject({ digest: str, ref: str });
 export const environmentsPruned = v.strictObject({ removed: v.array(str), count: int });
+
+// ---- host onramps (pyro host ...) ----
+const hostId = v.picklist(["claude-code", "codex", "opencode"]);
+const hostRegistration = v.strictObject({
+  command: v.pipe(str, v.description("The executable the client starts (this pyro, by absolute path).")),
+  args: v.array(str),
+});
+export const hostConnected = v.strictObject({
+  host: hostId,
+  command: v.pipe(v.array(str), v.description("The client's own registration command (argv).")),
+  command_line: v.pipe(str, v.description("The same, quoted for a POSIX shell.")),
+  ran: v.pipe(
+    bool,
+    v.description("The command was run (the client's CLI is on PATH and --print was not given)."),
+  ),
+  cli: v.pipe(v.nullable(str), v.description("The client's CLI found on PATH.")),
+  output: v.pipe(v.nullable(str), v.description("What the client's command printed, when it ran.")),
+  config_file: v.pipe(str, v.description("Where the client keeps the registration.")),
+  registration: hostRegistration,
+});
+export const hostConfigPrinted = v.strictObject({
+  host: hostId,
+  text: v.pipe(
+    str,
+    v.description("The config file's text with pyro's entry (all of it, as written or to paste)."),
+  ),
+  output: v.pipe(v.nullable(str), v.description("The file written (absolute), or null when only printed.")),
+  merged: v.pipe(bool, v.description("The file existed and pyro's entry was merged into it.")),
+  registration: hostRegistration,
+});
+const hostCheckedRegistration = v.strictObject({
+  path: str,
+  scope: v.pipe(str, v.description('"user", or "project:/abs/dir" (Claude Code\'s local scope).')),
+  command: str,
+  args: v.array(str),
+  status: v.picklist(["ok", "other_pyro", "stale"]),
+  detail: str,
+});
+export const hostDoctorResult = v.strictObject({
+  ok: v.pipe(bool, v.description("No client has a stale or unreadable registration.")),
+  pyro: v.pipe(v.array(str), v.description("How this pyro is started (what registrations should name).")),
+  hosts: v.array(
+    v.strictObject({
+      host: hostId,
+      installed: v.pipe(
+        bool,
+        v.description("The client's CLI is on PATH or one of its config files exists."),
+      ),
+      cli: v.nullable(str),
+      config_files: v.pipe(
+        v.array(str),
+        v.description("The client's config files that exist (all were read)."),
+      ),
+      status: v.picklist(["ok", "other_pyro", "stale", "unreadable", "not_registered", "not_installed"]),
+      detail: str,
+      hint: v.nullable(str),
+      registrations: v.array(hostCheckedRegistration),
+    }),
+  ),
+});
+export const hostRepaired = v.strictObject({
+  host: hostId,
+  repaired: v.array(
+    v.strictObject({ path: str, scope: str, before: hostRegistration, after: hostRegistration }),
+  ),
+  unchanged: v.pipe(int, v.description("Registrations that already started this pyro.")),
+});
