@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { flagSpecs } from "../src/cli/flags.ts";
+import { MODE_NAMES, MODES, PROFILE_OMIT } from "../src/mcp/modes.ts";
 import { type AnyOperation, OPERATIONS } from "../src/operations/index.ts";
 import { ERROR_EXIT_CODES } from "../src/protocol/errors.ts";
 
@@ -74,15 +75,32 @@ export function renderReference(): string {
 }
 
 const PROFILES = ["vm-run", "workspace-core", "workspace-full"] as const;
+const code = (xs: readonly string[]) => xs.map((x) => `\`${x}\``).join(", ") || "-";
 
-/** The tools section of docs/mcp.md: every profile's tools, and what stays CLI/SDK-only. */
+/** The tools section of docs/mcp.md: every profile's and mode's tools, and what stays CLI/SDK-only. */
 export function renderMcpTools(): string {
-  const out = ["| profile | tools |", "|---|---|"];
+  const out = ["| profile | tools | input fields left out |", "|---|---|---|"];
   for (const p of PROFILES) {
     const tools = OPERATIONS.filter((op) => (op.profiles as readonly string[]).includes(p)).map(
-      (op) => `\`${op.name}\``,
+      (op) => op.name,
     );
-    out.push(`| \`${p}\`${p === "workspace-core" ? " (default)" : ""} | ${tools.join(", ")} |`);
+    out.push(
+      `| \`${p}\`${p === "workspace-core" ? " (default)" : ""} | ${code(tools)} | ${code(PROFILE_OMIT[p])} |`,
+    );
+  }
+  out.push(
+    "",
+    "| mode | profile | task | tools | task descriptions | input fields left out |",
+    "|---|---|---|---|---|---|",
+  );
+  for (const m of MODE_NAMES) {
+    const spec = MODES[m];
+    const omit = [
+      ...new Set([...PROFILE_OMIT[spec.profile], ...((spec as { omit?: readonly string[] }).omit ?? [])]),
+    ];
+    out.push(
+      `| \`${m}\` | \`${spec.profile}\` | ${spec.summary} | ${code(spec.tools)} | ${code(Object.keys(spec.descriptions))} | ${code(omit)} |`,
+    );
   }
   out.push("", "Not served over MCP (CLI and SDK only), and why:", "");
   for (const op of OPERATIONS as readonly AnyOperation[])
