@@ -37,7 +37,6 @@ import type { BootSpec, EnvironmentArtifacts } from "../../src/vmm/types.ts";
 import { createWorkspaceCli, deleteWorkspaceCli } from "./exec-host.ts";
 import {
   type BenchCtx,
-  cell,
   loadAvg,
   met,
   ms,
@@ -49,6 +48,8 @@ import {
   type Section,
   type SectionResult,
   sh,
+  statHeader,
+  statRow,
   stats,
   table,
 } from "./lib.ts";
@@ -138,6 +139,14 @@ async function probeGuest(
   return { exec, guestAtReady, clockSkew };
 }
 
+function bootResult(
+  ready: number,
+  g: { exec: number; guestAtReady: number; clockSkew: number },
+  shutdown: number,
+): BootResult {
+  return { ready, ...g, shutdown, cycle: ready + g.exec + shutdown };
+}
+
 /** What workspace create asks of a fresh agent: baseline.capture, and /workspace as a tar. */
 async function probeBaseline(
   conn: Conn,
@@ -184,16 +193,7 @@ async function bareBoot(ctx: BenchCtx, shape: Shape, i: number, withDisk: boolea
     await Promise.race([proc.exited, Bun.sleep(15000)]);
     const shutdown = performance.now() - tShut;
     conn.close();
-    const ready = tReady - t0;
-    return {
-      ready,
-      exec: g.exec,
-      shutdown,
-      cycle: ready + g.exec + shutdown,
-      guestAtReady: g.guestAtReady,
-      clockSkew: g.clockSkew,
-      ...b,
-    };
+    return { ...bootResult(tReady - t0, g, shutdown), ...b };
   } finally {
     if (proc && proc.exitCode === null) proc.kill("SIGKILL");
     await proc?.exited;
@@ -214,15 +214,7 @@ async function machineBoot(ctx: BenchCtx, shape: Shape, i: number): Promise<Boot
       const tShut = performance.now();
       await m.shutdown();
       const shutdown = performance.now() - tShut;
-      const ready = tReady - t0;
-      return {
-        ready,
-        exec: g.exec,
-        shutdown,
-        cycle: ready + g.exec + shutdown,
-        guestAtReady: g.guestAtReady,
-        clockSkew: g.clockSkew,
-      };
+      return bootResult(tReady - t0, g, shutdown);
     } finally {
       m.handle.kill();
     }
@@ -452,52 +444,33 @@ export const boot: Section = {
     const preSpawn = stepMed(/^(env lookup|backend choice|load backend|run dir)/);
     const teardown = stepMed(/^(handle.stop|teardown)/);
 
-    const readyTable = table(
-      ["Boot to ready (agent answered `hello`)", "N", "median (p90, min–max)"],
-      [
-        ["(a) bare QEMU, pyro's argv, no data disk: spawn → ready", bReady.n, cell(bReady)],
-        [
-          "    the guest's own clock at that point (/proc/uptime; kernel start → hello)",
-          bGuest.n,
-          cell(bGuest),
-        ],
-        ["(b) pyro `startMachine`, no data disk: call → ready", mReady.n, cell(mReady)],
-        [
-          "(b') pyro's one-shot path replayed step by step (env verify … hello): start → ready",
-          sReady.n,
-          cell(sReady),
-        ],
-        ["(a+disk) bare QEMU + a fresh blank 8 GiB data disk: spawn → ready", bdReady.n, cell(bdReady)],
-        ["(d) `dist/pyro workspace create debian:12`: spawn → exit", cCreate.n, cell(cCreate)],
-      ],
-    );
-    const cycleTable = table(
-      ["End to end, and after ready", "N", "median (p90, min–max)"],
-      [
-        ["(a) bare: spawn → ready, exec `true`, shutdown op → QEMU exit", bCycle.n, cell(bCycle)],
-        ["(b) `startMachine` → ready, exec `true`, `machine.shutdown()`", mCycle.n, cell(mCycle)],
-        ["(c) `dist/pyro run debian:12 -- true`, cold process: spawn → exit", cRun.n, cell(cRun)],
-        ["`dist/pyro --version` in the same iterations (CLI process floor)", cStart.n, cell(cStart)],
-        [
-          "backend.boot's work before spawning QEMU, replayed (which qemu/setpriv, argv, host TSC, log file)",
-          sPre.n,
-          cell(sPre),
-        ],
-        ["first exec `true` right after ready (guest still settling): bare", bExec.n, cell(bExec)],
-        ["first exec `true` right after ready: `startMachine`", mExec.n, cell(mExec)],
-        ["shutdown → QEMU gone: bare (shutdown op, wait for exit)", bShut.n, cell(bShut)],
-        ["shutdown → QEMU gone: `machine.shutdown()`", mShut.n, cell(mShut)],
-        ["`dist/pyro workspace delete ID` of a started workspace", cDel.n, cell(cDel)],
-        [
-          "agent `baseline.capture` on an empty /workspace, first call (bare+disk guest)",
-          blCold.n,
-          cell(blCold),
-        ],
-        ["agent `baseline.capture` again (warm)", blWarm.n, cell(blWarm)],
-        ["agent `archive.export /workspace` (empty), first call", exCold.n, cell(exCold)],
-        ["guest wall clock − host wall clock right after boot (all boots above)", skew.n, cell(skew)],
-      ],
-    );
+    const readyTable = table(statHeader("Boot to ready (agent answered `hello`)"), [
+      statRow("(a) bare QEMU, pyro's argv, no data disk: spawn → ready", bReady),
+      statRow("    the guest's own clock at that point (/proc/uptime; kernel start → hello)", bGuest),
+      statRow("(b) pyro `startMachine`, no data disk: call → ready", mReady),
+      statRow("(b') pyro's one-shot path replayed step by step (env verify … hello): start → ready", sReady),
+      statRow("(a+disk) bare QEMU + a fresh blank 8 GiB data disk: spawn → ready", bdReady),
+      statRow("(d) `dist/pyro workspace create debian:12`: spawn → exit", cCreate),
+    ]);
+    const cycleTable = table(statHeader("End to end, and after ready"), [
+      statRow("(a) bare: spawn → ready, exec `true`, shutdown op → QEMU exit", bCycle),
+      statRow("(b) `startMachine` → ready, exec `true`, `machine.shutdown()`", mCycle),
+      statRow("(c) `dist/pyro run debian:12 -- true`, cold process: spawn → exit", cRun),
+      statRow("`dist/pyro --version` in the same iterations (CLI process floor)", cStart),
+      statRow(
+        "backend.boot's work before spawning QEMU, replayed (which qemu/setpriv, argv, host TSC, log file)",
+        sPre,
+      ),
+      statRow("first exec `true` right after ready (guest still settling): bare", bExec),
+      statRow("first exec `true` right after ready: `startMachine`", mExec),
+      statRow("shutdown → QEMU gone: bare (shutdown op, wait for exit)", bShut),
+      statRow("shutdown → QEMU gone: `machine.shutdown()`", mShut),
+      statRow("`dist/pyro workspace delete ID` of a started workspace", cDel),
+      statRow("agent `baseline.capture` on an empty /workspace, first call (bare+disk guest)", blCold),
+      statRow("agent `baseline.capture` again (warm)", blWarm),
+      statRow("agent `archive.export /workspace` (empty), first call", exCold),
+      statRow("guest wall clock − host wall clock right after boot (all boots above)", skew),
+    ]);
     // Accounted: pyro-only work the guest's boot does not hide.
     //  (b)  backend.boot before spawn (setpriv's exec is not counted: ~1 ms);
     //  (b') + env verify, backend choice, module load, run dir;
@@ -539,17 +512,12 @@ export const boot: Section = {
         ),
       ],
     );
-    const breakdown = table(
-      ["Phase of pyro's one-shot path (b'), in order", "N", "median (p90, min–max)"],
-      steps.entries().map(([name, st]) => [name, st.n, cell(st)]),
-    );
+    const breakdown = table(statHeader("Phase of pyro's one-shot path (b'), in order"), steps.rows());
     const createTable = table(
-      [
+      statHeader(
         "Phase of `workspace create` (d), from /proc start times, the supervisor log and file mtimes",
-        "N",
-        "median (p90, min–max)",
-      ],
-      createPhases.entries().map(([name, st]) => [name, st.n, cell(st)]),
+      ),
+      createPhases.rows(),
     );
     const body = [
       `Accelerator: **${shape.accelerator}** (what pyro picked: backend ${shape.backendName}). Machine: ${VCPUS} vCPU, ${MEM_MIB} MiB, network off — run's and create's defaults. The bare boot runs the argv \`buildQemuArgv\` builds for the same spec (without the \`setpriv --pdeathsig\` prefix), with the same kernel and rootfs, connecting to the agent socket every 1–2 ms; its ready point is the same (the agent answering \`hello\`, via pyro's protocol modules). The six variants are interleaved in each iteration.`,

@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { type BenchCtx, cell, ms, PYRO, ROOT, type Section, sh, stats, table } from "./lib.ts";
+import { type BenchCtx, ms, PYRO, ROOT, type Section, sh, statHeader, statRow, stats, table } from "./lib.ts";
 
 /** src files (tests excluded) with a static `import ... from "node:crypto"`. */
 function staticCryptoImporters(): string[] {
@@ -66,21 +66,17 @@ export const cliStart: Section = {
     const sc = stats(samples.get("crypto")!);
     const sl = stats(samples.get("list")!);
     const body = [
-      table(
-        ["Measurement", "N", "median (p90, min–max)", "Target", "Met"],
-        [
-          [
-            "`dist/pyro --version` (spawn → exit)",
-            sp.n,
-            cell(sp),
-            `none set; floor = hello-world ${ms(sr.median)}`,
-            "—",
-          ],
-          ["hello-world Bun executable, compiled like pyro (floor)", sr.n, cell(sr), "—", "—"],
-          ['the same hello-world with `import { createHash } from "node:crypto"`', sc.n, cell(sc), "—", "—"],
-          ["`dist/pyro workspace list --json` (empty home)", sl.n, cell(sl), "—", "—"],
-        ],
-      ),
+      table(statHeader("Measurement", "Target", "Met"), [
+        statRow(
+          "`dist/pyro --version` (spawn → exit)",
+          sp,
+          `none set; floor = hello-world ${ms(sr.median)}`,
+          "—",
+        ),
+        statRow("hello-world Bun executable, compiled like pyro (floor)", sr, "—", "—"),
+        statRow('the same hello-world with `import { createHash } from "node:crypto"`', sc, "—", "—"),
+        statRow("`dist/pyro workspace list --json` (empty home)", sl, "—", "—"),
+      ]),
       "",
       `pyro's start costs ${ms(sp.median - sr.median)} over the floor (median; ${(sp.median / sr.median).toFixed(1)}× the hello-world executable), module loading and evaluation before \`--version\` is answered: \`src/main.ts\` imports the CLI tree, which statically imports every operation (valibot schemas, citty) and, through them, \`node:crypto\` (static importers in src: ${
         staticCryptoImporters()

@@ -21,13 +21,14 @@ import { Pyro } from "../../src/sdk/index.ts";
 import { createWorkspaceCli, deleteWorkspaceCli, QUIESCE_MS } from "./exec-host.ts";
 import {
   type BenchCtx,
-  cell,
   met,
   ms,
   type Section,
   type SectionResult,
   type Stats,
   sh,
+  statHeader,
+  statRow,
   stats,
   table,
 } from "./lib.ts";
@@ -274,24 +275,18 @@ function sideTable(s: SideSamples, guest: boolean): { body: string; ratio: numbe
     ? `(b) \`${GIT}\` via \`execWorkspace\` in the guest, round trip`
     : `(b) \`${GIT}\` on the host (spawn → exit, cwd = the workspace's host directory)`;
   const rows: (string | number)[][] = [
-    ["(a) `pyro.diffWorkspace(id)` after the round's 10 changes, warm SDK", p.n, cell(p), "—", "—"],
+    statRow("(a) `pyro.diffWorkspace(id)` after the round's 10 changes, warm SDK", p, "—", "—"),
     ["  files_hashed in (a)", p.n, intCell(S(s.pyroHashed)), "—", "—"],
-    [gitLabel, g.n, cell(g), "—", "—"],
+    statRow(gitLabel, g, "—", "—"),
   ];
   if (guest) {
     rows.push(
-      ["  agent-reported `duration_ms` of (b) (sh + git in the guest, integer ms)", ga.n, cell(ga), "—", "—"],
-      ['(c) `execWorkspace(["true"])` round trip (the exec crossing + one spawn)', t.n, cell(t), "—", "—"],
+      statRow("  agent-reported `duration_ms` of (b) (sh + git in the guest, integer ms)", ga, "—", "—"),
+      statRow('(c) `execWorkspace(["true"])` round trip (the exec crossing + one spawn)', t, "—", "—"),
     );
   }
   rows.push(
-    [
-      "(p) `ping` round trip on the SDK's warm connection (the crossing, no work)",
-      ping.n,
-      cell(ping),
-      "—",
-      "—",
-    ],
+    statRow("(p) `ping` round trip on the SDK's warm connection (the crossing, no work)", ping, "—", "—"),
     [
       guest
         ? "**pyro's work vs git's: (a) − (p) vs (b) − (c)**"
@@ -302,9 +297,9 @@ function sideTable(s: SideSamples, guest: boolean): { body: string; ratio: numbe
       met(ratio <= TARGET_RATIO),
     ],
     ["  as a caller sees it: (a) vs (b), round trips", p.n, `${ratioCell(p.median, g.median)}`, "—", "—"],
-    ["(a') `diffWorkspace` again right after (a), nothing changed in between", rep.n, cell(rep), "—", "—"],
+    statRow("(a') `diffWorkspace` again right after (a), nothing changed in between", rep, "—", "—"),
     ["  files_hashed in (a')", rep.n, intCell(S(s.pyroRepeatHashed)), "—", "—"],
-    ["(u) `diffWorkspace` of the unchanged tree (no changes since the baseline)", cl.n, cell(cl), "—", "—"],
+    statRow("(u) `diffWorkspace` of the unchanged tree (no changes since the baseline)", cl, "—", "—"),
     [
       "  files_hashed in (u) (the stat cache: 0 expected)",
       cl.n,
@@ -312,7 +307,7 @@ function sideTable(s: SideSamples, guest: boolean): { body: string; ratio: numbe
       "0",
       met(S(s.cleanHashed).max === 0),
     ],
-    ["  the same unchanged tree: (b)", clg.n, cell(clg), "—", "—"],
+    statRow("  the same unchanged tree: (b)", clg, "—", "—"),
     [
       "first `diffWorkspace` after the seed (racy index entries re-hashed, agent memo cold)",
       1,
@@ -338,7 +333,7 @@ function sideTable(s: SideSamples, guest: boolean): { body: string; ratio: numbe
       "—",
     ]);
   return {
-    body: table(["Measurement", "N", "median (p90, min–max)", "Target", "Met"], rows),
+    body: table(statHeader("Measurement", "Target", "Met"), rows),
     ratio,
     raw,
   };

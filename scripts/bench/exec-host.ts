@@ -14,7 +14,6 @@ import { Pyro } from "../../src/sdk/index.ts";
 import { hostBackend } from "../../src/vmm/host/index.ts";
 import {
   type BenchCtx,
-  cell,
   DIST,
   met,
   ms,
@@ -24,6 +23,8 @@ import {
   type Section,
   type SectionResult,
   sh,
+  statHeader,
+  statRow,
   stats,
   table,
 } from "./lib.ts";
@@ -178,35 +179,22 @@ export const execHost: Section = {
       const ratio = sb.median / sa.median;
       const ok = ratio <= TARGET_RATIO;
       const body = [
-        table(
-          ["Measurement", "N", "median (p90, min–max)", "Target", "Met"],
-          [
-            ['(a) `Bun.spawn(["true"])` + await exit, in-process', sa.n, cell(sa), "—", "—"],
-            [
-              '(b) `pyro.execWorkspace(id, ["true"])`, warm SDK',
-              sb.n,
-              cell(sb),
-              `≤ ${TARGET_RATIO}× (a) = ${ms(TARGET_RATIO * sa.median)}`,
-              `${met(ok)} (${ratio.toFixed(2)}×)`,
-            ],
-            ["  agent-reported `duration_ms` of those execs (integer ms)", sd.n, cell(sd), "—", "—"],
-            [
-              "  the host agent driven directly (no supervisor, no SDK): exec round trip",
-              sx.n,
-              cell(sx),
-              "—",
-              "—",
-            ],
-            ["(c) `dist/pyro workspace exec ID -- true` (CLI, spawn → exit)", sc.n, cell(sc), "—", "—"],
-          ],
-        ),
+        table(statHeader("Measurement", "Target", "Met"), [
+          statRow('(a) `Bun.spawn(["true"])` + await exit, in-process', sa, "—", "—"),
+          statRow(
+            '(b) `pyro.execWorkspace(id, ["true"])`, warm SDK',
+            sb,
+            `≤ ${TARGET_RATIO}× (a) = ${ms(TARGET_RATIO * sa.median)}`,
+            `${met(ok)} (${ratio.toFixed(2)}×)`,
+          ),
+          statRow("  agent-reported `duration_ms` of those execs (integer ms)", sd, "—", "—"),
+          statRow("  the host agent driven directly (no supervisor, no SDK): exec round trip", sx, "—", "—"),
+          statRow("(c) `dist/pyro workspace exec ID -- true` (CLI, spawn → exit)", sc, "—", "—"),
+        ]),
         "",
         "Where (b)'s time goes — the SDK path replayed step by step with the same manager functions:",
         "",
-        table(
-          ["Step", "N", "median (p90, min–max)"],
-          steps.entries().map(([name, s]) => [name, s.n, cell(s)]),
-        ),
+        table(statHeader("Step"), steps.rows()),
         "",
         `Ratio (b)/(a) = **${ratio.toFixed(2)}×** (medians; ${(sb.min / sa.min).toFixed(2)}× by the minima, the least disturbed runs: sub-millisecond figures swing with the machine's load). Of (b)'s ${ms(sb.median)}: the agent's own exec handling (direct round trip − raw spawn) ${ms(sx.median - sa.median)}, the supervisor hop and its bookkeeping (exec again on an open connection − direct) ${ms(steps.median("exec `true` again on the same connection") - sx.median)}, a fresh connection's first request over a later one ${ms(steps.median("exec `true` as the connection's first request") - steps.median("exec `true` again on the same connection"))}, and the SDK's client side (parse, record, connect) ${ms(steps.median("SDK: find the operation + valibot input parse") + steps.median("resolve record (read + validate + supervisor pid/cmdline check)") + steps.median("connect to supervisor.sock"))}. (c) − (b) = ${ms(sc.median - sb.median)}: the CLI process start (§1) plus module loading.`,
       ].join("\n");

@@ -155,26 +155,29 @@ export const footprint: Section = {
     };
     const kib = (x: number) => `${Math.round(x)} KiB`;
     const NT = "none set (reported only)";
+    /** "VmRSS range (RssAnon median)" */
+    const rssCell = (xs: Sample[], rss: (s: Sample) => number, anon: (s: Sample) => number) =>
+      `${range(xs, rss, mib)} (${mib(med(xs, anon))})`;
+    /** A row measured on both kinds: guest and host-compat ranges, no target. */
+    const both = (label: string, f: (s: Sample) => number, fmt: (x: number) => string) => [
+      label,
+      range(g, f, fmt),
+      range(h, f, fmt),
+      NT,
+      "—",
+    ];
     const body = [
       `Each workspace was created with \`dist/pyro workspace create\` (defaults: 1 vCPU, 1024 MiB, 8 GiB data disk), given one \`exec true\`, left idle ${IDLE_SETTLE_MS / 1000} s, then sampled; idle CPU over ${CPU_WINDOW_MS / 1000} s from /proc/PID/stat. N = ${n} workspace(s) of each kind (median, min–max when N > 1).`,
       "",
       table(
         ["Measurement", "guest (QEMU)", "host compat", "Target", "Met"],
         [
-          [
-            "agent RSS in the guest (`info` → `agent_rss_bytes`)",
-            range(g, (s) => s.agentRss, mib),
-            range(h, (s) => s.agentRss, mib),
-            NT,
-            "—",
-          ],
-          [
+          both("agent RSS in the guest (`info` → `agent_rss_bytes`)", (s) => s.agentRss, mib),
+          both(
             "agent RssAnon (guest: /proc in the guest; host compat: the host agent)",
-            range(g, (s) => s.guestAgentAnon, mib),
-            range(h, (s) => s.guestAgentAnon, mib),
-            NT,
-            "—",
-          ],
+            (s) => s.guestAgentAnon,
+            mib,
+          ),
           [
             "guest memory in use (total − available) / total",
             `${mib(med(g, (s) => s.guestMemUsed))} / ${mib(med(g, (s) => s.guestMemTotal))}`,
@@ -182,32 +185,40 @@ export const footprint: Section = {
             NT,
             "—",
           ],
-          [
+          both(
             "host disk per new workspace (`du -sk` of its dir, right after create)",
-            range(g, (s) => s.diskKiB, kib),
-            range(h, (s) => s.diskKiB, kib),
-            NT,
-            "—",
-          ],
-          [
-            "  after one exec + idle",
-            range(g, (s) => s.diskAfterExecKiB, kib),
-            range(h, (s) => s.diskAfterExecKiB, kib),
-            NT,
-            "—",
-          ],
+            (s) => s.diskKiB,
+            kib,
+          ),
+          both("  after one exec + idle", (s) => s.diskAfterExecKiB, kib),
           ["  data disk apparent size (sparse)", mib(med(g, (s) => s.apparentDiskBytes)), "—", "—", "—"],
           [
             "host RAM: supervisor VmRSS (RssAnon)",
-            `${range(g, (s) => s.supervisorRss, mib)} (${mib(med(g, (s) => s.supervisorAnon))})`,
-            `${range(h, (s) => s.supervisorRss, mib)} (${mib(med(h, (s) => s.supervisorAnon))})`,
+            rssCell(
+              g,
+              (s) => s.supervisorRss,
+              (s) => s.supervisorAnon,
+            ),
+            rssCell(
+              h,
+              (s) => s.supervisorRss,
+              (s) => s.supervisorAnon,
+            ),
             NT,
             "—",
           ],
           [
             "host RAM: VMM (QEMU) / host agent VmRSS (RssAnon)",
-            `${range(g, (s) => s.vmmRss, mib)} (${mib(med(g, (s) => s.vmmAnon))})`,
-            `${range(h, (s) => s.vmmRss, mib)} (${mib(med(h, (s) => s.vmmAnon))})`,
+            rssCell(
+              g,
+              (s) => s.vmmRss,
+              (s) => s.vmmAnon,
+            ),
+            rssCell(
+              h,
+              (s) => s.vmmRss,
+              (s) => s.vmmAnon,
+            ),
             NT,
             "—",
           ],
@@ -225,20 +236,8 @@ export const footprint: Section = {
             NT,
             "—",
           ],
-          [
-            "host CPU while idle: VMM / host agent",
-            range(g, (s) => s.idleCpuVmm, cpu),
-            range(h, (s) => s.idleCpuVmm, cpu),
-            NT,
-            "—",
-          ],
-          [
-            "host CPU while idle: supervisor",
-            range(g, (s) => s.idleCpuSup, cpu),
-            range(h, (s) => s.idleCpuSup, cpu),
-            NT,
-            "—",
-          ],
+          both("host CPU while idle: VMM / host agent", (s) => s.idleCpuVmm, cpu),
+          both("host CPU while idle: supervisor", (s) => s.idleCpuSup, cpu),
         ],
       ),
       "",

@@ -7,7 +7,6 @@ import { Pyro } from "../../src/sdk/index.ts";
 import { createWorkspaceCli, deleteWorkspaceCli, execSteps, QUIESCE_MS } from "./exec-host.ts";
 import {
   type BenchCtx,
-  cell,
   met,
   ms,
   PhaseSamples,
@@ -15,6 +14,8 @@ import {
   type Section,
   type SectionResult,
   sh,
+  statHeader,
+  statRow,
   stats,
   table,
 } from "./lib.ts";
@@ -84,41 +85,32 @@ export const guestExec: Section = {
       const ratio = ss.median / sa.median;
       const ok = ratio <= TARGET_RATIO;
       const body = [
-        table(
-          ["Measurement", "N", "median (p90, min–max)", "Target", "Met"],
-          [
-            [
-              'warm SDK `pyro.execWorkspace(id, ["true"])` round trip',
-              ss.n,
-              cell(ss),
-              `≤ ${TARGET_RATIO}× agent spawn = ${ms(TARGET_RATIO * sa.median)} (bench reference, mirrors §2)`,
-              `${met(ok)} (${ratio.toFixed(2)}×)`,
-            ],
-            [
-              "agent-reported `duration_ms` (agent's Bun.spawn → exit, in the guest; integer ms)",
-              sa.n,
-              cell(sa),
-              "—",
-              "—",
-            ],
-            [
-              `guest \`sh\` loop: one \`/usr/bin/true\` fork+exec (guest clock, mean of ${LOOP})`,
-              sl.n,
-              cell(sl),
-              "—",
-              "—",
-            ],
-            ["`dist/pyro workspace exec ID -- true` (CLI, spawn → exit)", sc.n, cell(sc), "—", "—"],
-            ["the workspace's wall clock − the host's (`date +%s%N` in the guest)", sk.n, cell(sk), "—", "—"],
-          ],
-        ),
+        table(statHeader("Measurement", "Target", "Met"), [
+          statRow(
+            'warm SDK `pyro.execWorkspace(id, ["true"])` round trip',
+            ss,
+            `≤ ${TARGET_RATIO}× agent spawn = ${ms(TARGET_RATIO * sa.median)} (bench reference, mirrors §2)`,
+            `${met(ok)} (${ratio.toFixed(2)}×)`,
+          ),
+          statRow(
+            "agent-reported `duration_ms` (agent's Bun.spawn → exit, in the guest; integer ms)",
+            sa,
+            "—",
+            "—",
+          ),
+          statRow(
+            `guest \`sh\` loop: one \`/usr/bin/true\` fork+exec (guest clock, mean of ${LOOP})`,
+            sl,
+            "—",
+            "—",
+          ),
+          statRow("`dist/pyro workspace exec ID -- true` (CLI, spawn → exit)", sc, "—", "—"),
+          statRow("the workspace's wall clock − the host's (`date +%s%N` in the guest)", sk, "—", "—"),
+        ]),
         "",
         "The SDK path step by step (same manager functions as `execWorkspace`):",
         "",
-        table(
-          ["Step", "N", "median (p90, min–max)"],
-          steps.entries().map(([name, s]) => [name, s.n, cell(s)]),
-        ),
+        table(statHeader("Step"), steps.rows()),
         "",
         `Round trip − agent spawn = ${ms(ss.median - sa.median)} (median): host record + socket work, the supervisor hop, and the virtio-serial transport under emulation. The agent's own spawn is ${(sa.median / sl.median).toFixed(1)}× a bare fork+exec from \`sh\` in the same guest.`,
       ].join("\n");

@@ -89,6 +89,16 @@ export function cell(s: Stats): string {
   return `${ms(s.median)} (p90 ${ms(s.p90)}, ${ms(s.min)}–${ms(s.max)})`;
 }
 
+/** The header that goes with statRow: first column, N, "median (p90, min–max)", then the rest. */
+export function statHeader(first: string, ...rest: string[]): string[] {
+  return [first, "N", "median (p90, min–max)", ...rest];
+}
+
+/** A table row for one measurement: label, N, "median (p90, min–max)", then any further cells. */
+export function statRow(label: string, s: Stats, ...rest: (string | number)[]): (string | number)[] {
+  return [label, s.n, cell(s), ...rest];
+}
+
 export function table(header: string[], rows: (string | number)[][]): string {
   const esc = (c: string | number) => String(c).replaceAll("|", "\\|");
   return [
@@ -141,6 +151,10 @@ export class PhaseSamples {
   entries(): [string, Stats][] {
     return this.order.map((n) => [n, stats(this.samples.get(n)!)]);
   }
+  /** One statRow per phase, in order. */
+  rows(): (string | number)[][] {
+    return this.entries().map(([name, s]) => statRow(name, s));
+  }
 }
 
 // ---------- processes ----------
@@ -177,25 +191,21 @@ export async function sh(
   return { code, stdout, stderr, ms: took };
 }
 
-/** VmRSS of a process in bytes (NaN when gone). */
-export function vmRss(pid: number): number {
+/** A "NAME: N kB" field of /proc/PID/status in bytes (NaN when gone). */
+function statusBytes(pid: number, field: string): number {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) * 1024 : Number.NaN;
   } catch {
     return Number.NaN;
   }
 }
 
+/** VmRSS of a process in bytes (NaN when gone). */
+export const vmRss = (pid: number): number => statusBytes(pid, "VmRSS");
+
 /** RssAnon of a process in bytes (NaN when gone). */
-export function rssAnon(pid: number): number {
-  try {
-    const m = /^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) * 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
+export const rssAnon = (pid: number): number => statusBytes(pid, "RssAnon");
 
 /** utime + stime of a process, in clock ticks (USER_HZ = 100 on Linux). */
 export function cpuTicks(pid: number): number {

@@ -11,7 +11,17 @@ import { join } from "node:path";
 import { READY_FILE, runDir } from "../../src/manager/paths.ts";
 import { Pyro } from "../../src/sdk/index.ts";
 import { createWorkspaceCli, deleteWorkspaceCli } from "./exec-host.ts";
-import { type BenchCtx, cell, DIST, ms, type Section, type SectionResult, stats, table } from "./lib.ts";
+import {
+  type BenchCtx,
+  DIST,
+  ms,
+  type Section,
+  type SectionResult,
+  statHeader,
+  statRow,
+  stats,
+  table,
+} from "./lib.ts";
 import { mb, mbps, SMALL_TREE, SNAPSHOT_TREE, type TreeInfo, treeFor } from "./tree.ts";
 
 interface Samples {
@@ -112,43 +122,28 @@ export const snapshots: Section = {
       const snapBytes = S(s.snapshotBytes).median;
       rows.push(
         [`**${label}** (${tree.files} files, ${mb(tree.bytes)})`, "", "", "", ""],
-        [
+        statRow(
           "`createSnapshot(id, NAME)` (/workspace → tar on the host)",
-          s.snapshot.length,
-          cell(S(s.snapshot)),
+          S(s.snapshot),
           `${mb(snapBytes)} tar, ${mbps(snapBytes, S(s.snapshot).median)}`,
           "none set",
-        ],
-        ["`resetWorkspace(id)` → baseline", s.reset.length, cell(S(s.reset)), "", "none set"],
-        [
+        ),
+        statRow("`resetWorkspace(id)` → baseline", S(s.reset), "", "none set"),
+        statRow("  stop + new writable layer + boot, until the supervisor is ready", S(s.resetBoot), "", ""),
+        statRow("  restore: baseline import + `baseline.capture`", S(s.resetRestore), "", ""),
+        statRow("`resetWorkspace(id, { snapshot })`", S(s.resetSnap), "", "none set"),
+        statRow(
           "  stop + new writable layer + boot, until the supervisor is ready",
-          s.resetBoot.length,
-          cell(S(s.resetBoot)),
+          S(s.resetSnapBoot),
           "",
           "",
-        ],
-        [
-          "  restore: baseline import + `baseline.capture`",
-          s.resetRestore.length,
-          cell(S(s.resetRestore)),
-          "",
-          "",
-        ],
-        ["`resetWorkspace(id, { snapshot })`", s.resetSnap.length, cell(S(s.resetSnap)), "", "none set"],
-        [
-          "  stop + new writable layer + boot, until the supervisor is ready",
-          s.resetSnapBoot.length,
-          cell(S(s.resetSnapBoot)),
-          "",
-          "",
-        ],
-        [
+        ),
+        statRow(
           "  restore: baseline import + `baseline.capture` + clear + snapshot import",
-          s.resetSnapRestore.length,
-          cell(S(s.resetSnapRestore)),
+          S(s.resetSnapRestore),
           "",
           "",
-        ],
+        ),
         [
           "for scale: `dist/pyro workspace create --seed-path TREE` of this workspace (spawn → exit, once)",
           1,
@@ -161,7 +156,7 @@ export const snapshots: Section = {
     const body = [
       `Workspaces: small = ${small.files} text files, ${mb(small.bytes)}; ~50 MB = ${big.files.toLocaleString("en")} files (1,000 text files of 1–32 KiB, 10 random binaries of 2–8 MiB), ${mb(big.bytes)}. Each is created with \`dist/pyro workspace create --seed-path\` (so it has a baseline.tar), then every round writes one file, takes a snapshot, resets to the baseline, then resets to that snapshot (and checks the file is back). Timed through a warm SDK. N = ${results[0]!.s.reset.length} rounds on the host, ${results[2]!.s.reset.length} in the guest (a guest reset boots a new machine under TCG). The SDK relaunches the supervisor on reset from source (\`bun src/main.ts\`, as any SDK caller does); \`PYRO_AGENT_PATH\` points the host agent at \`dist/pyro-agent\` (see the note below). The split uses the new supervisor's ready file (mtime), as §3 does for create.`,
       "",
-      table(["Measurement", "N", "median (p90, min–max)", "size / rate", "Target"], rows),
+      table(statHeader("Measurement", "size / rate", "Target"), rows),
       "",
       "No target was set for snapshots or reset; the figures are reported only.",
       "",

@@ -33,6 +33,8 @@ import {
   type Section,
   type SectionResult,
   sh,
+  statHeader,
+  statRow,
   stats,
   table,
 } from "./lib.ts";
@@ -273,7 +275,7 @@ function sideBody(
         s.createSeeded,
         B,
       ),
-      ["`dist/pyro workspace create --allow-host-compat` (no seed)", ce.n, cell(ce), "—", "—", "—"],
+      statRow("`dist/pyro workspace create --allow-host-compat` (no seed)", ce, "—", "—", "—"),
       [
         "  seeding part as the CLI user sees it (difference of medians; cross-check of (1)+(5)+(6))",
         cs.n,
@@ -316,7 +318,7 @@ function sideBody(
     );
   }
   return {
-    body: table(["Measurement", "N", "median (p90, min–max)", "MB/s (median; range)", "Target", "Met"], rows),
+    body: table(statHeader("Measurement", "MB/s (median; range)", "Target", "Met"), rows),
     seedRatio,
     exportRatio,
   };
