@@ -3,7 +3,7 @@
  * NAME -- COMMAND ARGS...`. Claude Code keeps user-scope servers in `~/.claude.json` under
  * `mcpServers`, and local-scope ones (the default scope) in the same file under
  * `projects["/abs/dir"].mcpServers`; with CLAUDE_CONFIG_DIR set the file is
- * `$CLAUDE_CONFIG_DIR/.claude.json`. Entries are `{type: "stdio", command, args, env}`
+ * `$CLAUDE_CONFIG_DIR/.claude.json` (observed with Claude Code 2.1.332). Entries are `{type: "stdio", command, args, env}`
  * (the shape `claude mcp add` writes, checked against Claude Code 2.1.332).
  */
 import { join } from "node:path";
@@ -29,7 +29,7 @@ function registrationOf(entry: unknown): Registration | null {
 export const claudeCode: HostModule = {
   id: "claude-code",
   cli: "claude",
-  docs: ["https://code.claude.com/docs/en/mcp", "https://code.claude.com/docs/en/settings"],
+  docs: ["https://code.claude.com/docs/en/mcp"],
   configFiles: (env) => [configFile(env)],
   userConfigFile: configFile,
   find(text, path) {
