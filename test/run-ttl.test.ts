@@ -21,24 +21,19 @@ beforeAll(async () => {
   await ensureBuilt();
 });
 
+/** `pyro run --json --ttl-seconds TTL [--timeout-seconds T]` in host compat, in a fresh home. */
+async function hostRun(ttl: number, timeout: number | null, command: string[]) {
+  const home = freshHome();
+  const limits = ["--ttl-seconds", String(ttl), ...(timeout ? ["--timeout-seconds", String(timeout)] : [])];
+  const r = await pyro(["run", "--allow-host-compat", "--json", ...limits, "debian:12", "--", ...command], {
+    home,
+  });
+  return { r, home };
+}
+
 describe("pyro run --ttl-seconds (host compat)", () => {
   test("a ttl longer than the command changes nothing", async () => {
-    const home = freshHome();
-    const r = await pyro(
-      [
-        "run",
-        "--allow-host-compat",
-        "--json",
-        "--ttl-seconds",
-        "60",
-        "debian:12",
-        "--",
-        "sh",
-        "-c",
-        "sleep 0.2; echo done",
-      ],
-      { home },
-    );
+    const { r, home } = await hostRun(60, null, ["sh", "-c", "sleep 0.2; echo done"]);
     expect(r.code).toBe(0);
     expect(r.json.timed_out).toBe(false);
     expect(r.json.stdout).toBe("done\n");
@@ -46,23 +41,8 @@ describe("pyro run --ttl-seconds (host compat)", () => {
   });
 
   test("a ttl shorter than the command's timeout ends the run at the ttl: timed-out result, machine gone", async () => {
-    const home = freshHome();
     // the command's own timeout (60 s) is far beyond the sleep (30 s): only the ttl can cut it
-    const r = await pyro(
-      [
-        "run",
-        "--allow-host-compat",
-        "--json",
-        "--ttl-seconds",
-        "1",
-        "--timeout-seconds",
-        "60",
-        "debian:12",
-        "--",
-        ...SLEEPER,
-      ],
-      { home },
-    );
+    const { r, home } = await hostRun(1, 60, SLEEPER);
     expect(r.code).toBe(124);
     expect(r.json.timed_out).toBe(true);
     expect(r.json.exit_code).toBe(124);
@@ -71,22 +51,7 @@ describe("pyro run --ttl-seconds (host compat)", () => {
   });
 
   test("ttl 0 means no bound: the command's own timeout decides", async () => {
-    const home = freshHome();
-    const r = await pyro(
-      [
-        "run",
-        "--allow-host-compat",
-        "--json",
-        "--ttl-seconds",
-        "0",
-        "--timeout-seconds",
-        "1",
-        "debian:12",
-        "--",
-        ...SLEEPER,
-      ],
-      { home },
-    );
+    const { r, home } = await hostRun(0, 1, SLEEPER);
     expect(r.code).toBe(124);
     expect(r.json.timed_out).toBe(true);
     noRunLeft(home);
