@@ -1,22 +1,20 @@
 /**
- * Bookkeeping the supervisor does for the calls it relays: the workspace's command history
- * (`history.jsonl`, one line per finished exec) and the record's `command_count` and
- * `last_activity_at`.
+ * The bookkeeping only the supervisor can do, because only it sees every command: the
+ * workspace's command history (`history.jsonl`, one line per exec that returned a result)
+ * and the record's `command_count`. Activity time is not kept here: invoke()
+ * (src/operations/invoke.ts) bumps `last_activity_at` for every operation whose record says
+ * `mutates: true`, on every face, so no list of agent requests has to agree with the table.
  *
  * Invariants:
  * - History numbering continues across stop/start (it is read back at start).
- * - The record is updated before the answer is relayed, so a `list` or `status` right after
- *   a command already sees it; concurrent updates coalesce into one write in flight plus one
- *   more.
+ * - `command_count` is written before the exec's result is relayed, so `status` right after a
+ *   command already counts it; concurrent writes coalesce into one in flight plus one more.
  */
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { historyPath } from "../manager/paths.ts";
 import { updateRecord } from "../manager/store.ts";
 
-/** Requests that change the workspace: they bump last_activity_at (reads do not). */
-const MUTATING = new Set(["exec", "fs.write", "fs.mkdir", "fs.remove", "fs.move", "archive.import"]);
-
-export class Bookkeeping {
+export class CommandHistory {
   private seq: number;
   private writing: Promise<void> | null = null;
   private writeAgain = false;
@@ -33,16 +31,15 @@ export class Bookkeeping {
       : 0;
   }
 
-  /** The hook for relayCall's beforeAnswer of `request` (none for requests that change nothing). */
+  /** relayCall's beforeAnswer for `request`: records an exec's result; nothing for other requests. */
   hookFor(
     request: Record<string, unknown>,
-  ): ((result?: Record<string, unknown>) => Promise<void>) | undefined {
-    const op = request.op;
-    if (typeof op !== "string" || !MUTATING.has(op)) return undefined;
+  ): ((result: Record<string, unknown>) => Promise<void>) | undefined {
+    if (request.op !== "exec") return undefined;
     const startedAt = new Date().toISOString();
-    return async (result) => {
-      if (op === "exec" && result) this.append(request, startedAt, result);
-      await this.writeRecord();
+    return (result) => {
+      this.append(request, startedAt, result);
+      return this.writeCount();
     };
   }
 
@@ -61,8 +58,8 @@ export class Bookkeeping {
     appendFileSync(historyPath(this.home, this.id), `${JSON.stringify(entry)}\n`);
   }
 
-  /** Coalesced: many concurrent calls cause at most one record write in flight plus one more. */
-  private writeRecord(): Promise<void> {
+  /** Coalesced: many concurrent commands cause at most one record write in flight plus one more. */
+  private writeCount(): Promise<void> {
     if (this.writing) {
       this.writeAgain = true;
       return this.writing;
@@ -70,11 +67,7 @@ export class Bookkeeping {
     this.writing = (async () => {
       do {
         this.writeAgain = false;
-        await updateRecord(this.home, this.id, (r) => ({
-          ...r,
-          last_activity_at: new Date().toISOString(),
-          command_count: this.seq,
-        })).catch(() => {});
+        await updateRecord(this.home, this.id, (r) => ({ ...r, command_count: this.seq })).catch(() => {});
       } while (this.writeAgain);
       this.writing = null;
     })();

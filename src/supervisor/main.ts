@@ -9,7 +9,7 @@
  *   the agent's flow-control and liveness state (an agent found unresponsive fails every
  *   call fast with AGENT_UNRESPONSIVE until it answers again or the workspace restarts);
  * - local.ts: the supervisor's own `sup.*` requests;
- * - history.ts: the bookkeeping of relayed calls (command history and the record);
+ * - history.ts: the command history and `command_count` (activity time is invoke()'s);
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
  */
@@ -20,7 +20,7 @@ import { PyroError } from "../protocol/errors.ts";
 import { AgentLink } from "./agent.ts";
 import { announceStarted, bootMachine } from "./boot.ts";
 import { Ending } from "./ending.ts";
-import { Bookkeeping } from "./history.ts";
+import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
 import { relayCall } from "./relay.ts";
@@ -35,13 +35,13 @@ export async function supervise(home: string, id: string): Promise<void> {
   ending.armTtl(record.expires_at);
 
   const agent = new AgentLink(machine.conn, home, id);
-  const books = new Bookkeeping(home, id);
+  const history = new CommandHistory(home, id);
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
       onStream: (client) => {
         const op = String(client.request.op ?? "");
         if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
-        else relayCall(client, clientConn, agent, books.hookFor(client.request));
+        else relayCall(client, clientConn, agent, history.hookFor(client.request));
       },
     });
   });

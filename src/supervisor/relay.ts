@@ -16,8 +16,8 @@
  * - After the call ended, the client's input is drained and dropped: its connection must
  *   keep being read for its next call.
  * - A client that vanishes takes its command with it (SIGKILL).
- * - `beforeAnswer` (bookkeeping) runs after the last event and before the client sees the
- *   answer (with the result; without one when the call failed).
+ * - `beforeAnswer` (bookkeeping) runs on a result, after the last event and before the client
+ *   sees it.
  */
 import {
   type ClientStream,
@@ -35,7 +35,7 @@ export function relayCall(
   client: ServerStream,
   clientConn: Connection,
   agent: AgentLink,
-  beforeAnswer?: (result?: Record<string, unknown>) => Promise<void>,
+  beforeAnswer?: (result: Record<string, unknown>) => Promise<void>,
 ): void {
   const req = client.request;
   const op = String(req.op ?? "");
@@ -108,7 +108,6 @@ export function relayCall(
       },
       async (err) => {
         await relayed.catch(() => {});
-        await beforeAnswer?.();
         client.fail(err);
       },
     );
