@@ -22,7 +22,16 @@ export const runOp = defineOperation({
     vcpu_count: v.optional(f.vcpuCount),
     mem_mib: v.optional(f.memMib),
     timeout_seconds: v.optional(f.timeoutSeconds),
-    ttl_seconds: v.optional(f.ttlSeconds),
+    ttl_seconds: v.optional(
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(0),
+        v.description(
+          "Bound on the disposable VM's whole life, boot included (default 600; 0 = none); a command still running then is a timed-out result.",
+        ),
+      ),
+    ),
     network: v.optional(
       v.pipe(v.boolean(), v.description("Give the VM outbound network access (off by default).")),
     ),
