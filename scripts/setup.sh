@@ -40,6 +40,18 @@ if [ -z "${PYRO_BUILD_CACHE:-}" ]; then
   if [ "$(id -u)" = 0 ]; then PYRO_BUILD_CACHE=/var/cache/pyro/build; else PYRO_BUILD_CACHE=$REPO/.cache/build; fi
 fi
 export PYRO_BUILD_CACHE
+# The chat clients' own CLIs, for the host-onramps tests that let each client read what pyro
+# wrote (CI, or PYRO_TEST_CLIENTS=1): pinned versions from npm, cached by that list (~1.2 GB, ~30 s).
+if [ "${CI:-}" = true ] || [ "${PYRO_TEST_CLIENTS:-}" = 1 ]; then
+  clients=$(cat scripts/chat-clients.txt)
+  clients_dir="$(dirname "$PYRO_BUILD_CACHE")/clients/$(echo "$clients" | sha256sum | cut -c1-16)"
+  if [ ! -x "$clients_dir/node_modules/.bin/opencode" ]; then
+    echo "setup: installing chat clients for the host-onramps tests" >&2
+    # shellcheck disable=SC2086 # one package per word
+    npm install --no-audit --no-fund --loglevel=error --prefix "$clients_dir" $clients
+  fi
+  ln -sfn "$clients_dir" "$(dirname "$PYRO_BUILD_CACHE")/clients/current"
+fi
 dist/pyro env build debian:12
 echo "setup: done. Running the main job:" >&2
 exec dist/pyro run debian:12 -- git --version

@@ -3,6 +3,7 @@
  * tests ran. Under CI (or PYRO_REQUIRE_GUESTS=1) a real-guest test may not skip: it fails,
  * and a run with zero real-guest tests fails too.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 
 const root = join(import.meta.dir, "..");
@@ -12,6 +13,12 @@ if (requireGuests) process.env.PYRO_REQUIRE_GUESTS = "1";
 // Same default as scripts/setup.sh: outside the checkout when root, so clones share it.
 process.env.PYRO_BUILD_CACHE ??=
   process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(root, ".cache", "build");
+
+// Chat clients installed by scripts/setup.sh (CI): on PATH for the host-onramps tests, which
+// may not skip under CI.
+const clientsBin = join(process.env.PYRO_BUILD_CACHE, "..", "clients", "current", "node_modules", ".bin");
+if (existsSync(clientsBin)) process.env.PATH = `${process.env.PATH}:${clientsBin}`;
+if (requireGuests) process.env.PYRO_REQUIRE_CLIENTS = "1";
 
 const build = Bun.spawnSync([bun, join(root, "scripts", "build.ts")], {
   stdout: "inherit",

@@ -4,7 +4,8 @@
  * fixtures in test/fixtures/host-onramps/), merging keeps everything else in the user's file,
  * `host doctor` finds a planted stale registration and `host repair` fixes it. HOME points at
  * a temp dir for every run. Where a client's own CLI is on PATH, its list/get command is run
- * against what pyro wrote (skipped, saying so, where it is absent: CI does not install them).
+ * against what pyro wrote (skipped, saying so, where it is absent; under CI scripts/setup.sh installs
+ * them and a missing one fails).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
@@ -427,6 +428,12 @@ describe("the clients' own CLIs read what pyro wrote", () => {
   ] as const;
   for (const c of clients) {
     const found = Bun.which(c.cli);
+    // Under CI (scripts/test.ts sets PYRO_REQUIRE_CLIENTS) scripts/setup.sh installs the clients:
+    // a missing one is then a failure, not a skip.
+    if (!found && process.env.PYRO_REQUIRE_CLIENTS === "1")
+      test(`${c.cli} lists pyro as registered by pyro host`, () => {
+        throw new Error(`${c.cli} is not on PATH (scripts/setup.sh installs it when CI=true)`);
+      });
     test.skipIf(!found)(
       `${c.cli} lists pyro as registered by pyro host${found ? "" : ` (skipped: ${c.cli} is not on PATH)`}`,
       async () => {
