@@ -346,7 +346,7 @@ describe("through serveChannel", () => {
     const { root, client } = agent();
     write(root, "a.txt", "one\ntwo\n");
     const cap = await call(client, { op: "baseline.capture" });
-    expect(cap.result).toMatchObject({ type: "result", files: 1 });
+    expect(cap.result).toMatchObject({ files: 1 });
     expect(cap.result.tree).toMatch(/^[0-9a-f]{40}$/);
 
     const inline = await call(client, {
@@ -354,7 +354,6 @@ describe("through serveChannel", () => {
       patch: "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+TWO\n",
     });
     expect(inline.result).toEqual({
-      type: "result",
       files: [{ path: "a.txt", status: "modified" }],
       hunks_applied: 1,
       files_truncated: false,
@@ -371,10 +370,9 @@ describe("through serveChannel", () => {
     expect(d.out).toContain("+TWO\n");
     expect(d.out).toContain("diff --git a/b.txt b/b.txt\nnew file mode 100644\n");
     expect(Object.keys(d.result).sort()).toEqual(
-      ["files", "files_hashed", "files_truncated", "patch_bytes", "summary", "truncated", "type"].sort(),
+      ["files", "files_hashed", "files_truncated", "patch_bytes", "summary", "truncated"].sort(),
     );
     expect(d.result).toMatchObject({
-      type: "result",
       patch_bytes: Buffer.byteLength(d.out),
       summary: { files_changed: 2, additions: 2, deletions: 1, binary_files: 0 },
       truncated: false,

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { channelPair } from "../src/protocol/channels.ts";
 import { type ClientStream, Connection } from "../src/protocol/connection.ts";
 import { Channel } from "../src/protocol/frame.ts";
+import { ExecResult } from "../src/protocol/messages.ts";
 import { rejection } from "../src/protocol/testing.ts";
 import { serveChannel } from "./server.ts";
 
@@ -118,17 +119,8 @@ async function readLines(s: ClientStream, count: number): Promise<string[]> {
   return text.split("\n").slice(0, count);
 }
 
-const RESULT_KEYS = [
-  "duration_ms",
-  "exit_code",
-  "signal",
-  "stderr_bytes",
-  "stderr_truncated",
-  "stdout_bytes",
-  "stdout_truncated",
-  "timed_out",
-  "type",
-];
+/** The result as the client sees it (the frame's `type` stripped): exactly the schema's fields. */
+const RESULT_KEYS = Object.keys(ExecResult.entries).sort();
 
 describe("exec", () => {
   test("a command string runs under /bin/sh -c; stdout and stderr ride channels 1 and 2", async () => {
@@ -139,7 +131,6 @@ describe("exec", () => {
     expect([...r.channels].sort()).toEqual([Channel.STDOUT, Channel.STDERR]);
     expect(Object.keys(r.result).sort()).toEqual(RESULT_KEYS);
     expect(r.result).toMatchObject({
-      type: "result",
       exit_code: 0,
       signal: null,
       timed_out: false,

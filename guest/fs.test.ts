@@ -14,16 +14,15 @@ import {
   symlink,
 } from "node:fs/promises";
 import { rejectsWith, run, snapshotTree, tempDir } from "../src/protocol/archive/testutil.ts";
+import { READ_MAX_BYTES, WRITE_MAX_BYTES } from "../src/protocol/limits.ts";
 import {
   encodingHint,
   listPath,
   makeDirectory,
   movePath,
-  READ_MAX_BYTES,
   readFile,
   removePath,
   statPath,
-  WRITE_MAX_BYTES,
   writeFile,
 } from "./fs.ts";
 

@@ -11,8 +11,8 @@
  * inode: they create a temp sibling (O_EXCL|O_NOFOLLOW) and rename it over the target, so a
  * hardlink to something outside the workspace is replaced rather than modified.
  *
- * Caps: read max_bytes <= 16 MiB (larger requests are INVALID_INPUT; read the rest with
- * offset); write <= 16 MiB (FILE_TOO_LARGE); list max_entries <= 100,000.
+ * Caps (src/protocol/limits.ts): read max_bytes <= 16 MiB (larger requests are INVALID_INPUT;
+ * read the rest with offset); write <= 16 MiB (FILE_TOO_LARGE); list max_entries <= 100,000.
  */
 import {
   fchmodSync,
@@ -28,6 +28,13 @@ import { readdir } from "node:fs/promises";
 import { fsError, safeMode, tempName } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import {
+  LIST_DEFAULT_ENTRIES,
+  LIST_MAX_ENTRIES,
+  READ_DEFAULT_BYTES,
+  READ_MAX_BYTES,
+  WRITE_MAX_BYTES,
+} from "../src/protocol/limits.ts";
+import {
   AT_REMOVEDIR,
   closeFd,
   fdPath,
@@ -39,12 +46,6 @@ import {
   unlinkat,
 } from "../src/protocol/openat.ts";
 import { lookupAt, type Resolved, showParts, withResolved } from "./paths.ts";
-
-export const READ_DEFAULT_BYTES = 65536;
-export const READ_MAX_BYTES = 16 * 1024 * 1024;
-export const WRITE_MAX_BYTES = 16 * 1024 * 1024;
-export const LIST_DEFAULT_ENTRIES = 10_000;
-export const LIST_MAX_ENTRIES = 100_000;
 
 export type ArtifactType = "file" | "directory" | "symlink" | "other";
 

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
+import { parseResult } from "../src/protocol/call.ts";
 import { channelPair } from "../src/protocol/channels.ts";
 import type { Connection } from "../src/protocol/connection.ts";
 import { ERROR_CODES, PyroError } from "../src/protocol/errors.ts";
@@ -23,7 +24,7 @@ import {
   MAX_FRAME_PAYLOAD,
   makeFlags,
 } from "../src/protocol/frame.ts";
-import { Request } from "../src/protocol/messages.ts";
+import { type AgentOp, ExecStarted, Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION } from "../src/protocol/version.ts";
 import { serveChannel } from "./server.ts";
 
@@ -884,7 +885,7 @@ async function runStackCase(script: Script, root: string): Promise<StackOutcome>
       return fail("the server sent invalid JSON");
     }
     if (!(f.flags & Flag.END)) {
-      if (msg.type !== "started") fail(`unexpected non-terminal JSON ${JSON.stringify(msg)}`);
+      if (!v.is(ExecStarted, msg)) fail(`unexpected non-terminal JSON ${JSON.stringify(msg)}`);
       continue;
     }
     finished.add(f.stream);
@@ -894,6 +895,13 @@ async function runStackCase(script: Script, root: string): Promise<StackOutcome>
     outcome.ops[tag] = (outcome.ops[tag] ?? 0) + 1;
     if (msg.type === "result") {
       if (!valid) fail(`an invalid request got a result: ${JSON.stringify(request)}`);
+      // every result the agent sends passes its op's result schema (what the host checks)
+      const { type: _type, ...result } = msg;
+      try {
+        parseResult(request!.op as AgentOp, result);
+      } catch (err) {
+        fail(`${(err as Error).message}: ${JSON.stringify(msg)}`);
+      }
       outcome.results++;
     } else if (msg.type === "error") {
       outcome.errors++;

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseResult } from "../src/protocol/call.ts";
 import { channelPair } from "../src/protocol/channels.ts";
 import { type ClientStream, Connection } from "../src/protocol/connection.ts";
 import { ERROR_CODES, PyroError } from "../src/protocol/errors.ts";
@@ -17,6 +18,7 @@ import {
   FrameDecoder,
   makeFlags,
 } from "../src/protocol/frame.ts";
+import { type AgentOp, MESSAGE_TABLE } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
 
@@ -67,6 +69,9 @@ async function call(
   }
   const result = await s.done;
   await pump;
+  // every result a test sees passes its op's result schema (what the host checks)
+  if (typeof req.op === "string" && Object.hasOwn(MESSAGE_TABLE, req.op))
+    parseResult(req.op as AgentOp, result);
   return { result, out: new Uint8Array(Buffer.concat(parts)), json };
 }
 

@@ -3,7 +3,8 @@
  * Long-lived clients (the SDK, the MCP server) keep one connection per workspace open and
  * reuse it; the one-shot CLI connects per call.
  */
-import { Connection, type StreamEvent } from "../protocol/connection.ts";
+import { type CallOp, type CallOptions, call, type RequestOf, type ResultOf } from "../protocol/call.ts";
+import { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { connectUnixChannel } from "../vmm/socket-channel.ts";
 import { supervisorSocket } from "./paths.ts";
@@ -67,16 +68,19 @@ export async function acquireSupervisor(
   return { conn: await p, release: () => {} };
 }
 
-/** One request to a workspace's agent (through its supervisor). */
-export async function callWorkspace(
+/**
+ * One request to a workspace's agent (relayed by its supervisor) or to the supervisor itself
+ * (`sup.*`), checked both ways against src/protocol (see call.ts) and typed by its op.
+ */
+export async function callWorkspace<Op extends CallOp>(
   home: string,
   r: WorkspaceRecord,
-  request: Record<string, unknown>,
-  opts: { input?: Uint8Array | AsyncIterable<Uint8Array>; onEvent?: (e: StreamEvent) => void } = {},
-): Promise<Record<string, unknown>> {
+  request: RequestOf<Op> & { op: Op },
+  opts: CallOptions = {},
+): Promise<ResultOf<Op>> {
   const { conn, release } = await acquireSupervisor(home, r);
   try {
-    return await conn.call(request, opts);
+    return await call<Op>(conn, request, opts);
   } finally {
     release();
   }

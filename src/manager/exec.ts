@@ -6,15 +6,15 @@
  * stream with its encoding gives back exactly the bytes kept (a character cut by truncation
  * at the end is dropped whole, and the stream is then flagged truncated anyway).
  */
+import { call, type RequestOf, type ResultOf } from "../protocol/call.ts";
 import type { Connection, StreamEvent } from "../protocol/connection.ts";
 import { encodingHint } from "../protocol/encoding.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
+import { DEFAULT_MAX_OUTPUT_BYTES } from "../protocol/limits.ts";
 import type { Accelerator, BackendName } from "../vmm/types.ts";
 
 export const DEFAULT_EXEC_TIMEOUT_SECONDS = 30;
-/** Bytes kept per stream in a result (the agent drops and flags the rest). */
-export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 
 export interface ExecInput {
   command: string | string[];
@@ -63,10 +63,11 @@ export interface ExecResult {
   accelerator: Accelerator;
 }
 
-export function execRequest(input: ExecInput): Record<string, unknown> {
+/** Bytes kept per stream come from `max_output_bytes` (the agent drops and flags the rest). */
+export function execRequest(input: ExecInput): RequestOf<"exec"> {
   const timeout = input.timeout_seconds ?? DEFAULT_EXEC_TIMEOUT_SECONDS;
   if (!(timeout > 0)) throw new PyroError("INVALID_INPUT", "timeout_seconds must be positive");
-  const req: Record<string, unknown> = {
+  const req: RequestOf<"exec"> = {
     op: "exec",
     timeout_ms: Math.round(timeout * 1000),
     max_output_bytes: input.max_output_bytes ?? DEFAULT_MAX_OUTPUT_BYTES,
@@ -109,24 +110,23 @@ export class OutputCollector {
 }
 
 export function shapeExecResult(
-  raw: Record<string, unknown>,
+  raw: ResultOf<"exec">,
   out: OutputCollector,
   where: { backend: BackendName; accelerator: Accelerator },
 ): ExecResult {
-  const stdout_truncated = Boolean(raw.stdout_truncated);
-  const stderr_truncated = Boolean(raw.stderr_truncated);
+  const { stdout_truncated, stderr_truncated } = raw;
   const stdout = encodeOutput(out.bytes("stdout"), stdout_truncated);
   const stderr = encodeOutput(out.bytes("stderr"), stderr_truncated);
   return {
-    exit_code: Number(raw.exit_code),
+    exit_code: raw.exit_code,
     stdout: stdout.text,
     stderr: stderr.text,
     stdout_truncated,
     stderr_truncated,
     stdout_encoding: stdout.encoding,
     stderr_encoding: stderr.encoding,
-    timed_out: Boolean(raw.timed_out),
-    duration_ms: Number(raw.duration_ms),
+    timed_out: raw.timed_out,
+    duration_ms: raw.duration_ms,
     execution_mode: where.backend === "host" ? "host_compat" : "guest",
     backend: where.backend,
     accelerator: where.accelerator,
@@ -140,6 +140,6 @@ export async function execOn(
   live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void },
 ): Promise<ExecResult> {
   const out = new OutputCollector(live);
-  const raw = await conn.call(execRequest(input), { onEvent: out.onEvent });
+  const raw = await call(conn, execRequest(input), { onEvent: out.onEvent });
   return shapeExecResult(raw, out, where);
 }

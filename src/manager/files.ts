@@ -7,7 +7,7 @@ import type { WorkspaceRecord } from "./record.ts";
 
 export async function listFiles(home: string, r: WorkspaceRecord, path: string, recursive: boolean) {
   const res = await callWorkspace(home, r, { op: "fs.list", path, recursive });
-  return { workspace_id: r.workspace_id, ...res } as Record<string, unknown>;
+  return { workspace_id: r.workspace_id, ...res };
 }
 
 export async function statFile(home: string, r: WorkspaceRecord, path: string) {
@@ -33,13 +33,7 @@ export async function readWorkspaceFile(
   );
   return {
     workspace_id: r.workspace_id,
-    ...shapeContent(
-      String(res.path),
-      Number(res.size_bytes),
-      Buffer.concat(parts),
-      Boolean(res.truncated),
-      res.encoding_hint,
-    ),
+    ...shapeContent(res.path, res.size_bytes, Buffer.concat(parts), res.truncated, res.encoding_hint),
   };
 }
 
@@ -52,7 +46,7 @@ export function shapeContent(
   sizeBytes: number,
   bytes: Buffer,
   truncated: boolean,
-  hint?: unknown,
+  hint?: "utf8" | "binary",
 ) {
   const text = bytes.toString("utf8");
   const utf8 = hint !== "binary" && !text.includes("\uFFFD");
@@ -74,23 +68,22 @@ export async function writeWorkspaceFile(home: string, r: WorkspaceRecord, path:
       `text is ${data.byteLength} bytes; at most ${WRITE_MAX_BYTES} per write`,
     );
   const res = await callWorkspace(home, r, { op: "fs.write", path, create_parents: true }, { input: data });
-  return { workspace_id: r.workspace_id, ...res, bytes_written: data.byteLength } as Record<string, unknown>;
+  return { workspace_id: r.workspace_id, ...res, bytes_written: data.byteLength };
 }
 
 /** The agent sends the patch text as data (it can be large) and the rest as the result. */
-export async function diffCall(
-  home: string,
-  r: WorkspaceRecord,
-  maxBytes?: number,
-): Promise<Record<string, unknown>> {
+export async function diffCall(home: string, r: WorkspaceRecord, maxBytes?: number) {
   const parts: Uint8Array[] = [];
-  const req: Record<string, unknown> = { op: "diff" };
-  if (maxBytes !== undefined) req.max_bytes = maxBytes;
-  const res = await callWorkspace(home, r, req, {
-    onEvent: (e) => {
-      if (e.kind === "data" && e.channel === Channel.STDOUT) parts.push(e.bytes);
+  const res = await callWorkspace(
+    home,
+    r,
+    { op: "diff", max_bytes: maxBytes },
+    {
+      onEvent: (e) => {
+        if (e.kind === "data" && e.channel === Channel.STDOUT) parts.push(e.bytes);
+      },
     },
-  });
+  );
   const { patch_bytes: _b, ...rest } = res;
   return { workspace_id: r.workspace_id, patch: Buffer.concat(parts).toString("utf8"), ...rest };
 }

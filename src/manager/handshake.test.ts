@@ -26,6 +26,7 @@ describe("hello handshake", () => {
       kernel: "k",
       boot_id: "b",
       pid1: false,
+      root: "/workspace",
     }));
     const err = await helloAgent(ch, Date.now() + 2000).catch((e) => e);
     expect(err).toBeInstanceOf(PyroError);
@@ -55,10 +56,29 @@ describe("hello handshake", () => {
       kernel: "6.1.0-pyro",
       boot_id: "id",
       pid1: false,
+      root: "/workspace",
     }));
     const { conn, hello } = await helloAgent(ch, Date.now() + 2000);
     expect(hello.kernel).toBe("6.1.0-pyro");
     expect(conn.isClosed).toBe(false);
     conn.close();
+  });
+
+  test("a hello answer that is not this protocol's → AGENT_VERSION_MISMATCH naming the field", async () => {
+    const ch = fakeAgent((req) => ({
+      protocol_version: req.protocol_version as number,
+      agent_version: "x",
+      kernel: 6, // a number where the protocol says string
+      boot_id: "id",
+      pid1: false,
+      root: "/workspace",
+    }));
+    const err = await helloAgent(ch, Date.now() + 2000).catch((e) => e);
+    expect(err).toBeInstanceOf(PyroError);
+    expect(err.code).toBe("AGENT_VERSION_MISMATCH");
+    expect(err.message).toContain("hello result");
+    expect(err.message).toContain("kernel");
+    expect(err.details).toEqual({ op: "hello", field: "kernel" });
+    expect(err.hint).toContain("--force");
   });
 });

@@ -2,6 +2,7 @@
  * Boot a machine and shake hands with its agent. Shared by the workspace supervisor and
  * one-shot `run`; on any failure everything started so far is torn down.
  */
+import { call } from "../protocol/call.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { tailFile } from "../vmm/process.ts";
@@ -53,7 +54,7 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
         stopped = true;
         let acked = false;
         try {
-          await Promise.race([conn.call({ op: "shutdown" }).then(() => (acked = true)), Bun.sleep(2000)]);
+          await Promise.race([call(conn, { op: "shutdown" }).then(() => (acked = true)), Bun.sleep(2000)]);
         } catch {}
         // The agent syncs and resets the machine itself; give it the chance before the
         // VMM is told to quit, or writes still in the guest's page cache are lost.

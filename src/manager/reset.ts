@@ -18,7 +18,7 @@ export const exportsLogPath = (home: string, id: string) => join(workspaceDir(ho
 
 async function clearWorkspace(home: string, r: WorkspaceRecord): Promise<void> {
   const listing = await callWorkspace(home, r, { op: "fs.list", path: "/workspace", recursive: false });
-  for (const e of (listing.entries as Array<{ path: string }>) ?? []) {
+  for (const e of listing.entries) {
     await callWorkspace(home, r, { op: "fs.remove", path: e.path, recursive: true });
   }
 }

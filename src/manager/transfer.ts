@@ -84,18 +84,11 @@ export async function importTar(
   body: ReadableStream<Uint8Array>,
   dest = "/workspace",
 ): Promise<{ path: string; files: number; directories: number; symlinks: number; bytes: number }> {
-  const res = await withTimeout(
+  return withTimeout(
     callWorkspace(home, r, { op: "archive.import", dest }, { input: body }),
     UPLOAD_TIMEOUT_MS,
     "the upload",
   );
-  return {
-    path: String(res.path ?? dest),
-    files: Number(res.files ?? 0),
-    directories: Number(res.directories ?? 0),
-    symlinks: Number(res.symlinks ?? 0),
-    bytes: Number(res.bytes ?? 0),
-  };
 }
 
 /** Stream a workspace path out as tar chunks, to whatever consumes them. */

@@ -143,11 +143,10 @@ export const patchApplyOp = defineOperation({
     const r = await started(ctx, input.workspace_id);
     // Sent as a data stream, not inline: a frame holds at most 1 MiB, a patch up to 8 MiB.
     const body = new TextEncoder().encode(patch);
-    const res: Record<string, unknown> = {
+    return {
       workspace_id: r.workspace_id,
       ...(await callWorkspace(ctx.home, r, { op: "patch.apply" }, { input: body })),
     };
-    return res;
   },
   render: (out) =>
     (out.files as Array<Record<string, unknown>>).map((x) => `${x.status} ${x.path}`).join("\n") ||

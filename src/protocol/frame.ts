@@ -18,6 +18,7 @@ export const Flag = {
 
 /** Data channels ride in the high nibble of flags. */
 export const Channel = { INPUT: 0, STDOUT: 1, STDERR: 2 } as const;
+export const CHANNEL_SHIFT = 4;
 export type ChannelNumber = number;
 
 export interface Frame {
@@ -27,13 +28,13 @@ export interface Frame {
 }
 
 export function channelOf(flags: number): ChannelNumber {
-  return flags >> 4;
+  return flags >> CHANNEL_SHIFT;
 }
 
 export function makeFlags(opts: { json?: boolean; end?: boolean; channel?: number }): number {
   const ch = opts.channel ?? 0;
   if (!Number.isInteger(ch) || ch < 0 || ch > 15) throw new PyroError("INVALID_INPUT", `bad channel ${ch}`);
-  return (opts.json ? Flag.JSON : 0) | (opts.end ? Flag.END : 0) | (ch << 4);
+  return (opts.json ? Flag.JSON : 0) | (opts.end ? Flag.END : 0) | (ch << CHANNEL_SHIFT);
 }
 
 export function encodeFrame(frame: Frame): Uint8Array {

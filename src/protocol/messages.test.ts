@@ -1,5 +1,7 @@
 /**
- * Pins the wire format: MESSAGE_TABLE rendered to JSON Schema must match the committed
+ * Pins the wire format: MESSAGE_TABLE (request and result of every agent op), the error
+ * frame, the supervisor's `sup.*` messages, the frame constants, the transport names and the
+ * shared size limits, rendered to JSON (Schema), must match the committed
  * messages.snapshot.json. After an intended change run
  *   UPDATE_SNAPSHOTS=1 bun test src/protocol/messages.test.ts
  * and bump PROTOCOL_VERSION (src/protocol/version.ts) if old peers cannot talk to new ones.
@@ -10,48 +12,63 @@ import { join } from "node:path";
 import { toJsonSchema } from "@valibot/to-json-schema";
 import * as v from "valibot";
 import { ERROR_CODES } from "./errors.ts";
+import { CHANNEL_SHIFT, Channel, Flag, HEADER_BYTES, MAX_FRAME_PAYLOAD } from "./frame.ts";
+import * as LIMITS from "./limits.ts";
 import {
-  ArchiveExportRequest,
-  ArchiveImportRequest,
-  BaselineCaptureRequest,
-  ClockSetRequest,
-  DiffRequest,
+  AGENT_OPS,
+  type AgentOp,
   ErrorMessage,
-  ExecKillRequest,
   ExecRequest,
   ExecResult,
-  FsListRequest,
-  FsMkdirRequest,
   FsMoveRequest,
-  FsReadRequest,
-  FsRemoveRequest,
   FsStatRequest,
   FsWriteRequest,
   HelloRequest,
-  InfoRequest,
   MESSAGE_TABLE,
-  PatchApplyRequest,
-  PingRequest,
   Request,
-  ShutdownRequest,
   SignalMessage,
 } from "./messages.ts";
+import { SUPERVISOR_OP_PREFIX, SUPERVISOR_TABLE } from "./supervisor.ts";
+import { AGENT_PORT_NAME, AGENT_VSOCK_PORT } from "./transport.ts";
 import { PROTOCOL_VERSION } from "./version.ts";
 
 const SNAPSHOT_PATH = join(import.meta.dir, "messages.snapshot.json");
 const CHANGED =
   "wire format changed: bump PROTOCOL_VERSION if incompatible, then UPDATE_SNAPSHOTS=1 bun test src/protocol/messages.test.ts";
 
-function render(): { protocol_version: number; messages: Record<string, unknown> } {
-  const messages: Record<string, unknown> = {};
-  for (const [name, schema] of Object.entries(MESSAGE_TABLE)) {
-    messages[name] = toJsonSchema(schema as v.GenericSchema, { errorMode: "ignore" });
+const jsonSchema = (s: v.GenericSchema) => toJsonSchema(s, { errorMode: "ignore" });
+
+function renderTable(table: Record<string, Record<string, v.GenericSchema>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [op, parts] of Object.entries(table)) {
+    out[op] = Object.fromEntries(Object.entries(parts).map(([k, s]) => [k, jsonSchema(s)]));
   }
-  return { protocol_version: PROTOCOL_VERSION, messages };
+  return out;
+}
+
+type Snapshot = Record<string, unknown> & { protocol_version: number };
+
+function render(): Snapshot {
+  return {
+    protocol_version: PROTOCOL_VERSION,
+    frame: {
+      layout: "[len u32 BE][stream u32 BE][flags u8][payload]",
+      header_bytes: HEADER_BYTES,
+      max_frame_payload: MAX_FRAME_PAYLOAD,
+      flags: Flag,
+      channel_shift: CHANNEL_SHIFT,
+      channels: Channel,
+    },
+    transport: { agent_port_name: AGENT_PORT_NAME, agent_vsock_port: AGENT_VSOCK_PORT },
+    limits: { ...LIMITS },
+    messages: renderTable(MESSAGE_TABLE as unknown as Record<string, Record<string, v.GenericSchema>>),
+    error: jsonSchema(ErrorMessage),
+    supervisor: renderTable(SUPERVISOR_TABLE as unknown as Record<string, Record<string, v.GenericSchema>>),
+  };
 }
 
 describe("wire format snapshot", () => {
-  test("MESSAGE_TABLE + PROTOCOL_VERSION match messages.snapshot.json", () => {
+  test("the rendered contract + PROTOCOL_VERSION match messages.snapshot.json", () => {
     const actual = `${JSON.stringify(render(), null, 2)}\n`;
     if (process.env.UPDATE_SNAPSHOTS === "1") {
       writeFileSync(SNAPSHOT_PATH, actual);
@@ -64,67 +81,117 @@ describe("wire format snapshot", () => {
       throw new Error(`${CHANGED}\n(messages.snapshot.json is missing)`);
     }
     // Compared as data, not text, so reformatting the file (biome) is not a change.
-    let before: { protocol_version: number; messages: Record<string, unknown> };
+    let before: Snapshot;
     try {
       before = JSON.parse(committed);
     } catch {
       throw new Error(`${CHANGED}\n(messages.snapshot.json is not valid JSON)`);
     }
-    const after = JSON.parse(actual) as typeof before;
+    const after = JSON.parse(actual) as Snapshot;
     if (!Bun.deepEquals(before, after, true)) {
-      const names = new Set([...Object.keys(before.messages ?? {}), ...Object.keys(after.messages)]);
-      const changed = [...names].filter(
-        (n) => !Bun.deepEquals(before.messages?.[n], after.messages[n], true),
-      );
-      const version =
-        before.protocol_version !== after.protocol_version
-          ? `; protocol_version ${before.protocol_version} -> ${after.protocol_version}`
-          : "";
-      throw new Error(`${CHANGED}\n(changed: ${changed.join(", ") || "none"}${version})`);
+      const changed: string[] = [];
+      for (const section of new Set([...Object.keys(before), ...Object.keys(after)])) {
+        const b = before[section];
+        const a = after[section];
+        if (Bun.deepEquals(b, a, true)) continue;
+        const nested = (x: unknown) => (x && typeof x === "object" ? (x as Record<string, unknown>) : {});
+        const keys = new Set([...Object.keys(nested(b)), ...Object.keys(nested(a))]);
+        const diff = [...keys].filter((k) => !Bun.deepEquals(nested(b)[k], nested(a)[k], true));
+        changed.push(diff.length && typeof a === "object" ? `${section}: ${diff.join(", ")}` : section);
+      }
+      throw new Error(`${CHANGED}\n(changed: ${changed.join("; ")})`);
     }
   });
 
-  test("every message in the table renders to an object schema", () => {
-    const { messages } = render();
-    expect(Object.keys(messages).sort()).toEqual(Object.keys(MESSAGE_TABLE).sort());
-    for (const schema of Object.values(messages)) expect((schema as { type?: string }).type).toBe("object");
+  test("the snapshot names every agent op and every supervisor op, each with a request and a result", () => {
+    const snap = JSON.parse(readFileSync(SNAPSHOT_PATH, "utf8")) as {
+      messages: Record<string, Record<string, unknown>>;
+      supervisor: Record<string, Record<string, unknown>>;
+    };
+    expect(Object.keys(snap.messages).sort()).toEqual([...AGENT_OPS].sort());
+    expect(Object.keys(snap.supervisor).sort()).toEqual(Object.keys(SUPERVISOR_TABLE).sort());
+    for (const entry of [...Object.values(snap.messages), ...Object.values(snap.supervisor)]) {
+      expect((entry.request as { type?: string }).type).toBe("object");
+      expect((entry.result as { type?: string }).type).toBe("object");
+    }
   });
 });
 
-/** A minimal valid instance of each request schema. */
-const VALID_REQUESTS: Array<[string, v.GenericSchema, Record<string, unknown>]> = [
-  ["hello", HelloRequest, { op: "hello", protocol_version: 1, host_version: "0.0.0" }],
-  ["ping", PingRequest, { op: "ping" }],
-  ["clock.set", ClockSetRequest, { op: "clock.set", unix_ms: 1 }],
-  ["info", InfoRequest, { op: "info" }],
-  ["shutdown", ShutdownRequest, { op: "shutdown" }],
-  ["exec", ExecRequest, { op: "exec", command: "true" }],
-  ["exec.kill", ExecKillRequest, { op: "exec.kill", pid: 2 }],
+describe("the table", () => {
+  const tables = { ...MESSAGE_TABLE, ...SUPERVISOR_TABLE } as Record<
+    string,
+    { request: v.GenericSchema; result: v.GenericSchema }
+  >;
+
+  test("every op's request schema carries its own op and a result schema exists", () => {
+    for (const [op, entry] of Object.entries(tables)) {
+      expect(v.safeParse(entry.request, { op }).issues?.some((i) => i.path?.[0]?.key === "op")).not.toBe(
+        true,
+      );
+      expect(v.safeParse(entry.request, { op: `${op}x` }).success).toBe(false);
+      expect(entry.result).toBeDefined();
+      expect(op.startsWith(SUPERVISOR_OP_PREFIX)).toBe(op in SUPERVISOR_TABLE);
+    }
+  });
+
+  test("Request is derived from the table: it accepts exactly the agent ops", () => {
+    const ops = Request.options.map(
+      (o) => (o as unknown as { entries: { op: { literal: string } } }).entries.op.literal,
+    );
+    expect(ops).toEqual([...AGENT_OPS]);
+    // the supervisor's own requests never reach the agent as valid requests
+    for (const op of Object.keys(SUPERVISOR_TABLE)) expect(v.safeParse(Request, { op }).success).toBe(false);
+  });
+
+  test("results are strict: an unknown field is refused", () => {
+    for (const [op, entry] of Object.entries(tables)) {
+      const r = v.safeParse(entry.result, { __unknown_field__: 1 });
+      expect(r.success, op).toBe(false);
+      expect(
+        r.issues?.some((i) => i.path?.[0]?.key === "__unknown_field__"),
+        op,
+      ).toBe(true);
+    }
+  });
+});
+
+/** A minimal valid instance of each agent request (typed: a missing op fails to compile). */
+const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
+  hello: { op: "hello", protocol_version: 1, host_version: "0.0.0" },
+  ping: { op: "ping" },
+  "clock.set": { op: "clock.set", unix_ms: 1 },
+  info: { op: "info" },
+  shutdown: { op: "shutdown" },
+  exec: { op: "exec", command: "true" },
+  "exec.kill": { op: "exec.kill", pid: 2 },
+  "fs.stat": { op: "fs.stat", path: "a" },
+  "fs.list": { op: "fs.list", path: "a" },
+  "fs.read": { op: "fs.read", path: "a" },
+  "fs.write": { op: "fs.write", path: "a" },
+  "fs.mkdir": { op: "fs.mkdir", path: "a" },
+  "fs.remove": { op: "fs.remove", path: "a" },
+  "fs.move": { op: "fs.move", from: "a", to: "b" },
+  "archive.import": { op: "archive.import", dest: "a" },
+  "archive.export": { op: "archive.export", path: "a" },
+  "patch.apply": { op: "patch.apply" },
+  "baseline.capture": { op: "baseline.capture" },
+  diff: { op: "diff" },
+};
+const REQUEST_CASES: Array<[string, v.GenericSchema, Record<string, unknown>]> = [
+  ...AGENT_OPS.map((op): [string, v.GenericSchema, Record<string, unknown>] => [
+    op,
+    MESSAGE_TABLE[op].request,
+    VALID_REQUESTS[op],
+  ]),
   ["signal", SignalMessage, { op: "signal", signal: "SIGTERM" }],
-  ["fs.stat", FsStatRequest, { op: "fs.stat", path: "a" }],
-  ["fs.list", FsListRequest, { op: "fs.list", path: "a" }],
-  ["fs.read", FsReadRequest, { op: "fs.read", path: "a" }],
-  ["fs.write", FsWriteRequest, { op: "fs.write", path: "a" }],
-  ["fs.mkdir", FsMkdirRequest, { op: "fs.mkdir", path: "a" }],
-  ["fs.remove", FsRemoveRequest, { op: "fs.remove", path: "a" }],
-  ["fs.move", FsMoveRequest, { op: "fs.move", from: "a", to: "b" }],
-  ["archive.import", ArchiveImportRequest, { op: "archive.import", dest: "a" }],
-  ["archive.export", ArchiveExportRequest, { op: "archive.export", path: "a" }],
-  ["patch.apply", PatchApplyRequest, { op: "patch.apply" }],
-  ["baseline.capture", BaselineCaptureRequest, { op: "baseline.capture" }],
-  ["diff", DiffRequest, { op: "diff" }],
 ];
 
 describe("request schemas", () => {
   test("the table of valid requests covers every request op", () => {
-    const ops = Request.options.map(
-      (o) => (o as unknown as { entries: { op: { literal: string } } }).entries.op.literal,
-    );
-    const covered = VALID_REQUESTS.map(([op]) => op).filter((op) => op !== "signal");
-    expect(covered.sort()).toEqual([...ops].sort());
+    expect(Object.keys(VALID_REQUESTS).sort()).toEqual([...AGENT_OPS].sort());
   });
 
-  for (const [op, schema, valid] of VALID_REQUESTS) {
+  for (const [op, schema, valid] of REQUEST_CASES) {
     test(`${op}: minimal request is valid, unknown fields are rejected (strict)`, () => {
       expect(v.safeParse(schema, valid).success).toBe(true);
       if (op !== "signal") expect(v.safeParse(Request, valid).success).toBe(true);
@@ -220,9 +287,8 @@ describe("response schemas", () => {
     expect(v.safeParse(ErrorMessage, { type: "error", code: "NOPE", message: "m" }).success).toBe(false);
   });
 
-  test("ExecResult shape", () => {
+  test("ExecResult shape (the result without the frame's `type`)", () => {
     const r = {
-      type: "result",
       exit_code: 0,
       signal: null,
       timed_out: false,
@@ -236,5 +302,7 @@ describe("response schemas", () => {
     expect(v.safeParse(ExecResult, { ...r, signal: "SIGKILL" }).success).toBe(true);
     const { timed_out: _, ...missing } = r;
     expect(v.safeParse(ExecResult, missing).success).toBe(false);
+    expect(v.safeParse(ExecResult, { ...r, type: "result" }).success).toBe(false);
+    expect(v.safeParse(ExecResult, { ...r, exit_code: "0" }).success).toBe(false);
   });
 });

@@ -1,8 +1,16 @@
 /**
- * Every message that crosses the wire, written once as strict valibot schemas. The first
- * JSON frame of a stream is a request (`op`); the last frame back is a `result` or an
- * `error` with the END flag. Data frames in between carry raw bytes on a channel.
- * The rendered table is pinned by messages.snapshot.json (see messages.test.ts).
+ * Every message between host and agent, written once as strict valibot schemas. The first
+ * JSON frame of a stream is a request (`op`); the last frame back is `{type: "result",
+ * ...result}` or an `error`, with the END flag. Data frames in between carry raw bytes on a
+ * channel (file content, tar, exec output): only the JSON is schema-checked.
+ *
+ * MESSAGE_TABLE is the one list: op → request schema + result schema (+ the exec stream's
+ * event and control messages). `Request` is derived from it; the agent validates every
+ * request (guest/server.ts), the host validates every request before sending and every result
+ * where it arrives (call.ts). Results are strict: a field the table does not name is a
+ * protocol error, so the schemas describe exactly what the agent sends (guest/contract.test.ts
+ * runs every handler's result through them). messages.snapshot.json pins the table
+ * (messages.test.ts).
  */
 import * as v from "valibot";
 import { ERROR_CODES } from "./errors.ts";
@@ -128,54 +136,146 @@ export const BaselineCaptureRequest = v.strictObject({ op: v.literal("baseline.c
  */
 export const DiffRequest = v.strictObject({ op: v.literal("diff"), max_bytes: v.optional(posInt) });
 
-export const Request = v.variant("op", [
-  HelloRequest,
-  PingRequest,
-  ClockSetRequest,
-  InfoRequest,
-  ShutdownRequest,
-  ExecRequest,
-  ExecKillRequest,
-  FsStatRequest,
-  FsListRequest,
-  FsReadRequest,
-  FsWriteRequest,
-  FsMkdirRequest,
-  FsRemoveRequest,
-  FsMoveRequest,
-  ArchiveImportRequest,
-  ArchiveExportRequest,
-  PatchApplyRequest,
-  BaselineCaptureRequest,
-  DiffRequest,
-]);
-export type Request = v.InferOutput<typeof Request>;
-export type RequestOp = Request["op"];
+// ---------------------------------------------------------------------------------------
+// Results: what follows `type: "result"` in the terminal frame (the host strips `type`).
 
-export const HelloResult = v.object({
-  type: v.literal("result"),
+const count = posInt;
+const text = v.string();
+
+export const HelloResult = v.strictObject({
   protocol_version: posInt,
-  agent_version: v.string(),
+  agent_version: text,
+  /** the agent is the guest's init (pid 1) */
   pid1: v.boolean(),
-  kernel: v.string(),
-  boot_id: v.string(),
-  root: v.string(),
+  kernel: text,
+  boot_id: text,
+  /** the root as users see it: always /workspace */
+  root: text,
 });
+export const PingResult = v.strictObject({ pong: v.literal(true) });
+export const ClockSetResult = v.strictObject({
+  /** agent clock minus the host's, before setting */
+  previous_offset_ms: v.pipe(v.number(), v.integer()),
+  /** false in host compat (the host's clock is already right) */
+  set: v.boolean(),
+});
+export const InfoResult = v.strictObject({
+  agent_version: text,
+  protocol_version: posInt,
+  kernel: text,
+  hostname: text,
+  uptime_s: posInt,
+  boot_id: text,
+  memory: v.strictObject({ total_bytes: count, available_bytes: count }),
+  /** null when the root cannot be statfs'd */
+  disk: v.nullable(v.strictObject({ total_bytes: count, free_bytes: count })),
+  agent_rss_bytes: count,
+  guest: v.boolean(),
+});
+export const ShutdownResult = v.strictObject({ shutting_down: v.literal(true) });
 
-export const ExecStarted = v.object({ type: v.literal("started"), pid: posInt });
-export const ExecResult = v.object({
-  type: v.literal("result"),
-  exit_code: v.number(),
-  signal: v.nullable(v.string()),
+/** Sent as a JSON event on an exec stream once the process runs (its group id). */
+export const ExecStarted = v.strictObject({ type: v.literal("started"), pid: posInt });
+/** stdout/stderr come before it as channel-1/2 data frames. */
+export const ExecResult = v.strictObject({
+  exit_code: v.pipe(v.number(), v.integer()),
+  signal: v.nullable(text),
   timed_out: v.boolean(),
-  stdout_bytes: posInt,
-  stderr_bytes: posInt,
+  stdout_bytes: count,
+  stderr_bytes: count,
   stdout_truncated: v.boolean(),
   stderr_truncated: v.boolean(),
-  duration_ms: v.number(),
+  duration_ms: posInt,
 });
 export type ExecResult = v.InferOutput<typeof ExecResult>;
+export const ExecKillResult = v.strictObject({ killed: v.boolean() });
 
+const artifactType = v.picklist(["file", "directory", "symlink", "other"]);
+/** One file as fs results describe it (guest/fs.ts; the offline disk tools use the same shape). */
+export const FileStat = v.strictObject({
+  /** as users see it: /workspace/... */
+  path: text,
+  artifact_type: artifactType,
+  size_bytes: count,
+  /** permission bits as 4 octal digits, e.g. "0644" */
+  mode: v.pipe(v.string(), v.regex(/^[0-7]{4}$/)),
+  /** ISO 8601 */
+  mtime: text,
+  /** symlinks only */
+  link_target: v.optional(text),
+});
+export type FileStat = v.InferOutput<typeof FileStat>;
+export const FsListResult = v.strictObject({
+  path: text,
+  entries: v.array(FileStat),
+  truncated: v.boolean(),
+});
+/** The content comes before it as channel-1 data frames (`bytes` of them). */
+export const FsReadResult = v.strictObject({
+  path: text,
+  size_bytes: count,
+  truncated: v.boolean(),
+  encoding_hint: v.picklist(["utf8", "binary"]),
+  bytes: count,
+});
+export const FsRemoveResult = v.strictObject({
+  path: text,
+  artifact_type: artifactType,
+  removed: v.literal(true),
+});
+export const FsMoveResult = v.strictObject({ ...FileStat.entries, moved_from: text });
+export const ArchiveImportResult = v.strictObject({
+  path: text,
+  files: count,
+  directories: count,
+  symlinks: count,
+  bytes: count,
+});
+/** The tar stream comes before it as channel-1 data frames (`bytes` of them). */
+export const ArchiveExportResult = v.strictObject({ bytes: count });
+export const PatchApplyResult = v.strictObject({
+  files: v.array(
+    v.strictObject({
+      path: text,
+      status: v.picklist(["added", "modified", "deleted", "renamed"]),
+      /** renamed: the old path */
+      from: v.optional(text),
+    }),
+  ),
+  hunks_applied: count,
+  /** the files list stops early (huge patches); the patch was applied whole all the same */
+  files_truncated: v.boolean(),
+});
+export const BaselineCaptureResult = v.strictObject({
+  /** files and symlinks in the baseline */
+  files: count,
+  tree: text,
+  commit: text,
+});
+/** The unified patch comes before it as channel-1 data frames (`patch_bytes` of UTF-8). */
+export const DiffResult = v.strictObject({
+  patch_bytes: count,
+  files: v.array(
+    v.strictObject({
+      path: text,
+      status: v.picklist(["added", "modified", "deleted", "type_changed", "mode_changed"]),
+      binary: v.boolean(),
+      old_mode: v.optional(text),
+      new_mode: v.optional(text),
+      additions: count,
+      deletions: count,
+    }),
+  ),
+  summary: v.strictObject({ files_changed: count, additions: count, deletions: count, binary_files: count }),
+  /** the patch stops before the end (max_bytes) */
+  truncated: v.boolean(),
+  /** the files list stops before the end (summary still counts all) */
+  files_truncated: v.boolean(),
+  /** workspace files whose content had to be read this time */
+  files_hashed: count,
+});
+
+/** The terminal frame of a failed stream (any op). */
 export const ErrorMessage = v.object({
   type: v.literal("error"),
   code: v.picklist(ERROR_CODES),
@@ -185,30 +285,44 @@ export const ErrorMessage = v.object({
   hint: v.optional(v.string()),
 });
 
-/** The table a snapshot test pins: name → schema. */
+// ---------------------------------------------------------------------------------------
+// The table
+
+/**
+ * Every agent op: its request, its result, and for exec the JSON events the agent sends on
+ * the stream and the control messages the host may send on it. Adding a message = one entry
+ * here + a `case` in guest/server.ts (a test fails until both exist and the snapshot is
+ * regenerated).
+ */
 export const MESSAGE_TABLE = {
-  HelloRequest,
-  PingRequest,
-  ClockSetRequest,
-  InfoRequest,
-  ShutdownRequest,
-  ExecRequest,
-  ExecKillRequest,
-  SignalMessage,
-  FsStatRequest,
-  FsListRequest,
-  FsReadRequest,
-  FsWriteRequest,
-  FsMkdirRequest,
-  FsRemoveRequest,
-  FsMoveRequest,
-  ArchiveImportRequest,
-  ArchiveExportRequest,
-  PatchApplyRequest,
-  BaselineCaptureRequest,
-  DiffRequest,
-  HelloResult,
-  ExecStarted,
-  ExecResult,
-  ErrorMessage,
+  hello: { request: HelloRequest, result: HelloResult },
+  ping: { request: PingRequest, result: PingResult },
+  "clock.set": { request: ClockSetRequest, result: ClockSetResult },
+  info: { request: InfoRequest, result: InfoResult },
+  shutdown: { request: ShutdownRequest, result: ShutdownResult },
+  exec: { request: ExecRequest, result: ExecResult, events: ExecStarted, control: SignalMessage },
+  "exec.kill": { request: ExecKillRequest, result: ExecKillResult },
+  "fs.stat": { request: FsStatRequest, result: FileStat },
+  "fs.list": { request: FsListRequest, result: FsListResult },
+  "fs.read": { request: FsReadRequest, result: FsReadResult },
+  "fs.write": { request: FsWriteRequest, result: FileStat },
+  "fs.mkdir": { request: FsMkdirRequest, result: FileStat },
+  "fs.remove": { request: FsRemoveRequest, result: FsRemoveResult },
+  "fs.move": { request: FsMoveRequest, result: FsMoveResult },
+  "archive.import": { request: ArchiveImportRequest, result: ArchiveImportResult },
+  "archive.export": { request: ArchiveExportRequest, result: ArchiveExportResult },
+  "patch.apply": { request: PatchApplyRequest, result: PatchApplyResult },
+  "baseline.capture": { request: BaselineCaptureRequest, result: BaselineCaptureResult },
+  diff: { request: DiffRequest, result: DiffResult },
 } as const;
+
+export type AgentOp = keyof typeof MESSAGE_TABLE;
+export const AGENT_OPS = Object.keys(MESSAGE_TABLE) as AgentOp[];
+
+/** Any agent request, discriminated by `op` (derived from MESSAGE_TABLE). */
+export const Request = v.variant(
+  "op",
+  Object.values(MESSAGE_TABLE).map((m) => m.request),
+);
+export type Request = v.InferOutput<typeof Request>;
+export type RequestOp = Request["op"];

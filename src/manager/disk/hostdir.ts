@@ -5,6 +5,7 @@
  * workspace and no host code duplicates them. Results have the shapes of listDisk/readDisk.
  * Callers make sure the workspace is stopped.
  */
+import { call } from "../../protocol/call.ts";
 import type { Connection } from "../../protocol/connection.ts";
 import { Channel } from "../../protocol/frame.ts";
 import { prepareBoot } from "../boot.ts";
@@ -32,12 +33,7 @@ export function listHostDir(
   path: string,
   opts: { recursive: boolean },
 ): Promise<DiskListResult> {
-  return withHostAgent(
-    home,
-    r,
-    async (conn) =>
-      (await conn.call({ op: "fs.list", path, recursive: opts.recursive })) as unknown as DiskListResult,
-  );
+  return withHostAgent(home, r, (conn) => call(conn, { op: "fs.list", path, recursive: opts.recursive }));
 }
 
 export function readHostFile(
@@ -48,14 +44,15 @@ export function readHostFile(
 ): Promise<DiskReadResult> {
   return withHostAgent(home, r, async (conn) => {
     const parts: Uint8Array[] = [];
-    const res = await conn.call(
-      { op: "fs.read", path, ...(opts.maxBytes === undefined ? {} : { max_bytes: opts.maxBytes }) },
+    const { bytes: _, ...res } = await call(
+      conn,
+      { op: "fs.read", path, max_bytes: opts.maxBytes },
       {
         onEvent: (e) => {
           if (e.kind === "data" && e.channel === Channel.STDOUT) parts.push(e.bytes);
         },
       },
     );
-    return { ...(res as unknown as Omit<DiskReadResult, "content">), content: Buffer.concat(parts) };
+    return { ...res, content: Buffer.concat(parts) };
   });
 }
