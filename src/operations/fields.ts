@@ -1,5 +1,6 @@
 /** Input fields shared by several operations, each described once (for --help and the model). */
 import * as v from "valibot";
+import { READ_MAX_BYTES } from "../protocol/limits.ts";
 
 export const environment = v.pipe(
   v.string(),
@@ -78,7 +79,7 @@ export const maxReadBytes = v.pipe(
   v.number(),
   v.integer(),
   v.minValue(1),
-  v.maxValue(16 * 1024 * 1024),
+  v.maxValue(READ_MAX_BYTES),
   v.description("Most bytes to return (default 65536, max 16 MiB; over MCP at most 6 MiB)."),
 );
 export const recursive = v.pipe(
