@@ -10,8 +10,10 @@
  * it. A disk whose journal needs recovery (a running guest, or one that did not shut down
  * cleanly) is refused with WORKSPACE_NOT_STOPPED unless `allowUnclean` is set.
  *
- * Results use the guest's shapes (guest/fs.ts) so a stopped workspace reads like a running one.
+ * Results use the agent's result shapes (src/protocol/messages.ts) so a stopped workspace
+ * reads like a running one.
  */
+import type { ResultOf } from "../../protocol/call.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import {
   LIST_DEFAULT_ENTRIES,
@@ -38,32 +40,13 @@ import { displayOf, fromBytes, resolve, typeOf } from "./paths.ts";
 export { type ExportOptions, type ExportResult, exportDisk, SCRUB_RULES } from "./export.ts";
 export { WORKSPACE_ROOT } from "./paths.ts";
 
-export type ArtifactType = "file" | "directory" | "symlink" | "other";
+/** The shapes of the agent's fs.stat and fs.list results (src/protocol/messages.ts). */
+export type DiskFileStat = ResultOf<"fs.stat">;
+export type ArtifactType = DiskFileStat["artifact_type"];
+export type DiskListResult = ResultOf<"fs.list">;
 
-export interface DiskFileStat {
-  path: string;
-  artifact_type: ArtifactType;
-  size_bytes: number;
-  /** permission bits as 4 octal digits, e.g. "0644" */
-  mode: string;
-  /** ISO 8601, millisecond precision */
-  mtime: string;
-  link_target?: string;
-}
-
-export interface DiskListResult {
-  path: string;
-  entries: DiskFileStat[];
-  truncated: boolean;
-}
-
-export interface DiskReadResult {
-  path: string;
-  size_bytes: number;
-  content: Uint8Array;
-  truncated: boolean;
-  encoding_hint: "utf8" | "binary";
-}
+/** fs.read's result with the content itself instead of its byte count. */
+export type DiskReadResult = Omit<ResultOf<"fs.read">, "bytes"> & { content: Uint8Array };
 
 export interface OfflineOptions {
   /**
