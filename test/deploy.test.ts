@@ -14,12 +14,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { parse as parseHcl } from "@cdktf/hcl2json";
 import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
 import { Service } from "kubernetes-models/v1/Service";
 import { STOP_GRACE_MS } from "../src/mcp/http.ts";
 import { ensureBuilt, freshHome, REPO } from "./helpers.ts";
 import { connectHttp, serveHttp, stopServer } from "./http-server.ts";
+
+// Loaded by a name TypeScript does not resolve: the package's typings pull in lib.dom, whose
+// stream types would replace Bun's in every file of the project.
+const HCL2JSON: string = "@cdktf/hcl2json";
+// biome-ignore lint/suspicious/noExplicitAny: the parser returns the HCL document as JSON
+const { parse: parseHcl } = (await import(HCL2JSON)) as { parse(name: string, text: string): Promise<any> };
 
 const TOKEN = "t".repeat(43);
 let tmp: string;
