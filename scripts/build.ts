@@ -1,7 +1,10 @@
 /**
- * Compile the two executables: dist/pyro (host CLI + MCP + supervisor) and dist/pyro-agent
- * (guest). Version baked in from package.json; bunfig/dotenv autoload off so a stray
- * config in the user's directory never changes pyro's behaviour.
+ * Compile the two executables: dist/pyro-agent (guest) first, then dist/pyro (host CLI + MCP
+ * + supervisor) with that agent embedded (zstd-compressed, as a file asset, with its sha256
+ * and size: src/vmm/embedded-agent.ts is replaced at build time), so dist/pyro alone is the
+ * whole product. dist/pyro-agent stays for tests and PYRO_AGENT_PATH. Version baked in from
+ * package.json; bunfig/dotenv autoload off so a stray config in the user's directory never
+ * changes pyro's behaviour.
  * Skips work when the inputs' hash matches the last build (dist/.build-hash).
  */
 import { createHash } from "node:crypto";
@@ -27,6 +30,7 @@ function inputsHash(): string {
     ...walk(join(root, "guest")),
     ...walk(join(root, "rootfs")),
     join(root, "package.json"),
+    join(root, "scripts", "build.ts"),
     join(root, "bun.lock"),
   ]
     .filter(existsSync)
@@ -54,7 +58,7 @@ if (
 }
 mkdirSync(dist, { recursive: true });
 
-async function compile(entry: string, outfile: string): Promise<void> {
+async function compile(entry: string, outfile: string, plugins: Bun.BunPlugin[] = []): Promise<void> {
   const started = performance.now();
   const result = await Bun.build({
     entrypoints: [join(root, entry)],
@@ -63,6 +67,7 @@ async function compile(entry: string, outfile: string): Promise<void> {
     sourcemap: "none",
     // Precompiled bytecode: the CLI starts without parsing its bundle (start time is per call).
     bytecode: true,
+    plugins,
   } as Parameters<typeof Bun.build>[0]);
   if (!result.success) {
     for (const log of result.logs) console.error(log);
@@ -73,6 +78,22 @@ async function compile(entry: string, outfile: string): Promise<void> {
   );
 }
 
-await compile("src/main.ts", "pyro");
 await compile("guest/main.ts", "pyro-agent");
+const agent = new Uint8Array(readFileSync(join(dist, "pyro-agent")));
+const packed = join(dist, "pyro-agent.zst");
+writeFileSync(packed, Bun.zstdCompressSync(agent, { level: 3 }));
+const embedded = `import path from ${JSON.stringify(packed)} with { type: "file" };
+export default { path, sha256: ${JSON.stringify(new Bun.CryptoHasher("sha256").update(agent).digest("hex"))}, size: ${agent.byteLength} };
+`;
+await compile("src/main.ts", "pyro", [
+  {
+    name: "embed-agent",
+    setup(build) {
+      build.onLoad({ filter: /[\\/]src[\\/]vmm[\\/]embedded-agent\.ts$/ }, () => ({
+        loader: "ts",
+        contents: embedded,
+      }));
+    },
+  },
+]);
 writeFileSync(stamp, hash);

@@ -155,7 +155,7 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
     "host_compat_agent",
     agentOk,
     agentOk ? "pyro-agent found" : "pyro-agent not found",
-    "reinstall pyro (pyro-agent must sit next to pyro)",
+    "reinstall pyro (its agent is embedded and extracted into the cache), or set PYRO_AGENT_PATH",
   );
   checks.push(recordsCheck(ctx.home));
   return checks;
