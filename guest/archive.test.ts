@@ -4,12 +4,12 @@ import { readTar, type TarWriteEntry, writeTar } from "../src/protocol/archive/t
 import {
   chunked,
   collect,
-  hasTar,
   rejectsWith,
   run,
   snapshotTree,
   tempDir,
 } from "../src/protocol/archive/testutil.ts";
+import { needs } from "../test/capabilities.ts";
 import { exportArchive, importArchive } from "./archive.ts";
 
 const enc = new TextEncoder();
@@ -131,7 +131,7 @@ describe("exportArchive", () => {
     expect(await readlink(`${other}/out`)).toBe("../outside");
   });
 
-  test.skipIf(!hasTar())("system tar extracts an export", async () => {
+  needs("tar").test("system tar extracts an export", async () => {
     const bytes = await collect(await exportArchive(root, "src"));
     const out = `${tmp.path}/x`;
     await mkdir(out);

@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../src/protocol/errors.ts";
+import { needs } from "../test/capabilities.ts";
 import { BASELINE_GITDIR, blobOid, captureBaseline, readBaselineBlob } from "./baseline.ts";
 import {
   comparePaths,
@@ -20,8 +21,6 @@ import {
 import { scratch } from "./testing.ts";
 
 const { setup } = scratch("pyro-baseline");
-
-const hasGit = Bun.which("git") !== null;
 
 function git(gitdir: string, worktree: string, ...args: string[]): string {
   const r = Bun.spawnSync(["git", `--git-dir=${gitdir}`, `--work-tree=${worktree}`, ...args], {
@@ -77,7 +76,7 @@ describe("captureBaseline", () => {
     );
   });
 
-  test.skipIf(!hasGit)("system git agrees: same tree id, clean status, fsck-clean, modes", async () => {
+  needs("git").test("system git agrees: same tree id, clean status, fsck-clean, modes", async () => {
     const { root, state, parent } = setup();
     populate(root);
     const r = await captureBaseline(root, state);
@@ -109,7 +108,7 @@ describe("captureBaseline", () => {
     ]);
   });
 
-  test("capturing again replaces the baseline", async () => {
+  needs("git").test("capturing again replaces the baseline", async () => {
     const { root, state } = setup();
     writeFileSync(join(root, "f.txt"), "one\n");
     const first = await captureBaseline(root, state);
@@ -121,9 +120,7 @@ describe("captureBaseline", () => {
     const index = (await readIndexFile(join(state, BASELINE_GITDIR, "index")))!;
     const f = index.entries.find((e) => e.path === "f.txt")!;
     expect(f.oid).toBe(blobOid(new TextEncoder().encode("two\n")));
-    if (hasGit) {
-      expect(git(join(state, BASELINE_GITDIR), root, "rev-parse", "HEAD^{tree}").trim()).toBe(second.tree);
-    }
+    expect(git(join(state, BASELINE_GITDIR), root, "rev-parse", "HEAD^{tree}").trim()).toBe(second.tree);
   });
 
   test("an empty workspace has git's empty tree", async () => {

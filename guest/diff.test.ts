@@ -20,6 +20,7 @@ import { channelPair } from "../src/protocol/channels.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
+import { needs } from "../test/capabilities.ts";
 import { BASELINE_GITDIR, captureBaseline } from "./baseline.ts";
 import { clearSectionCache, type DiffResult, diffWorkspace } from "./diff.ts";
 import { applyPatch } from "./patch.ts";
@@ -28,7 +29,6 @@ import { scratch, treeHash, write } from "./testing.ts";
 
 const { setup, onCleanup } = scratch("pyro-diff");
 
-const hasGit = Bun.which("git") !== null;
 /** Tests skip the racy-timestamp wait by trusting stat data that is a few ms old. */
 const FAST = { racyMarginMs: 0 };
 const settle = () => Bun.sleep(25);
@@ -176,7 +176,7 @@ describe("diff", () => {
     );
   });
 
-  test.skipIf(!hasGit)("the patch applies with git apply and reproduces the tree", async () => {
+  needs("git").test("the patch applies with git apply and reproduces the tree", async () => {
     const { root, state, copy } = await project();
     editText(root);
     const r = await diff(root, state);

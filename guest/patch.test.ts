@@ -18,6 +18,8 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { rejection } from "../src/protocol/testing.ts";
+import { needs } from "../test/capabilities.ts";
+import { blobOid } from "./baseline.ts";
 import { applyHunks, applyPatch, PATCH_MAX_BYTES, parsePatch, testHooks } from "./patch.ts";
 import { scratch, treeHash, writeTree } from "./testing.ts";
 
@@ -34,8 +36,6 @@ function workspace(files: Parameters<typeof writeTree>[1]): string {
 }
 
 const read = (root: string, p: string) => readFileSync(join(root, p), "utf8");
-const hasGit = Bun.which("git") !== null;
-const hasDiff = Bun.which("diff") !== null;
 
 function run(cmd: string[], cwd: string, input?: string): string {
   const r = Bun.spawnSync(cmd, {
@@ -311,7 +311,7 @@ describe("diff -u and content details", () => {
     expect(read(root, "added.txt")).toBe("new\n");
   });
 
-  test.skipIf(!hasDiff)("the output of system diff -u -r -N applies", async () => {
+  needs("diff").test("the output of system diff -u -r -N applies", async () => {
     const base = tempDir("base");
     const next = tempDir("next");
     writeFileSync(join(base, "a.txt"), lines(50));
@@ -580,16 +580,12 @@ deleted file mode 100644
     );
     expect(wrongId.message).toBe("bin.dat: cannot delete, its content differs from the patch's");
     expect(treeHash(root)).toBe(before);
-    const oid = Bun.spawnSync(["git", "hash-object", join(root, "bin.dat")])
-      .stdout.toString()
-      .trim();
-    if (hasGit) {
-      await applyPatch(
-        root,
-        `diff --git a/bin.dat b/bin.dat\ndeleted file mode 100644\nindex ${oid.slice(0, 7)}..0000000\nBinary files a/bin.dat and /dev/null differ\n`,
-      );
-      expect(existsSync(join(root, "bin.dat"))).toBe(false);
-    }
+    const oid = blobOid(readFileSync(join(root, "bin.dat")));
+    await applyPatch(
+      root,
+      `diff --git a/bin.dat b/bin.dat\ndeleted file mode 100644\nindex ${oid.slice(0, 7)}..0000000\nBinary files a/bin.dat and /dev/null differ\n`,
+    );
+    expect(existsSync(join(root, "bin.dat"))).toBe(false);
   });
 });
 
@@ -687,7 +683,7 @@ describe("all-or-nothing writing", () => {
   });
 });
 
-describe.skipIf(!hasGit)("against git's own output", () => {
+needs("git").describe("against git's own output", () => {
   test("git diff -M (renames, modes, symlinks, quoting, no-newline) applies and reproduces the tree", async () => {
     const repo = tempDir("repo");
     const git = (...args: string[]) =>

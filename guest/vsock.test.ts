@@ -1,9 +1,10 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ByteChannel } from "../src/protocol/channel.ts";
+import { needs } from "../test/capabilities.ts";
 import {
   encodeSockaddrVm,
   listenVsock,
@@ -43,63 +44,34 @@ describe("encodeSockaddrVm", () => {
   });
 });
 
-/** null when AF_VSOCK sockets can be made and bound here, else why not. */
-function vsockSocketsUnavailable(): string | null {
-  if (process.platform !== "linux") return "AF_VSOCK is Linux-only";
-  try {
-    listenVsock(randomPort(), () => {})();
-    return null;
-  } catch (err) {
-    return `cannot listen on AF_VSOCK here (${(err as Error).message})`;
-  }
-}
-
-/** The loopback transport (CID 1) is what lets one machine talk to itself over vsock. */
-function loopbackUnavailable(): string | null {
-  const noSockets = vsockSocketsUnavailable();
-  if (noSockets) return noSockets;
-  if (existsSync("/sys/module/vsock_loopback")) return null;
-  try {
-    if (readFileSync("/proc/kallsyms", "utf8").includes("vsock_loopback")) return null;
-  } catch {}
-  return "the vsock_loopback transport is not loaded (try `modprobe vsock_loopback`; a kernel without the module cannot)";
-}
-
-const noSockets = vsockSocketsUnavailable();
-const noLoopback = loopbackUnavailable();
-
 describe("listenVsock", () => {
-  test.skipIf(noSockets !== null)(
-    `binds, listens and releases the port on close${noSockets ? ` — skipped: ${noSockets}` : ""}`,
-    () => {
-      const port = randomPort();
-      const close = listenVsock(port, () => {});
-      // While listening, the port is taken...
-      expect(() => listenVsock(port, () => {})).toThrow(/EADDRINUSE|bind/);
-      close();
-      // ...and after close it is free again: the listening fd really was closed.
-      closers.push(listenVsock(port, () => {}));
-    },
-  );
+  needs("vsock").test("binds, listens and releases the port on close", () => {
+    const port = randomPort();
+    const close = listenVsock(port, () => {});
+    // While listening, the port is taken...
+    expect(() => listenVsock(port, () => {})).toThrow(/EADDRINUSE|bind/);
+    close();
+    // ...and after close it is free again: the listening fd really was closed.
+    closers.push(listenVsock(port, () => {}));
+  });
 
-  test.skipIf(noLoopback !== null)(
-    `exchanges bytes with a client on CID 1${noLoopback ? ` — skipped: ${noLoopback}` : ""}`,
-    async () => {
-      const port = randomPort();
-      closers.push(
-        listenVsock(port, (ch) => {
-          ch.onData((bytes) =>
-            ch.write(new TextEncoder().encode(new TextDecoder().decode(bytes).toUpperCase())),
-          );
-        }),
-      );
-      // The client runs in its own process: a blocking connect() there cannot stall our loop.
-      const dir = mkdtempSync(join(tmpdir(), "pyro-vsock-client-"));
-      dirs.push(dir);
-      const client = join(dir, "client.ts");
-      writeFileSync(
-        client,
-        `import { dlopen, FFIType, ptr } from "bun:ffi";
+  // The loopback transport (CID 1) is what lets one machine talk to itself over vsock.
+  needs("vsock", "vsock-loopback").test("exchanges bytes with a client on CID 1", async () => {
+    const port = randomPort();
+    closers.push(
+      listenVsock(port, (ch) => {
+        ch.onData((bytes) =>
+          ch.write(new TextEncoder().encode(new TextDecoder().decode(bytes).toUpperCase())),
+        );
+      }),
+    );
+    // The client runs in its own process: a blocking connect() there cannot stall our loop.
+    const dir = mkdtempSync(join(tmpdir(), "pyro-vsock-client-"));
+    dirs.push(dir);
+    const client = join(dir, "client.ts");
+    writeFileSync(
+      client,
+      `import { dlopen, FFIType, ptr } from "bun:ffi";
 import { encodeSockaddrVm } from ${JSON.stringify(join(import.meta.dir, "vsock.ts"))};
 const c = dlopen("libc.so.6", {
   socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
@@ -121,13 +93,12 @@ while (got.length < msg.length) {
 }
 process.stdout.write(got);
 `,
-      );
-      const proc = Bun.spawn([process.execPath, client], { stdout: "pipe", stderr: "pipe" });
-      const out = await new Response(proc.stdout).text();
-      expect(await proc.exited).toBe(0);
-      expect(out).toBe("PING OVER VSOCK");
-    },
-  );
+    );
+    const proc = Bun.spawn([process.execPath, client], { stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(proc.stdout).text();
+    expect(await proc.exited).toBe(0);
+    expect(out).toBe("PING OVER VSOCK");
+  });
 });
 
 /** A listening AF_UNIX socket made with libc, like listenVsock makes its AF_VSOCK one. */

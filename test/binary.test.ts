@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { Pyro } from "../src/sdk/index.ts";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, PYRO, pyro, toolPayload } from "./helpers.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -158,7 +158,7 @@ describe("binary exec output (host compat)", () => {
   });
 });
 
-describe.skipIf(SKIP_GUESTS)("real guest: binary exec output", () => {
+guest.describe("real guest: binary exec output", () => {
   test("real guest: 300 KB of /dev/urandom round-trips byte-exact through the SDK", async () => {
     const home = await guestHome();
     const sdk = new Pyro({ home });

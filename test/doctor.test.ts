@@ -2,12 +2,12 @@
  * `pyro doctor` passes on a host where guests run (KVM trouble and an environment that first
  * use will install are warnings), and fails with an exit code from the error table.
  */
-import { beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, expect, test } from "bun:test";
 import { ERROR_EXIT_CODES } from "../src/protocol/errors.ts";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { needs } from "./capabilities.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, pyro } from "./helpers.ts";
 
-const HAS_QEMU = Bun.which("qemu-system-x86_64") !== null;
 /** KVM ruled out whatever the host has; the default environment installable from a registry. */
 const TCG_ONLY = { PYRO_ACCEL: "tcg", PYRO_QEMU_BIN: "", PYRO_REGISTRY: "http://127.0.0.1:9" };
 
@@ -18,7 +18,7 @@ beforeAll(async () => {
   await ensureBuilt();
 });
 
-describe.skipIf(!HAS_QEMU)("pyro doctor", () => {
+needs("qemu").describe("pyro doctor", () => {
   const home = freshHome();
 
   test("with QEMU (TCG) and no usable KVM it passes; the missing environment is a warning", async () => {
@@ -55,7 +55,7 @@ describe.skipIf(!HAS_QEMU)("pyro doctor", () => {
   });
 });
 
-describe.skipIf(SKIP_GUESTS)("pyro doctor (real guest)", () => {
+guest.describe("pyro doctor (real guest)", () => {
   test("real guest: on this host doctor passes, and KVM that the probe finds unusable is a warning", async () => {
     const r = await pyro(["doctor", "--json"], { home: await guestHome() });
     expect(r.code).toBe(0);

@@ -1,26 +1,17 @@
 /**
  * Real-guest test support: one installed debian:12 per test process (built from the shared
- * build cache), and the rule that under CI a real-guest test must run, never skip.
+ * build cache). Whether real guests can run here is the "guest" capability (./capabilities.ts):
+ * declare it with `needs("guest")`, which under CI fails instead of skipping.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { needs } from "./capabilities.ts";
 import { ensureBuilt, pyro } from "./helpers.ts";
 
-export const REQUIRE_GUESTS = process.env.PYRO_REQUIRE_GUESTS === "1";
-
-/** Why real guests cannot run here, or null when they can. */
-export function guestUnavailableReason(): string | null {
-  if (!Bun.which("qemu-system-x86_64")) return "qemu-system-x86_64 is not installed";
-  if (process.getuid?.() !== 0) return "building an environment needs root";
-  if (!Bun.which("debootstrap")) return "debootstrap is not installed";
-  if (!existsSync("/usr/src/linux-source-6.1.tar.xz")) return "linux-source-6.1 is not installed";
-  return null;
-}
-
-const reason = guestUnavailableReason();
-if (reason && REQUIRE_GUESTS) throw new Error(`real-guest tests are required here but cannot run: ${reason}`);
-export const SKIP_GUESTS = reason !== null;
-if (SKIP_GUESTS) console.error(`real guest tests skipped: ${reason}`);
+/** The "guest" capability: `guest.describe(...)`, `guest.test(...)`, `guest.ok`. */
+export const guest = needs("guest");
+/** @deprecated use `guest` (a skipIf on this is still caught by scripts/test.ts under CI). */
+export const SKIP_GUESTS = !guest.ok;
 
 let home: string | null = null;
 /** A PYRO_HOME with debian:12 installed (kernel and package tree come from the build cache). */

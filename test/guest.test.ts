@@ -1,5 +1,5 @@
 /** Real microVMs (QEMU; TCG where KVM is unusable). Names start with "real guest" so the runner counts them. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
   closeSync,
   cpSync,
@@ -12,12 +12,12 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { processesMatching, pyro } from "./helpers.ts";
 
 let home = "";
 beforeAll(async () => {
-  if (!SKIP_GUESTS) home = await guestHome();
+  if (guest.ok) home = await guestHome();
 }, 1_800_000); // may build the kernel on a fresh machine
 
 function noLeaks(needle: string) {
@@ -26,7 +26,7 @@ function noLeaks(needle: string) {
   );
 }
 
-describe.skipIf(SKIP_GUESTS)("real guest: one-shot run", () => {
+guest.describe("real guest: one-shot run", () => {
   test("real guest: run debian:12 -- git --version in a microVM with the -pyro kernel", async () => {
     const r = await pyro(["run", "--json", "debian:12", "--", "sh", "-c", "git --version; uname -r"], {
       home,
@@ -99,7 +99,7 @@ describe.skipIf(SKIP_GUESTS)("real guest: one-shot run", () => {
   });
 });
 
-describe.skipIf(SKIP_GUESTS)("real guest: workspace", () => {
+guest.describe("real guest: workspace", () => {
   let id = "";
   afterAll(async () => {
     if (id) await pyro(["workspace", "delete", id], { home });
@@ -176,7 +176,7 @@ describe.skipIf(SKIP_GUESTS)("real guest: workspace", () => {
   });
 });
 
-describe.skipIf(SKIP_GUESTS)("real guest: failures are clear and leak nothing", () => {
+guest.describe("real guest: failures are clear and leak nothing", () => {
   /** A copy of the installed environment in its own home, to break without harming others. */
   function cloneHome(): string {
     const h = mkdtempSync(join(process.env.PYRO_TEST_TMP as string, "broken-"));

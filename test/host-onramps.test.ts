@@ -24,6 +24,7 @@ import { codex } from "../src/manager/host-onramps/codex.ts";
 import { HOSTS, registration, shellLine } from "../src/manager/host-onramps/index.ts";
 import { opencode } from "../src/manager/host-onramps/opencode.ts";
 import { ERROR_EXIT_CODES } from "../src/protocol/errors.ts";
+import { needs } from "./capabilities.ts";
 import { ensureBuilt, PYRO, pyro } from "./helpers.ts";
 
 const FIX = join(import.meta.dir, "fixtures", "host-onramps");
@@ -427,19 +428,14 @@ describe("the clients' own CLIs read what pyro wrote", () => {
     { host: "opencode", cli: "opencode", check: ["opencode", "mcp", "list"], expect: /pyro.*connected/ },
   ] as const;
   for (const c of clients) {
-    const found = Bun.which(c.cli);
-    // Under CI (scripts/test.ts sets PYRO_REQUIRE_CLIENTS) scripts/setup.sh installs the clients:
-    // a missing one is then a failure, not a skip.
-    if (!found && process.env.PYRO_REQUIRE_CLIENTS === "1")
-      test(`${c.cli} lists pyro as registered by pyro host`, () => {
-        throw new Error(`${c.cli} is not on PATH (scripts/setup.sh installs it when CI=true)`);
-      });
-    test.skipIf(!found)(
-      `${c.cli} lists pyro as registered by pyro host${found ? "" : ` (skipped: ${c.cli} is not on PATH)`}`,
+    // Under CI scripts/setup.sh installs the clients: a missing one fails (test/capabilities.ts).
+    needs(c.cli).test(
+      `${c.cli} lists pyro as registered by pyro host`,
       async () => {
+        const found = Bun.which(c.cli) as string;
         await ensureBuilt();
         const { home, env } = sandbox();
-        const path = `${env.PATH}:${join(found as string, "..")}`;
+        const path = `${env.PATH}:${join(found, "..")}`;
         const clientEnv = { ...env, PATH: path };
         if (c.host === "opencode") {
           const file = join(home, ".config", "opencode", "opencode.json");

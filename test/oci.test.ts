@@ -17,7 +17,8 @@ import {
   pushEnvironment,
 } from "../src/env/oci/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
-import { registryBinary, startFakeRegistry, startRegistry, type TestRegistry } from "./registry.ts";
+import { needs } from "./capabilities.ts";
+import { startFakeRegistry, startRegistry, type TestRegistry } from "./registry.ts";
 
 const NO_ENV = {}; // keeps PYRO_REGISTRY* of the machine out of the tests
 
@@ -113,14 +114,7 @@ function cutAfter(res: Response, limit: number): Response {
 const work = await mkdtemp(join(tmpdir(), "pyro-oci-test-"));
 afterAll(() => rm(work, { recursive: true, force: true }));
 
-const hasRegistry = registryBinary() !== null;
-if (!hasRegistry)
-  console.warn(
-    "skipping docker-registry tests: `docker-registry` is not installed (apt install docker-registry)",
-  );
-const hasSkopeo = Bun.which("skopeo") !== null;
-
-describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
+needs("docker-registry").describe("push/pull against docker-registry", () => {
   let reg: TestRegistry;
   let envDir: string;
   let ref: string;
@@ -148,7 +142,7 @@ describe.skipIf(!hasRegistry)("push/pull against docker-registry", () => {
     expect(lines.some((l) => l.startsWith("rootfs: uploading"))).toBe(true);
   });
 
-  test.skipIf(!hasSkopeo)("skopeo (an independent client) sees our artifact manifest", async () => {
+  needs("skopeo").test("skopeo (an independent client) sees our artifact manifest", async () => {
     const proc = Bun.spawnSync(["skopeo", "inspect", "--tls-verify=false", "--raw", `docker://${ref}`]);
     expect(proc.exitCode).toBe(0);
     const raw = proc.stdout.toString();

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { displayUrl } from "../src/manager/project.ts";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, PYRO, pyro, REPO, toolPayload } from "./helpers.ts";
 
 const tmp = mkdtempSync(join(process.env.PYRO_TEST_TMP as string, "project-"));
@@ -226,7 +226,7 @@ describe("project-aware startup", () => {
   });
 });
 
-describe.skipIf(SKIP_GUESTS)("real guest: project seed", () => {
+guest.describe("real guest: project seed", () => {
   let home = "";
   beforeAll(async () => {
     home = await guestHome();

@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, processesMatching, pyro, waitFor } from "./helpers.ts";
 
 const HC = "--allow-host-compat";
@@ -167,7 +167,7 @@ describe("corrupt records (host compat)", () => {
   }, 120_000);
 });
 
-describe.skipIf(SKIP_GUESTS)("real guest: corrupt records", () => {
+guest.describe("real guest: corrupt records", () => {
   test("real guest: a corrupt record of a running VM is listed and deleted, its QEMU gone", async () => {
     const home = await guestHome();
     const id = await create(home, "guest-victim", []);

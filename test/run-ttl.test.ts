@@ -6,7 +6,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, processesMatching, pyro } from "./helpers.ts";
 
 const SLEEPER = ["sh", "-c", "echo started; sleep 30"];
@@ -58,7 +58,7 @@ describe("pyro run --ttl-seconds (host compat)", () => {
   });
 });
 
-describe.skipIf(SKIP_GUESTS)("pyro run --ttl-seconds (real guest)", () => {
+guest.describe("pyro run --ttl-seconds (real guest)", () => {
   test("real guest: a 1 s ttl ends the run at the ttl, whichever phase it falls in, and leaves nothing", async () => {
     const home = await guestHome();
     const r = await pyro(

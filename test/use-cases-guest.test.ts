@@ -1,16 +1,16 @@
 /** Use cases 3 and 4 of the contract, as a chat agent would run them, in real guests. */
-import { beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { pyro } from "./helpers.ts";
 
 let home = "";
 beforeAll(async () => {
-  if (!SKIP_GUESTS) home = await guestHome();
+  if (guest.ok) home = await guestHome();
 }, 1_800_000);
 
-describe.skipIf(SKIP_GUESTS)("real guest: use cases", () => {
+guest.describe("real guest: use cases", () => {
   test("real guest: parallel isolated workspaces, one per issue, rediscovered by label", async () => {
     const made = await Promise.all(
       ["41", "42"].map((n) =>

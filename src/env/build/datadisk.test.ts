@@ -1,13 +1,11 @@
-import { describe, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { needs } from "../../../test/capabilities.ts";
 import { createDataDisk, DATA_DISK_LABEL } from "./datadisk.ts";
 
-const haveMkfs =
-  Bun.which("mkfs.ext4") !== null || Bun.which("mkfs.ext4", { PATH: "/usr/sbin:/sbin" }) !== null;
-
-describe.skipIf(!haveMkfs)("createDataDisk", () => {
+needs("mkfs.ext4").describe("createDataDisk", () => {
   test("8 GiB sparse ext4 labelled pyro-data costs at most 5 MB of host disk", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pyro-datadisk-"));
     try {

@@ -14,13 +14,14 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { needs } from "../../../test/capabilities.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import { findTool } from "./debugfs.ts";
 import { exportDisk, listDisk, readDisk, statDisk } from "./index.ts";
 
-const isRoot = process.getuid?.() === 0;
-const rootReason = "whiteouts and device nodes need mknod (root)";
-if (!isRoot) console.warn(`disk.test: not root, skipping tests that need ${rootReason}`);
+/** Whiteouts and device nodes need mknod. */
+const root = needs("root");
+const isRoot = root.ok;
 
 let dir: string;
 let img: string;
@@ -301,7 +302,7 @@ describe("readDisk", () => {
     expect(await code(readDisk(img, "fifo"))).toBe("INVALID_INPUT");
   });
 
-  test.skipIf(!isRoot)("whiteouts are absent, devices are not files", async () => {
+  root.test("whiteouts are absent, devices are not files", async () => {
     expect(await code(readDisk(img, "gone"))).toBe("FILE_NOT_FOUND");
     expect(await code(statDisk(img, "gone"))).toBe("FILE_NOT_FOUND");
     expect(await code(readDisk(img, "devnull"))).toBe("INVALID_INPUT");

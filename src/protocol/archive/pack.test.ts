@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { chmod, mkdir, symlink, utimes, writeFile } from "node:fs/promises";
+import { needs } from "../../../test/capabilities.ts";
 import { packTree } from "./pack.ts";
 import { readTar } from "./tar.ts";
-import { chunked, collect, hasTar, rejectsWith, run, snapshotTree, tempDir } from "./testutil.ts";
+import { chunked, collect, rejectsWith, run, snapshotTree, tempDir } from "./testutil.ts";
 import { unpackTar } from "./unpack.ts";
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -102,7 +103,7 @@ describe("packTree", () => {
   });
 });
 
-describe.skipIf(!hasTar())("GNU tar reads what packTree writes", () => {
+needs("tar").describe("GNU tar reads what packTree writes", () => {
   test("tar -t lists it and tar -x extracts the same tree", async () => {
     const bytes = await collect(packTree(src, "proj"));
     const listing = new TextDecoder()

@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
+import { needs } from "../../../test/capabilities.ts";
 import { PyroError } from "../errors.ts";
 import { maybeGunzip } from "./gzip.ts";
 import { encodeTarHeader, readTar, type TarEntryInfo, type TarWriteEntry, writeTar } from "./tar.ts";
-import { chunked, collect, hasTar, prng, run, tempDir } from "./testutil.ts";
+import { chunked, collect, prng, run, tempDir } from "./testutil.ts";
 
 const enc = new TextEncoder();
 
@@ -246,7 +247,7 @@ describe("maybeGunzip", () => {
   });
 });
 
-describe.skipIf(!hasTar())("GNU tar interop (reader)", () => {
+needs("tar").describe("GNU tar interop (reader)", () => {
   test("gnu and posix formats, long names, symlinks, hardlinks", async () => {
     const dir = await tempDir("tar-gnu");
     try {

@@ -88,14 +88,6 @@ export function run(argv: string[], opts: { cwd?: string; stdin?: Uint8Array } =
   return new Uint8Array(p.stdout);
 }
 
-export function hasTar(): boolean {
-  try {
-    return Bun.spawnSync(["tar", "--version"]).stdout.toString().includes("GNU tar");
-  } catch {
-    return false;
-  }
-}
-
 /** Expect a promise to reject with a PyroError of this code; returns the error. */
 export async function rejectsWith(p: Promise<unknown>, code: string): Promise<Error & { code: string }> {
   try {

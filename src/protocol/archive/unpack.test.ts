@@ -1,9 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { link, lstat, mkdir, readFile, readlink, stat, symlink, writeFile } from "node:fs/promises";
+import { needs } from "../../../test/capabilities.ts";
 import { maybeGunzip } from "./gzip.ts";
 import { encodeTarHeader, type TarWriteEntry, writeTar } from "./tar.ts";
-import { chunked, collect, hasTar, rejectsWith, run, snapshotTree, tempDir } from "./testutil.ts";
+import { chunked, collect, rejectsWith, run, snapshotTree, tempDir } from "./testutil.ts";
 import { unpackTar } from "./unpack.ts";
 
 const enc = new TextEncoder();
@@ -237,7 +238,7 @@ describe("extraction", () => {
   });
 });
 
-describe.skipIf(!hasTar())("GNU tar archives unpack correctly", () => {
+needs("tar").describe("GNU tar archives unpack correctly", () => {
   async function makeSource(): Promise<string> {
     const src = `${tmp.path}/src`;
     const long = `${"l".repeat(110)}/${"m".repeat(130)}`;

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { needs } from "../../../test/capabilities.ts";
 import { Connection } from "../../protocol/connection.ts";
 import { rejection } from "../../protocol/testing.ts";
 import type { BootSpec } from "../types.ts";
@@ -210,53 +211,42 @@ describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () =
 
 // ---- end to end: a real Firecracker, a real kernel and rootfs ----
 
-const avail = firecrackerAvailable();
-const missing = [
-  avail.ok ? null : avail.reason,
-  process.env.PYRO_TEST_KERNEL ? null : "PYRO_TEST_KERNEL (a vmlinux) is not set",
-  process.env.PYRO_TEST_ROOTFS ? null : "PYRO_TEST_ROOTFS (an environment rootfs.ext4) is not set",
-].filter((m): m is string => m !== null);
-const e2eName = "boots a real guest and reaches its agent over vsock";
-
-test.skipIf(missing.length > 0)(
-  missing.length ? `${e2eName} — skipped: ${missing.join("; ")}` : e2eName,
-  async () => {
-    const dir = tempDir();
-    const runDir = join(dir, "run");
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    let dataDiskPath: string | undefined;
-    const mkfs = Bun.which("mkfs.ext4");
-    if (mkfs) {
-      dataDiskPath = join(dir, "disk.ext4");
-      writeFileSync(dataDiskPath, "");
-      Bun.spawnSync(["truncate", "-s", "256M", dataDiskPath]);
-      expect(Bun.spawnSync([mkfs, "-q", "-F", dataDiskPath]).exitCode).toBe(0);
-    }
-    const s: BootSpec = {
-      workspaceId: "fc-e2e",
-      runDir,
-      workspaceDir: join(dir, "files"),
-      dataDiskPath,
-      environment: {
-        name: "test",
-        version: "0",
-        kernelPath: process.env.PYRO_TEST_KERNEL!,
-        rootfsPath: process.env.PYRO_TEST_ROOTFS!,
-      },
-      vcpuCount: 1,
-      memMib: 512,
-      network: false,
-      consoleLogPath: join(dir, "console.log"),
-      bootTimeoutMs: 60_000,
-    };
-    const vm = (await firecrackerBackend.boot(s)) as FirecrackerVmHandle;
-    handles.push(vm);
-    const channel = await vm.connect(Date.now() + s.bootTimeoutMs);
-    const conn = new Connection(channel);
-    expect(await conn.call({ op: "ping" })).toEqual({ pong: true });
-    expect((await vm.api.describeInstance()).state).toBe("Running");
-    conn.close();
-    await vm.stop(30_000);
-    expect(existsSync(vm.apiSocketPath)).toBe(false);
-  },
-);
+needs("kvm", "firecracker").test("boots a real guest and reaches its agent over vsock", async () => {
+  const dir = tempDir();
+  const runDir = join(dir, "run");
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  let dataDiskPath: string | undefined;
+  const mkfs = Bun.which("mkfs.ext4");
+  if (mkfs) {
+    dataDiskPath = join(dir, "disk.ext4");
+    writeFileSync(dataDiskPath, "");
+    Bun.spawnSync(["truncate", "-s", "256M", dataDiskPath]);
+    expect(Bun.spawnSync([mkfs, "-q", "-F", dataDiskPath]).exitCode).toBe(0);
+  }
+  const s: BootSpec = {
+    workspaceId: "fc-e2e",
+    runDir,
+    workspaceDir: join(dir, "files"),
+    dataDiskPath,
+    environment: {
+      name: "test",
+      version: "0",
+      kernelPath: process.env.PYRO_TEST_KERNEL!,
+      rootfsPath: process.env.PYRO_TEST_ROOTFS!,
+    },
+    vcpuCount: 1,
+    memMib: 512,
+    network: false,
+    consoleLogPath: join(dir, "console.log"),
+    bootTimeoutMs: 60_000,
+  };
+  const vm = (await firecrackerBackend.boot(s)) as FirecrackerVmHandle;
+  handles.push(vm);
+  const channel = await vm.connect(Date.now() + s.bootTimeoutMs);
+  const conn = new Connection(channel);
+  expect(await conn.call({ op: "ping" })).toEqual({ pong: true });
+  expect((await vm.api.describeInstance()).state).toBe("Running");
+  conn.close();
+  await vm.stop(30_000);
+  expect(existsSync(vm.apiSocketPath)).toBe(false);
+});

@@ -6,6 +6,7 @@ import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { needs } from "../../../test/capabilities.ts";
 import { findQemu } from "../qemu/binary.ts";
 import { findTestKernel } from "../qemu/testing.ts";
 import { probeKvm } from "./kvm.ts";
@@ -18,10 +19,6 @@ const qemu = findQemu();
 const kernel = findTestKernel();
 const dir = mkdtempSync(join(tmpdir(), "pyro-probe-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-if (!qemu || !kernel)
-  console.warn(
-    `KVM probe boot tests skipped: ${!qemu ? "no qemu-system-x86_64" : "no kernel (PYRO_TEST_KERNEL or .cache/build/kernel)"}`,
-  );
 
 test("a missing device is reported without booting", async () => {
   const r = await probeKvm({
@@ -46,7 +43,7 @@ test("an unreadable kernel is not usable, and not cached", async () => {
   expect(existsSync(cacheFile)).toBe(false);
 });
 
-test.skipIf(!qemu || !kernel)(
+needs("qemu", "kernel").test(
   "the boot check recognises a kernel that boots (TCG stands in for KVM)",
   async () => {
     const r = await probeKvm({
@@ -61,17 +58,14 @@ test.skipIf(!qemu || !kernel)(
   },
 );
 
-test.skipIf(!qemu || !kernel || !existsSync("/dev/kvm"))(
-  "this host's KVM verdict, cached per boot",
-  async () => {
-    const cacheFile = join(dir, "kvm-probe.json");
-    const first = await probeKvm({ kernelPath: kernel!, qemuBin: qemu!, cacheFile });
-    console.log(`KVM probe: usable=${first.usable} in ${first.durationMs} ms: ${first.reason}`);
-    expect(first.cached).toBe(false);
-    expect(first.reason.length).toBeGreaterThan(0);
-    const entry = JSON.parse(readFileSync(cacheFile, "utf8"));
-    expect(entry.key.bootId).toBe(readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
-    const second = await probeKvm({ kernelPath: kernel!, qemuBin: qemu!, cacheFile });
-    expect(second).toMatchObject({ usable: first.usable, reason: first.reason, cached: true });
-  },
-);
+needs("qemu", "kernel", "kvm-device").test("this host's KVM verdict, cached per boot", async () => {
+  const cacheFile = join(dir, "kvm-probe.json");
+  const first = await probeKvm({ kernelPath: kernel!, qemuBin: qemu!, cacheFile });
+  console.log(`KVM probe: usable=${first.usable} in ${first.durationMs} ms: ${first.reason}`);
+  expect(first.cached).toBe(false);
+  expect(first.reason.length).toBeGreaterThan(0);
+  const entry = JSON.parse(readFileSync(cacheFile, "utf8"));
+  expect(entry.key.bootId).toBe(readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim());
+  const second = await probeKvm({ kernelPath: kernel!, qemuBin: qemu!, cacheFile });
+  expect(second).toMatchObject({ usable: first.usable, reason: first.reason, cached: true });
+});

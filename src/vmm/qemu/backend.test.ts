@@ -3,7 +3,7 @@
  * (PYRO_TEST_KERNEL, or the build cache) and skip with the reason when there is none;
  * the guest is a tiny busybox rootfs, so no environment build is needed.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import {
   chmodSync,
   copyFileSync,
@@ -16,9 +16,9 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { needs } from "../../../test/capabilities.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import type { BootSpec, VmHandle } from "../types.ts";
-import { findQemu } from "./binary.ts";
 import { qemuBackend } from "./index.ts";
 import { findTestKernel } from "./testing.ts";
 
@@ -26,15 +26,8 @@ import { findTestKernel } from "./testing.ts";
 // KVM hangs. Generous limits; nothing here asserts timings.
 setDefaultTimeout(120_000);
 
-const qemu = findQemu();
 const kernel = findTestKernel();
 const busybox = Bun.which("busybox");
-const skipBoot = !qemu || !kernel || !busybox || !Bun.which("mkfs.ext4");
-if (skipBoot) {
-  console.warn(
-    `qemu boot tests skipped: ${!qemu ? "no qemu-system-x86_64" : !kernel ? "no kernel (set PYRO_TEST_KERNEL or build one into .cache/build/kernel)" : "no static busybox or mkfs.ext4"}`,
-  );
-}
 
 let dir = "";
 beforeAll(() => {
@@ -132,7 +125,7 @@ function qemuAlive(pid: number): boolean {
   }
 }
 
-describe.skipIf(!qemu)("qemu backend without a guest", () => {
+needs("qemu").describe("qemu backend without a guest", () => {
   test("QEMU failing at startup rejects with VMM_FAILED and its own message", async () => {
     const s = spec();
     s.environment = { ...s.environment!, kernelPath: join(dir, "missing-vmlinux") };
@@ -157,7 +150,7 @@ describe.skipIf(!qemu)("qemu backend without a guest", () => {
   });
 });
 
-describe.skipIf(skipBoot)("qemu backend booting a kernel (TCG)", () => {
+needs("qemu", "kernel", "busybox", "mkfs.ext4").describe("qemu backend booting a kernel (TCG)", () => {
   test("console shows the pyro kernel, vda is the read-only rootfs, vdb the data disk", async () => {
     const data = join(dir, "data.ext4");
     writeFileSync(data, "");
