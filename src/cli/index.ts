@@ -79,7 +79,8 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
         else if (printer) {
           const printed = printer.print(out);
           process.stdout.write(typeof printed === "string" ? `${printed}\n` : printed);
-        } else if (op.streamsOutput) {
+        } else if (op.streamsOutput && typeof out.stdout === "string") {
+          // the output went to the terminal live (a detached start has none: it is rendered)
           if (out.timed_out) process.stderr.write(`pyro: command timed out (exit ${out.exit_code})\n`);
           if (out.stdout_truncated || out.stderr_truncated)
             process.stderr.write("pyro: output was truncated\n");

@@ -1,12 +1,14 @@
 /**
  * Reset: throw the machine away and boot a fresh one from the environment plus the chosen
  * /workspace content (baseline or a named snapshot). Keeps the id, name, labels, the diff
- * baseline and the snapshots; clears command history, exports, shells and services.
+ * baseline and the snapshots; clears command history (detached execs included), exports, shells
+ * and services.
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { callWorkspace } from "./client.ts";
 import type { Ctx } from "./context.ts";
+import { execsDir } from "./detached.ts";
 import { dataDiskPath, historyPath, hostRootDir, workspaceDir } from "./paths.ts";
 import { readRecord, type WorkspaceRecord } from "./record.ts";
 import { BASELINE, baselineTar, snapshotSource } from "./snapshots.ts";
@@ -52,6 +54,7 @@ async function resetLocked(
     await createDataDisk(dataDiskPath(ctx.home, id), DATA_DISK_MIB);
   }
   rmSync(historyPath(ctx.home, id), { force: true });
+  rmSync(execsDir(ctx.home, id), { recursive: true, force: true }); // detached execs are history too
   rmSync(exportsLogPath(ctx.home, id), { force: true });
   await updateRecord(ctx.home, id, (x) => ({
     ...x,

@@ -54,7 +54,8 @@ export const PROFILES = ["vm-run", "workspace-core", "workspace-full"] as const 
  */
 export const PROFILE_OMIT: Record<Profile, readonly string[]> = {
   "vm-run": [],
-  "workspace-core": ["network_policy", "secrets", "secret_env"],
+  // core has no exec_read/exec_wait, so no detached starts either (workspace-full has both)
+  "workspace-core": ["network_policy", "secrets", "secret_env", "detach", "idempotency_key"],
   "workspace-full": [],
 };
 
@@ -138,6 +139,10 @@ export const MODES = {
       ...HANDLING,
       "workspace_logs",
       "workspace_exec",
+      "exec_read",
+      "exec_wait",
+      "exec_kill",
+      "exec_list",
       "workspace_sync_push",
       "workspace_file_list",
       "workspace_file_read",
@@ -164,6 +169,10 @@ export const MODES = {
     tools: [
       ...HANDLING,
       "workspace_exec",
+      "exec_read",
+      "exec_wait",
+      "exec_kill",
+      "exec_list",
       "workspace_file_list",
       "workspace_file_read",
       "workspace_diff",

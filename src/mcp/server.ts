@@ -81,9 +81,12 @@ export function createServer(opts: ServerOptions = {}): Server {
         );
       const ctx = makeCtx(env, () => {});
       ctx.guardHostWrite = hostPaths.guardWrite;
+      // text_budget_chars shapes the text below; the operation never sees it (src/mcp/tools.ts)
+      let render: { budget?: number; input: Record<string, unknown> } = { input: {} };
       const out = fitBudget(
         await invoke(op, ctx, req.params.arguments ?? {}, {
-          prepare: (input) => {
+          prepare: ({ text_budget_chars: budget, ...input }) => {
+            render = { budget: budget as number | undefined, input };
             if (input.allow_host_compat === true && !opts.allowHostCompat)
               throw new PyroError(
                 "HOST_COMPAT_NOT_ALLOWED",
@@ -96,8 +99,9 @@ export function createServer(opts: ServerOptions = {}): Server {
             return checked;
           },
         }),
+        render.budget,
       );
-      return { content: [{ type: "text", text: renderText(out) }], structuredContent: out };
+      return { content: [{ type: "text", text: renderText(out, render) }], structuredContent: out };
     } catch (err) {
       // The model sees workspace paths, never host paths: the whole error is scrubbed.
       const shape = hostPaths.scrubValue(toPyroError(err).toJSON()) as ReturnType<PyroError["toJSON"]>;

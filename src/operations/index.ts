@@ -2,6 +2,7 @@
 import { diskExportOp, diskListOp, diskReadOp } from "./disk.ts";
 import { doctorOp } from "./doctor.ts";
 import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
+import { execKillOp, execListOp, execReadOp, execWaitOp } from "./exec.ts";
 import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
 import { hostConnectOp, hostDoctorOp, hostPrintConfigOp, hostRepairOp } from "./host.ts";
 import { prepareOp } from "./prepare.ts";
@@ -12,6 +13,10 @@ import {
   createOp,
   deleteOp,
   execOp,
+  execReadOp,
+  execWaitOp,
+  execKillOp,
+  execListOp,
   listOp,
   logsOp,
   startOp,

@@ -382,3 +382,88 @@ export const hostRepaired = v.strictObject({
   ),
   unchanged: v.pipe(int, v.description("Registrations that already started this pyro.")),
 });
+
+/** One detached exec (src/manager/detached.ts): workspace_exec with detach, exec_wait/kill/list. */
+export const detachedExec = v.strictObject({
+  workspace_id: str,
+  exec_id: v.pipe(str, v.description("The detached exec's id (ex_...), for exec_read/exec_wait/exec_kill.")),
+  state: v.pipe(
+    v.picklist(["running", "exited", "lost"]),
+    v.description(
+      "running; exited (exit_code says how); lost: the command ended with its machine (workspace stopped, supervisor died), end_reason says why, exit_code is null.",
+    ),
+  ),
+  command: v.nullable(str),
+  argv: v.nullable(v.array(str)),
+  cwd: v.nullable(str),
+  idempotency_key: v.nullable(str),
+  reused: v.optional(
+    v.pipe(
+      bool,
+      v.description(
+        "Start only: true when idempotency_key named an exec that already existed (nothing was run).",
+      ),
+    ),
+  ),
+  signalled: v.optional(
+    v.pipe(bool, v.description("exec_kill only: the signal was sent to a running command.")),
+  ),
+  started_at: time,
+  ended_at: v.nullable(time),
+  exit_code: v.nullable(int),
+  signal: v.nullable(str),
+  timed_out: bool,
+  duration_ms: v.nullable(v.number()),
+  end_reason: v.nullable(str),
+  stdout_bytes: v.pipe(
+    int,
+    v.description("stdout bytes spooled so far (exec_read reaches the end at this offset)."),
+  ),
+  stderr_bytes: v.pipe(int, v.description("stderr bytes spooled so far.")),
+  stdout_truncated: v.pipe(bool, v.description("The spool stopped at max_output_bytes (known once ended).")),
+  stderr_truncated: bool,
+  ...where,
+});
+/** workspace_exec: the attached result, or with detach the exec started. */
+export const workspaceExecOutcome = v.union([workspaceExecResult, detachedExec]);
+export const detachedExecList = v.strictObject({
+  workspace_id: str,
+  execs: v.array(detachedExec),
+  count: int,
+});
+export const execReadResult = v.strictObject({
+  workspace_id: str,
+  exec_id: str,
+  stream: v.picklist(["stdout", "stderr"]),
+  data: v.pipe(
+    str,
+    v.description("The bytes [offset, next_offset): text, or base64 when encoding is base64."),
+  ),
+  encoding: v.pipe(encoding, v.description("utf8, or base64 when these bytes are not UTF-8 text.")),
+  offset: int,
+  next_offset: v.pipe(int, v.description("Pass as offset to read on.")),
+  eof: v.pipe(bool, v.description("The exec has ended and next_offset is the end of the stream.")),
+  size_bytes: v.pipe(int, v.description("Bytes of this stream spooled so far.")),
+  state: v.picklist(["running", "exited", "lost"]),
+});
+
+// ---- env save / load: an installed environment as one archive (src/env/save.ts) ----
+export const environmentSaved = v.strictObject({
+  name: str,
+  version: str,
+  output: v.pipe(str, v.description("Absolute path of the archive written.")),
+  digest: v.pipe(str, v.description("Digest of the environment's OCI manifest inside the archive.")),
+  size_bytes: int,
+});
+export const environmentLoaded = v.strictObject({
+  name: str,
+  dir: str,
+  digest: v.pipe(str, v.description("Digest of the OCI manifest that was loaded (every blob verified).")),
+  manifest,
+});
+
+// ---- custom environments (env create / env delete) ----
+export const environmentDeleted = v.strictObject({
+  name: str,
+  removed: v.pipe(int, v.description("Installed versions removed.")),
+});

@@ -1,5 +1,6 @@
 /** Workspace lifecycle operations. */
 import * as v from "valibot";
+import { startDetached } from "../manager/detached.ts";
 import { publicRecord } from "../manager/record.ts";
 import {
   createWorkspace,
@@ -13,6 +14,8 @@ import {
   workspaceLogs,
   workspaceStatus,
 } from "../manager/workspaces.ts";
+import { PyroError } from "../protocol/errors.ts";
+import { renderDetached } from "./exec.ts";
 import * as f from "./fields.ts";
 import * as out from "./outputs.ts";
 import { renderTable, renderWorkspace } from "./render.ts";
@@ -197,7 +200,7 @@ export const execOp = defineOperation({
   name: "workspace_exec",
   sdk: "execWorkspace",
   sdkArgs: ["workspace_id", "command"],
-  output: out.workspaceExecResult,
+  output: out.workspaceExecOutcome,
   mutates: true,
   states: ["started"],
   cli: ["workspace", "exec"],
@@ -215,16 +218,44 @@ export const execOp = defineOperation({
     env: v.optional(v.pipe(v.record(v.string(), v.string()), v.description("Extra environment variables."))),
     timeout_seconds: v.optional(f.timeoutSeconds),
     max_output_bytes: v.optional(f.maxOutputBytes),
+    detach: v.optional(
+      v.pipe(
+        v.boolean(),
+        v.description(
+          'Start the command and return at once with its exec_id (state "running"): the workspace spools its stdout and stderr on the host, and exec_read, exec_wait, exec_kill and exec_list reach it, after every client is gone. No timeout unless timeout_seconds is given; output kept up to max_output_bytes per stream (default 1 GiB when detached).',
+        ),
+      ),
+    ),
+    idempotency_key: v.optional(
+      v.pipe(
+        v.string(),
+        v.minLength(1),
+        v.maxLength(200),
+        v.description(
+          "With detach: a key of your choosing; a start that repeats a key this workspace has seen returns that exec (reused: true) instead of running the command again.",
+        ),
+      ),
+    ),
   }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
   examples: [
     "pyro workspace exec issue-42 -- make test",
     "pyro workspace exec ws_0123456789ab -- sh -c 'ls -la'",
+    "pyro workspace exec issue-42 --detach --idempotency-key build-1 -- make -j4",
   ],
   streamsOutput: true,
-  run: (ctx, input) => execWorkspace(ctx, input.workspace_id, input),
-  exitCode: (out) => Number(out.exit_code),
+  run: (ctx, input) => {
+    if (input.detach) return startDetached(ctx, input.workspace_id, input);
+    if (input.idempotency_key !== undefined)
+      throw new PyroError(
+        "INVALID_INPUT",
+        "idempotency_key needs detach: true (an attached exec is never replayed)",
+      );
+    return execWorkspace(ctx, input.workspace_id, input);
+  },
+  render: (out) => ("exec_id" in out ? renderDetached(out) : ""),
+  exitCode: (out) => ("exec_id" in out ? 0 : out.exit_code),
 });
 
 export const stopOp = defineOperation({

@@ -137,6 +137,8 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
   },
   "sup.stop": { stopping: true },
   "sup.delete": { deleting: true },
+  "sup.exec.start": { exec_id: "ex_0123456789ab", reused: false },
+  "sup.exec.kill": { killed: true },
 };
 const OPS = Object.keys(CALL_TABLE) as CallOp[];
 
@@ -476,6 +478,8 @@ const REQUEST_FIELDS: Partial<Record<CallOp, Record<string, unknown>>> = {
   "fs.move": { from: "a", to: "b" },
   "archive.import": { dest: "a" },
   "archive.export": { path: "a" },
+  "sup.exec.start": { exec: { op: "exec", command: "true" } },
+  "sup.exec.kill": { exec_id: "ex_0123456789ab", signal: "SIGKILL" },
 };
 
 describe("nothing crosses unchecked", () => {

@@ -28,10 +28,31 @@ type Args<I, A extends readonly unknown[]> = A extends readonly [infer H extends
 type Rest<I, A extends readonly unknown[]> = Omit<I, A[number] & keyof I>;
 /** The trailing options object: optional when every remaining field is. */
 type Options<R> = keyof R extends never ? [] : Record<string, never> extends R ? [opts?: R] : [opts: R];
-type SdkArgs<O extends AnyOperation> = NonNullable<O["sdkArgs"]> extends readonly string[] ? NonNullable<O["sdkArgs"]> : readonly [];
-type Method<O extends AnyOperation> = (
+type SdkArgs<O extends AnyOperation> =
+  NonNullable<O["sdkArgs"]> extends readonly string[] ? NonNullable<O["sdkArgs"]> : readonly [];
+type Plain<O extends AnyOperation> = (
   ...args: [...Args<InputOf<O>, SdkArgs<O>>, ...Options<Rest<InputOf<O>, SdkArgs<O>>>]
 ) => Promise<v.InferOutput<O["output"]>>;
+/**
+ * An operation whose result is either a detached exec (`exec_id`) or something else
+ * (workspace_exec) gets two signatures: with `detach: true` it resolves to the detached
+ * exec, otherwise to the other result.
+ */
+type DetachedOf<R> = Extract<R, { exec_id: string }>;
+type AttachedOf<R> = Exclude<R, { exec_id: string }>;
+type Method<O extends AnyOperation, R = v.InferOutput<O["output"]>> = [DetachedOf<R>] extends [never]
+  ? Plain<O>
+  : [AttachedOf<R>] extends [never]
+    ? Plain<O>
+    : ((
+        ...args: [...Args<InputOf<O>, SdkArgs<O>>, opts: Rest<InputOf<O>, SdkArgs<O>> & { detach: true }]
+      ) => Promise<DetachedOf<R>>) &
+        ((
+          ...args: [
+            ...Args<InputOf<O>, SdkArgs<O>>,
+            ...Options<Rest<InputOf<O>, SdkArgs<O>> & { detach?: false }>,
+          ]
+        ) => Promise<AttachedOf<R>>);
 
 /** One method per operation, named by its `sdk` field. */
 export type PyroMethods = { [O in Ops as O["sdk"]]: Method<O> };

@@ -23,7 +23,7 @@ export interface EndOptions {
 
 export class Ending {
   private ending = false;
-  private readonly closers: Array<() => void> = [];
+  private readonly closers: Array<(reason: string) => void> = [];
 
   constructor(
     private readonly home: string,
@@ -34,8 +34,8 @@ export class Ending {
     machine.conn.onClose(() => this.end("lost the agent connection"));
   }
 
-  /** Run `close` first when the supervisor ends (e.g. stop the client socket). */
-  onEnd(close: () => void): void {
+  /** Run `close` first when the supervisor ends, with the reason (stop the client socket, end detached execs). */
+  onEnd(close: (reason: string) => void): void {
     this.closers.push(close);
   }
 
@@ -61,7 +61,7 @@ export class Ending {
 
   private async run(reason: string, opts: EndOptions): Promise<void> {
     log(`stopping: ${reason}`);
-    for (const close of this.closers) close();
+    for (const close of this.closers) close(reason);
     await this.machine.shutdown().catch(() => {});
     await updateRecord(this.home, this.id, (r) => ({
       ...r,

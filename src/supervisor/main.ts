@@ -10,6 +10,7 @@
  *   call fast with AGENT_UNRESPONSIVE until it answers again or the workspace restarts);
  * - local.ts: the supervisor's own `sup.*` requests;
  * - history.ts: the command history and `command_count` (activity time is invoke()'s);
+ * - detached.ts: detached execs (`sup.exec.*`), run by the supervisor and spooled to files;
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
  */
@@ -19,6 +20,7 @@ import { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { AgentLink } from "./agent.ts";
 import { announceStarted, bootMachine } from "./boot.ts";
+import { DetachedExecs } from "./detached.ts";
 import { Ending } from "./ending.ts";
 import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
@@ -36,11 +38,14 @@ export async function supervise(home: string, id: string): Promise<void> {
 
   const agent = new AgentLink(machine.conn, home, id);
   const history = new CommandHistory(home, id);
+  const execs = new DetachedExecs(home, id, agent, history);
+  ending.onEnd((reason) => execs.endAll(reason));
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
       onStream: (client) => {
         const op = String(client.request.op ?? "");
-        if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
+        if (op.startsWith("sup.exec.")) execs.serve(client, op);
+        else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
         else relayCall(client, clientConn, agent, history.hookFor(client.request));
       },
     });
