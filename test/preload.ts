@@ -13,6 +13,9 @@ const base = mkdtempSync(join(os.tmpdir(), "pyro-test-"));
 // Same default as scripts/setup.sh and scripts/test.ts.
 process.env.PYRO_BUILD_CACHE ??=
   process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(repo, ".cache", "build");
+// The compiled pyro extracts its embedded agent into this cache: shared (like the build cache)
+// so each test process does not unpack its own 108 MB copy.
+process.env.PYRO_AGENT_CACHE ??= join(process.env.PYRO_BUILD_CACHE as string, "..", "agent");
 process.env.PYRO_HOME = join(base, "home");
 process.env.HOME = join(base, "user-home");
 process.env.XDG_DATA_HOME = join(base, "user-home", ".local", "share");

@@ -204,3 +204,83 @@ export const envPruneOp = defineOperation({
       ? `removed ${(out.removed as string[]).join(", ")}`
       : "nothing to remove",
 });
+
+export const envSaveOp = defineOperation({
+  name: "env_save",
+  sdk: "saveEnvironment",
+  sdkArgs: ["environment", "output"],
+  output: out.environmentSaved,
+  mutates: false,
+  cli: ["env", "save"],
+  positionals: ["environment"],
+  summary: "Save an installed environment as one archive file (for CI images; no registry).",
+  description:
+    "Write an installed environment (kernel, rootfs, manifest) as one OCI-layout tar holding the same artifact `env push` sends; `env load` installs it on another host. Files are verified against their digests first.",
+  input: v.strictObject({
+    environment: f.environment,
+    output: v.pipe(
+      v.string(),
+      v.minLength(1),
+      v.description("Archive file to write (replaced if it exists)."),
+    ),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  profiles: [],
+  notOverMcp:
+    "it copies host artifacts to a host path of the caller's choosing: host administration, for the user.",
+  hostPaths: { output: "write" },
+  examples: ["pyro env save debian:12 --output debian-12.pyroenv.tar"],
+  run: async (ctx, input) => {
+    const { saveEnvironment } = await import("../env/save.ts");
+    return saveEnvironment(ctx, input.environment, input.output);
+  },
+  render: (out) =>
+    `saved ${out.name} (${out.version}) to ${out.output} (${out.size_bytes} bytes, ${out.digest})`,
+});
+
+export const envLoadOp = defineOperation({
+  name: "env_load",
+  sdk: "loadEnvironment",
+  sdkArgs: ["file"],
+  output: out.environmentLoaded,
+  mutates: false,
+  cli: ["env", "load"],
+  positionals: ["file"],
+  summary: "Install an environment from an archive made by `env save` (every digest verified).",
+  description:
+    "Install the environment held in an `env save` archive. Every blob and file is checked against its digest; a damaged archive is refused and nothing is installed. An installed environment of the same name and version is replaced.",
+  input: v.strictObject({
+    file: v.pipe(v.string(), v.minLength(1), v.description("Archive written by `pyro env save`.")),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  profiles: [],
+  notOverMcp:
+    "it installs host artifacts from a host file into the environment store: host administration, for the user.",
+  hostPaths: { file: "read" },
+  examples: ["pyro env load debian-12.pyroenv.tar"],
+  run: async (ctx, input) => {
+    const { loadEnvironment } = await import("../env/save.ts");
+    const r = await loadEnvironment(ctx, input.file);
+    return {
+      name: r.installed.manifest.name,
+      dir: r.installed.dir,
+      digest: r.digest,
+      manifest: r.installed.manifest,
+    };
+  },
+  render: (out) => `loaded ${out.name} into ${out.dir} (${out.digest})`,
+});
+
+/** Installed environments made by `env create` (not in the catalog), by name. */
+function customEnvironments(home: string): InstalledEnvironment[] {
+  return installedNames(home)
+    .filter((n) => !findRecipe(n))
+    .map((n) => findInstalled(home, n))
+    .filter((i): i is InstalledEnvironment => i?.manifest.custom === true);
+}
+
+/** Environments named by any workspace record (any state: a stopped one boots it again). */
+async function environmentsInUse(ctx: Ctx): Promise<Set<string>> {
+  const { listWorkspaces } = await import("../manager/workspaces.ts");
+  return new Set((await listWorkspaces(ctx)).records.map((r) => r.environment));
+}

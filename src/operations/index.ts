@@ -1,7 +1,16 @@
 /** THE table. CLI commands, SDK methods and MCP tools are all derived from this list. */
 import { diskExportOp, diskListOp, diskReadOp } from "./disk.ts";
 import { doctorOp } from "./doctor.ts";
-import { envBuildOp, envInspectOp, envListOp, envPruneOp, envPullOp, envPushOp } from "./env.ts";
+import {
+  envBuildOp,
+  envInspectOp,
+  envListOp,
+  envLoadOp,
+  envPruneOp,
+  envPullOp,
+  envPushOp,
+  envSaveOp,
+} from "./env.ts";
 import { execKillOp, execListOp, execReadOp, execWaitOp } from "./exec.ts";
 import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
 import { hostConnectOp, hostDoctorOp, hostPrintConfigOp, hostRepairOp } from "./host.ts";
@@ -59,6 +68,8 @@ export const OPERATIONS = [
   envPullOp,
   envPushOp,
   envPruneOp,
+  envSaveOp,
+  envLoadOp,
   hostConnectOp,
   hostPrintConfigOp,
   hostDoctorOp,

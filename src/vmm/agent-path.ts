@@ -12,7 +12,8 @@
  *     dist/pyro-agent as the binary baked into a rootfs.
  * Invariants: the extracted file appears only complete (temp file + rename, mode 0755); it is
  * hashed before its first use in each process (a corrupt or foreign file is replaced, a
- * rewrite later in the process is caught by its size/mtime/inode stamp); nothing is extracted
+ * rewrite later in the process is caught by its size/mtime/inode stamp); agents of other builds
+ * are pruned from the cache a week after they were extracted; nothing is extracted
  * or hashed unless the agent is actually needed (`pyro --version` never touches it).
  */
 import {
@@ -21,6 +22,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   renameSync,
@@ -144,5 +146,21 @@ export function extractAgent(agent: EmbeddedAgent, cacheDir: string): string {
     });
   }
   verified.set(path, stampOf(path));
+  pruneOldAgents(cacheDir, agent.sha256);
   return path;
+}
+
+/** Agents of other builds are dropped after a week (a pyro still using one re-extracts it). */
+const STALE_AGENT_MS = 7 * 24 * 3600 * 1000;
+
+function pruneOldAgents(cacheDir: string, keep: string): void {
+  for (const name of readdirSync(cacheDir)) {
+    const dir = join(cacheDir, name);
+    try {
+      if (name !== keep && /^[0-9a-f]{64}$/.test(name) && Date.now() - statSync(dir).mtimeMs > STALE_AGENT_MS)
+        rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // another pyro pruned it first
+    }
+  }
 }

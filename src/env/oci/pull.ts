@@ -188,6 +188,23 @@ async function installLayer(
   }
   const partial = join(staging, `${desc.digest.replace(":", "-")}.partial`);
   await downloadBlob(client, desc, partial, kind, say, onProgress);
+  await unpackLayer(partial, desc, entry, staging, kind, say);
+}
+
+/**
+ * Decompress the (digest-verified) layer blob at `partial` into `staging/<entry.file>`,
+ * checking the uncompressed size and sha256 against manifest.json; the blob is removed once
+ * unpacked or found corrupt. Shared by pull and `env load` (src/env/save.ts).
+ */
+export async function unpackLayer(
+  partial: string,
+  desc: Descriptor,
+  entry: EnvironmentManifest["kernel"],
+  staging: string,
+  kind: string,
+  say: Say,
+): Promise<void> {
+  const final = join(staging, entry.file);
   say(`${kind}: unpacking ${entry.file} (${formatBytes(entry.size)})`);
   const compression = parseLayerMediaType(desc.mediaType)!.compression;
   const tmp = `${final}.tmp`;
@@ -227,7 +244,7 @@ async function installLayer(
   await rm(partial, { force: true });
 }
 
-async function writeDurable(path: string, bytes: Uint8Array): Promise<void> {
+export async function writeDurable(path: string, bytes: Uint8Array): Promise<void> {
   const fh = await open(path, "w", 0o644);
   try {
     await writeAll(fh, bytes);
@@ -255,7 +272,7 @@ async function isAbsentOrEmpty(dir: string): Promise<boolean> {
 }
 
 /** rename(2) is atomic and replaces an empty directory; a full one is swapped aside first. */
-async function install(staging: string, dest: string, replace: boolean): Promise<void> {
+export async function install(staging: string, dest: string, replace: boolean): Promise<void> {
   await mkdir(dirname(dest), { recursive: true });
   try {
     await rename(staging, dest);

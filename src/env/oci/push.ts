@@ -37,7 +37,7 @@ export interface PushResult {
   ref: string;
 }
 
-interface ScannedLayer extends LayerInput {
+export interface ScannedLayer extends LayerInput {
   path: string;
 }
 
@@ -92,7 +92,9 @@ export async function pushEnvironment(dir: string, ref: string, opts: PushOption
   return { digest, ref: formatReference(target) };
 }
 
-async function readLocalManifest(dir: string): Promise<{ bytes: Uint8Array; manifest: EnvironmentManifest }> {
+export async function readLocalManifest(
+  dir: string,
+): Promise<{ bytes: Uint8Array; manifest: EnvironmentManifest }> {
   const path = join(dir, "manifest.json");
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile()) {
@@ -112,7 +114,7 @@ async function readLocalManifest(dir: string): Promise<{ bytes: Uint8Array; mani
 }
 
 /** Hash the uncompressed file (must match manifest.json) and the compressed stream. */
-async function scanLayer(
+export async function scanLayer(
   dir: string,
   kind: LayerKind,
   manifest: EnvironmentManifest,
@@ -151,7 +153,7 @@ async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   yield bytes;
 }
 
-async function* tee(
+export async function* tee(
   src: AsyncIterable<Uint8Array>,
   d: Digester,
   after?: () => void,
