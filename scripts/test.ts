@@ -38,8 +38,9 @@ const proc = Bun.spawn([bun, "test", "--timeout", "600000", ...args], {
   env: process.env,
 });
 let guestPassed = 0;
-const notRunnable: string[] = [];
-const skipped: string[] = [];
+// Sets: bun repeats the skipped tests in a summary at the end of a multi-file run.
+const notRunnable = new Set<string>();
+const skipped = new Set<string>();
 async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) {
   const dec = new TextDecoder();
   let carry = "";
@@ -52,25 +53,25 @@ async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream)
       if (/^\(pass\) real guest/.test(l)) guestPassed++;
       const skip = /^\((skip|todo)\) (.*)$/.exec(l);
       if (!skip) continue;
-      if (/\[not runnable here: .*\]/.test(l)) notRunnable.push(l.slice(7));
-      else skipped.push(l);
+      if (/\[not runnable here: .*\]/.test(l)) notRunnable.add(l.slice(7));
+      else skipped.add(l);
     }
   }
 }
 await Promise.all([pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr)]);
 const code = await proc.exited;
 console.log(`real-guest tests passed: ${guestPassed}`);
-if (notRunnable.length > 0) {
-  console.log(`not runnable here (${notRunnable.length}):`);
+if (notRunnable.size > 0) {
+  console.log(`not runnable here (${notRunnable.size}):`);
   for (const n of notRunnable) console.log(`  ${n}`);
 }
-if (skipped.length > 0) {
-  console.log(`skipped (${skipped.length}):`);
+if (skipped.size > 0) {
+  console.log(`skipped (${skipped.size}):`);
   for (const n of skipped) console.log(`  ${n}`);
 }
 if (code !== 0) process.exit(code);
-if (requireGuests && skipped.length > 0) {
-  console.error(`CI: ${skipped.length} test(s) skipped that this machine must run (listed above)`);
+if (requireGuests && skipped.size > 0) {
+  console.error(`CI: ${skipped.size} test(s) skipped that this machine must run (listed above)`);
   process.exit(1);
 }
 if (requireGuests && args.length === 0 && guestPassed === 0) {

@@ -1,5 +1,5 @@
 /** Real microVMs (QEMU; TCG where KVM is unusable). Names start with "real guest" so the runner counts them. */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   closeSync,
   cpSync,
@@ -12,7 +12,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { guest, guestHome } from "./guest-env.ts";
+import { guest, guestHome, loopbackProbe, probeReached } from "./guest-env.ts";
 import { processesMatching, pyro } from "./helpers.ts";
 
 let home = "";
@@ -62,20 +62,10 @@ guest.describe("real guest: one-shot run", () => {
     expect(r.json.stderr).toBe("err\n");
   });
 
-  test("real guest: network is off by default and --network gives egress", async () => {
-    const server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: () => new Response("hello-from-host"),
-    });
+  test("real guest: --network gives egress, and without it the same probe fails", async () => {
+    const probe = loopbackProbe();
     try {
-      // QEMU user networking maps the gateway 10.0.2.2 to the host's loopback.
-      const script = `exec 3<>/dev/tcp/10.0.2.2/${server.port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3`;
-      const off = await pyro(
-        ["run", "--json", "--timeout-seconds", "10", "debian:12", "--", "bash", "-c", script],
-        { home },
-      );
-      expect(off.json.exit_code).not.toBe(0);
+      // The probe first proves it works (networking on), then the same line must fail (off).
       const on = await pyro(
         [
           "run",
@@ -87,14 +77,21 @@ guest.describe("real guest: one-shot run", () => {
           "--",
           "bash",
           "-c",
-          `${script}; cat /etc/resolv.conf`,
+          `${probe.script}; cat /etc/resolv.conf`,
         ],
         { home },
       );
-      expect(on.json.stdout).toContain("hello-from-host");
+      expect(probeReached(on, probe.reply)).toBe(true);
       expect(on.json.stdout).toContain("nameserver 10.0.2.3");
+      const off = await pyro(
+        ["run", "--json", "--timeout-seconds", "10", "debian:12", "--", "bash", "-c", probe.script],
+        { home },
+      );
+      expect(probeReached(off, probe.reply)).toBe(false);
+      expect(off.json.exit_code).toBe(1);
+      expect(off.json.stderr).toMatch(/Network is unreachable/);
     } finally {
-      server.stop(true);
+      probe.stop();
     }
   });
 });
@@ -248,5 +245,21 @@ guest.describe("real guest: failures are clear and leak nothing", () => {
     });
     expect(["VMM_NOT_FOUND", "KVM_UNAVAILABLE"]).toContain(r.json.code);
     expect(r.code).toBe(69);
+  });
+});
+
+describe("the network probe cannot pass by accident", () => {
+  test("a run that never reached a guest is an error, not 'network off' (the old exit_code !== 0 check passed it)", () => {
+    const never = { json: { code: "GUEST_BOOT_TIMEOUT", message: "the guest did not boot" } };
+    expect(never.json).not.toHaveProperty("exit_code", 0); // what the old assertion accepted
+    expect(() => probeReached(never, "x")).toThrow(/did not run in a guest/);
+    const hostCompat = {
+      json: { execution_mode: "host_compat", exit_code: 1, timed_out: false, stdout: "probe-ran\n" },
+    };
+    expect(() => probeReached(hostCompat, "x")).toThrow(/did not run in a guest/);
+    const noLine = { json: { execution_mode: "guest", exit_code: 127, timed_out: false, stdout: "" } };
+    expect(() => probeReached(noLine, "x")).toThrow(/did not run/);
+    const off = { json: { execution_mode: "guest", exit_code: 1, timed_out: false, stdout: "probe-ran\n" } };
+    expect(probeReached(off, "x")).toBe(false);
   });
 });

@@ -2,7 +2,7 @@
 import { beforeAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { guest, guestHome } from "./guest-env.ts";
+import { guest, guestHome, loopbackProbe, probeReached } from "./guest-env.ts";
 import { pyro } from "./helpers.ts";
 
 let home = "";
@@ -86,20 +86,34 @@ guest.describe("real guest: use cases", () => {
         { home },
       );
       expect(r.json.stdout.trim()).toBe("1");
-      const offline = await pyro(
-        [
-          "workspace",
-          "exec",
-          id,
-          "--json",
-          "--",
-          "sh",
-          "-c",
-          "getent hosts example.invalid || echo no-network",
-        ],
-        { home },
-      );
-      expect(offline.json.stdout).toContain("no-network");
+      // Offline: the probe that reaches this host's loopback with networking on (proven first,
+      // in a one-shot run) fails from inside the workspace.
+      const probe = loopbackProbe();
+      try {
+        const online = await pyro(
+          [
+            "run",
+            "--json",
+            "--network",
+            "--timeout-seconds",
+            "20",
+            "debian:12",
+            "--",
+            "bash",
+            "-c",
+            probe.script,
+          ],
+          { home },
+        );
+        expect(probeReached(online, probe.reply)).toBe(true);
+        const offline = await pyro(
+          ["workspace", "exec", id, "--json", "--timeout-seconds", "20", "--", "bash", "-c", probe.script],
+          { home },
+        );
+        expect(probeReached(offline, probe.reply)).toBe(false);
+      } finally {
+        probe.stop();
+      }
       await pyro(["workspace", "stop", id], { home });
       const disk = await pyro(["workspace", "disk", "read", id, "report.txt", "--json"], { home });
       expect(disk.json.content).toContain("install.sh");
