@@ -354,6 +354,10 @@ export function parsePatch(text: string): FilePatch[] {
       if (fp.newName === null && fp.oldName !== null) fp.isDelete = true;
       if (fp.oldName === null && fp.newName === null)
         throw malformed(at, "a section with neither an old nor a new file");
+      // Found by test/fuzz.test.ts: "copy from"/"rename from" with "new file mode" (or a
+      // /dev/null name) reached the check step with a null source name.
+      if ((fp.isRename || fp.isCopy) && (fp.oldName === null || fp.newName === null))
+        throw malformed(at, `a ${fp.isRename ? "rename" : "copy"} needs both an old and a new file`);
       out.push(fp);
       continue;
     }
