@@ -219,7 +219,7 @@ describe("env save / env load", () => {
     async () => {
       const home = await guestHome();
       const file = join(tmp(), "debian-12.tar");
-      const s = await run(["env", "save", "debian:12", "--output", file, "--json"], { PYRO_HOME: home });
+      const s = await run(["env", "save", "debian:12", "-o", file, "--json"], { PYRO_HOME: home });
       expect(s.code).toBe(0);
       const dest = freshHome();
       const l = await run(["env", "load", file, "--json"], { PYRO_HOME: dest });

@@ -93,6 +93,8 @@ export function parseCli(
     options[s.flag] = {
       type: s.kind === "boolean" ? "boolean" : "string",
       multiple: s.kind === "record" || s.kind === "array",
+      // `-o FILE` for every --output (env save, workspace export, disk export, print-config)
+      ...(s.flag === "output" ? { short: "o" } : {}),
     };
   }
   // A string flag always takes the next word as its value, even one starting with "-"
