@@ -33,7 +33,7 @@ function requireRecipe(name: string) {
 }
 
 /** Replace `dest` with the finished `staging` dir: rename aside, rename in, remove the old. */
-function publish(staging: string, dest: string): void {
+export function publish(staging: string, dest: string): void {
   const old = `${dest}.old-${process.pid}`;
   if (existsSync(dest)) renameSync(dest, old);
   renameSync(staging, dest);

@@ -27,6 +27,22 @@ export const EnvironmentManifest = v.object({
   protocol_version: v.number(),
   built_at: v.string(),
   packages: v.array(v.string()),
+  /** custom environments (src/env/image): not from the catalog */
+  custom: v.optional(v.boolean()),
+  /** where a custom environment came from: an image reference or a local archive */
+  source: v.optional(
+    v.object({ kind: v.picklist(["image", "archive"]), ref: v.string(), digest: v.string() }),
+  ),
+  /** the image config carried over: defaults for commands (see withImageDefaults) */
+  image: v.optional(
+    v.object({
+      env: v.array(v.string()),
+      working_dir: v.nullable(v.string()),
+      user: v.nullable(v.string()),
+      entrypoint: v.array(v.string()),
+      cmd: v.array(v.string()),
+    }),
+  ),
 });
 export type EnvironmentManifest = v.InferOutput<typeof EnvironmentManifest>;
 
@@ -39,6 +55,28 @@ export async function sha256File(path: string): Promise<string> {
   const h = new Bun.CryptoHasher("sha256");
   for await (const chunk of Bun.file(path).stream()) h.update(chunk);
   return h.digest("hex");
+}
+
+/** The manifest entry of `file` in `dir`: name, sha256 and size. */
+export async function fileEntry(dir: string, file: string): Promise<EnvironmentManifest["kernel"]> {
+  const p = join(dir, file);
+  return { file, sha256: await sha256File(p), size: statSync(p).size };
+}
+
+/** Names of every installed environment (catalog or custom), from the manifests on disk. */
+export function installedNames(home: string): string[] {
+  const root = environmentsDir(home);
+  if (!existsSync(root)) return [];
+  const names = new Set<string>();
+  for (const slug of readdirSync(root)) {
+    if (slug.startsWith(".") || !statSync(join(root, slug)).isDirectory()) continue;
+    for (const version of readdirSync(join(root, slug))) {
+      if (version.startsWith(".")) continue;
+      const m = readManifest(join(root, slug, version));
+      if (m) names.add(m.name);
+    }
+  }
+  return [...names].sort();
 }
 
 function stampOf(path: string): string {
@@ -107,7 +145,9 @@ export async function verifyEnvironment(
 function corrupt(env: InstalledEnvironment, what: string): PyroError {
   return new PyroError("ENVIRONMENT_CORRUPT", `environment ${env.manifest.name} is corrupt: ${what}`, {
     details: { dir: env.dir },
-    hint: `repair it with \`pyro env build ${env.manifest.name} --force\` (or \`pyro env pull ${env.manifest.name}\`)`,
+    hint: env.manifest.custom
+      ? `recreate it with \`pyro env create ${env.manifest.name} --force\` from its image (${env.manifest.source?.ref ?? "unknown"})`
+      : `repair it with \`pyro env build ${env.manifest.name} --force\` (or \`pyro env pull ${env.manifest.name}\`)`,
   });
 }
 

@@ -13,6 +13,7 @@
 
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { withImageDefaults } from "../env/image/defaults.ts";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend, loadBackend } from "../vmm/select.ts";
@@ -94,11 +95,12 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     const ttlLeft = Math.max(expiresAt - Date.now(), 1) / 1000;
     return await execOn(
       machine.conn,
-      {
+      // an image environment's Env and WorkingDir (env/image/defaults.ts); none in host compat
+      withImageDefaults(machine.handle.backend === "host" ? null : installed?.manifest, {
         command: input.command,
         timeout_seconds: Math.min(timeout, ttlLeft),
         max_output_bytes: input.max_output_bytes,
-      },
+      }),
       { backend: machine.handle.backend, accelerator: machine.handle.accelerator },
       ctx.live,
     );

@@ -1,7 +1,9 @@
 /** Workspace lifecycle: create/list/status/update/logs/exec/stop/start/delete. */
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { withImageDefaults } from "../env/image/defaults.ts";
 import { ensureEnvironment } from "../env/prepare.ts";
+import { findInstalled } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend } from "../vmm/select.ts";
 import { bootTimeoutMs } from "./boot.ts";
@@ -394,7 +396,14 @@ export async function execWorkspace(
   const r = await resolveWorkspace(ctx.home, ref);
   const { conn, release } = await acquireSupervisor(ctx.home, r);
   try {
-    const res = await execOn(conn, input, { backend: r.backend, accelerator: r.accelerator }, ctx.live);
+    // an image environment's Env and WorkingDir (env/image/defaults.ts); none in host compat
+    const manifest = r.backend === "host" ? null : findInstalled(ctx.home, r.environment)?.manifest;
+    const res = await execOn(
+      conn,
+      withImageDefaults(manifest, input),
+      { backend: r.backend, accelerator: r.accelerator },
+      ctx.live,
+    );
     return { workspace_id: r.workspace_id, ...res };
   } finally {
     release();

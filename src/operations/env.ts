@@ -1,7 +1,15 @@
 /** Environment operations: catalog, inspect, build, pull, push, prune. */
 import * as v from "valibot";
 import { CATALOG, findRecipe } from "../env/catalog.ts";
-import { findInstalled, installedVersions, removeEnvironment, verifyEnvironment } from "../env/store.ts";
+import {
+  findInstalled,
+  type InstalledEnvironment,
+  installedNames,
+  installedVersions,
+  removeEnvironment,
+  verifyEnvironment,
+} from "../env/store.ts";
+import type { Ctx } from "../manager/context.ts";
 import { PyroError } from "../protocol/errors.ts";
 import * as f from "./fields.ts";
 import * as out from "./outputs.ts";
@@ -30,8 +38,22 @@ export const envListOp = defineOperation({
         installed: inst !== null,
         version: inst?.manifest.version ?? null,
         default: r.name === "debian:12",
+        custom: false,
+        source: null as string | null,
       };
     });
+    for (const inst of customEnvironments(ctx.home)) {
+      environments.push({
+        name: inst.manifest.name,
+        description: `custom, from ${inst.manifest.source?.ref ?? "an image"}`,
+        packages: [],
+        installed: true,
+        version: inst.manifest.version,
+        default: false,
+        custom: true,
+        source: inst.manifest.source?.ref ?? null,
+      });
+    }
     return { environments, count: environments.length };
   },
   render: (out) =>
@@ -193,7 +215,12 @@ export const envPruneOp = defineOperation({
   notOverMcp:
     "it deletes installed environments, which other workspaces need to boot: host administration, for the user.",
   run: async (ctx, input) => {
-    const names = input.environment ? [input.environment] : CATALOG.map((r) => r.name);
+    // Bare prune: the catalog's (re-installable) and custom ones no workspace uses.
+    const used = input.environment ? new Set<string>() : await environmentsInUse(ctx);
+    const custom = customEnvironments(ctx.home)
+      .map((i) => i.manifest.name)
+      .filter((n) => !used.has(n));
+    const names = input.environment ? [input.environment] : [...CATALOG.map((r) => r.name), ...custom];
     const removed: string[] = [];
     for (const n of names)
       if (installedVersions(ctx.home, n).length > 0 && removeEnvironment(ctx.home, n) > 0) removed.push(n);
@@ -284,3 +311,86 @@ async function environmentsInUse(ctx: Ctx): Promise<Set<string>> {
   const { listWorkspaces } = await import("../manager/workspaces.ts");
   return new Set((await listWorkspaces(ctx)).records.map((r) => r.environment));
 }
+
+export const envCreateOp = defineOperation({
+  name: "env_create",
+  sdk: "createEnvironment",
+  sdkArgs: ["name"],
+  output: out.environmentInstalled,
+  mutates: false,
+  cli: ["env", "create"],
+  positionals: ["name"],
+  summary: "Make a custom environment from an OCI/Docker image (registry or local archive).",
+  description:
+    "Pull an image (manifest lists resolved to linux/amd64, gzip/zstd layers, whiteouts applied) from a registry, or read an OCI layout / `docker save` archive, build its ext4 root with pyro's init and agent added, and install it under NAME. The image's Env and WorkingDir become command defaults. Layers are cached by digest.",
+  input: v.strictObject({
+    name: v.pipe(
+      v.string(),
+      v.minLength(1),
+      v.description("Name of the new environment: [a-z0-9][a-z0-9._:-]{0,62}, not a catalog name."),
+    ),
+    from_image: v.optional(
+      v.pipe(
+        v.string(),
+        v.minLength(1),
+        v.description("Image reference, e.g. localhost:5000/team/python:3.12."),
+      ),
+    ),
+    from_archive: v.optional(
+      v.pipe(
+        v.string(),
+        v.minLength(1),
+        v.description("Local OCI image layout directory or `docker save` tar."),
+      ),
+    ),
+    force: v.optional(v.pipe(v.boolean(), v.description("Replace an existing environment of that name."))),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+  profiles: [],
+  hostPaths: { from_archive: "read" },
+  notOverMcp:
+    "it downloads images into the host's environment store and reads host archives: installing environments is the user's call.",
+  run: async (ctx, input) => {
+    const { createFromImage } = await import("../env/image/create.ts");
+    const inst = await createFromImage(ctx, input.name, {
+      image: input.from_image,
+      archive: input.from_archive,
+      force: input.force ?? false,
+    });
+    return { name: input.name, dir: inst.dir, manifest: inst.manifest };
+  },
+  render: (out) => `created ${out.name} in ${out.dir}`,
+});
+
+export const envDeleteOp = defineOperation({
+  name: "env_delete",
+  sdk: "deleteEnvironment",
+  sdkArgs: ["environment"],
+  output: out.environmentDeleted,
+  mutates: false,
+  cli: ["env", "delete"],
+  positionals: ["environment"],
+  summary: "Delete an installed environment; refused while a workspace uses it.",
+  description:
+    "Remove every installed version of an environment (custom or catalog). Refused with WORKSPACE_BUSY while any workspace (started or stopped) was created from it.",
+  input: envName,
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+  profiles: [],
+  notOverMcp: "it deletes installed environments from the host's store: host administration, for the user.",
+  run: async (ctx, input) => {
+    const name = input.environment;
+    if (installedVersions(ctx.home, name).length === 0)
+      throw new PyroError("ENVIRONMENT_NOT_FOUND", `environment ${name} is not installed`, {
+        hint: "`pyro env list` shows what is installed",
+      });
+    const { listWorkspaces } = await import("../manager/workspaces.ts");
+    const users = (await listWorkspaces(ctx)).records.filter((r) => r.environment === name);
+    if (users.length > 0)
+      throw new PyroError("WORKSPACE_BUSY", `environment ${name} is used by ${users.length} workspace(s)`, {
+        details: { environment: name, workspaces: users.map((r) => r.workspace_id) },
+        hint: `delete them first: ${users.map((r) => `pyro workspace delete ${r.workspace_id}`).join("; ")}`,
+      });
+    return { name, removed: removeEnvironment(ctx.home, name) };
+  },
+  render: (out) => `deleted ${out.name}`,
+});

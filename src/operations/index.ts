@@ -3,6 +3,8 @@ import { diskExportOp, diskListOp, diskReadOp } from "./disk.ts";
 import { doctorOp } from "./doctor.ts";
 import {
   envBuildOp,
+  envCreateOp,
+  envDeleteOp,
   envInspectOp,
   envListOp,
   envLoadOp,
@@ -70,6 +72,8 @@ export const OPERATIONS = [
   envPruneOp,
   envSaveOp,
   envLoadOp,
+  envCreateOp,
+  envDeleteOp,
   hostConnectOp,
   hostPrintConfigOp,
   hostDoctorOp,

@@ -36,14 +36,14 @@ export function imageInodes(entries: number): number {
 }
 
 /** Files pyro-init and the agent expect that are not in the package tree. */
-const IMAGE_FILES: Record<string, string> = {
+export const IMAGE_FILES: Record<string, string> = {
   "etc/hostname": "pyro\n",
   "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
   "etc/resolv.conf": "# written at boot by pyro-init from the pyro.dns= kernel argument\n",
 };
 
 /** Empty directories: the mount points of pyro-init's stage 1 and the workspace. */
-const IMAGE_DIRS = ["workspace", "mnt/data", "mnt/root", "usr/local/bin"];
+export const IMAGE_DIRS = ["workspace", "mnt/data", "mnt/root", "usr/local/bin"];
 
 export async function buildRootfs(opts: {
   recipe: EnvironmentRecipe;
@@ -66,7 +66,6 @@ export async function buildRootfs(opts: {
   removeStale(stagingRoot);
   const staging = scratchPath(stagingRoot, "stage", recipe.name.replace(/[^A-Za-z0-9.]+/g, "_"));
   await mkdir(dirname(opts.outPath), { recursive: true });
-  const tmpImage = `${opts.outPath}.tmp-${process.pid}`;
   try {
     say(`rootfs ${recipe.name}: staging`);
     // Hard links: fast and free. Never write into a linked file (that would change the
@@ -80,12 +79,28 @@ export async function buildRootfs(opts: {
     await copyFile(opts.agentPath, agentDest);
     await chmod(agentDest, 0o755);
 
-    const bytes = Number((await run(["du", "-s", "-B1", staging], { capture: true })).split(/\s/)[0]);
-    const entries = Number((await run(["du", "-s", "--inodes", staging], { capture: true })).split(/\s/)[0]);
+    await mkfsFromTree(staging, opts.outPath, `rootfs ${recipe.name}`, say);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The read-only root image of a finished tree: `mkfs.ext4 -d` (no mount, no loop device)
+ * into a sparse file sized for the tree, renamed to `outPath` only when complete.
+ */
+export async function mkfsFromTree(
+  tree: string,
+  outPath: string,
+  what: string,
+  say: Progress,
+): Promise<void> {
+  const tmpImage = `${outPath}.tmp-${process.pid}`;
+  try {
+    const bytes = Number((await run(["du", "-s", "-B1", tree], { capture: true })).split(/\s/)[0]);
+    const entries = Number((await run(["du", "-s", "--inodes", tree], { capture: true })).split(/\s/)[0]);
     const sizeMib = imageSizeMib(bytes);
-    say(
-      `rootfs ${recipe.name}: mkfs.ext4 ${sizeMib} MiB (tree ${(bytes / MIB).toFixed(0)} MiB, ${entries} files)`,
-    );
+    say(`${what}: mkfs.ext4 ${sizeMib} MiB (tree ${(bytes / MIB).toFixed(0)} MiB, ${entries} files)`);
     await rm(tmpImage, { force: true });
     await run(["truncate", "-s", `${sizeMib}M`, tmpImage]);
     await run(
@@ -104,16 +119,15 @@ export async function buildRootfs(opts: {
         "-E",
         "root_owner=0:0",
         "-d",
-        staging,
+        tree,
         tmpImage,
       ],
       { onProgress: say },
     );
-    await rename(tmpImage, opts.outPath);
-    say(`rootfs ${recipe.name}: wrote ${opts.outPath}`);
+    await rename(tmpImage, outPath);
+    say(`${what}: wrote ${outPath}`);
   } finally {
     await rm(tmpImage, { force: true });
-    await rm(staging, { recursive: true, force: true });
   }
 }
 
