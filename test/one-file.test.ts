@@ -30,6 +30,8 @@ const tmp = () => mkdtempSync(join(process.env.PYRO_TEST_TMP as string, "one-fil
 let dir = "";
 let cache = "";
 let lone = "";
+/** sha256 of dist/pyro-agent when dist/pyro was copied (other jobs may rebuild dist/ later). */
+let agentSha = "";
 
 /** Run the lone copy of pyro from its own directory, with only the given environment. */
 async function run(args: string[], env: Record<string, string>) {
@@ -70,12 +72,12 @@ beforeAll(async () => {
   cache = join(dir, "cache");
   lone = join(dir, "pyro");
   copyFileSync(PYRO, lone);
+  agentSha = sha(readFileSync(AGENT));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("pyro is one file", () => {
-  const agentSha = () => sha(readFileSync(AGENT));
-  const extracted = () => join(cache, "pyro", "agent", agentSha(), "pyro-agent");
+  const extracted = () => join(cache, "pyro", "agent", agentSha, "pyro-agent");
 
   test("--version extracts nothing", async () => {
     const r = await run(["--version"], { PYRO_HOME: freshHome() });
@@ -94,21 +96,21 @@ describe("pyro is one file", () => {
     expect(r.json.execution_mode).toBe("host_compat");
     expect(r.json.exit_code).toBe(0);
     // the agent came out of pyro: byte-identical to dist/pyro-agent, executable, in the cache
-    expect(sha(readFileSync(extracted()))).toBe(agentSha());
+    expect(sha(readFileSync(extracted()))).toBe(agentSha);
     expect(statSync(extracted()).mode & 0o777).toBe(0o755);
     expect(readdirSync(dir).filter((n) => n !== "cache" && n !== "home-dir")).toEqual(["pyro"]);
   });
 
   test("a corrupt extracted agent is replaced before use", async () => {
     flipByte(extracted(), 1000);
-    expect(sha(readFileSync(extracted()))).not.toBe(agentSha());
+    expect(sha(readFileSync(extracted()))).not.toBe(agentSha);
     const r = await run(["run", "--allow-host-compat", "--json", "--", "sh", "-c", "echo ok"], {
       PYRO_HOME: freshHome(),
       PYRO_BACKEND: "host",
     });
     expect(r.code).toBe(0);
     expect(r.json.stdout).toBe("ok\n");
-    expect(sha(readFileSync(extracted()))).toBe(agentSha());
+    expect(sha(readFileSync(extracted()))).toBe(agentSha);
   });
 
   test.skipIf(SKIP_GUESTS)("real guest: a lone copy runs `run debian:12 -- true` in a microVM", async () => {
