@@ -287,17 +287,6 @@ const manifest = v.strictObject({
   protocol_version: int,
   built_at: time,
   packages: v.array(str),
-  custom: v.optional(bool),
-  source: v.optional(v.strictObject({ kind: v.picklist(["image", "archive"]), ref: str, digest: str })),
-  image: v.optional(
-    v.strictObject({
-      env: v.array(str),
-      working_dir: v.nullable(str),
-      user: v.nullable(str),
-      entrypoint: v.array(str),
-      cmd: v.array(str),
-    }),
-  ),
 });
 const recipe = v.record(str, v.unknown());
 
@@ -310,11 +299,6 @@ export const environmentList = v.strictObject({
       installed: bool,
       version: v.nullable(str),
       default: bool,
-      custom: v.pipe(bool, v.description("Made by `env create` from an image, not in the catalog.")),
-      source: v.pipe(
-        v.nullable(str),
-        v.description("Where a custom environment came from (image reference or archive)."),
-      ),
     }),
   ),
   count: int,
@@ -461,6 +445,21 @@ export const execReadResult = v.strictObject({
   eof: v.pipe(bool, v.description("The exec has ended and next_offset is the end of the stream.")),
   size_bytes: v.pipe(int, v.description("Bytes of this stream spooled so far.")),
   state: v.picklist(["running", "exited", "lost"]),
+});
+
+// ---- env save / load: an installed environment as one archive (src/env/save.ts) ----
+export const environmentSaved = v.strictObject({
+  name: str,
+  version: str,
+  output: v.pipe(str, v.description("Absolute path of the archive written.")),
+  digest: v.pipe(str, v.description("Digest of the environment's OCI manifest inside the archive.")),
+  size_bytes: int,
+});
+export const environmentLoaded = v.strictObject({
+  name: str,
+  dir: str,
+  digest: v.pipe(str, v.description("Digest of the OCI manifest that was loaded (every blob verified).")),
+  manifest,
 });
 
 // ---- custom environments (env create / env delete) ----
