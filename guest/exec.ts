@@ -43,13 +43,42 @@ export function killAllGroups(): void {
   for (const pid of liveGroups) killGroup(pid, 9);
 }
 
-/** exec.kill: SIGKILL the group of a command this agent started; false if none is running. */
+/**
+ * Running execs by process group: `expire` ends one as a timeout (its own timer, or the
+ * host's exec.kill: under TCG the guest clock can lag the host's badly, and the host's
+ * deadline is the one the caller sees, so a host kill is a timeout too).
+ */
+const running = new Map<number, { expire: () => void; timed: boolean }>();
+
+/** exec.kill: time is up for this exec (SIGKILL to its group); false if it is not running. */
 export function killExecGroup(pid: number): boolean {
-  pruneGroups();
-  if (!liveGroups.has(pid)) return false;
-  killGroup(pid, 9);
+  const r = running.get(pid);
+  if (!r) return false;
+  r.expire();
   return true;
 }
+
+/**
+ * The task guard's policy (guest/system.ts). A running exec with a timeout is frozen
+ * (SIGSTOP): it stops multiplying and its timeout still ends it as a timeout (124). Any
+ * other group is killed. A frozen group is left alone. The command's stderr says why.
+ */
+const frozen = new Set<number>();
+const guardNotes = new Map<number, string>();
+export const execGuardPolicy = {
+  isFrozen: (pgid: number) => frozen.has(pgid),
+  signalFor(pgid: number, why: string): "SIGSTOP" | "SIGKILL" {
+    const freeze = running.get(pgid)?.timed === true;
+    if (freeze) frozen.add(pgid);
+    if (liveGroups.has(pgid) && !guardNotes.has(pgid)) {
+      const what = freeze
+        ? "froze the command's processes until its timeout"
+        : "killed the command's processes";
+      guardNotes.set(pgid, `${what}: ${why}`);
+    }
+    return freeze ? "SIGSTOP" : "SIGKILL";
+  },
+};
 
 export interface ExecContext {
   root: string;
@@ -118,12 +147,12 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
   stream.sendJson({ type: "started", pid: proc.pid });
 
   let timedOut = false;
-  const timer = req.timeout_ms
-    ? setTimeout(() => {
-        timedOut = true;
-        killGroup(proc.pid, 9);
-      }, req.timeout_ms)
-    : null;
+  const expire = () => {
+    timedOut = true;
+    killGroup(proc.pid, 9);
+  };
+  running.set(proc.pid, { expire, timed: req.timeout_ms !== undefined });
+  const timer = req.timeout_ms ? setTimeout(expire, req.timeout_ms) : null;
   stream.onControl((m) => {
     if (m?.op === "signal" && typeof m.signal === "string" && SIGNALS[m.signal])
       killGroup(proc.pid, SIGNALS[m.signal] as number);
@@ -173,13 +202,22 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
     pump(proc.stderr as ReadableStream<Uint8Array>, "stderr"),
   ]);
   const status = await proc.exited;
+  running.delete(proc.pid);
   // The group stays tracked: background children may outlive the command's main process.
   pruneGroups();
   // Background children may hold the pipes; give them a moment, then answer anyway.
   await Promise.race([pumps, Bun.sleep(DRAIN_GRACE_MS)]);
   if (timer) clearTimeout(timer);
-  if (timedOut) killGroup(proc.pid, 9);
+  // Nothing of a command stays frozen by the task guard once it has answered.
+  if (timedOut || frozen.delete(proc.pid)) killGroup(proc.pid, 9);
 
+  const guardNote = guardNotes.get(proc.pid);
+  guardNotes.delete(proc.pid);
+  if (guardNote) {
+    const note = new TextEncoder().encode(`pyro-agent: ${guardNote}\n`);
+    counts.stderr += note.byteLength;
+    stream.sendData(note, Channel.STDERR);
+  }
   const signalCode = proc.signalCode ? String(proc.signalCode) : null;
   let exitCode = status;
   if (timedOut) exitCode = 124;

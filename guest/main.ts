@@ -8,9 +8,9 @@ import { mkdirSync } from "node:fs";
 import { streamChannel } from "../src/protocol/channels.ts";
 import { AGENT_VSOCK_PORT as VSOCK_PORT } from "../src/protocol/transport.ts";
 import { PYRO_VERSION } from "../src/protocol/version.ts";
-import { killAllGroups } from "./exec.ts";
+import { execGuardPolicy, killAllGroups } from "./exec.ts";
 import { type AgentOptions, serveChannel } from "./server.ts";
-import { protectAgent } from "./system.ts";
+import { protectAgent, startTaskGuard } from "./system.ts";
 import { findVirtioPort, serveVirtioPort } from "./virtio-serial.ts";
 
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -44,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
 
   if (guest) {
     for (const p of protectAgent()) console.error(`pyro-agent: self-protection: ${p}`);
+    startTaskGuard(execGuardPolicy, (line) => console.error(`pyro-agent: task guard: ${line}`));
     mkdirSync(root, { recursive: true });
     const opts: AgentOptions = {
       root,

@@ -7,9 +7,19 @@
  *   forked while the agent's value is briefly 0, so commands and all their descendants
  *   start at 0. JS is single-threaded and Bun.spawn forks synchronously, so no other
  *   spawn can fork inside that window.
- * - Every agent thread runs at nice -20 with SCHED_RESET_ON_FORK, so its children start at
- *   nice 0 and a CPU-starving command (a fork bomb) cannot keep the agent from answering,
- *   timing out and killing a process group.
+ * - The agent's main thread (protocol, timers, task guard) runs SCHED_RR priority 1, its
+ *   other threads at nice -20, all with SCHED_RESET_ON_FORK so commands start as ordinary
+ *   SCHED_OTHER nice 0 tasks: thousands of runnable commands (a fork bomb) cannot keep the
+ *   agent from answering, timing out and killing a process group. The kernel's RT
+ *   throttling still leaves 5% of the CPU to everything else if the agent ever spins.
+ * - The guest never reaches its task limit (kernel.threads-max; pid_max, 4096 in a
+ *   CONFIG_BASE_SMALL kernel, is lifted above it): Bun aborts or hangs when it cannot
+ *   create a thread, the pyro kernel has no pids cgroup, and RLIMIT_NPROC does not bind
+ *   root. The task guard polls the task count and, past GUARD_TRIP of the limit, stops the
+ *   largest process group that is neither the agent's nor init's nor already frozen:
+ *   SIGSTOP or SIGKILL, as the policy says (exec freezes a timed command's group, so its
+ *   timeout ends it as a timeout). The gap between the trip and the limit absorbs a late
+ *   poll. This is a best effort; a pids cgroup would make it a guarantee.
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -63,6 +73,7 @@ export function setClock(unixMs: number): void {
 }
 
 const SCHED_OTHER = 0;
+const SCHED_RR = 2;
 const SCHED_RESET_ON_FORK = 0x40000000;
 const PRIO_PROCESS = 0;
 const OOM_ADJ = "/proc/self/oom_score_adj";
@@ -89,6 +100,9 @@ export function protectAgent(): string[] {
       problems.push(`sched_setscheduler(${tid}) failed`);
     if (c.symbols.setpriority(PRIO_PROCESS, tid, -20) !== 0) problems.push(`setpriority(${tid}) failed`);
   }
+  // The main thread (protocol, timers, the task guard) preempts every command.
+  if (c.symbols.sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, new Int32Array([1])) !== 0)
+    problems.push("sched_setscheduler(SCHED_RR) failed");
   return problems;
 }
 
@@ -101,4 +115,87 @@ export function spawnUnprotected<T>(spawn: () => T): T {
   } finally {
     writeFileSync(OOM_ADJ, "-1000");
   }
+}
+
+/** Fraction of the task limit past which the task guard acts. */
+const GUARD_TRIP = 0.5;
+/** How often the task count is read (one read of /proc/loadavg). */
+const GUARD_POLL_MS = 50;
+/** Past the trip, /proc is scanned again only after the count grew by this part of the limit. */
+const GUARD_RESCAN = 0.05;
+
+/** Tasks (processes and threads) in the guest now: the denominator of /proc/loadavg's 4th field. */
+function taskCount(): number {
+  return Number(readFileSync("/proc/loadavg", "utf8").split(" ")[3]?.split("/")[1] ?? 0);
+}
+
+/** The process group with the most tasks, leaving out init's, the agent's and `skip`ped ones. */
+function largestGroup(skip: (pgid: number) => boolean): { pgid: number; tasks: number } | null {
+  const ownPgid = Number(readFileSync("/proc/self/stat", "utf8").split(") ")[1]?.split(" ")[2]);
+  const counts = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 1) continue;
+    try {
+      // after the comm: state ppid pgrp ...; num_threads is the 18th
+      const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
+      const pgid = Number(fields[2]);
+      const threads = Number(fields[17]) || 1;
+      // zombies hold no more than a pid; ppid 2: kernel threads
+      if (fields[0] === "Z" || fields[1] === "2" || pgid <= 1 || pgid === ownPgid || skip(pgid)) continue;
+      counts.set(pgid, (counts.get(pgid) ?? 0) + threads);
+    } catch {} // exited while we looked
+  }
+  let best: { pgid: number; tasks: number } | null = null;
+  for (const [pgid, tasks] of counts) if (!best || tasks > best.tasks) best = { pgid, tasks };
+  return best;
+}
+
+export interface GuardPolicy {
+  /** groups the guard froze before: left alone (something else ends them) */
+  isFrozen(pgid: number): boolean;
+  /** the signal for the largest other group; `why` explains it to the command's owner */
+  signalFor(pgid: number, why: string): "SIGSTOP" | "SIGKILL";
+}
+
+/**
+ * Keep the guest under its task limit (see the header). After an action, /proc is scanned
+ * again only when the count keeps growing (a frozen group's tasks still count, and a scan
+ * of thousands of entries on every poll would starve everything else).
+ */
+export function startTaskGuard(policy: GuardPolicy, log: (line: string) => void): void {
+  const sysctl = (name: string) => Number(readFileSync(`/proc/sys/kernel/${name}`, "utf8"));
+  const raise = (name: string, value: number) => {
+    try {
+      if (sysctl(name) < value) writeFileSync(`/proc/sys/kernel/${name}`, String(value));
+    } catch {}
+  };
+  let limit: number;
+  try {
+    raise("pid_max", 32768); // 4096 in a CONFIG_BASE_SMALL kernel
+    limit = Math.min(sysctl("threads-max"), sysctl("pid_max"));
+  } catch {
+    return;
+  }
+  const trip = Math.floor(limit * GUARD_TRIP);
+  // Frozen tasks still count: rescan only when the count grows, not on every poll.
+  let scannedAt = 0;
+  const tick = () => {
+    try {
+      const count = taskCount();
+      if (count <= trip) scannedAt = 0;
+      else if (count >= scannedAt + limit * GUARD_RESCAN) {
+        scannedAt = count;
+        const g = largestGroup((pgid) => policy.isFrozen(pgid));
+        if (g) {
+          const why = `process group ${g.pgid} had ${g.tasks} tasks, the guest ${count} of its limit of ${limit}`;
+          const signal = policy.signalFor(g.pgid, why);
+          process.kill(-g.pgid, signal);
+          log(`${signal} to ${why}`);
+        }
+      }
+    } catch {}
+    setTimeout(tick, GUARD_POLL_MS).unref?.();
+  };
+  tick();
 }

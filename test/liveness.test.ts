@@ -9,9 +9,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Pyro, type PyroError } from "../src/sdk/index.ts";
+import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, processesMatching, pyro, waitFor } from "./helpers.ts";
 
-/** The host agent's pid (the host backend's "VMM" is the agent process). */
+/** The VMM's pid; for the host backend that is the agent process itself. */
 function agentPid(home: string, id: string): number {
   const rec = JSON.parse(readFileSync(join(home, "workspaces", id, "workspace.json"), "utf8"));
   return rec.vmm_pid as number;
@@ -122,6 +123,69 @@ describe("liveness: a stopped host agent", () => {
     expect((await py.execWorkspace(id, "echo after", { timeout_seconds: 5 })).stdout).toBe("after\n");
     expect((await py.readWorkspaceFile(id, "a.txt")).content).toBe("hello");
   }, 60_000);
+});
+
+guest.describe("real guest: liveness", () => {
+  let home: string;
+  let id: string;
+  const exec = async (timeout: number, ...argv: string[]) =>
+    pyro(["workspace", "exec", id, "--timeout-seconds", String(timeout), "--json", "--", ...argv], { home });
+  /** Processes in the guest, as `ps` counts them (the probe works: a fresh guest has a few dozen). */
+  const guestProcesses = async () => {
+    const r = await exec(30, "sh", "-c", "ps -e --no-headers | wc -l");
+    return r.code === 0 ? Number(r.json.stdout) : Number.POSITIVE_INFINITY;
+  };
+  beforeAll(async () => {
+    home = await guestHome();
+    const r = await pyro(["workspace", "create", "debian:12", "--json"], { home });
+    expect(r.code).toBe(0);
+    id = r.json.workspace_id;
+  }, 1_800_000);
+  afterAll(async () => {
+    await pyro(["workspace", "delete", id, "--json"], { home });
+    expect(processesMatching(join(home, "workspaces", id))).toEqual([]);
+  });
+
+  test("real guest: a frozen VMM makes the agent unresponsive; SIGCONT recovers", async () => {
+    expect((await exec(5, "echo", "up")).json.stdout).toBe("up\n");
+    const vmm = agentPid(home, id);
+    process.kill(vmm, "SIGSTOP");
+    try {
+      const r = await exec(2, "echo", "x");
+      expect(r.code).toBe(70);
+      expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
+      expect(r.json.hint).toContain(`pyro workspace stop ${id}`);
+    } finally {
+      process.kill(vmm, "SIGCONT");
+    }
+    expect(
+      await waitFor(async () => (await status(home, id)).agent_unresponsive_since === null, 60_000),
+    ).toBe(true);
+    expect((await exec(10, "echo", "back")).json.stdout).toBe("back\n");
+  }, 120_000);
+
+  test("real guest: a root fork bomb ends in a timeout and the next exec works", async () => {
+    const before = await guestProcesses();
+    expect(before).toBeLessThan(100);
+    // The bomb's main process stays in the foreground (sleep), so the command ends only by its timeout.
+    const r = await exec(30, "bash", "-c", "b(){ b|b& }; b; sleep 600");
+    expect(r.json.exit_code).toBe(124);
+    expect(r.json.timed_out).toBe(true);
+    // Whether the task guard froze it first (stderr says so) depends on how fast the bomb grew.
+    const next = await exec(30, "sh", "-c", "echo next; id -u");
+    expect(next.json.stdout).toBe("next\n0\n");
+    expect(await guestProcesses()).toBeLessThan(100);
+  }, 300_000);
+
+  test("real guest: a detached root fork bomb is killed and the agent keeps serving", async () => {
+    // The main process returns at once; the bomb goes on in the background.
+    const r = await exec(30, "bash", "-c", "b(){ b|b& }; b");
+    expect(r.code).toBe(0);
+    expect(await waitFor(async () => (await guestProcesses()) < 100, 180_000)).toBe(true);
+    const logs = await pyro(["workspace", "logs", id, "--json"], { home });
+    expect(logs.json.console_tail).toContain("task guard: SIGKILL to process group");
+    expect((await exec(30, "echo", "alive")).json.stdout).toBe("alive\n");
+  }, 300_000);
 });
 
 function alive(pid: number): boolean {
