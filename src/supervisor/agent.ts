@@ -15,6 +15,7 @@
 import { updateRecord } from "../manager/store.ts";
 import type { ClientStream, Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { settlesWithin } from "../vmm/process.ts";
 import type { Probe } from "./deadline.ts";
 import { log } from "./log.ts";
 
@@ -72,14 +73,8 @@ export class AgentLink {
   readonly probe: Probe = async (request, ms) => {
     const sent = Date.now();
     const s = this.conn.open(request);
-    const answered = await Promise.race([
-      s.done.then(
-        () => true,
-        () => true, // an error answer (e.g. an older agent) still proves it is alive
-      ),
-      Bun.sleep(ms).then(() => false),
-    ]);
-    if (answered) return "answered";
+    // an error answer (e.g. an older agent) still proves it is alive
+    if (await settlesWithin(s.done, ms)) return "answered";
     s.abort(new PyroError("AGENT_UNRESPONSIVE", "probe abandoned"));
     return this.pauses > 0 || this.lastResume > sent ? "inconclusive" : "silent";
   };

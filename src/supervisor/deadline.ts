@@ -16,6 +16,7 @@
  *   flow control paused that reading during a probe, the probe is inconclusive.
  */
 import { PyroError } from "../protocol/errors.ts";
+import { sleep } from "../vmm/process.ts";
 
 /** exec: how long past its own timeout the supervisor waits before giving up on the agent. */
 export const EXEC_GRACE_MS = 10_000;
@@ -49,18 +50,8 @@ export interface Verdict {
   agentDead: boolean;
 }
 
-function sleepUntil(at: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, Math.max(at - Date.now(), 0));
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
-}
+/** Sleep until the time `at`, or less if `signal` aborts. */
+const sleepUntil = (at: number, signal: AbortSignal) => sleep(Math.max(at - Date.now(), 0), signal);
 
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
