@@ -233,6 +233,34 @@ describe("every op's result passes its schema (through the host's call())", () =
     expect(removed).toEqual({ path: "/workspace/copy", artifact_type: "directory", removed: true });
   });
 
+  test("shells: open (started event, output, result), write, resize, signal, close", async () => {
+    const shell_id = "sh_00000000c0de";
+    let started: Record<string, unknown> | null = null;
+    let output = "";
+    const ended = run(
+      { op: "shell.open", shell_id, cols: 90, rows: 20 },
+      {
+        onEvent: (e) => {
+          if (e.kind === "json") started = e.message;
+          else output += new TextDecoder().decode(e.bytes);
+        },
+      },
+    );
+    const until = async (re: RegExp) => {
+      for (let i = 0; i < 200 && !re.test(output); i++) await Bun.sleep(25);
+      expect(output).toMatch(re);
+    };
+    for (let i = 0; i < 200 && !started; i++) await Bun.sleep(25);
+    expect((await run({ op: "shell.write", shell_id, input: "stty size; echo $((6*7))\n" })).bytes).toBe(25);
+    await until(/20 90[\s\S]*42/);
+    expect(started).toMatchObject({ type: "started", cwd: "/workspace" });
+    expect(await run({ op: "shell.resize", shell_id, cols: 100, rows: 10 })).toEqual({ cols: 100, rows: 10 });
+    expect((await run({ op: "shell.signal", shell_id, signal: "SIGINT" })).pgid).toBeGreaterThan(1);
+    expect(await run({ op: "shell.close", shell_id })).toEqual({ closed: true });
+    const result = await ended;
+    expect(result.exit_code !== null || result.signal !== null).toBe(true);
+  });
+
   test("shutdown, and every op of the table was driven", async () => {
     expect((await run({ op: "shutdown" })).shutting_down).toBe(true);
     await Bun.sleep(100);

@@ -18,6 +18,7 @@ import { Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
+import { closeShell, openShell, resizeShell, signalShell, writeShell } from "./shell.ts";
 import { powerOff, setClock } from "./system.ts";
 
 export interface AgentOptions {
@@ -193,6 +194,16 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       if (bytes.byteLength > 0) stream.sendData(bytes, Channel.STDOUT);
       return stream.result({ ...rest, patch_bytes: bytes.byteLength });
     }
+    case "shell.open":
+      return openShell({ root, baseEnv: opts.baseEnv }, req, stream);
+    case "shell.write":
+      return stream.result(writeShell(req.shell_id, req.input));
+    case "shell.signal":
+      return stream.result(signalShell(req.shell_id, req.signal));
+    case "shell.resize":
+      return stream.result(resizeShell(req.shell_id, req.cols, req.rows));
+    case "shell.close":
+      return stream.result(await closeShell(req.shell_id));
   }
 }
 

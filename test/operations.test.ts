@@ -178,6 +178,7 @@ test("output schemas parse what the schema-checked faces return (valibot round t
     agent_unresponsive_since: null,
     command_count: 0,
     reset_at: null,
+    shells: 1,
   };
   expect(v.safeParse(rec.output, sample).success).toBe(true);
   expect(v.safeParse(rec.output, { ...sample, supervisor_pid: 1 }).success).toBe(false);

@@ -19,7 +19,11 @@ export interface FlagSpec {
 }
 
 /** Singular flag names where the contract spells them so (--label K=V). */
-const FLAG_NAMES: Record<string, string> = { labels: "label", clear_labels: "clear-label" };
+const FLAG_NAMES: Record<string, string> = {
+  labels: "label",
+  clear_labels: "clear-label",
+  signal_name: "signal",
+};
 
 function inner(schema: any): { schema: any; optional: boolean } {
   let s = schema;

@@ -18,6 +18,7 @@ import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, sy
 import { hostConnectOp, hostDoctorOp, hostPrintConfigOp, hostRepairOp } from "./host.ts";
 import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
+import { shellCloseOp, shellListOp, shellOpenOp, shellReadOp, shellSignalOp, shellWriteOp } from "./shell.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
 import type { AnyOperation } from "./types.ts";
 import {
@@ -56,6 +57,12 @@ export const OPERATIONS = [
   snapshotDeleteOp,
   resetOp,
   summaryOp,
+  shellOpenOp,
+  shellReadOp,
+  shellWriteOp,
+  shellSignalOp,
+  shellCloseOp,
+  shellListOp,
   diskListOp,
   diskReadOp,
   diskExportOp,

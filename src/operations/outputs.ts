@@ -482,3 +482,63 @@ export const environmentLoaded = v.strictObject({
   digest: v.pipe(str, v.description("Digest of the OCI manifest that was loaded (every blob verified).")),
   manifest,
 });
+
+// ---- shells (src/operations/shell.ts): persistent PTYs, output read by cursor ----
+const shellFields = {
+  workspace_id: str,
+  shell_id: v.pipe(str, v.description("The shell's id (sh_...).")),
+  state: v.pipe(
+    v.picklist(["running", "exited", "closed"]),
+    v.description("running; exited (ended by itself: still readable until closed); closed."),
+  ),
+  cwd: v.pipe(str, v.description("Where the shell started (/workspace/...).")),
+  cols: int,
+  rows: int,
+  started_at: time,
+  ended_at: v.nullable(time),
+  exit_code: v.nullable(int),
+  output_chars: v.pipe(
+    int,
+    v.description("The end of the output so far: the cursor a read of new output starts at."),
+  ),
+};
+export const shellInfo = v.strictObject(shellFields);
+export const shellRead = v.strictObject({
+  ...shellFields,
+  output: v.pipe(
+    str,
+    v.description(
+      "Output from cursor to next_cursor: raw terminal bytes as text, or the rendered screen text when plain.",
+    ),
+  ),
+  cursor: v.pipe(int, v.description("Where output starts (later than asked when older output was dropped).")),
+  next_cursor: v.pipe(int, v.description("Pass as cursor to read on.")),
+  truncated: v.pipe(
+    bool,
+    v.description(
+      "Output between the cursor asked for and cursor was dropped (each shell keeps its last 4 Mi characters).",
+    ),
+  ),
+  has_more: v.pipe(
+    bool,
+    v.description("More output is waiting past next_cursor (max_chars stopped this read)."),
+  ),
+  plain: bool,
+});
+export const shellWritten = v.strictObject({ ...shellFields, input_chars: int });
+export const shellSignalled = v.strictObject({ ...shellFields, signal_name: str });
+export const shellList = v.strictObject({
+  workspace_id: str,
+  shells: v.array(v.strictObject(shellFields)),
+  count: int,
+});
+/** workspace_status: the record plus what only the running supervisor knows. */
+export const workspaceStatus = v.strictObject({
+  ...workspaceRecord.entries,
+  shells: v.pipe(
+    v.nullable(int),
+    v.description(
+      "Shells kept by the workspace (0 unless started; null when its supervisor could not be asked).",
+    ),
+  ),
+});

@@ -2,6 +2,7 @@
 import * as v from "valibot";
 import { startDetached } from "../manager/detached.ts";
 import { publicRecord } from "../manager/record.ts";
+import { countShells } from "../manager/shells.ts";
 import {
   createWorkspace,
   DEFAULT_ENVIRONMENT,
@@ -118,18 +119,22 @@ export const statusOp = defineOperation({
   name: "workspace_status",
   sdk: "workspaceStatus",
   sdkArgs: ["workspace_id"],
-  output: out.workspaceRecord,
+  output: out.workspaceStatus,
   mutates: false,
   cli: ["workspace", "status"],
   positionals: ["workspace_id"],
   summary: "Show one workspace's record and state.",
   description:
-    "Return the workspace record: state (created|started|stopped and why it stopped), backend, resources, expiry, labels.",
+    "Return the workspace record: state (created|started|stopped and why it stopped), backend, resources, expiry, labels, and `shells`: how many shells it keeps.",
   input: ref,
   annotations: RO,
   profiles: ["workspace-core", "workspace-full"],
-  run: async (ctx, input) => publicRecord(await workspaceStatus(ctx, input.workspace_id)),
-  render: (out) => renderWorkspace(out),
+  run: async (ctx, input) => {
+    const r = await workspaceStatus(ctx, input.workspace_id);
+    return { ...publicRecord(r), shells: await countShells(ctx, r) };
+  },
+  render: (out) =>
+    `${renderWorkspace(out)}\n  shells:      ${out.shells ?? "unknown (supervisor not answering)"}`,
 });
 
 export const updateOp = defineOperation({

@@ -14,3 +14,5 @@ export const LIST_DEFAULT_ENTRIES = 10_000;
 export const LIST_MAX_ENTRIES = 100_000;
 /** exec: per-stream output cap when the request names none. */
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+/** shell.write: the largest input one call may carry (a PTY line holds at most 4095 bytes). */
+export const SHELL_INPUT_MAX_CHARS = 65536;

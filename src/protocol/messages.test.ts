@@ -176,6 +176,11 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
   "patch.apply": { op: "patch.apply" },
   "baseline.capture": { op: "baseline.capture" },
   diff: { op: "diff" },
+  "shell.open": { op: "shell.open", shell_id: "sh_0123456789ab" },
+  "shell.write": { op: "shell.write", shell_id: "sh_0123456789ab", input: "x" },
+  "shell.signal": { op: "shell.signal", shell_id: "sh_0123456789ab", signal: "SIGINT" },
+  "shell.resize": { op: "shell.resize", shell_id: "sh_0123456789ab", cols: 80, rows: 24 },
+  "shell.close": { op: "shell.close", shell_id: "sh_0123456789ab" },
 };
 const REQUEST_CASES: Array<[string, v.GenericSchema, Record<string, unknown>]> = [
   ...AGENT_OPS.map((op): [string, v.GenericSchema, Record<string, unknown>] => [

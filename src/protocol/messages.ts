@@ -14,6 +14,7 @@
  */
 import * as v from "valibot";
 import { ERROR_CODES } from "./errors.ts";
+import { SHELL_INPUT_MAX_CHARS } from "./limits.ts";
 
 const path = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 const envMap = v.record(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/)), v.string());
@@ -135,6 +136,53 @@ export const BaselineCaptureRequest = v.strictObject({ op: v.literal("baseline.c
  * truncated, files_truncated, files_hashed }`. `max_bytes` bounds the patch (whole files only).
  */
 export const DiffRequest = v.strictObject({ op: v.literal("diff"), max_bytes: v.optional(posInt) });
+
+/**
+ * Persistent shells (guest/shell.ts). `shell_id` is chosen by the opener (the supervisor),
+ * so it can address the shell before the agent answers. shell.open's stream stays open while
+ * the shell runs: a `started` event, the PTY's output as channel-1 data frames, then the
+ * result once the shell has ended (exited, or closed by shell.close). `env` is added to the
+ * agent's environment (the hook for secrets: secret_env values arrive here).
+ */
+export const SHELL_SIGNALS = [
+  "SIGINT",
+  "SIGTERM",
+  "SIGKILL",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGTSTP",
+  "SIGCONT",
+] as const;
+const shellId = v.pipe(v.string(), v.regex(/^sh_[0-9a-f]{12}$/));
+const termSize = v.pipe(posInt, v.minValue(2), v.maxValue(1000));
+export const ShellOpenRequest = v.strictObject({
+  op: v.literal("shell.open"),
+  shell_id: shellId,
+  cwd: v.optional(path),
+  cols: v.optional(termSize),
+  rows: v.optional(termSize),
+  env: v.optional(envMap),
+});
+/** Bytes typed into the shell's PTY, as text (at most SHELL_INPUT_MAX_CHARS). */
+export const ShellWriteRequest = v.strictObject({
+  op: v.literal("shell.write"),
+  shell_id: shellId,
+  input: v.pipe(v.string(), v.maxLength(SHELL_INPUT_MAX_CHARS)),
+});
+/** To the PTY's foreground process group (tcgetpgrp), else the shell's own session group. */
+export const ShellSignalRequest = v.strictObject({
+  op: v.literal("shell.signal"),
+  shell_id: shellId,
+  signal: v.picklist(SHELL_SIGNALS),
+});
+export const ShellResizeRequest = v.strictObject({
+  op: v.literal("shell.resize"),
+  shell_id: shellId,
+  cols: termSize,
+  rows: termSize,
+});
+/** Hang up the shell's session; its processes that outlive a grace period are killed. */
+export const ShellCloseRequest = v.strictObject({ op: v.literal("shell.close"), shell_id: shellId });
 
 // ---------------------------------------------------------------------------------------
 // Results: what follows `type: "result"` in the terminal frame (the host strips `type`).
@@ -275,6 +323,25 @@ export const DiffResult = v.strictObject({
   files_hashed: count,
 });
 
+/** Sent as a JSON event on a shell.open stream once the shell runs. */
+export const ShellStarted = v.strictObject({
+  type: v.literal("started"),
+  /** the shell's pid (its session and process group) */
+  pid: posInt,
+  /** as users see it: /workspace/... */
+  cwd: text,
+});
+/** The end of a shell.open stream: how the shell ended. */
+export const ShellOpenResult = v.strictObject({
+  exit_code: v.nullable(v.pipe(v.number(), v.integer())),
+  signal: v.nullable(text),
+});
+export const ShellWriteResult = v.strictObject({ bytes: count });
+/** the process group signalled */
+export const ShellSignalResult = v.strictObject({ pgid: posInt });
+export const ShellResizeResult = v.strictObject({ cols: posInt, rows: posInt });
+export const ShellCloseResult = v.strictObject({ closed: v.literal(true) });
+
 /** The terminal frame of a failed stream (any op). */
 export const ErrorMessage = v.object({
   type: v.literal("error"),
@@ -314,6 +381,11 @@ export const MESSAGE_TABLE = {
   "patch.apply": { request: PatchApplyRequest, result: PatchApplyResult },
   "baseline.capture": { request: BaselineCaptureRequest, result: BaselineCaptureResult },
   diff: { request: DiffRequest, result: DiffResult },
+  "shell.open": { request: ShellOpenRequest, result: ShellOpenResult, events: ShellStarted },
+  "shell.write": { request: ShellWriteRequest, result: ShellWriteResult },
+  "shell.signal": { request: ShellSignalRequest, result: ShellSignalResult },
+  "shell.resize": { request: ShellResizeRequest, result: ShellResizeResult },
+  "shell.close": { request: ShellCloseRequest, result: ShellCloseResult },
 } as const;
 
 export type AgentOp = keyof typeof MESSAGE_TABLE;

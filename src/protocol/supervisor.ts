@@ -6,7 +6,14 @@
  * messages.snapshot.json.
  */
 import * as v from "valibot";
-import { ExecRequest, SignalMessage } from "./messages.ts";
+import {
+  ExecRequest,
+  ShellOpenRequest,
+  ShellResizeRequest,
+  ShellSignalRequest,
+  ShellWriteRequest,
+  SignalMessage,
+} from "./messages.ts";
 
 const posInt = v.pipe(v.number(), v.integer(), v.minValue(0));
 
@@ -53,12 +60,90 @@ export const SupExecKillRequest = v.strictObject({
 });
 export const SupExecKillResult = v.strictObject({ killed: v.boolean() });
 
+/**
+ * Shells (src/supervisor/shells.ts): the supervisor opens each shell on the agent
+ * (shell.open) and keeps its output in an append-only buffer that outlives every client, read
+ * by cursor. `cursor` counts characters (UTF-16 code units) of the decoded output since the
+ * shell opened; a shell that ended stays readable (state "exited") until it is closed.
+ */
+const shellId = v.pipe(v.string(), v.regex(/^sh_[0-9a-f]{12}$/));
+const termSize = ShellResizeRequest.entries.cols;
+export const ShellInfo = v.strictObject({
+  shell_id: shellId,
+  state: v.picklist(["running", "exited", "closed"]),
+  /** as users see it: /workspace/... */
+  cwd: v.string(),
+  cols: posInt,
+  rows: posInt,
+  started_at: v.string(),
+  ended_at: v.nullable(v.string()),
+  exit_code: v.nullable(v.pipe(v.number(), v.integer())),
+  /** the end of the output so far: the cursor a read from now on starts at */
+  output_chars: posInt,
+});
+export const SupShellOpenRequest = v.strictObject({
+  op: v.literal("sup.shell.open"),
+  cwd: ShellOpenRequest.entries.cwd,
+  cols: v.optional(termSize),
+  rows: v.optional(termSize),
+  env: ShellOpenRequest.entries.env,
+});
+export const SupShellReadRequest = v.strictObject({
+  op: v.literal("sup.shell.read"),
+  shell_id: v.string(),
+  cursor: v.optional(posInt),
+  max_chars: v.optional(v.pipe(posInt, v.minValue(1))),
+  /** return once the shell has printed nothing for this long (or ended, or timeout_ms passed) */
+  wait_for_idle_ms: v.optional(v.pipe(posInt, v.minValue(1))),
+  timeout_ms: v.optional(v.pipe(posInt, v.minValue(1))),
+});
+export const SupShellReadResult = v.strictObject({
+  ...ShellInfo.entries,
+  output: v.string(),
+  /** where `output` starts: the cursor asked for, or the oldest kept one when it fell behind */
+  cursor: posInt,
+  next_cursor: posInt,
+  /** output between the cursor asked for and `cursor` was dropped (the buffer is bounded) */
+  truncated: v.boolean(),
+  /** more output is kept past next_cursor (max_chars stopped this read) */
+  has_more: v.boolean(),
+});
+export const SupShellWriteRequest = v.strictObject({
+  op: v.literal("sup.shell.write"),
+  shell_id: v.string(),
+  input: ShellWriteRequest.entries.input,
+});
+export const SupShellSignalRequest = v.strictObject({
+  op: v.literal("sup.shell.signal"),
+  shell_id: v.string(),
+  signal: ShellSignalRequest.entries.signal,
+});
+export const SupShellResizeRequest = v.strictObject({
+  op: v.literal("sup.shell.resize"),
+  shell_id: v.string(),
+  cols: termSize,
+  rows: termSize,
+});
+export const SupShellCloseRequest = v.strictObject({
+  op: v.literal("sup.shell.close"),
+  shell_id: v.string(),
+});
+export const SupShellListRequest = v.strictObject({ op: v.literal("sup.shell.list") });
+export const SupShellListResult = v.strictObject({ shells: v.array(ShellInfo) });
+
 export const SUPERVISOR_TABLE = {
   "sup.status": { request: SupStatusRequest, result: SupStatusResult },
   "sup.stop": { request: SupStopRequest, result: SupStopResult },
   "sup.delete": { request: SupDeleteRequest, result: SupDeleteResult },
   "sup.exec.start": { request: SupExecStartRequest, result: SupExecStartResult },
   "sup.exec.kill": { request: SupExecKillRequest, result: SupExecKillResult },
+  "sup.shell.open": { request: SupShellOpenRequest, result: ShellInfo },
+  "sup.shell.read": { request: SupShellReadRequest, result: SupShellReadResult },
+  "sup.shell.write": { request: SupShellWriteRequest, result: ShellInfo },
+  "sup.shell.signal": { request: SupShellSignalRequest, result: ShellInfo },
+  "sup.shell.resize": { request: SupShellResizeRequest, result: ShellInfo },
+  "sup.shell.close": { request: SupShellCloseRequest, result: ShellInfo },
+  "sup.shell.list": { request: SupShellListRequest, result: SupShellListResult },
 } as const;
 
 export type SupervisorOp = keyof typeof SUPERVISOR_TABLE;

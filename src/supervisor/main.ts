@@ -11,6 +11,7 @@
  * - local.ts: the supervisor's own `sup.*` requests;
  * - history.ts: the command history and `command_count` (activity time is invoke()'s);
  * - detached.ts: detached execs (`sup.exec.*`), run by the supervisor and spooled to files;
+ * - shells.ts: persistent shells (`sup.shell.*`), their output buffered here for any client;
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
  */
@@ -25,6 +26,7 @@ import { Ending } from "./ending.ts";
 import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
+import { Shells } from "./shells.ts";
 import { relayCall } from "./relay.ts";
 
 export async function supervise(home: string, id: string): Promise<void> {
@@ -40,11 +42,13 @@ export async function supervise(home: string, id: string): Promise<void> {
   const history = new CommandHistory(home, id);
   const execs = new DetachedExecs(home, id, agent, history);
   ending.onEnd((reason) => execs.endAll(reason));
+  const shells = new Shells(agent);
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
       onStream: (client) => {
         const op = String(client.request.op ?? "");
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
+        else if (op.startsWith("sup.shell.")) shells.serve(client, op);
         else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
         else relayCall(client, clientConn, agent, history.hookFor(client.request));
       },
