@@ -28,7 +28,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { HostCtx } from "../../base/context.ts";
 import { withLock } from "../../base/lock.ts";
-import { buildCacheDir } from "../../base/paths.ts";
+import { buildCacheDir, environmentsDir } from "../../base/paths.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../../protocol/version.ts";
 import { agentBinary } from "../../vmm/agent-path.ts";
@@ -141,12 +141,9 @@ export async function createFromImage(
   const cacheDir = buildCacheDir(ctx.env);
   mkdirSync(cacheDir, { recursive: true });
   // One import per environment name at a time; layers are shared safely (rename-published).
-  mkdirSync(envRoot(ctx.home, name), { recursive: true });
-  return withLock(
-    join(envRoot(ctx.home, name), ".create.lock"),
-    () => createLocked(ctx, name, from, cacheDir),
-    3600_000,
-  );
+  // The lock lives beside the environment's directory, which a failed create removes.
+  const lock = join(environmentsDir(ctx.home), `.create-${envSlug(name)}.lock`);
+  return withLock(lock, () => createLocked(ctx, name, from, cacheDir), 3600_000);
 }
 
 async function createLocked(
@@ -156,16 +153,16 @@ async function createLocked(
   cacheDir: string,
 ): Promise<InstalledEnvironment> {
   const say = ctx.progress;
-  const image: ResolvedImage = from.image
-    ? await resolveFromRegistry(from.image, cacheDir, { env: ctx.env, say })
-    : await resolveFromArchive(from.archive!, cacheDir, say);
   const stagingRoot = join(cacheDir, "staging");
   await mkdir(stagingRoot, { recursive: true });
   removeStale(stagingRoot);
   const treeDir = scratchPath(stagingRoot, "image", envSlug(name));
-  const version = `img-${image.digest.replace(/^sha256:/, "").slice(0, 12)}`;
   const installStaging = join(envRoot(ctx.home, name), `.staging-${process.pid}`);
   try {
+    const image: ResolvedImage = from.image
+      ? await resolveFromRegistry(from.image, cacheDir, { env: ctx.env, say })
+      : await resolveFromArchive(from.archive!, cacheDir, say);
+    const version = `img-${image.digest.replace(/^sha256:/, "").slice(0, 12)}`;
     await mkdir(treeDir, { recursive: true });
     const tree = new ScopedTree(treeDir);
     try {
