@@ -88,7 +88,10 @@ export interface ImageSpec {
 
 function compress(l: LayerSpec): { bytes: Uint8Array; mediaType: string } {
   if (l.compression === "gzip")
-    return { bytes: Bun.gzipSync(new Uint8Array(l.tar)), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" };
+    return {
+      bytes: Bun.gzipSync(new Uint8Array(l.tar)),
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+    };
   if (l.compression === "zstd")
     return {
       bytes: Bun.zstdCompressSync(new Uint8Array(l.tar)),

@@ -287,6 +287,17 @@ const manifest = v.strictObject({
   protocol_version: int,
   built_at: time,
   packages: v.array(str),
+  custom: v.optional(bool),
+  source: v.optional(v.strictObject({ kind: v.picklist(["image", "archive"]), ref: str, digest: str })),
+  image: v.optional(
+    v.strictObject({
+      env: v.array(str),
+      working_dir: v.nullable(str),
+      user: v.nullable(str),
+      entrypoint: v.array(str),
+      cmd: v.array(str),
+    }),
+  ),
 });
 const recipe = v.record(str, v.unknown());
 
@@ -299,6 +310,11 @@ export const environmentList = v.strictObject({
       installed: bool,
       version: v.nullable(str),
       default: bool,
+      custom: v.pipe(bool, v.description("Made by `env create` from an image, not in the catalog.")),
+      source: v.pipe(
+        v.nullable(str),
+        v.description("Where a custom environment came from (image reference or archive)."),
+      ),
     }),
   ),
   count: int,
