@@ -11,8 +11,8 @@
  *
  * Invariants (test/mcp-modes.test.ts): every tool a mode names belongs to its profile; every
  * description file belongs to a tool the mode names; omitted fields are optional, so a call
- * without them means the default (network off). Adding a tool to a mode (shell_* for
- * review-eval, service_* for cold-start, once they exist) is adding its name here, and its
+ * without them means the default (network off). Adding a tool to a mode (service_* for
+ * cold-start, once they exist) is adding its name here, and its
  * description file if the task needs one.
  *
  * `--mode` and `--profile` together: the mode's profile is implied; giving a different
@@ -42,6 +42,8 @@ import reproReset from "./modes/repro-fix/workspace_reset.txt" with { type: "tex
 import reviewInstructions from "./modes/review-eval/instructions.txt" with { type: "text" };
 import reviewSnapshot from "./modes/review-eval/snapshot_create.txt" with { type: "text" };
 import reviewExec from "./modes/review-eval/workspace_exec.txt" with { type: "text" };
+import reviewShellOpen from "./modes/review-eval/shell_open.txt" with { type: "text" };
+import reviewShellRead from "./modes/review-eval/shell_read.txt" with { type: "text" };
 import reviewExport from "./modes/review-eval/workspace_export.txt" with { type: "text" };
 import reviewReset from "./modes/review-eval/workspace_reset.txt" with { type: "text" };
 import reviewSummary from "./modes/review-eval/workspace_summary.txt" with { type: "text" };
@@ -164,11 +166,16 @@ export const MODES = {
   },
   "review-eval": {
     profile: "workspace-full",
-    summary: "review and evaluate with snapshots (readable shells once they exist)",
-    // shell_open/read/write/signal/close join this list when shells exist.
+    summary: "review and evaluate with snapshots and readable shells",
     tools: [
       ...HANDLING,
       "workspace_exec",
+      "shell_open",
+      "shell_read",
+      "shell_write",
+      "shell_signal",
+      "shell_close",
+      "shell_list",
       "exec_read",
       "exec_wait",
       "exec_kill",
@@ -186,6 +193,8 @@ export const MODES = {
     ],
     descriptions: {
       snapshot_create: reviewSnapshot,
+      shell_open: reviewShellOpen,
+      shell_read: reviewShellRead,
       workspace_exec: reviewExec,
       workspace_reset: reviewReset,
       workspace_summary: reviewSummary,
