@@ -463,21 +463,6 @@ export const execReadResult = v.strictObject({
   state: v.picklist(["running", "exited", "lost"]),
 });
 
-// ---- env save / load: an installed environment as one archive (src/env/save.ts) ----
-export const environmentSaved = v.strictObject({
-  name: str,
-  version: str,
-  output: v.pipe(str, v.description("Absolute path of the archive written.")),
-  digest: v.pipe(str, v.description("Digest of the environment's OCI manifest inside the archive.")),
-  size_bytes: int,
-});
-export const environmentLoaded = v.strictObject({
-  name: str,
-  dir: str,
-  digest: v.pipe(str, v.description("Digest of the OCI manifest that was loaded (every blob verified).")),
-  manifest,
-});
-
 // ---- custom environments (env create / env delete) ----
 export const environmentDeleted = v.strictObject({
   name: str,
