@@ -4,7 +4,7 @@
  * needs (dist/ and the debian:12 environment, from the build cache), runs each measurement
  * several times and reports median, p90 and min–max with N, next to each target.
  *
- * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots (see
+ * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached (see
  * scripts/bench/*.ts).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { bootAccelReason } from "./bench/accel.ts";
 import { boot } from "./bench/boot.ts";
 import { cliStart } from "./bench/cli-start.ts";
+import { detachedSection } from "./bench/detached.ts";
 import { diffSection } from "./bench/diff.ts";
 import { execHost } from "./bench/exec-host.ts";
 import { footprint } from "./bench/footprint.ts";
@@ -31,8 +32,9 @@ const SECTIONS: Section[] = [
   diffSection,
   transfer,
   snapshots,
+  detachedSection,
 ];
-const NEEDS_GUEST = new Set(["boot", "guest-exec", "footprint", "diff", "transfer", "snapshots"]);
+const NEEDS_GUEST = new Set(["boot", "guest-exec", "footprint", "diff", "transfer", "snapshots", "detached"]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
 
 function parseArgs(argv: string[]) {
