@@ -12,7 +12,6 @@ import {
   type BenchCtx,
   met,
   mib,
-  ms,
   type Section,
   type SectionResult,
   statHeader,

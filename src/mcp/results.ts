@@ -153,9 +153,7 @@ export const textBudgetField = v.optional(
 
 /** CSI, OSC (BEL or ST terminated), and the other two-byte and charset escape sequences. */
 const ANSI_RE =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching terminal control sequences is the point
   /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()*+][0-9A-Za-z]|\x1b[@-Z\\^_`a-z{|}~=>78]|\x9b[0-?]*[ -/]*[@-~]/g;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: dropping stray control characters
 const CONTROL_RE = /[\x00-\x08\x0b-\x1f\x7f]/g;
 
 /** One line as a terminal would leave it: after the last `\r`, backspaces applied. */
