@@ -227,7 +227,7 @@ export const execOp = defineOperation({
       v.pipe(
         v.boolean(),
         v.description(
-          'Start the command and return at once with its exec_id (state "running"): the workspace spools its stdout and stderr on the host, and exec_read, exec_wait, exec_kill and exec_list reach it, after every client is gone. No timeout unless timeout_seconds is given; output kept up to max_output_bytes per stream (default 1 GiB when detached).',
+          'Start the command and return at once with its exec_id (state "running"): pyro spools its stdout and stderr outside the guest, and exec_read, exec_wait, exec_kill and exec_list reach it, after every client is gone. No timeout unless timeout_seconds is given; output kept up to max_output_bytes per stream (default 1 GiB when detached).',
         ),
       ),
     ),
