@@ -261,6 +261,33 @@ describe("every op's result passes its schema (through the host's call())", () =
     expect(result.exit_code !== null || result.signal !== null).toBe(true);
   });
 
+  test("services: start (started, ready by a file probe, output), stop (TERM to the group)", async () => {
+    const events: Array<Record<string, unknown>> = [];
+    let output = "";
+    const ended = run(
+      {
+        op: "service.start",
+        service_name: "web",
+        command: "echo up; touch ready; exec sleep 30",
+        readiness: { type: "file", path: "ready" },
+        ready_timeout_ms: 10_000,
+        ready_interval_ms: 20,
+        stop_grace_ms: 1000,
+      },
+      {
+        onEvent: (e) => {
+          if (e.kind === "json") events.push(e.message);
+          else output += new TextDecoder().decode(e.bytes);
+        },
+      },
+    );
+    for (let i = 0; i < 400 && !events.some((e) => e.type === "ready"); i++) await Bun.sleep(25);
+    expect(events.map((e) => e.type)).toEqual(["started", "ready"]);
+    expect(await run({ op: "service.stop", service_name: "web", grace_ms: 1000 })).toEqual({ stopped: true });
+    expect(await ended).toEqual({ exit_code: null, signal: "SIGTERM", ready: true });
+    expect(output).toBe("up\n");
+    expect(await run({ op: "service.stop", service_name: "web", grace_ms: 10 })).toEqual({ stopped: false });
+  });
   test("shutdown, and every op of the table was driven", async () => {
     expect((await run({ op: "shutdown" })).shutting_down).toBe(true);
     await Bun.sleep(100);

@@ -18,6 +18,7 @@ import { Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
+import { startService, stopService } from "./service.ts";
 import { closeShell, openShell, resizeShell, signalShell, writeShell } from "./shell.ts";
 import { powerOff, setClock } from "./system.ts";
 
@@ -204,6 +205,10 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       return stream.result(resizeShell(req.shell_id, req.cols, req.rows));
     case "shell.close":
       return stream.result(await closeShell(req.shell_id));
+    case "service.start":
+      return startService({ root, baseEnv: opts.baseEnv }, req, stream);
+    case "service.stop":
+      return stream.result(await stopService(req.service_name, req.grace_ms));
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Installed environments: `$PYRO_HOME/environments/<slug>/<version>/{vmlinux, rootfs.ext4,
- * manifest.json}`. Digests are checked before boot; a verified stamp (size + mtime + inode)
- * avoids re-hashing unchanged files on every boot while still catching any rewrite.
+ * manifest.json}`. Digests are checked before boot; a verified stamp (size, mtime, ctime,
+ * device and inode) avoids re-hashing unchanged files on every boot while still catching any
+ * rewrite, including one whose mtime was put back.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -79,9 +80,14 @@ export function installedNames(home: string): string[] {
   return [...names].sort();
 }
 
+/**
+ * What a verified file must still be for its hash to be trusted. The ctime is in it because
+ * no user call can set it: a rewrite that restores size and mtime (`touch -r`) still moves
+ * the ctime, so it is hashed again.
+ */
 function stampOf(path: string): string {
-  const s = statSync(path);
-  return `${s.size}:${s.mtimeMs}:${s.ino}`;
+  const s = statSync(path, { bigint: true });
+  return `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.dev}:${s.ino}`;
 }
 
 export interface InstalledEnvironment {

@@ -144,6 +144,60 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
   "shell.signal": { pgid: 42 },
   "shell.resize": { cols: 80, rows: 24 },
   "shell.close": { closed: true },
+  "service.start": { exit_code: 1, signal: null, ready: true },
+  "service.stop": { stopped: true },
+  "sup.service.start": {
+    service_name: "web",
+    state: "ready",
+    command: "python3 -m http.server 8000",
+    argv: null,
+    cwd: null,
+    readiness: { type: "http", url: "http://127.0.0.1:8000/" },
+    ready_timeout_ms: 30000,
+    ready_interval_ms: 500,
+    restart: "on-failure",
+    stop_grace_ms: 5000,
+    publish: [{ guest_port: 8000, host_port: null }],
+    published_ports: [{ guest_port: 8000, host_port: 40123, host: "127.0.0.1" }],
+    started_at: "2024-01-01T00:00:00.000Z",
+    run_started_at: "2024-01-01T00:00:00.000Z",
+    ready_at: "2024-01-01T00:00:01.000Z",
+    ended_at: null,
+    exit_code: 1,
+    signal: null,
+    restart_count: 1,
+    end_reason: null,
+    pid: 42,
+    supervisor_pid: 7,
+    stdout_base: 0,
+    stderr_base: 0,
+  },
+  "sup.service.stop": {
+    service_name: "web",
+    state: "ready",
+    command: "python3 -m http.server 8000",
+    argv: null,
+    cwd: null,
+    readiness: { type: "http", url: "http://127.0.0.1:8000/" },
+    ready_timeout_ms: 30000,
+    ready_interval_ms: 500,
+    restart: "on-failure",
+    stop_grace_ms: 5000,
+    publish: [{ guest_port: 8000, host_port: null }],
+    published_ports: [{ guest_port: 8000, host_port: 40123, host: "127.0.0.1" }],
+    started_at: "2024-01-01T00:00:00.000Z",
+    run_started_at: "2024-01-01T00:00:00.000Z",
+    ready_at: "2024-01-01T00:00:01.000Z",
+    ended_at: null,
+    exit_code: 1,
+    signal: null,
+    restart_count: 1,
+    end_reason: null,
+    pid: 42,
+    supervisor_pid: 7,
+    stdout_base: 0,
+    stderr_base: 0,
+  },
   "sup.shell.open": {
     shell_id: "sh_0123456789ab",
     state: "running",
@@ -247,16 +301,21 @@ const KNOWN = new Set([
   "additionalProperties",
   "items",
   "minimum",
+  "maximum",
+  "minLength",
+  "maxLength",
   "pattern",
   "const",
   "enum",
   "anyOf",
+  "oneOf",
 ]);
 
 /** True when `x` conforms to `s`; throws on a keyword it does not know (never passes blindly). */
 function conforms(s: JsonSchema, x: unknown): boolean {
   for (const k of Object.keys(s)) if (!KNOWN.has(k)) throw new Error(`oracle: unknown keyword ${k}`);
   if (s.anyOf) return (s.anyOf as JsonSchema[]).some((o) => conforms(o, x));
+  if (s.oneOf) return (s.oneOf as JsonSchema[]).filter((o) => conforms(o, x)).length === 1;
   if ("const" in s && x !== s.const) return false;
   if (s.enum && !(s.enum as unknown[]).includes(x)) return false;
   switch (s.type) {
@@ -271,12 +330,15 @@ function conforms(s: JsonSchema, x: unknown): boolean {
     case "string":
       if (typeof x !== "string") return false;
       if (s.pattern && !new RegExp(s.pattern as string, "u").test(x)) return false;
+      if (typeof s.minLength === "number" && x.length < s.minLength) return false;
+      if (typeof s.maxLength === "number" && x.length > s.maxLength) return false;
       break;
     case "integer":
     case "number":
       if (typeof x !== "number" || !Number.isFinite(x)) return false;
       if (s.type === "integer" && !Number.isInteger(x)) return false;
       if (typeof s.minimum === "number" && x < s.minimum) return false;
+      if (typeof s.maximum === "number" && x > s.maximum) return false;
       break;
     case "array":
       if (!Array.isArray(x)) return false;
@@ -583,6 +645,26 @@ const REQUEST_FIELDS: Partial<Record<CallOp, Record<string, unknown>>> = {
   "sup.shell.signal": { shell_id: "sh_0123456789ab", signal: "SIGINT" },
   "sup.shell.resize": { shell_id: "sh_0123456789ab", cols: 80, rows: 24 },
   "sup.shell.close": { shell_id: "sh_0123456789ab" },
+  "service.start": {
+    service_name: "web",
+    command: "true",
+    ready_timeout_ms: 1000,
+    ready_interval_ms: 100,
+    stop_grace_ms: 100,
+  },
+  "service.stop": { service_name: "web", grace_ms: 100 },
+  "sup.service.start": {
+    service: {
+      service_name: "web",
+      command: "true",
+      ready_timeout_ms: 1000,
+      ready_interval_ms: 100,
+      stop_grace_ms: 100,
+    },
+    restart: "no",
+    publish: [],
+  },
+  "sup.service.stop": { service_name: "web", grace_ms: 100 },
 };
 
 describe("nothing crosses unchecked", () => {

@@ -181,6 +181,15 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
   "shell.signal": { op: "shell.signal", shell_id: "sh_0123456789ab", signal: "SIGINT" },
   "shell.resize": { op: "shell.resize", shell_id: "sh_0123456789ab", cols: 80, rows: 24 },
   "shell.close": { op: "shell.close", shell_id: "sh_0123456789ab" },
+  "service.start": {
+    op: "service.start",
+    service_name: "web",
+    command: "true",
+    ready_timeout_ms: 1000,
+    ready_interval_ms: 100,
+    stop_grace_ms: 100,
+  },
+  "service.stop": { op: "service.stop", service_name: "web", grace_ms: 100 },
 };
 const REQUEST_CASES: Array<[string, v.GenericSchema, Record<string, unknown>]> = [
   ...AGENT_OPS.map((op): [string, v.GenericSchema, Record<string, unknown>] => [

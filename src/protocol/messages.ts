@@ -183,6 +183,51 @@ export const ShellResizeRequest = v.strictObject({
 });
 /** Hang up the shell's session; its processes that outlive a grace period are killed. */
 export const ShellCloseRequest = v.strictObject({ op: v.literal("shell.close"), shell_id: shellId });
+/** Services (guest/service.ts): a named, supervised process group.
+ * service.start's stream lives as long as one run of the service: a `started` event (its process group), the readiness
+ * verdict (`ready` once the probe passed, at once without a probe; `not_ready` when
+ * ready_timeout_ms passed first: the agent then stops the group itself), stdout/stderr as
+ * channel-1/2 data frames, and the result once the group's leader has ended. Probes run in
+ * the guest: file (exists, under /workspace), tcp (connect to 127.0.0.1:port), http (GET,
+ * 2xx/3xx), command (/bin/sh -c, exit 0), first at once, then every ready_interval_ms.
+ * Restarts are the host's (a fresh service.start with the same name).
+ */
+export const SERVICE_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const serviceName = v.pipe(v.string(), v.regex(SERVICE_NAME_RE));
+export const ServiceReadiness = v.variant("type", [
+  v.strictObject({ type: v.literal("file"), path }),
+  v.strictObject({ type: v.literal("tcp"), port: v.pipe(posInt, v.minValue(1), v.maxValue(65535)) }),
+  v.strictObject({
+    type: v.literal("http"),
+    url: v.pipe(v.string(), v.maxLength(4096), v.regex(/^https?:\/\/[^\s]+$/, "an http:// or https:// URL")),
+  }),
+  v.strictObject({ type: v.literal("command"), command: v.pipe(v.string(), v.minLength(1)) }),
+]);
+/** What runs and how it is probed (service.start's fields; also sup.service.start's `service`). */
+export const SERVICE_RUN_FIELDS = {
+  service_name: serviceName,
+  /** run by /bin/sh -c */
+  command: v.optional(v.string()),
+  /** run directly */
+  argv: v.optional(v.pipe(v.array(v.string()), v.minLength(1))),
+  cwd: v.optional(path),
+  env: v.optional(envMap),
+  readiness: v.optional(ServiceReadiness),
+  ready_timeout_ms: v.pipe(posInt, v.minValue(1)),
+  ready_interval_ms: v.pipe(posInt, v.minValue(1)),
+  /** after TERM to the group, how long before KILL (readiness timeout, service.stop) */
+  stop_grace_ms: posInt,
+};
+export const ServiceStartRequest = v.pipe(
+  v.strictObject({ op: v.literal("service.start"), ...SERVICE_RUN_FIELDS }),
+  v.check((r) => (r.command === undefined) !== (r.argv === undefined), "exactly one of command or argv"),
+);
+/** TERM to the service's process group, KILL to what is left after grace_ms. */
+export const ServiceStopRequest = v.strictObject({
+  op: v.literal("service.stop"),
+  service_name: serviceName,
+  grace_ms: posInt,
+});
 
 // ---------------------------------------------------------------------------------------
 // Results: what follows `type: "result"` in the terminal frame (the host strips `type`).
@@ -341,6 +386,22 @@ export const ShellWriteResult = v.strictObject({ bytes: count });
 export const ShellSignalResult = v.strictObject({ pgid: posInt });
 export const ShellResizeResult = v.strictObject({ cols: posInt, rows: posInt });
 export const ShellCloseResult = v.strictObject({ closed: v.literal(true) });
+/** JSON events of a service.start stream, in this order: started, then ready or not_ready. */
+export const ServiceEvent = v.variant("type", [
+  v.strictObject({ type: v.literal("started"), pid: posInt }),
+  v.strictObject({ type: v.literal("ready") }),
+  /** the probe did not pass in time (reason: the last probe's failure); the group is being stopped */
+  v.strictObject({ type: v.literal("not_ready"), reason: text }),
+]);
+/** The end of a service.start stream: how the run ended. */
+export const ServiceStartResult = v.strictObject({
+  exit_code: v.nullable(v.pipe(v.number(), v.integer())),
+  signal: v.nullable(text),
+  /** the readiness verdict was `ready` */
+  ready: v.boolean(),
+});
+/** `stopped` is false when no run of that name was going. */
+export const ServiceStopResult = v.strictObject({ stopped: v.boolean() });
 
 /** The terminal frame of a failed stream (any op). */
 export const ErrorMessage = v.object({
@@ -386,6 +447,8 @@ export const MESSAGE_TABLE = {
   "shell.signal": { request: ShellSignalRequest, result: ShellSignalResult },
   "shell.resize": { request: ShellResizeRequest, result: ShellResizeResult },
   "shell.close": { request: ShellCloseRequest, result: ShellCloseResult },
+  "service.start": { request: ServiceStartRequest, result: ServiceStartResult, events: ServiceEvent },
+  "service.stop": { request: ServiceStopRequest, result: ServiceStopResult },
 } as const;
 
 export type AgentOp = keyof typeof MESSAGE_TABLE;

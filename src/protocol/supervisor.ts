@@ -8,6 +8,9 @@
 import * as v from "valibot";
 import {
   ExecRequest,
+  SERVICE_NAME_RE,
+  SERVICE_RUN_FIELDS,
+  ServiceReadiness,
   ShellOpenRequest,
   ShellResizeRequest,
   ShellSignalRequest,
@@ -130,6 +133,67 @@ export const SupShellCloseRequest = v.strictObject({
 });
 export const SupShellListRequest = v.strictObject({ op: v.literal("sup.shell.list") });
 export const SupShellListResult = v.strictObject({ shells: v.array(ShellInfo) });
+/** Services (src/supervisor/services.ts):
+ * the supervisor runs each one on the agent
+ * (service.start, guest/service.ts), restarts it when asked, spools its output to
+ * logs/services/<name>/ on the host and keeps its record there (service.json, this shape),
+ * which clients read directly. sup.service.start answers once the service is ready, or
+ * fails (SERVICE_NOT_READY with the log tail) leaving it recorded `failed`.
+ */
+const serviceName = v.pipe(v.string(), v.regex(SERVICE_NAME_RE));
+const port = v.pipe(posInt, v.minValue(1), v.maxValue(65535));
+export const PublishedPort = v.strictObject({
+  guest_port: port,
+  host_port: port,
+  host: v.literal("127.0.0.1"),
+});
+export const ServiceRecord = v.strictObject({
+  service_name: serviceName,
+  state: v.picklist(["starting", "ready", "failed", "exited", "stopped"]),
+  command: v.nullable(v.string()),
+  argv: v.nullable(v.array(v.string())),
+  cwd: v.nullable(v.string()),
+  readiness: v.nullable(ServiceReadiness),
+  ready_timeout_ms: posInt,
+  ready_interval_ms: posInt,
+  restart: v.picklist(["no", "on-failure"]),
+  stop_grace_ms: posInt,
+  /** ports asked for: host_port null = an ephemeral one */
+  publish: v.array(v.strictObject({ guest_port: port, host_port: v.nullable(port) })),
+  /** forwards open now (only while ready) */
+  published_ports: v.array(PublishedPort),
+  /** the first run's start, and the current (or last) run's */
+  started_at: v.string(),
+  run_started_at: v.string(),
+  ready_at: v.nullable(v.string()),
+  ended_at: v.nullable(v.string()),
+  exit_code: v.nullable(v.pipe(v.number(), v.integer())),
+  signal: v.nullable(v.string()),
+  restart_count: posInt,
+  /** why it is failed, exited or stopped */
+  end_reason: v.nullable(v.string()),
+  /** the current run's process group in the guest */
+  pid: v.nullable(posInt),
+  /** the supervisor that owns it: starting/ready only while that one is the workspace's live supervisor */
+  supervisor_pid: posInt,
+  /** absolute byte offset of the current log file's first byte (earlier bytes are in <stream>.1 or dropped) */
+  stdout_base: posInt,
+  stderr_base: posInt,
+});
+export const SupServiceStartRequest = v.strictObject({
+  op: v.literal("sup.service.start"),
+  service: v.pipe(
+    v.strictObject(SERVICE_RUN_FIELDS),
+    v.check((r) => (r.command === undefined) !== (r.argv === undefined), "exactly one of command or argv"),
+  ),
+  restart: v.picklist(["no", "on-failure"]),
+  publish: v.array(v.strictObject({ guest_port: port, host_port: v.nullable(port) })),
+});
+export const SupServiceStopRequest = v.strictObject({
+  op: v.literal("sup.service.stop"),
+  service_name: v.string(),
+  grace_ms: posInt,
+});
 
 export const SUPERVISOR_TABLE = {
   "sup.status": { request: SupStatusRequest, result: SupStatusResult },
@@ -144,6 +208,8 @@ export const SUPERVISOR_TABLE = {
   "sup.shell.resize": { request: SupShellResizeRequest, result: ShellInfo },
   "sup.shell.close": { request: SupShellCloseRequest, result: ShellInfo },
   "sup.shell.list": { request: SupShellListRequest, result: SupShellListResult },
+  "sup.service.start": { request: SupServiceStartRequest, result: ServiceRecord },
+  "sup.service.stop": { request: SupServiceStopRequest, result: ServiceRecord },
 } as const;
 
 export type SupervisorOp = keyof typeof SUPERVISOR_TABLE;
