@@ -43,6 +43,11 @@ export async function chooseBackend(opts: {
   allowHostCompat: boolean;
   /** kernel of the environment to boot, or null when none is installed */
   kernelPath: string | null;
+  /**
+   * The machine gets a network. Firecracker's networking (a tap from src/vmm/net) has not run
+   * on a Firecracker host yet, so a networked machine goes to QEMU unless PYRO_BACKEND forces it.
+   */
+  network?: boolean;
 }): Promise<BackendChoice> {
   const f = forced(opts.env);
   if (f === "host") return { name: "host", accelerator: null };
@@ -51,7 +56,7 @@ export async function chooseBackend(opts: {
     const { findQemu } = await import("./qemu/binary.ts");
     const fc = findFirecracker(opts.env);
     const qemu = findQemu(opts.env);
-    if (f === "firecracker" || (!f && fc)) {
+    if (f === "firecracker" || (!f && fc && !(opts.network && qemu))) {
       if (!fc)
         throw new PyroError("VMM_NOT_FOUND", "firecracker binary not found", {
           hint: "set PYRO_FIRECRACKER_BIN or put firecracker on PATH",

@@ -3,6 +3,7 @@
  * channel to it. Everything backend-specific (argv, config JSON, sockets) stays behind it.
  */
 import type { ByteChannel } from "../protocol/channel.ts";
+import type { TapNet } from "./net/tap.ts";
 
 /** The agent channel type is the protocol's (re-exported for backend code). */
 export type { ByteChannel };
@@ -30,6 +31,11 @@ export interface BootSpec {
   vcpuCount: number;
   memMib: number;
   network: boolean;
+  /**
+   * With `network`: the tap pyro created for this machine (src/vmm/net). Absent: QEMU uses
+   * user-mode networking; Firecracker has no network without one.
+   */
+  tap?: TapNet;
   /** Where the guest console (serial) is written. */
   consoleLogPath: string;
   /** Absolute path of the pyro-agent executable (host backend runs it directly). */

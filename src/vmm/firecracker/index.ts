@@ -94,7 +94,7 @@ async function bootFirecracker(
       hint: "Firecracker needs KVM; use the qemu backend (TCG) on hosts without it",
     });
   }
-  const tap = spec.network ? ((await opts.tapFor?.(spec)) ?? null) : null;
+  const tap = spec.network ? (spec.tap ?? (await opts.tapFor?.(spec)) ?? null) : null;
   if (spec.network && !tap) {
     throw new PyroError(
       "BACKEND_UNAVAILABLE",

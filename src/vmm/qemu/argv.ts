@@ -58,10 +58,12 @@ export function qemuKernelArgs(spec: BootSpec, accelerator: QemuAccelerator, hos
   // that hung 1 in 4 ACPI boots under TCG (fixed in 6 of 6). Under KVM, kvmclock/CPUID say it.
   if (accelerator === "tcg" && hostTscKhz && hostTscKhz > 0) args.push(`tsc_early_khz=${hostTscKhz}`);
   if (spec.network) {
+    // A tap network's static /30 (src/vmm/net/tap.ts), else slirp's fixed layout.
+    const a = spec.tap ?? { guestIp: USER_NET.guest, gatewayIp: USER_NET.gateway, ...USER_NET };
     // Kernel IP autoconfig: client::gateway:netmask:hostname:device:autoconf (no DHCP wait).
-    args.push(`ip=${USER_NET.guest}::${USER_NET.gateway}:${USER_NET.netmask}::eth0:off`);
+    args.push(`ip=${a.guestIp}::${a.gatewayIp}:${a.netmask}::eth0:off`);
     // The guest init writes /etc/resolv.conf from this.
-    args.push(`pyro.dns=${USER_NET.dns}`);
+    args.push(`pyro.dns=${a.dns}`);
   }
   args.push(...(spec.extraKernelArgs ?? []));
   return args;
@@ -135,7 +137,15 @@ export function buildQemuArgv(spec: BootSpec, opts: QemuArgvOptions): string[] {
     "-mon",
     "chardev=qmp,mode=control",
   );
-  if (spec.network) {
+  if (spec.network && spec.tap) {
+    // The tap pyro created and filters (src/vmm/net); QEMU only opens it: no helper scripts.
+    argv.push(
+      "-netdev",
+      `tap,id=n0,ifname=${spec.tap.hostDevName},script=no,downscript=no`,
+      "-device",
+      `virtio-net-device,netdev=n0,mac=${spec.tap.guestMac}`,
+    );
+  } else if (spec.network) {
     // User-mode networking: no root, no tap, outbound only; slirp answers DNS on 10.0.2.3.
     argv.push("-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0");
   }
