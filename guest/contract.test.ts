@@ -288,6 +288,28 @@ describe("every op's result passes its schema (through the host's call())", () =
     expect(output).toBe("up\n");
     expect(await run({ op: "service.stop", service_name: "web", grace_ms: 10 })).toEqual({ stopped: false });
   });
+  test("secrets: secrets.set, then exec and shell.open take values by name (secret_env)", async () => {
+    expect(await run({ op: "secrets.set", secrets: [{ name: "TOKEN", value: "s3cr3t-value" }] })).toEqual({
+      count: 1,
+    });
+    let output = "";
+    const res = await run(
+      { op: "exec", command: 'printf %s "$T"', secret_env: { TOKEN: "T" } },
+      { onEvent: (e) => e.kind === "data" && (output += new TextDecoder().decode(e.bytes)) },
+    );
+    expect(res.exit_code).toBe(0);
+    expect(output).toBe("s3cr3t-value");
+    await expect(
+      call(client, { op: "exec", command: "true", secret_env: { NOPE: "N" } }),
+    ).rejects.toMatchObject({
+      code: "SECRET_NOT_FOUND",
+    });
+    await expect(
+      call(client, { op: "shell.open", shell_id: "sh_00000000000f", secret_env: { NOPE: "N" } }),
+    ).rejects.toMatchObject({ code: "SECRET_NOT_FOUND" });
+    expect(await run({ op: "secrets.set", secrets: [] })).toEqual({ count: 0 });
+  });
+
   test("shutdown, and every op of the table was driven", async () => {
     expect((await run({ op: "shutdown" })).shutting_down).toBe(true);
     await Bun.sleep(100);

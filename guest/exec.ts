@@ -9,6 +9,7 @@ import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import type { Request } from "../src/protocol/messages.ts";
 import { resolveInRoot } from "./paths.ts";
+import { secretEnv } from "./secrets.ts";
 import { spawnUnprotected } from "./system.ts";
 
 type ExecRequest = Extract<Request, { op: "exec" }>;
@@ -97,6 +98,7 @@ function killGroup(pid: number, signal: number): void {
 
 export async function runExec(ctx: ExecContext, req: ExecRequest, stream: ServerStream): Promise<void> {
   const started = performance.now();
+  const secrets = secretEnv(req.secret_env); // an undeclared name fails before anything runs
   const cwd = req.cwd ? await resolveInRoot(ctx.root, req.cwd, { followFinalSymlink: true }) : ctx.root;
   // A missing cwd must not look like a missing command (spawn reports both as ENOENT).
   const cwdStat = await stat(cwd).catch(() => null);
@@ -113,7 +115,7 @@ export async function runExec(ctx: ExecContext, req: ExecRequest, stream: Server
     proc = spawnUnprotected(() =>
       Bun.spawn(argv, {
         cwd,
-        env: { ...ctx.baseEnv, ...(req.env ?? {}) },
+        env: { ...ctx.baseEnv, ...(req.env ?? {}), ...secrets },
         stdin: req.stdin ? "pipe" : "ignore",
         stdout: "pipe",
         stderr: "pipe",

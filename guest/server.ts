@@ -19,6 +19,7 @@ import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
 import { startService, stopService } from "./service.ts";
+import { setSecrets } from "./secrets.ts";
 import { closeShell, openShell, resizeShell, signalShell, writeShell } from "./shell.ts";
 import { powerOff, setClock } from "./system.ts";
 
@@ -205,6 +206,8 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       return stream.result(resizeShell(req.shell_id, req.cols, req.rows));
     case "shell.close":
       return stream.result(await closeShell(req.shell_id));
+    case "secrets.set":
+      return stream.result(setSecrets(req.secrets, opts.guest));
     case "service.start":
       return startService({ root, baseEnv: opts.baseEnv }, req, stream);
     case "service.stop":

@@ -22,6 +22,7 @@ import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import type { Request } from "../src/protocol/messages.ts";
 import { displayPath, realRoot, resolveInRoot } from "./paths.ts";
+import { secretEnv } from "./secrets.ts";
 import { spawnUnprotected } from "./system.ts";
 
 type ShellOpen = Extract<Request, { op: "shell.open" }>;
@@ -98,6 +99,7 @@ export async function openShell(
 ): Promise<void> {
   if (shells.has(req.shell_id) || ended.has(req.shell_id))
     throw new PyroError("INVALID_INPUT", `shell id ${req.shell_id} is already in use`);
+  const secrets = secretEnv(req.secret_env);
   const cwd = req.cwd ? await resolveInRoot(ctx.root, req.cwd, { followFinalSymlink: true }) : ctx.root;
   const cwdStat = await stat(cwd).catch(() => null);
   if (!cwdStat) throw new PyroError("FILE_NOT_FOUND", `working directory ${req.cwd} does not exist`);
@@ -125,7 +127,7 @@ export async function openShell(
       Bun.spawn(shellArgv(), {
         terminal: term,
         cwd,
-        env: { ...ctx.baseEnv, TERM: "xterm-256color", ...(req.env ?? {}) },
+        env: { ...ctx.baseEnv, TERM: "xterm-256color", ...(req.env ?? {}), ...secrets },
         detached: true,
       }),
     );

@@ -174,6 +174,7 @@ test("output schemas parse what the schema-checked faces return (valibot round t
     vcpu_count: 1,
     mem_mib: 1024,
     ttl_seconds: 600,
+    secrets: [],
     stop_reason: null,
     agent_unresponsive_since: null,
     command_count: 0,

@@ -16,6 +16,8 @@ export interface FlagSpec {
   kind: FieldKind;
   description: string;
   required: boolean;
+  /** an array field fed by several flags: turns one flag value into one array item */
+  item?: (raw: string) => unknown;
 }
 
 /** Singular flag names where the contract spells them so (--label K=V). */
@@ -24,6 +26,34 @@ const FLAG_NAMES: Record<string, string> = {
   clear_labels: "clear-label",
   signal_name: "signal",
 };
+
+/** Array fields that several flags fill, each item built from NAME=... (secrets). */
+const SPLIT_FLAGS: Record<string, Array<Pick<FlagSpec, "flag" | "description" | "item">>> = {
+  secrets: [
+    {
+      flag: "secret",
+      description:
+        "A secret NAME=VALUE for commands of this workspace (visible in the host's process list while pyro runs: prefer --secret-file).",
+      item: (raw) => splitNamed("secret", "NAME=VALUE", raw, "value"),
+    },
+    {
+      flag: "secret-file",
+      description:
+        "A secret NAME=PATH whose value is read from this host file (one trailing newline dropped).",
+      item: (raw) => splitNamed("secret-file", "NAME=PATH", raw, "file_path"),
+    },
+  ],
+};
+
+/** `NAME=rest` → {name, [key]: rest}; the error never repeats what was given (it may be a secret). */
+function splitNamed(flag: string, shape: string, raw: string, key: string): Record<string, string> {
+  const eq = raw.indexOf("=");
+  if (eq <= 0) throw new PyroError("INVALID_INPUT", `--${flag} takes ${shape}`);
+  return { name: raw.slice(0, eq), [key]: raw.slice(eq + 1) };
+}
+
+/** Record fields whose flag may give a key alone, meaning KEY=KEY (--secret-env NAME). */
+const KEY_ALONE = new Set(["secret_env"]);
 
 function inner(schema: any): { schema: any; optional: boolean } {
   let s = schema;
@@ -54,15 +84,19 @@ function kindOf(schema: any): FieldKind {
 
 export function flagSpecs(op: Operation): FlagSpec[] {
   const entries = (op.input as any).entries as Record<string, any>;
-  return Object.entries(entries ?? {}).map(([field, schema]) => {
+  return Object.entries(entries ?? {}).flatMap(([field, schema]): FlagSpec[] => {
     const { schema: s, optional } = inner(schema);
-    return {
-      field,
-      flag: FLAG_NAMES[field] ?? field.replaceAll("_", "-"),
-      kind: kindOf(s),
-      description: v.getDescription(schema) ?? v.getDescription(s) ?? "",
-      required: !optional,
-    };
+    const split = SPLIT_FLAGS[field];
+    if (split) return split.map((x) => ({ ...x, field, kind: "array", required: false }));
+    return [
+      {
+        field,
+        flag: FLAG_NAMES[field] ?? field.replaceAll("_", "-"),
+        kind: kindOf(s),
+        description: v.getDescription(schema) ?? v.getDescription(s) ?? "",
+        required: !optional,
+      },
+    ];
   });
 }
 
@@ -155,6 +189,10 @@ export function parseCli(
         const rec: Record<string, string> = {};
         for (const item of raw as string[]) {
           const eq = item.indexOf("=");
+          if (eq < 0 && KEY_ALONE.has(s.field) && item !== "") {
+            rec[item] = item;
+            continue;
+          }
           if (eq <= 0) throw new PyroError("INVALID_INPUT", `--${s.flag} takes KEY=VALUE (got "${item}")`);
           rec[item.slice(0, eq)] = item.slice(eq + 1);
         }
@@ -162,7 +200,9 @@ export function parseCli(
         break;
       }
       case "array":
-        input[s.field] = raw;
+        input[s.field] = s.item
+          ? [...((input[s.field] as unknown[]) ?? []), ...(raw as string[]).map(s.item)]
+          : raw;
         break;
       default:
         input[s.field] = raw;

@@ -22,6 +22,8 @@ export interface ExecInput {
   env?: Record<string, string>;
   timeout_seconds?: number;
   max_output_bytes?: number;
+  /** secret name → environment variable (the agent fills in the value) */
+  secret_env?: Record<string, string>;
 }
 
 export type OutputEncoding = "utf8" | "base64";
@@ -81,6 +83,7 @@ export function execRequest(input: ExecInput): RequestOf<"exec"> {
   }
   if (input.cwd) req.cwd = input.cwd;
   if (input.env) req.env = input.env;
+  if (input.secret_env && Object.keys(input.secret_env).length) req.secret_env = input.secret_env;
   return req;
 }
 

@@ -47,6 +47,8 @@ export const WorkspaceRecord = v.object({
   command_count: v.optional(v.number()),
   /** when the workspace was last reset (history, summary and exports count from here) */
   reset_at: v.optional(v.nullable(v.string())),
+  /** names and sha256 digests of its secrets; the values are sealed apart (secrets.ts) */
+  secrets: v.optional(v.array(v.object({ name: v.string(), sha256: v.string() }))),
 });
 export type WorkspaceRecord = v.InferOutput<typeof WorkspaceRecord>;
 
@@ -59,6 +61,7 @@ export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
     agent_unresponsive_since: rest.agent_unresponsive_since ?? null,
     command_count: rest.command_count ?? 0,
     reset_at: rest.reset_at ?? null,
+    secrets: (rest.secrets ?? []).map((s) => s.name),
   };
 }
 

@@ -39,16 +39,22 @@ const withWorkspace = <T extends object>(r: WorkspaceRecord, x: T) => ({
 export async function openShell(
   ctx: Ctx,
   ref: string,
-  opts: { cwd?: string; cols?: number; rows?: number; env?: Record<string, string> },
+  opts: {
+    cwd?: string;
+    cols?: number;
+    rows?: number;
+    env?: Record<string, string>;
+    secret_env?: Record<string, string>;
+  },
 ): Promise<ShellInfo & { workspace_id: string }> {
   const r = await started(ctx, ref);
-  // env is where secret_env values will be injected once secrets exist.
   const info = await callWorkspace(ctx.home, r, {
     op: "sup.shell.open",
     cwd: opts.cwd,
     cols: opts.cols ?? SHELL_DEFAULT_COLS,
     rows: opts.rows ?? SHELL_DEFAULT_ROWS,
     env: opts.env,
+    secret_env: opts.secret_env,
   });
   return withWorkspace(r, info);
 }

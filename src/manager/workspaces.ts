@@ -26,6 +26,13 @@ import {
 } from "./paths.ts";
 import { type Project, projectSeed } from "./project.ts";
 import { type CorruptRecord, readRecord, scanRecords, type WorkspaceRecord, writeRecord } from "./record.ts";
+import {
+  resolveSecrets,
+  type SecretInput,
+  secretDigests,
+  storeSecrets,
+  workspaceRedactor,
+} from "./secrets.ts";
 import { selfCommand } from "./self.ts";
 import { captureBaselineTar } from "./snapshots.ts";
 import {
@@ -59,6 +66,8 @@ export interface CreateInput {
   ttl_seconds?: number;
   network_policy?: "off" | "egress" | "egress+published-ports";
   allow_host_compat?: boolean;
+  /** literal values or host files (src/manager/secrets.ts) */
+  secrets?: SecretInput[];
   /**
    * Seed from this project's git-tracked files when seed_path is absent (src/manager/project.ts).
    * Not an input field of workspace_create: the MCP server sets it (project-aware startup).
@@ -199,6 +208,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const vcpu = input.vcpu_count ?? DEFAULT_VCPU;
   const mem = input.mem_mib ?? DEFAULT_MEM_MIB;
   const ttl = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
+  const secrets = resolveSecrets(input.secrets); // every secret checked before anything is made
   const seed = input.seed_path ? classifySource(input.seed_path) : null;
   const project = !seed && input.project ? projectSeed(input.project) : null;
   const installed = await ensureEnvironment(ctx, input.environment, {
@@ -252,8 +262,10 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         mem_mib: mem,
         ttl_seconds: ttl,
         command_count: 0,
+        ...(secrets.length ? { secrets: secretDigests(secrets) } : {}),
       });
     });
+    storeSecrets(ctx.home, id, secrets);
     if (choice.name === "host") mkdirSync(hostRootDir(ctx.home, id), { recursive: true });
     else {
       const { createDataDisk } = await import("../env/build/datadisk.ts");
@@ -380,11 +392,14 @@ export async function workspaceLogs(ctx: Ctx, ref: string, opts: { tail_lines?: 
     ? readFileSync(consoleLogPath(ctx.home, r.workspace_id), "utf8")
     : "";
   const tail = opts.tail_lines ?? 200;
+  // the history is redacted when written (supervisor/history.ts); the console log is the VMM's
+  const redactor = workspaceRedactor(ctx.home, r.workspace_id);
+  const consoleTail = consoleText.split("\n").slice(-tail).join("\n");
   return {
     workspace_id: r.workspace_id,
     entries: history,
     count: history.length,
-    console_tail: consoleText.split("\n").slice(-tail).join("\n"),
+    console_tail: redactor ? redactor.text(consoleTail) : consoleTail,
   };
 }
 

@@ -3,7 +3,8 @@
  * roots the user granted when starting the server. Invariants:
  * - Every input field an operation declares in `hostPaths` is checked here before the
  *   operation runs, and replaced by its canonical form (symlinks resolved), so the
- *   operation acts on exactly the path that was checked.
+ *   operation acts on exactly the path that was checked. An array field's host paths are
+ *   its items' `file_path` (workspace_create's secrets).
  * - A path is allowed when its real location (realpath of the path, or of its nearest
  *   existing ancestor for a path that does not exist yet) lies under a granted root with
  *   the access needed: `read` needs any root or the export directory, `write` needs a
@@ -92,8 +93,14 @@ export class HostPathPolicy {
     const out: Record<string, unknown> = { ...input };
     for (const [field, use] of Object.entries(op.hostPaths as Record<string, string>)) {
       const value = out[field];
-      if (typeof value !== "string") continue;
-      out[field] = use === "write" ? this.writeTarget(field, value) : this.readSource(field, value);
+      const confine = (p: string) => (use === "write" ? this.writeTarget(field, p) : this.readSource(field, p));
+      if (typeof value === "string") out[field] = confine(value);
+      else if (Array.isArray(value))
+        out[field] = value.map((item) =>
+          item && typeof item === "object" && typeof item.file_path === "string"
+            ? { ...item, file_path: confine(item.file_path) }
+            : item,
+        );
     }
     return out as I;
   }

@@ -86,3 +86,39 @@ export const recursive = v.pipe(
   v.boolean(),
   v.description("Descend into subdirectories (never through symlinks)."),
 );
+/**
+ * Secrets (src/manager/secrets.ts). Values are not checked by the schema (a schema error
+ * would echo them): the manager checks them and names only the secret in its errors.
+ */
+const secretName = v.pipe(
+  v.string(),
+  v.description("Secret name: letters, digits and _, not starting with a digit, at most 64 characters."),
+);
+export const secrets = v.pipe(
+  v.array(
+    v.union([
+      v.strictObject({
+        name: secretName,
+        value: v.pipe(v.string(), v.description("The value (1..65536 bytes of text, no NUL).")),
+      }),
+      v.strictObject({
+        name: secretName,
+        file_path: v.pipe(
+          v.string(),
+          v.description(
+            "Host file holding the value (one trailing newline is dropped; over MCP only under a root granted with --allow-host-path).",
+          ),
+        ),
+      }),
+    ]),
+  ),
+  v.description(
+    "Secrets for commands in this workspace, each a literal value or a host file (CLI: --secret NAME=VALUE, --secret-file NAME=PATH, repeatable). Values are kept sealed on the host, put on a tmpfs in the guest (/run/pyro/secrets/NAME, outside /workspace), given to a command only through secret_env, and redacted as [REDACTED:NAME] from every output, log and error pyro shows. At most 32 secrets, 64 KiB each, 128 KiB in all.",
+  ),
+);
+export const secretEnv = v.pipe(
+  v.record(v.string(), v.string()),
+  v.description(
+    'Secrets to put in the environment: {SECRET_NAME: "ENV_VAR"} (CLI: --secret-env NAME or NAME=ENV_VAR, repeatable). Output that contains a value shows [REDACTED:NAME] instead.',
+  ),
+);

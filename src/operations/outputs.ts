@@ -65,6 +65,10 @@ export const workspaceRecord = v.strictObject({
   vcpu_count: int,
   mem_mib: int,
   ttl_seconds: int,
+  secrets: v.pipe(
+    v.array(str),
+    v.description("Names of the workspace's secrets (values are never shown; use them with secret_env)."),
+  ),
   stop_reason: v.nullable(str),
   agent_unresponsive_since: v.pipe(
     v.nullable(time),

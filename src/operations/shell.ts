@@ -80,11 +80,15 @@ export const shellOpenOp = defineOperation({
     ),
     cols: v.optional(size("Terminal columns", SHELL_DEFAULT_COLS)),
     rows: v.optional(size("Terminal rows", SHELL_DEFAULT_ROWS)),
+    secret_env: v.optional(f.secretEnv),
   }),
   annotations: ACT,
   profiles: ["workspace-full"],
   cliFlags: { "id-only": { description: "Print only the new shell id.", print: (s) => s.shell_id } },
-  examples: ["pyro workspace shell open issue-42 --cwd /workspace/src --id-only"],
+  examples: [
+    "pyro workspace shell open issue-42 --cwd /workspace/src --id-only",
+    "pyro workspace shell open api --secret-env API_TOKEN --id-only",
+  ],
   run: (ctx, input) => openShell(ctx, input.workspace_id, input),
   render: renderInfo,
 });

@@ -54,14 +54,16 @@ export const createOp = defineOperation({
     mem_mib: v.optional(f.memMib),
     ttl_seconds: v.optional(f.ttlSeconds),
     network_policy: v.optional(f.networkPolicy),
+    secrets: v.optional(f.secrets),
     allow_host_compat: v.optional(f.allowHostCompat),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],
-  hostPaths: { seed_path: "read" },
+  hostPaths: { seed_path: "read", secrets: "read" },
   examples: [
     "pyro workspace create debian:12 --name issue-42 --label issue=42",
     "pyro workspace create --id-only",
+    "pyro workspace create --name api --secret-file API_TOKEN=./token.txt --secret DB_PASSWORD=hunter2-example",
   ],
   run: async (ctx, input) => publicRecord(await createWorkspace(ctx, input)),
   render: (out) => renderWorkspace(out),
@@ -221,6 +223,7 @@ export const execOp = defineOperation({
       v.pipe(v.string(), v.description("Working directory under /workspace (default /workspace).")),
     ),
     env: v.optional(v.pipe(v.record(v.string(), v.string()), v.description("Extra environment variables."))),
+    secret_env: v.optional(f.secretEnv),
     timeout_seconds: v.optional(f.timeoutSeconds),
     max_output_bytes: v.optional(f.maxOutputBytes),
     detach: v.optional(
@@ -248,6 +251,7 @@ export const execOp = defineOperation({
     "pyro workspace exec issue-42 -- make test",
     "pyro workspace exec ws_0123456789ab -- sh -c 'ls -la'",
     "pyro workspace exec issue-42 --detach --idempotency-key build-1 -- make -j4",
+    "pyro workspace exec api --secret-env API_TOKEN -- sh -c 'curl -sH \"Authorization: Bearer $API_TOKEN\" http://127.0.0.1:8080/'",
   ],
   streamsOutput: true,
   run: (ctx, input) => {

@@ -144,6 +144,7 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
   "shell.signal": { pgid: 42 },
   "shell.resize": { cols: 80, rows: 24 },
   "shell.close": { closed: true },
+  "secrets.set": { count: 1 },
   "service.start": { exit_code: 1, signal: null, ready: true },
   "service.stop": { stopped: true },
   "sup.service.start": {
@@ -640,6 +641,7 @@ const REQUEST_FIELDS: Partial<Record<CallOp, Record<string, unknown>>> = {
   "shell.signal": { shell_id: "sh_0123456789ab", signal: "SIGINT" },
   "shell.resize": { shell_id: "sh_0123456789ab", cols: 80, rows: 24 },
   "shell.close": { shell_id: "sh_0123456789ab" },
+  "secrets.set": { secrets: [{ name: "TOKEN", value: "v" }] },
   "sup.shell.read": { shell_id: "sh_0123456789ab" },
   "sup.shell.write": { shell_id: "sh_0123456789ab", input: "ls\n" },
   "sup.shell.signal": { shell_id: "sh_0123456789ab", signal: "SIGINT" },

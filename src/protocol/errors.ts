@@ -15,6 +15,7 @@ export const ERROR_EXIT_CODES = {
   SNAPSHOT_NOT_FOUND: 66,
   EXEC_NOT_FOUND: 66,
   SHELL_NOT_FOUND: 66,
+  SECRET_NOT_FOUND: 66,
   SERVICE_NOT_FOUND: 66,
   // refused by policy / state (65 = EX_DATAERR family, 75 = temporary)
   PATH_OUTSIDE_WORKSPACE: 65,

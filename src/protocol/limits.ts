@@ -16,3 +16,13 @@ export const LIST_MAX_ENTRIES = 100_000;
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** shell.write: the largest input one call may carry (a PTY line holds at most 4095 bytes). */
 export const SHELL_INPUT_MAX_CHARS = 65536;
+/**
+ * Secrets (src/manager/secrets.ts, guest/secrets.ts): a name is also a valid environment
+ * variable name; each value is 1..SECRET_MAX_BYTES bytes of UTF-8 without NUL; a workspace
+ * holds at most SECRETS_MAX_COUNT of them, SECRETS_MAX_TOTAL_BYTES in all (so secrets.set,
+ * JSON-escaped, always fits one frame).
+ */
+export const SECRET_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+export const SECRET_MAX_BYTES = 64 * 1024;
+export const SECRETS_MAX_COUNT = 32;
+export const SECRETS_MAX_TOTAL_BYTES = 128 * 1024;

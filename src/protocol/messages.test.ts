@@ -181,6 +181,7 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
   "shell.signal": { op: "shell.signal", shell_id: "sh_0123456789ab", signal: "SIGINT" },
   "shell.resize": { op: "shell.resize", shell_id: "sh_0123456789ab", cols: 80, rows: 24 },
   "shell.close": { op: "shell.close", shell_id: "sh_0123456789ab" },
+  "secrets.set": { op: "secrets.set", secrets: [{ name: "TOKEN", value: "v" }] },
   "service.start": {
     op: "service.start",
     service_name: "web",

@@ -14,11 +14,17 @@
  */
 import * as v from "valibot";
 import { ERROR_CODES } from "./errors.ts";
-import { SHELL_INPUT_MAX_CHARS } from "./limits.ts";
+import { SECRET_MAX_BYTES, SECRET_NAME_RE, SECRETS_MAX_COUNT, SHELL_INPUT_MAX_CHARS } from "./limits.ts";
 
 const path = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 const envMap = v.record(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/)), v.string());
 const posInt = v.pipe(v.number(), v.integer(), v.minValue(0));
+const secretName = v.pipe(v.string(), v.regex(SECRET_NAME_RE));
+/**
+ * Secrets injected into one command: secret name → environment variable. Only names cross
+ * the wire per call; the agent takes the values from what secrets.set gave it.
+ */
+const secretEnv = v.record(secretName, v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/)));
 
 export const HelloRequest = v.strictObject({
   op: v.literal("hello"),
@@ -53,6 +59,7 @@ export const ExecRequest = v.pipe(
     max_output_bytes: v.optional(posInt),
     /** when true the client sends stdin as channel-0 data frames, then END */
     stdin: v.optional(v.boolean()),
+    secret_env: v.optional(secretEnv),
   }),
   v.check((r) => (r.command === undefined) !== (r.argv === undefined), "exactly one of command or argv"),
 );
@@ -162,6 +169,7 @@ export const ShellOpenRequest = v.strictObject({
   cols: v.optional(termSize),
   rows: v.optional(termSize),
   env: v.optional(envMap),
+  secret_env: v.optional(secretEnv),
 });
 /** Bytes typed into the shell's PTY, as text (at most SHELL_INPUT_MAX_CHARS). */
 export const ShellWriteRequest = v.strictObject({
@@ -227,6 +235,25 @@ export const ServiceStopRequest = v.strictObject({
   op: v.literal("service.stop"),
   service_name: serviceName,
   grace_ms: posInt,
+});
+
+/**
+ * The workspace's secrets (guest/secrets.ts), sent by the supervisor after every boot
+ * (create, start, reset): they replace whatever the agent held. In a guest the agent also
+ * writes them to /run/pyro/secrets/NAME (a tmpfs outside /workspace and the data disk;
+ * directory 0700, files 0400). Result: `{ count }`.
+ */
+export const SecretsSetRequest = v.strictObject({
+  op: v.literal("secrets.set"),
+  secrets: v.pipe(
+    v.array(
+      v.strictObject({
+        name: secretName,
+        value: v.pipe(v.string(), v.minLength(1), v.maxLength(SECRET_MAX_BYTES)),
+      }),
+    ),
+    v.maxLength(SECRETS_MAX_COUNT),
+  ),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -386,6 +413,7 @@ export const ShellWriteResult = v.strictObject({ bytes: count });
 export const ShellSignalResult = v.strictObject({ pgid: posInt });
 export const ShellResizeResult = v.strictObject({ cols: posInt, rows: posInt });
 export const ShellCloseResult = v.strictObject({ closed: v.literal(true) });
+export const SecretsSetResult = v.strictObject({ count: posInt });
 /** JSON events of a service.start stream, in this order: started, then ready or not_ready. */
 export const ServiceEvent = v.variant("type", [
   v.strictObject({ type: v.literal("started"), pid: posInt }),
@@ -447,6 +475,7 @@ export const MESSAGE_TABLE = {
   "shell.signal": { request: ShellSignalRequest, result: ShellSignalResult },
   "shell.resize": { request: ShellResizeRequest, result: ShellResizeResult },
   "shell.close": { request: ShellCloseRequest, result: ShellCloseResult },
+  "secrets.set": { request: SecretsSetRequest, result: SecretsSetResult },
   "service.start": { request: ServiceStartRequest, result: ServiceStartResult, events: ServiceEvent },
   "service.stop": { request: ServiceStopRequest, result: ServiceStopResult },
 } as const;

@@ -90,6 +90,7 @@ export const SupShellOpenRequest = v.strictObject({
   cols: v.optional(termSize),
   rows: v.optional(termSize),
   env: ShellOpenRequest.entries.env,
+  secret_env: ShellOpenRequest.entries.secret_env,
 });
 export const SupShellReadRequest = v.strictObject({
   op: v.literal("sup.shell.read"),

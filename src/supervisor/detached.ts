@@ -10,6 +10,8 @@
  *   it runs (stop, TTL, machine exit: state `lost` with the reason). A supervisor that finds
  *   an exec without end.json when it starts (its predecessor died) writes that end then.
  * - A start that fails before the command runs (bad cwd, agent unresponsive) leaves nothing.
+ * - Secret values are redacted before anything is written: the command line in start.json,
+ *   and each spool through its own stream redactor (flushed when the exec ends).
  * - Spool writes are synchronous appends as each data frame arrives: the supervisor holds no
  *   output in memory and needs no flow control for it.
  * - One idempotency key names one exec of the workspace (until reset clears the spools):
@@ -30,6 +32,7 @@ import {
   writeStart,
 } from "../manager/detached.ts";
 import { parseRequest, parseResult } from "../protocol/call.ts";
+import type { Redactor, StreamRedactor } from "../manager/redact.ts";
 import type { ClientStream, ServerStream } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
@@ -42,6 +45,7 @@ interface Running {
   upstream: ClientStream;
   startedAt: string;
   fds: { stdout: number; stderr: number };
+  redact: { stdout: StreamRedactor; stderr: StreamRedactor } | null;
   ended: boolean;
   killedBy: string | null;
 }
@@ -56,6 +60,7 @@ export class DetachedExecs {
     private readonly id: string,
     private readonly agent: AgentLink,
     private readonly history: CommandHistory,
+    private readonly redactor: Redactor | null = null,
   ) {
     mkdirSync(execsDir(home, id), { recursive: true, mode: 0o700 });
     for (const execId of listExecIds(home, id)) {
@@ -89,7 +94,7 @@ export class DetachedExecs {
       throw new PyroError("INVALID_INPUT", `unknown supervisor request ${op}`);
     })().then(
       (result) => client.result(result),
-      (err) => client.fail(err),
+      (err) => client.fail(this.redactor ? this.redactor.error(err) : err),
     );
   }
 
@@ -113,11 +118,12 @@ export class DetachedExecs {
     const dir = execDir(this.home, this.id, execId);
     mkdirSync(dir, { mode: 0o700 });
     const startedAt = new Date().toISOString();
+    const shown = <T>(x: T): T => (this.redactor ? this.redactor.value(x) : x);
     writeStart(this.home, this.id, {
       exec_id: execId,
-      command: typeof exec.command === "string" ? exec.command : null,
-      argv: Array.isArray(exec.argv) ? (exec.argv as string[]) : null,
-      cwd: typeof exec.cwd === "string" ? exec.cwd : null,
+      command: typeof exec.command === "string" ? shown(exec.command) : null,
+      argv: Array.isArray(exec.argv) ? shown(exec.argv as string[]) : null,
+      cwd: typeof exec.cwd === "string" ? shown(exec.cwd) : null,
       idempotency_key: key,
       started_at: startedAt,
       supervisor_pid: process.pid,
@@ -131,7 +137,8 @@ export class DetachedExecs {
       this.discard(dir, fds);
       throw err;
     }
-    const run: Running = { upstream, startedAt, fds, ended: false, killedBy: null };
+    const redact = this.redactor ? { stdout: this.redactor.stream(), stderr: this.redactor.stream() } : null;
+    const run: Running = { upstream, startedAt, fds, redact, ended: false, killedBy: null };
     this.running.set(execId, run);
     const recordHistory = this.history.hookFor(exec);
 
@@ -146,9 +153,9 @@ export class DetachedExecs {
           sawStarted = true;
           runs();
         } else if (ev.kind === "data" && !run.ended) {
-          const fd = ev.channel === Channel.STDERR ? fds.stderr : fds.stdout;
+          const which = ev.channel === Channel.STDERR ? "stderr" : "stdout";
           try {
-            writeSync(fd, ev.bytes);
+            writeSync(fds[which], redact ? redact[which].push(ev.bytes) : ev.bytes);
           } catch (err) {
             log(`detached exec ${execId}: spool write failed: ${(err as Error).message}`);
           }
@@ -178,7 +185,7 @@ export class DetachedExecs {
         await spooled.catch(() => {});
         if (run.ended) return;
         this.close(execId, run);
-        writeEnd(this.home, this.id, execId, lostEnd(`the agent stream failed: ${err.message}`, startedAt));
+        writeEnd(this.home, this.id, execId, lostEnd(`the agent stream failed: ${shown(err.message)}`, startedAt));
       },
     );
     // Answer once the command runs, or once it ended without running (e.g. 127: not found).
@@ -203,6 +210,12 @@ export class DetachedExecs {
   private close(execId: string, run: Running): void {
     run.ended = true;
     this.running.delete(execId);
+    if (run.redact) {
+      try {
+        writeSync(run.fds.stdout, run.redact.stdout.flush());
+        writeSync(run.fds.stderr, run.redact.stderr.flush());
+      } catch {}
+    }
     closeSync(run.fds.stdout);
     closeSync(run.fds.stderr);
   }

@@ -7,11 +7,13 @@
  *
  * Invariants:
  * - History numbering continues across stop/start (it is read back at start).
+ * - Secret values in a command, its argv or cwd are redacted before the line is written.
  * - `command_count` is written before the exec's result is relayed, so `status` right after a
  *   command already counts it; concurrent writes coalesce into one in flight plus one more.
  */
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { historyPath } from "../manager/paths.ts";
+import type { Redactor } from "../manager/redact.ts";
 import { updateRecord } from "../manager/store.ts";
 
 export class CommandHistory {
@@ -22,6 +24,7 @@ export class CommandHistory {
   constructor(
     private readonly home: string,
     private readonly id: string,
+    private readonly redactor: Redactor | null = null,
   ) {
     const path = historyPath(home, id);
     this.seq = existsSync(path)
@@ -45,11 +48,12 @@ export class CommandHistory {
 
   private append(req: Record<string, unknown>, startedAt: string, result: Record<string, unknown>): void {
     this.seq += 1;
+    const r = this.redactor;
     const entry = {
       seq: this.seq,
-      command: req.command ?? null,
-      argv: req.argv ?? null,
-      cwd: req.cwd ?? null,
+      command: r ? r.value(req.command ?? null) : (req.command ?? null),
+      argv: r ? r.value(req.argv ?? null) : (req.argv ?? null),
+      cwd: r ? r.value(req.cwd ?? null) : (req.cwd ?? null),
       started_at: startedAt,
       exit_code: result.exit_code,
       timed_out: result.timed_out,

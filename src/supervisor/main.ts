@@ -11,12 +11,17 @@
  * - local.ts: the supervisor's own `sup.*` requests;
  * - history.ts: the command history and `command_count` (activity time is invoke()'s);
  * - detached.ts: detached execs (`sup.exec.*`), run by the supervisor and spooled to files;
+ * - secrets: sent to the agent after boot (secrets.set); their Redactor (manager/redact.ts)
+ *   is applied by relay.ts (exec output, errors), history.ts, detached.ts and shells.ts;
  * - shells.ts: persistent shells (`sup.shell.*`), their output buffered here for any client;
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
  */
 import { supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
+import { Redactor } from "../manager/redact.ts";
+import { loadSecrets } from "../manager/secrets.ts";
+import { call } from "../protocol/call.ts";
 import { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { AgentLink } from "./agent.ts";
@@ -35,14 +40,19 @@ export async function supervise(home: string, id: string): Promise<void> {
 
   const machine = await bootMachine(home, record);
   if (!machine) process.exit(1);
+  // The workspace's secrets go to the agent after every boot (create, start, reset); every
+  // output this supervisor relays or writes goes through their redactor (manager/redact.ts).
+  const secrets = loadSecrets(home, id);
+  const redactor = Redactor.of(secrets);
+  if (secrets.length) await call(machine.conn, { op: "secrets.set", secrets });
   const ending = new Ending(home, id, machine);
   ending.armTtl(record.expires_at);
 
   const agent = new AgentLink(machine.conn, home, id);
-  const history = new CommandHistory(home, id);
-  const execs = new DetachedExecs(home, id, agent, history);
+  const history = new CommandHistory(home, id, redactor);
+  const execs = new DetachedExecs(home, id, agent, history, redactor);
   ending.onEnd((reason) => execs.endAll(reason));
-  const shells = new Shells(agent);
+  const shells = new Shells(agent, redactor);
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
       onStream: (client) => {
@@ -50,7 +60,7 @@ export async function supervise(home: string, id: string): Promise<void> {
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
         else if (op.startsWith("sup.shell.")) shells.serve(client, op);
         else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
-        else relayCall(client, clientConn, agent, history.hookFor(client.request));
+        else relayCall(client, clientConn, agent, history.hookFor(client.request), redactor);
       },
     });
   });

@@ -18,6 +18,10 @@
  * - A client that vanishes takes its command with it (SIGKILL).
  * - `beforeAnswer` (bookkeeping) runs on a result, after the last event and before the client
  *   sees it.
+ * - With a redactor (the workspace has secrets): an exec's stdout and stderr are redacted as
+ *   they pass (each channel its own stream, so a value split across frames is caught; what a
+ *   stream holds back is sent before the result), and every error's text is redacted. Other
+ *   ops' data (file content, tar, the diff) passes byte for byte.
  */
 import {
   type ClientStream,
@@ -25,6 +29,7 @@ import {
   type ServerStream,
   WRITE_HIGH_WATER,
 } from "../protocol/connection.ts";
+import type { Redactor, StreamRedactor } from "../manager/redact.ts";
 import type { AgentLink } from "./agent.ts";
 import { overdue, type WatchedCall } from "./deadline.ts";
 
@@ -36,14 +41,31 @@ export function relayCall(
   clientConn: Connection,
   agent: AgentLink,
   beforeAnswer?: (result: Record<string, unknown>) => Promise<void>,
+  redactor: Redactor | null = null,
 ): void {
   const req = client.request;
   const op = String(req.op ?? "");
+  const redacting = op === "exec" && redactor !== null;
+  const streams = new Map<number, StreamRedactor>();
+  const send = (bytes: Uint8Array, channel: number) => {
+    if (!redacting) return client.sendData(bytes, channel);
+    let s = streams.get(channel);
+    if (!s) streams.set(channel, (s = redactor.stream()));
+    const out = s.push(bytes);
+    if (out.length) client.sendData(out, channel);
+  };
+  const flush = () => {
+    for (const [channel, s] of streams) {
+      const out = s.flush();
+      if (out.length) client.sendData(out, channel);
+    }
+  };
+  const fail = (err: unknown) => client.fail(redactor ? redactor.error(err) : err);
   let upstream: ClientStream;
   try {
     upstream = agent.open(req);
   } catch (err) {
-    client.fail(err);
+    fail(err);
     return;
   }
   const call: WatchedCall = {
@@ -60,7 +82,7 @@ export function relayCall(
   const relayed = (async () => {
     for await (const ev of upstream.events) {
       call.lastProgress = Date.now();
-      if (ev.kind === "data") client.sendData(ev.bytes, ev.channel);
+      if (ev.kind === "data") send(ev.bytes, ev.channel);
       else {
         if (ev.message.type === "started" && typeof ev.message.pid === "number") call.pid = ev.message.pid;
         client.sendJson(ev.message);
@@ -103,12 +125,14 @@ export function relayCall(
     .then(
       async (result) => {
         await relayed;
+        flush();
         await beforeAnswer?.(result);
         client.result(result);
       },
       async (err) => {
         await relayed.catch(() => {});
-        client.fail(err);
+        flush();
+        fail(err);
       },
     );
 }

@@ -14,12 +14,16 @@
  * - wait_for_idle_ms returns once no output arrived for that long, counted from the later of
  *   the last output and the read's start (so a read right after a write waits for the
  *   answer), or when the shell ends, or after timeout_ms.
+ * - Secret values are redacted from the output before it is kept (one stream redactor per
+ *   shell, so a value split across chunks is caught; what it holds back is kept at the end),
+ *   and from every error.
  * - Shells end with the supervisor (stop, reset, delete): the agent's machine goes, and a
  *   host-compat agent kills its shells' sessions when it exits.
  */
 import { randomBytes } from "node:crypto";
 import type * as v from "valibot";
 import { parseRequest, parseResult, type RequestOf, type ResultOf } from "../protocol/call.ts";
+import type { Redactor, StreamRedactor } from "../manager/redact.ts";
 import type { ServerStream } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { MESSAGE_TABLE } from "../protocol/messages.ts";
@@ -56,6 +60,7 @@ class Shell {
     readonly id: string,
     public cols: number,
     public rows: number,
+    private readonly redact: StreamRedactor | null = null,
     readonly startedAt = new Date().toISOString(),
   ) {
     this.ended = new Promise((res) => {
@@ -67,7 +72,8 @@ class Shell {
     return this.start + this.kept.length;
   }
 
-  append(bytes: Uint8Array): void {
+  append(raw: Uint8Array): void {
+    const bytes = this.redact ? this.redact.push(raw) : raw;
     const text = this.decoder.decode(bytes, { stream: true });
     if (!text) return;
     this.kept += text;
@@ -84,7 +90,7 @@ class Shell {
 
   finish(exitCode: number | null): void {
     if (this.state === "exited") return;
-    const rest = this.decoder.decode();
+    const rest = this.decoder.decode(this.redact?.flush() ?? new Uint8Array(0));
     if (rest) this.kept += rest;
     this.state = "exited";
     this.exitCode = exitCode;
@@ -158,7 +164,10 @@ export class Shells {
   private readonly shells = new Map<string, Shell>();
   private readonly closed = new Set<string>();
 
-  constructor(private readonly agent: AgentLink) {}
+  constructor(
+    private readonly agent: AgentLink,
+    private readonly redactor: Redactor | null = null,
+  ) {}
 
   get count(): number {
     return this.shells.size;
@@ -167,7 +176,7 @@ export class Shells {
   serve(client: ServerStream, op: string): void {
     this.handle(client, op).then(
       (result) => client.result(result),
-      (err) => client.fail(err),
+      (err) => client.fail(this.redactor ? this.redactor.error(err) : err),
     );
   }
 
@@ -256,7 +265,7 @@ export class Shells {
     const id = `sh_${randomBytes(6).toString("hex")}`;
     const request = { op: "shell.open" as const, shell_id: id, ...withoutOp(req) };
     parseRequest(MESSAGE_TABLE["shell.open"].request, request);
-    const sh = new Shell(id, req.cols ?? 120, req.rows ?? 30);
+    const sh = new Shell(id, req.cols ?? 120, req.rows ?? 30, this.redactor?.stream() ?? null);
     const upstream = this.agent.open(request);
     let started = () => {};
     const running = new Promise<void>((res) => {
