@@ -51,8 +51,8 @@ import reviewSummary from "./modes/review-eval/workspace_summary.txt" with { typ
 export const PROFILES = ["vm-run", "workspace-core", "workspace-full"] as const satisfies readonly Profile[];
 
 /**
- * Input fields a profile leaves out of every tool that has them. `secrets` and `secret_env`
- * are the names the secrets work will use; until then they match nothing.
+ * Input fields a profile leaves out of every tool that has them. Core never offers secrets
+ * (`secrets` on workspace_create, `secret_env` on workspace_exec; test/secrets.test.ts).
  */
 export const PROFILE_OMIT: Record<Profile, readonly string[]> = {
   "vm-run": [],
