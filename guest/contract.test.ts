@@ -288,6 +288,17 @@ describe("every op's result passes its schema (through the host's call())", () =
     expect(output).toBe("up\n");
     expect(await run({ op: "service.stop", service_name: "web", grace_ms: 10 })).toEqual({ stopped: false });
   });
+
+  test("fs.freeze is refused outside a guest; fs.thaw with nothing frozen says so", async () => {
+    // A freeze needs the guest's data disk (guest/freeze.ts); its result's schema is checked
+    // by call() in the real-guest snapshot tests (test/snapshot-guest.test.ts).
+    await expect(call(client, { op: "fs.freeze", timeout_ms: 1000 })).rejects.toMatchObject({
+      code: "INVALID_INPUT",
+    });
+    covered.add("fs.freeze");
+    expect(await run({ op: "fs.thaw" })).toEqual({ thawed: false });
+  });
+
   test("secrets: secrets.set, then exec and shell.open take values by name (secret_env)", async () => {
     expect(await run({ op: "secrets.set", secrets: [{ name: "TOKEN", value: "s3cr3t-value" }] })).toEqual({
       count: 1,
@@ -308,6 +319,48 @@ describe("every op's result passes its schema (through the host's call())", () =
       call(client, { op: "shell.open", shell_id: "sh_00000000000f", secret_env: { NOPE: "N" } }),
     ).rejects.toMatchObject({ code: "SECRET_NOT_FOUND" });
     expect(await run({ op: "secrets.set", secrets: [] })).toEqual({ count: 0 });
+  test("net.connect: carries a connection both ways (ack and eof events); a refusal is CONNECTION_REFUSED", async () => {
+    // an echo server that answers after the client's FIN, so both half-closes are exercised
+    const server = Bun.listen<{ got: string }>({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: {
+        open: (s) => {
+          s.data = { got: "" };
+        },
+        data: (s, b) => {
+          s.data.got += b.toString();
+        },
+        end: (s) => {
+          s.write(`echo:${s.data.got}`);
+          s.end();
+        },
+      },
+    });
+    const out = sink();
+    const events: Array<Record<string, unknown>> = [];
+    const r = await run(
+      { op: "net.connect", port: server.port },
+      {
+        input: bytesOf("hello"),
+        onEvent: (e) => {
+          out.onEvent?.(e);
+          if (e.kind === "json") events.push(e.message);
+        },
+      },
+    );
+    server.stop(true);
+    expect(out.bytes().toString()).toBe("echo:hello");
+    expect(r).toEqual({ bytes_in: 5, bytes_out: 10, reset: false });
+    expect(events).toContainEqual({ type: "ack", bytes: 5 });
+    expect(events).toContainEqual({ type: "eof" });
+    // the same port, now closed: refused
+    await expect(call(client, { op: "net.connect", port: server.port })).rejects.toMatchObject({
+      code: "CONNECTION_REFUSED",
+    });
+  });
+
   });
 
   test("shutdown, and every op of the table was driven", async () => {

@@ -186,6 +186,16 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       return stream.result({ ...(await applyPatch(root, patch)) });
     }
     case "baseline.capture": {
+    case "fs.freeze": {
+      if (!opts.guest)
+        throw new PyroError("INVALID_INPUT", "fs.freeze: only a guest has a data disk to freeze");
+      const { DATA_MOUNT, freeze } = await import("./freeze.ts");
+      return stream.result(freeze(DATA_MOUNT, req.timeout_ms));
+    }
+    case "fs.thaw": {
+      const { thaw } = await import("./freeze.ts");
+      return stream.result(thaw());
+    }
       const { captureBaseline } = await import("./baseline.ts");
       return stream.result({ ...(await captureBaseline(root, stateDirOf(opts))) });
     }

@@ -21,7 +21,7 @@ import { dirname, join } from "node:path";
 import { callWorkspace } from "../../src/manager/client.ts";
 import { hostRootDir } from "../../src/manager/paths.ts";
 import { readRecord } from "../../src/manager/record.ts";
-import { captureBaselineTar } from "../../src/manager/snapshots.ts";
+import { captureBaselineSnapshot } from "../../src/manager/snapshots.ts";
 import { Pyro } from "../../src/sdk/index.ts";
 import { createWorkspaceCli, deleteWorkspaceCli } from "./exec-host.ts";
 import {
@@ -112,7 +112,7 @@ async function hostSide(ctx: BenchCtx, tree: TreeInfo, s: Samples): Promise<void
       s.push.push((await timed(() => pyro.syncPush(id, tree.dir)))[0]);
       if (i % 2 === 0) await plainSeed();
       s.capture.push((await timed(() => callWorkspace(ctx.home, r, { op: "baseline.capture" })))[0]);
-      s.baselineTar.push((await timed(() => captureBaselineTar(ctx.home, r)))[0]);
+      s.baselineTar.push((await timed(() => captureBaselineSnapshot(ctx.home, r)))[0]);
       const plainExport = async () => {
         const d = scratch(ctx, "plain-export");
         mkdirSync(d);
@@ -164,7 +164,7 @@ async function guestSide(ctx: BenchCtx, tree: TreeInfo, s: Samples): Promise<voi
       if (i === 0) {
         // The rest of what a seeded create does (src/manager/workspaces.ts: captureBaseline).
         s.capture.push((await timed(() => callWorkspace(ctx.home, r, { op: "baseline.capture" })))[0]);
-        s.baselineTar.push((await timed(() => captureBaselineTar(ctx.home, r)))[0]);
+        s.baselineTar.push((await timed(() => captureBaselineSnapshot(ctx.home, r)))[0]);
       }
       const out = scratch(ctx, "export");
       s.export.push((await timed(() => pyro.exportWorkspace(id, `/workspace/p${i}`, out)))[0]);
@@ -256,7 +256,10 @@ function sideBody(
       met(exportRatio <= REF_RATIO),
     ],
     row("(5) the rest of a seeded create: agent `baseline.capture` of the seeded tree", s.capture),
-    row("(6) … and `baseline.tar` on the host (`/workspace` exported as one tar for reset)", s.baselineTar),
+    row(
+      "(6) … and the baseline snapshot on the host (guest: a frozen copy of the data disk image; host compat: `/workspace` as one tar)",
+      s.baselineTar,
+    ),
     [
       "seeded create's extra work, (1) + (5) + (6)",
       s.capture.length,

@@ -34,7 +34,7 @@ import {
   workspaceRedactor,
 } from "./secrets.ts";
 import { selfCommand } from "./self.ts";
-import { captureBaselineTar } from "./snapshots.ts";
+import { captureBaselineSnapshot } from "./snapshots.ts";
 import {
   checkNameFree,
   findRecord,
@@ -306,7 +306,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
 /** The diff baseline: a git tree in the agent's state (outside /workspace) plus a tar on the host for resets. */
 export async function captureBaseline(home: string, r: WorkspaceRecord): Promise<void> {
   await callWorkspace(home, r, { op: "baseline.capture" });
-  await captureBaselineTar(home, r);
+  await captureBaselineSnapshot(home, r);
 }
 
 /** A corrupt record as `list` shows it: its id, the name it still claims, why, and whether it runs. */

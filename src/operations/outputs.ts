@@ -31,12 +31,20 @@ export const workspaceRecord = v.strictObject({
   name: v.nullable(str),
   labels: v.record(str, str),
   environment: str,
-  state: v.picklist(["created", "started", "stopped"]),
+  state: v.picklist(["created", "started", "stopped", "paused"]),
   created_at: time,
   last_activity_at: time,
   expires_at: v.nullable(time),
   ...where,
   network_policy: v.picklist(["off", "egress", "egress+published-ports"]),
+  allow_hosts: v.pipe(
+    v.array(str),
+    v.description("Egress allow-list: host names (resolved on the host at each boot); empty: no allow-list."),
+  ),
+  allow_cidrs: v.pipe(
+    v.array(str),
+    v.description("Egress allow-list: IPv4 networks (normalised, e.g. 203.0.113.7/32)."),
+  ),
   workspace_seed: v.strictObject({
     origin_kind: v.picklist(["empty", "directory", "tar_archive", "project"]),
     origin_ref: v.pipe(
@@ -185,6 +193,12 @@ const snapshotInfo = v.strictObject({
   created_at: v.pipe(str, v.description("ISO 8601 time (empty for an unseeded baseline).")),
   size_bytes: int,
   kind: v.picklist(["baseline", "named"]),
+  format: v.pipe(
+    v.picklist(["disk_image", "tar"]),
+    v.description(
+      "disk_image: a copy of the workspace's data disk (guest backends); tar: /workspace as a tar (host compat, and snapshots taken by an older pyro).",
+    ),
+  ),
 });
 export const snapshotCreated = v.strictObject({ workspace_id: str, ...snapshotInfo.entries });
 export const snapshotList = v.strictObject({
@@ -197,6 +211,22 @@ export const snapshotDeleted = v.strictObject({ workspace_id: str, name: str, de
 export const resetResult = v.strictObject({
   ...workspaceRecord.entries,
   restored_from: v.pipe(str, v.description('"baseline" or the snapshot name.')),
+});
+
+export const pauseResult = v.strictObject({
+  ...workspaceRecord.entries,
+  memory_bytes: v.pipe(int, v.description("Size of the saved machine state (RAM + devices) on the host.")),
+});
+
+export const resumeResult = v.strictObject({
+  ...workspaceRecord.entries,
+  resumed_from: v.pipe(
+    v.picklist(["memory", "cold_boot", "already_running"]),
+    v.description(
+      '"memory": processes continue where they were; "cold_boot": the saved state could not be used (see note) and the machine booted from its disk; "already_running": nothing to do.',
+    ),
+  ),
+  note: v.pipe(v.nullable(str), v.description("Why the saved state was not used, for a cold boot.")),
 });
 
 const historyEntry = v.strictObject({
@@ -215,6 +245,22 @@ export const logsResult = v.strictObject({
   entries: v.array(historyEntry),
   count: int,
   console_tail: str,
+  network_refusals: v.pipe(
+    v.array(
+      v.strictObject({
+        destination: str,
+        protocol: v.pipe(str, v.description('"tcp", "udp", "icmp"...')),
+        port: v.pipe(v.nullable(int), v.description("TCP/UDP destination port; null for other protocols.")),
+        packets: v.pipe(
+          int,
+          v.description("Packets refused to this destination since the workspace was created."),
+        ),
+      }),
+    ),
+    v.description(
+      "Connections the egress allow-list refused (tap networks only; empty otherwise), one entry per destination.",
+    ),
+  ),
 });
 
 export const summaryResult = v.strictObject({
@@ -242,8 +288,11 @@ const corruptListing = v.strictObject({
   running: v.pipe(bool, v.description("A process of this workspace (supervisor or VM) is still running.")),
 });
 
+const runningServices = v.pipe(int, v.description("Services starting or ready (0 unless started)."));
 export const workspaceList = v.strictObject({
-  workspaces: v.array(v.union([workspaceRecord, corruptListing])),
+  workspaces: v.array(
+    v.union([v.strictObject({ ...workspaceRecord.entries, services: runningServices }), corruptListing]),
+  ),
   count: int,
 });
 export const workspaceDeleted = v.strictObject({ workspace_id: str, deleted: v.literal(true) });
@@ -292,7 +341,9 @@ const manifest = v.strictObject({
   built_at: time,
   packages: v.array(str),
   custom: v.optional(bool),
-  source: v.optional(v.strictObject({ kind: v.picklist(["image", "archive"]), ref: str, digest: str })),
+  source: v.optional(
+    v.strictObject({ kind: v.picklist(["image", "archive", "recipe"]), ref: str, digest: str }),
+  ),
   image: v.optional(
     v.strictObject({
       env: v.array(str),
@@ -314,10 +365,13 @@ export const environmentList = v.strictObject({
       installed: bool,
       version: v.nullable(str),
       default: bool,
-      custom: v.pipe(bool, v.description("Made by `env create` from an image, not in the catalog.")),
+      custom: v.pipe(
+        bool,
+        v.description("Made by `env create` from an image or a recipe, not in the catalog."),
+      ),
       source: v.pipe(
         v.nullable(str),
-        v.description("Where a custom environment came from (image reference or archive)."),
+        v.description("Where a custom environment came from (image reference, archive or recipe file)."),
       ),
     }),
   ),
@@ -545,5 +599,74 @@ export const workspaceStatus = v.strictObject({
     v.description(
       "Shells kept by the workspace (0 unless started; null when its supervisor could not be asked).",
     ),
+  ),
+  services: runningServices,
+});
+
+// ---- services (src/operations/service.ts): supervised processes with readiness ----
+const port = v.pipe(int, v.minValue(1), v.maxValue(65535));
+export const serviceReadiness = v.variant("type", [
+  v.strictObject({ type: v.literal("file"), path: str }),
+  v.strictObject({ type: v.literal("tcp"), port }),
+  v.strictObject({ type: v.literal("http"), url: str }),
+  v.strictObject({ type: v.literal("command"), command: str }),
+]);
+const serviceFields = {
+  workspace_id: str,
+  service_name: str,
+  state: v.pipe(
+    v.picklist(["starting", "ready", "failed", "exited", "stopped"]),
+    v.description(
+      "starting (probing readiness, or waiting to restart); ready; failed (never ready in time, or gave up restarting); exited (ended by itself); stopped (service_stop, or the workspace stopped/reset). end_reason says why.",
+    ),
+  ),
+  command: v.nullable(str),
+  argv: v.nullable(v.array(str)),
+  cwd: v.nullable(str),
+  readiness: v.nullable(serviceReadiness),
+  ready_timeout_seconds: v.number(),
+  ready_interval_ms: int,
+  restart: v.picklist(["no", "on-failure"]),
+  published_ports: v.pipe(
+    v.array(v.strictObject({ guest_port: port, host_port: port, host: v.literal("127.0.0.1") })),
+    v.description("Host ports forwarded to the service while it is ready (127.0.0.1 only)."),
+  ),
+  started_at: time,
+  ready_at: v.nullable(time),
+  ended_at: v.nullable(time),
+  exit_code: v.nullable(int),
+  signal: v.nullable(str),
+  restart_count: v.pipe(int, v.description("Restarts so far (restart on-failure).")),
+  end_reason: v.nullable(str),
+  stdout_bytes: v.pipe(
+    int,
+    v.description("stdout bytes logged so far (the offset a read reaches the end at)."),
+  ),
+  stderr_bytes: int,
+};
+export const serviceInfo = v.strictObject(serviceFields);
+export const serviceList = v.strictObject({
+  workspace_id: str,
+  services: v.array(serviceInfo),
+  count: int,
+});
+export const serviceLogs = v.strictObject({
+  workspace_id: str,
+  service_name: str,
+  state: serviceFields.state,
+  stdout: v.pipe(str, v.description("The tail of stdout, or with offset the bytes read (stream stdout).")),
+  stderr: str,
+  stdout_bytes: int,
+  stderr_bytes: int,
+  tail_lines: v.nullable(int),
+  stream: v.nullable(v.picklist(["stdout", "stderr"])),
+  offset: v.pipe(
+    v.nullable(int),
+    v.description("With offset: where the bytes start (later than asked when older logs were dropped)."),
+  ),
+  next_offset: v.pipe(v.nullable(int), v.description("With offset: pass as offset to read on.")),
+  truncated: v.pipe(
+    bool,
+    v.description("Bytes between the offset asked for and offset were dropped by rotation."),
   ),
 });

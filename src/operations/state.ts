@@ -33,7 +33,7 @@ export const snapshotCreateOp = defineOperation({
   profiles: ["workspace-full"],
   run: async (ctx, input) => {
     const r = await resolveWorkspace(ctx.home, input.workspace_id);
-    return { workspace_id: r.workspace_id, ...(await createSnapshot(ctx.home, r, input.name)) };
+    return { workspace_id: r.workspace_id, ...(await createSnapshot(ctx, r, input.name)) };
   },
   render: (out) => `snapshot ${out.name} (${out.size_bytes} bytes)`,
 });

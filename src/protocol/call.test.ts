@@ -108,6 +108,8 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
     files_truncated: false,
   },
   "baseline.capture": { files: 3, tree: "t", commit: "c" },
+  "fs.freeze": { frozen: true, mount: "/run/pyro/data" },
+  "fs.thaw": { thawed: true },
   diff: {
     patch_bytes: 100,
     files: [

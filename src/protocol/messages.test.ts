@@ -175,6 +175,8 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
   "archive.export": { op: "archive.export", path: "a" },
   "patch.apply": { op: "patch.apply" },
   "baseline.capture": { op: "baseline.capture" },
+  "fs.freeze": { op: "fs.freeze", timeout_ms: 300000 },
+  "fs.thaw": { op: "fs.thaw" },
   diff: { op: "diff" },
   "shell.open": { op: "shell.open", shell_id: "sh_0123456789ab" },
   "shell.write": { op: "shell.write", shell_id: "sh_0123456789ab", input: "x" },

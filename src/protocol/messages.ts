@@ -137,6 +137,22 @@ export const PatchApplyRequest = v.strictObject({
 /** Snapshot /workspace as the diff baseline (replacing any earlier one). Result: `{ files, tree, commit }`. */
 export const BaselineCaptureRequest = v.strictObject({ op: v.literal("baseline.capture") });
 /**
+ * Flush and freeze the filesystem on the workspace's data disk (FIFREEZE on the guest's
+ * /run/pyro/data) so the host can copy the disk image as one clean, consistent whole; writes
+ * in the guest block until `fs.thaw`. The agent thaws by itself after `timeout_ms` if no thaw
+ * comes (a host that died must not leave the guest frozen). Guest only. Result:
+ * `{ frozen: true, mount }`.
+ */
+export const FsFreezeRequest = v.strictObject({
+  op: v.literal("fs.freeze"),
+  timeout_ms: v.pipe(posInt, v.minValue(1), v.maxValue(600_000)),
+});
+/**
+ * End a freeze. Result: `{ thawed }`, false when nothing was frozen any more (the agent's own
+ * timeout thawed it first): a copy made meanwhile is not consistent and must be thrown away.
+ */
+export const FsThawRequest = v.strictObject({ op: v.literal("fs.thaw") });
+/**
  * /workspace against the baseline. The unified patch comes as channel-1 data frames (UTF-8),
  * then the result: `{ patch_bytes, files: [{ path, status, binary, old_mode?, new_mode?,
  * additions, deletions }], summary: { files_changed, additions, deletions, binary_files },
@@ -398,6 +414,8 @@ export const DiffResult = v.strictObject({
 /** Sent as a JSON event on a shell.open stream once the shell runs. */
 export const ShellStarted = v.strictObject({
   type: v.literal("started"),
+export const FsFreezeResult = v.strictObject({ frozen: v.literal(true), mount: text });
+export const FsThawResult = v.strictObject({ thawed: v.boolean() });
   /** the shell's pid (its session and process group) */
   pid: posInt,
   /** as users see it: /workspace/... */
@@ -490,3 +508,5 @@ export const Request = v.variant(
 );
 export type Request = v.InferOutput<typeof Request>;
 export type RequestOp = Request["op"];
+  "fs.freeze": { request: FsFreezeRequest, result: FsFreezeResult },
+  "fs.thaw": { request: FsThawRequest, result: FsThawResult },
