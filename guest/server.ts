@@ -18,6 +18,7 @@ import { Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
+import { connectPort } from "./net.ts";
 import { startService, stopService } from "./service.ts";
 import { setSecrets } from "./secrets.ts";
 import { closeShell, openShell, resizeShell, signalShell, writeShell } from "./shell.ts";
@@ -216,6 +217,8 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       return stream.result(resizeShell(req.shell_id, req.cols, req.rows));
     case "shell.close":
       return stream.result(await closeShell(req.shell_id));
+    case "net.connect":
+      return connectPort(req, stream);
     case "secrets.set":
       return stream.result(setSecrets(req.secrets, opts.guest));
     case "service.start":

@@ -9,7 +9,7 @@
  */
 import { expect } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { secretForms } from "../src/manager/redact.ts";
 import type { PyroResult } from "./helpers.ts";
@@ -221,9 +221,11 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
     }
     const logs = await call(["workspace", "logs", ws, "--json"]);
     expect(JSON.stringify(logs.json.entries)).toContain("[REDACTED:TOKEN]");
-    const exported = join(tmp, "export.tar");
+    const exported = join(tmp, "export");
     expect((await call(["workspace", "export", ws, "/workspace", "--output", exported])).code).toBe(0);
-    outputs.push(["the export", readFileSync(exported)]);
+    const exportedFiles = filesUnder(exported);
+    expect(exportedFiles.map((p) => p.slice(exported.length))).toContain("/notes.txt");
+    for (const p of exportedFiles) outputs.push([`the export ${p}`, readFileSync(p)]);
     expect((await call(["workspace", "snapshot", "create", ws, "snap1"])).code).toBe(0);
 
     // Reset restores them (a fresh machine gets them again).
@@ -304,5 +306,6 @@ export async function badInput(run: Run, home: string, createArgs: string[]) {
   }
   const list = await run(["workspace", "list", "--json"]);
   expect(list.json.count).toBe(0);
-  expect(readdirSync(join(home, "workspaces")).filter((d) => d.startsWith("ws_"))).toEqual([]);
+  const dir = join(home, "workspaces");
+  expect(existsSync(dir) ? readdirSync(dir).filter((d) => d.startsWith("ws_")) : []).toEqual([]);
 }

@@ -149,6 +149,10 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
   "secrets.set": { count: 1 },
   "service.start": { exit_code: 1, signal: null, ready: true },
   "service.stop": { stopped: true },
+  "net.connect": { bytes_in: 5, bytes_out: 7, reset: false },
+  "sup.forward.open": { guest_port: 8000, host_port: 41234, host: "127.0.0.1" },
+  "sup.forward.close": { closed: true },
+  "sup.forward.list": { forwards: [{ guest_port: 8000, host_port: 41234, host: "127.0.0.1" }] },
   "sup.service.start": {
     service_name: "web",
     state: "ready",
@@ -669,6 +673,9 @@ const REQUEST_FIELDS: Partial<Record<CallOp, Record<string, unknown>>> = {
     publish: [],
   },
   "sup.service.stop": { service_name: "web", grace_ms: 100 },
+  "net.connect": { port: 8000 },
+  "sup.forward.open": { guest_port: 8000 },
+  "sup.forward.close": { host_port: 41234 },
 };
 
 describe("nothing crosses unchecked", () => {

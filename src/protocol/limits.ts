@@ -16,6 +16,8 @@ export const LIST_MAX_ENTRIES = 100_000;
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** shell.write: the largest input one call may carry (a PTY line holds at most 4095 bytes). */
 export const SHELL_INPUT_MAX_CHARS = 65536;
+/** net.connect: bytes either side may send past the peer's last ack (per forwarded connection). */
+export const NET_WINDOW_BYTES = 1024 * 1024;
 /**
  * Secrets (src/manager/secrets.ts, guest/secrets.ts): a name is also a valid environment
  * variable name; each value is 1..SECRET_MAX_BYTES bytes of UTF-8 without NUL; a workspace

@@ -193,6 +193,7 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
     stop_grace_ms: 100,
   },
   "service.stop": { op: "service.stop", service_name: "web", grace_ms: 100 },
+  "net.connect": { op: "net.connect", port: 8000 },
 };
 const REQUEST_CASES: Array<[string, v.GenericSchema, Record<string, unknown>]> = [
   ...AGENT_OPS.map((op): [string, v.GenericSchema, Record<string, unknown>] => [

@@ -196,6 +196,24 @@ export const SupServiceStopRequest = v.strictObject({
   grace_ms: posInt,
 });
 
+/**
+ * Published ports (src/supervisor/forward.ts): a listener on 127.0.0.1 of the host whose
+ * connections are carried to a guest port over the agent channel (net.connect). Services
+ * publish their ports through these forwards; the requests open and close one directly (tests,
+ * tools). host_port 0 or absent: an ephemeral port, reported back. Forwards are keyed by host
+ * port and end with the supervisor.
+ */
+export const SupForwardOpenRequest = v.strictObject({
+  op: v.literal("sup.forward.open"),
+  guest_port: port,
+  host_port: v.optional(v.pipe(posInt, v.maxValue(65535))),
+});
+export const SupForwardCloseRequest = v.strictObject({ op: v.literal("sup.forward.close"), host_port: port });
+/** `closed` is false when no forward listened on that port. */
+export const SupForwardCloseResult = v.strictObject({ closed: v.boolean() });
+export const SupForwardListRequest = v.strictObject({ op: v.literal("sup.forward.list") });
+export const SupForwardListResult = v.strictObject({ forwards: v.array(PublishedPort) });
+
 export const SUPERVISOR_TABLE = {
   "sup.status": { request: SupStatusRequest, result: SupStatusResult },
   "sup.stop": { request: SupStopRequest, result: SupStopResult },
@@ -211,6 +229,9 @@ export const SUPERVISOR_TABLE = {
   "sup.shell.list": { request: SupShellListRequest, result: SupShellListResult },
   "sup.service.start": { request: SupServiceStartRequest, result: ServiceRecord },
   "sup.service.stop": { request: SupServiceStopRequest, result: ServiceRecord },
+  "sup.forward.open": { request: SupForwardOpenRequest, result: PublishedPort },
+  "sup.forward.close": { request: SupForwardCloseRequest, result: SupForwardCloseResult },
+  "sup.forward.list": { request: SupForwardListRequest, result: SupForwardListResult },
 } as const;
 
 export type SupervisorOp = keyof typeof SUPERVISOR_TABLE;

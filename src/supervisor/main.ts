@@ -14,6 +14,7 @@
  * - secrets: sent to the agent after boot (secrets.set); their Redactor (manager/redact.ts)
  *   is applied by relay.ts (exec output, errors), history.ts, detached.ts and shells.ts;
  * - shells.ts: persistent shells (`sup.shell.*`), their output buffered here for any client;
+ * - forward.ts: published ports (`sup.forward.*`), carried to the guest over the agent channel;
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
  */
@@ -28,6 +29,7 @@ import { AgentLink } from "./agent.ts";
 import { announceStarted, bootMachine } from "./boot.ts";
 import { DetachedExecs } from "./detached.ts";
 import { Ending } from "./ending.ts";
+import { PortForwards } from "./forward.ts";
 import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
@@ -52,6 +54,8 @@ export async function supervise(home: string, id: string): Promise<void> {
   const history = new CommandHistory(home, id, redactor);
   const execs = new DetachedExecs(home, id, agent, history, redactor);
   ending.onEnd((reason) => execs.endAll(reason));
+  const forwards = new PortForwards(agent);
+  ending.onEnd(() => forwards.closeAll());
   const shells = new Shells(agent, redactor);
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
@@ -59,6 +63,7 @@ export async function supervise(home: string, id: string): Promise<void> {
         const op = String(client.request.op ?? "");
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
         else if (op.startsWith("sup.shell.")) shells.serve(client, op);
+        else if (op.startsWith("sup.forward.")) forwards.serve(client, op);
         else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
         else relayCall(client, clientConn, agent, history.hookFor(client.request), redactor);
       },
