@@ -9,7 +9,7 @@ REPO=$PWD
 
 APT_PACKAGES=(qemu-system-x86 debootstrap e2fsprogs linux-source-6.1 build-essential flex bison bc
   libelf-dev libssl-dev cpio xz-utils zstd util-linux ca-certificates docker-registry skopeo git
-  busybox-static tini)
+  busybox-static tini iproute2 nftables)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

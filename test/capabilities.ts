@@ -104,6 +104,12 @@ const PROBES = {
     }
   },
   "vsock-loopback": vsockLoopbackProblem,
+  /** Tap networks (egress allow-lists): root, iproute2, nftables and /dev/net/tun. */
+  "tap-network": () =>
+    (process.getuid?.() === 0 ? null : "tap networks need root") ??
+    onPath("ip", "ip (iproute2) is not installed")() ??
+    onPath("nft", "nft is not installed (apt install nftables)")() ??
+    (existsSync("/dev/net/tun") ? null : "/dev/net/tun is missing"),
   "docker-registry": onPath(
     "docker-registry",
     "docker-registry is not installed (apt install docker-registry)",

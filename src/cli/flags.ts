@@ -25,6 +25,8 @@ const FLAG_NAMES: Record<string, string> = {
   labels: "label",
   clear_labels: "clear-label",
   signal_name: "signal",
+  allow_hosts: "allow-host",
+  allow_cidrs: "allow-cidr",
 };
 
 /** Array fields that several flags fill, each item built from NAME=... (secrets). */

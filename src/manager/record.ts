@@ -33,6 +33,14 @@ export const WorkspaceRecord = v.object({
   backend: v.picklist(["firecracker", "qemu", "host"]),
   accelerator: v.nullable(v.picklist(["kvm", "tcg"])),
   network_policy: NetworkPolicy,
+  /** egress allow-list (normalised at create; src/manager/network.ts): only these destinations */
+  allow_hosts: v.optional(v.array(v.string())),
+  allow_cidrs: v.optional(v.array(v.string())),
+  /**
+   * The tap network this workspace's machine uses or last used (src/vmm/net): written before
+   * the tap and table exist, so repair and delete can always remove them. Internal.
+   */
+  net: v.optional(v.nullable(v.object({ tap: v.string(), table: v.string(), slot: v.number() }))),
   workspace_seed: SeedOrigin,
   vcpu_count: v.number(),
   mem_mib: v.number(),
@@ -54,9 +62,11 @@ export type WorkspaceRecord = v.InferOutput<typeof WorkspaceRecord>;
 
 /** What users see: the record minus internal bookkeeping. */
 export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
-  const { supervisor_pid: _s, vmm_pid: _v, boot_id: _b, ...rest } = r;
+  const { supervisor_pid: _s, vmm_pid: _v, boot_id: _b, net: _n, ...rest } = r;
   return {
     ...rest,
+    allow_hosts: rest.allow_hosts ?? [],
+    allow_cidrs: rest.allow_cidrs ?? [],
     stop_reason: rest.stop_reason ?? null,
     agent_unresponsive_since: rest.agent_unresponsive_since ?? null,
     command_count: rest.command_count ?? 0,

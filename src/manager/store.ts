@@ -7,8 +7,10 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../protocol/errors.ts";
+import { removeTapNetwork } from "../vmm/net/host.ts";
 import { isWorkspaceId } from "./ids.ts";
 import { pidAlive, withLock } from "./lock.ts";
+import { releaseNetwork } from "./network.ts";
 import { locksDir, workspaceDir } from "./paths.ts";
 import {
   corruptError,
@@ -41,6 +43,9 @@ export async function updateRecord(
 }
 
 export function removeWorkspaceFiles(home: string, id: string): void {
+  // its tap network, if it has one (a corrupt record cannot say: removal is idempotent)
+  const l = loadRecord(home, id);
+  if (l && (!l.ok || l.record.net)) removeTapNetwork(id);
   rmSync(workspaceDir(home, id), { recursive: true, force: true });
   rmSync(recordLock(home, id), { force: true });
   // a caller waiting on it gets the lock on the removed file, then finds no record
@@ -113,6 +118,8 @@ export async function repairRecord(home: string, r: WorkspaceRecord): Promise<Wo
       process.kill(r.vmm_pid as number, "SIGKILL");
     } catch {}
   }
+  // the tap and nftables table a dead supervisor left (named in the record before they existed)
+  if (r.net) releaseNetwork(home, r.workspace_id);
   return updateRecord(home, r.workspace_id, (cur) =>
     cur.state === "started" && !supervisorAlive(cur)
       ? {

@@ -12,6 +12,7 @@ import { type Ctx, maxActive } from "./context.ts";
 import { type ExecInput, type ExecResult, execOn } from "./exec.ts";
 import { newWorkspaceId, validateLabels, validateName } from "./ids.ts";
 import { withLock } from "./lock.ts";
+import { checkNetworkInput, networkRefusals, resolveAllowedHosts } from "./network.ts";
 import {
   BOOT_ERROR_FILE,
   consoleLogPath,
@@ -65,6 +66,9 @@ export interface CreateInput {
   mem_mib?: number;
   ttl_seconds?: number;
   network_policy?: "off" | "egress" | "egress+published-ports";
+  /** egress allow-list (src/manager/network.ts); implies egress */
+  allow_hosts?: string[];
+  allow_cidrs?: string[];
   allow_host_compat?: boolean;
   /** literal values or host files (src/manager/secrets.ts) */
   secrets?: SecretInput[];
@@ -211,6 +215,9 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const secrets = resolveSecrets(input.secrets); // every secret checked before anything is made
   const seed = input.seed_path ? classifySource(input.seed_path) : null;
   const project = !seed && input.project ? projectSeed(input.project) : null;
+  const net = checkNetworkInput(input);
+  // resolvable now, or the create fails before anything is made (re-resolved at each boot)
+  if (net.allow) await resolveAllowedHosts(net.allow.hosts);
   const installed = await ensureEnvironment(ctx, input.environment, {
     allowMissing: input.allow_host_compat ?? false,
   });
@@ -219,7 +226,15 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     env: ctx.env,
     allowHostCompat: input.allow_host_compat ?? false,
     kernelPath: installed ? join(installed.dir, installed.manifest.kernel.file) : null,
+    network: net.policy !== "off",
   });
+  if (net.allow && choice.name === "host") {
+    throw new PyroError(
+      "NETWORK_UNSUPPORTED",
+      "host compat cannot restrict egress: commands use the host's network",
+      { hint: "egress allow-lists need a guest backend (QEMU or Firecracker)" },
+    );
+  }
   const id = newWorkspaceId();
   const td = new Teardown();
   try {
@@ -246,7 +261,8 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         execution_mode: choice.name === "host" ? "host_compat" : "guest",
         backend: choice.name,
         accelerator: choice.accelerator,
-        network_policy: input.network_policy ?? "off",
+        network_policy: net.policy,
+        ...(net.allow ? { allow_hosts: net.allow.hosts, allow_cidrs: net.allow.cidrs } : {}),
         workspace_seed: seed
           ? { origin_kind: seed.kind, origin_ref: seed.path }
           : project
@@ -400,6 +416,7 @@ export async function workspaceLogs(ctx: Ctx, ref: string, opts: { tail_lines?: 
     entries: history,
     count: history.length,
     console_tail: redactor ? redactor.text(consoleTail) : consoleTail,
+    network_refusals: networkRefusals(ctx.home, r),
   };
 }
 

@@ -57,7 +57,15 @@ export const PROFILES = ["vm-run", "workspace-core", "workspace-full"] as const 
 export const PROFILE_OMIT: Record<Profile, readonly string[]> = {
   "vm-run": [],
   // core has no exec_read/exec_wait, so no detached starts either (workspace-full has both)
-  "workspace-core": ["network_policy", "secrets", "secret_env", "detach", "idempotency_key"],
+  "workspace-core": [
+    "network_policy",
+    "allow_hosts",
+    "allow_cidrs",
+    "secrets",
+    "secret_env",
+    "detach",
+    "idempotency_key",
+  ],
   "workspace-full": [],
 };
 
@@ -130,7 +138,7 @@ export const MODES = {
       workspace_export: inspectExport,
     },
     // Offline by default and by construction: no tool takes a network option.
-    omit: ["network", "network_policy"],
+    omit: ["network", "network_policy", "allow_hosts", "allow_cidrs"],
     instructions: inspectInstructions,
   },
   "cold-start": {

@@ -13,6 +13,7 @@ import { scanRecords } from "../manager/record.ts";
 import { DEFAULT_ENVIRONMENT } from "../manager/workspaces.ts";
 import { ERROR_EXIT_CODES, type ErrorCode } from "../protocol/errors.ts";
 import { agentCommand } from "../vmm/agent-path.ts";
+import { tapUnavailableReason } from "../vmm/net/host.ts";
 import { kvmUsable } from "../vmm/select.ts";
 import * as out from "./outputs.ts";
 import { renderTable } from "./render.ts";
@@ -145,6 +146,19 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
     qemu ? "QEMU user-mode networking (no root, no tap needed)" : "no qemu",
     "apt-get install qemu-system-x86",
   );
+  // Egress allow-lists (and Firecracker networking) need a tap device + nftables (src/vmm/net).
+  const tapProblem = tapUnavailableReason();
+  const fcNote = fc
+    ? "; networked workspaces run on QEMU (Firecracker networking is not yet proven on a host)"
+    : "";
+  if (tapProblem === null)
+    add("tap_network", true, `tap devices + nftables available (egress allow-lists)${fcNote}`);
+  else
+    warn(
+      "tap_network",
+      `unavailable: ${tapProblem} — egress allow-lists (--allow-host, --allow-cidr) are refused with NETWORK_UNSUPPORTED${fcNote}`,
+      "run pyro as root with iproute2 and nftables installed (apt-get install nftables)",
+    );
   let agentOk = true;
   try {
     agentCommand(ctx.env);

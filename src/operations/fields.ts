@@ -70,6 +70,18 @@ export const networkPolicy = v.pipe(
   v.picklist(["off", "egress", "egress+published-ports"]),
   v.description("Network access: off (default), egress (outbound through user-mode NAT)."),
 );
+export const allowHosts = v.pipe(
+  v.array(v.string()),
+  v.description(
+    "Egress allow-list: host names the guest may connect to (resolved on the host at each boot; CLI: --allow-host, repeatable). With an allow-list the guest reaches only listed destinations; private, loopback, link-local and metadata addresses only when listed inside those ranges. Implies network_policy egress. Needs a root host with nftables.",
+  ),
+);
+export const allowCidrs = v.pipe(
+  v.array(v.string()),
+  v.description(
+    "Egress allow-list: IPv4 addresses or networks the guest may connect to, e.g. 203.0.113.7 or 198.51.100.0/24 (CLI: --allow-cidr, repeatable). See allow_hosts.",
+  ),
+);
 export const workspacePath = v.pipe(
   v.string(),
   v.minLength(1),

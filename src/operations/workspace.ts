@@ -54,6 +54,8 @@ export const createOp = defineOperation({
     mem_mib: v.optional(f.memMib),
     ttl_seconds: v.optional(f.ttlSeconds),
     network_policy: v.optional(f.networkPolicy),
+    allow_hosts: v.optional(f.allowHosts),
+    allow_cidrs: v.optional(f.allowCidrs),
     secrets: v.optional(f.secrets),
     allow_host_compat: v.optional(f.allowHostCompat),
   }),
@@ -63,6 +65,7 @@ export const createOp = defineOperation({
   examples: [
     "pyro workspace create debian:12 --name issue-42 --label issue=42",
     "pyro workspace create --id-only",
+    "pyro workspace create --allow-host pypi.org --allow-host files.pythonhosted.org --allow-cidr 203.0.113.0/24",
     "pyro workspace create --name api --secret-file API_TOKEN=./token.txt --secret DB_PASSWORD=hunter2-example",
   ],
   run: async (ctx, input) => publicRecord(await createWorkspace(ctx, input)),
@@ -197,11 +200,20 @@ export const logsOp = defineOperation({
     );
     return [
       lines.length ? lines.join("\n") : "no commands yet",
+      ...refusalLines(out.network_refusals as Array<Record<string, unknown>>),
       "--- console ---",
       String(out.console_tail),
     ].join("\n");
   },
 });
+
+function refusalLines(rs: Array<Record<string, unknown>>): string[] {
+  if (!rs.length) return [];
+  return [
+    "--- refused by the egress allow-list ---",
+    ...rs.map((r) => `${r.protocol} ${r.destination}${r.port === null ? "" : `:${r.port}`} (${r.packets} packets)`),
+  ];
+}
 
 export const execOp = defineOperation({
   name: "workspace_exec",

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
 import { BOOT_ERROR_FILE, READY_FILE, runDir } from "../manager/paths.ts";
+import { releasedAfter, setupNetwork, type WorkspaceNetwork } from "../manager/network.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { updateRecord } from "../manager/store.ts";
 import { toPyroError } from "../protocol/errors.ts";
@@ -19,14 +20,19 @@ export async function bootMachine(home: string, record: WorkspaceRecord): Promis
   const id = record.workspace_id;
   const run = runDir(home, id);
   mkdirSync(run, { recursive: true, mode: 0o700 });
+  let net: WorkspaceNetwork | null = null;
   try {
+    // a tap network (allow-lists, Firecracker) exists before the machine and goes after it
+    net = await setupNetwork(home, record, (n) => updateRecord(home, id, (r) => ({ ...r, net: n })));
     const { backend, spec } = await prepareBoot(home, record);
-    const machine = await startMachine(backend, spec);
+    if (net) spec.tap = net.tap;
+    const machine = releasedAfter(await startMachine(backend, spec), net);
     log(
       `machine up: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
     );
     return machine;
   } catch (err) {
+    net?.release();
     const e = toPyroError(err);
     writeFileSync(`${run}/${BOOT_ERROR_FILE}`, JSON.stringify(e.toJSON()));
     log(`boot failed: ${e.code} ${e.message}`);

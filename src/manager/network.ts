@@ -1,0 +1,183 @@
+/**
+ * A workspace's network as the manager sees it: which mechanism serves its policy, the
+ * allow-list checks at create, the tap network's life (set up by the supervisor before boot,
+ * released after the machine stops, repaired after a crash) and the refusals it recorded.
+ *
+ * Invariants:
+ * - A tap network is used exactly when the policy allows egress and either an allow-list is
+ *   set or the backend is Firecracker (which has no user-mode networking); plain egress on
+ *   QEMU keeps user-mode networking (no root needed).
+ * - The record names the tap and table (`net`) before either exists (src/vmm/net/host.ts
+ *   calls back first), so whoever repairs or deletes the record removes them. The field
+ *   stays after release (removal is idempotent) and gives the next boot its previous slot.
+ * - Refusals survive the table: release reads the table's refusal sets into
+ *   logs/network-refusals.json (counts summed per destination) before deleting it.
+ */
+
+import { lookup } from "node:dns/promises";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PyroError } from "../protocol/errors.ts";
+import { type AllowList, splitAllowed, validateAllowList } from "../vmm/net/allow.ts";
+import { startDnsForwarder } from "../vmm/net/dns.ts";
+import { createTapNetwork, readRefusals, removeTapNetwork, tapUnavailableReason } from "../vmm/net/host.ts";
+import type { Refusal } from "../vmm/net/nft.ts";
+import { type TapNet, tableName } from "../vmm/net/tap.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import type { Machine } from "./machine.ts";
+import { logsDir } from "./paths.ts";
+import type { WorkspaceRecord } from "./record.ts";
+
+type Policy = WorkspaceRecord["network_policy"];
+
+export const refusalsPath = (home: string, id: string) => join(logsDir(home, id), "network-refusals.json");
+
+const hasAllowList = (r: Pick<WorkspaceRecord, "allow_hosts" | "allow_cidrs">) =>
+  (r.allow_hosts?.length ?? 0) + (r.allow_cidrs?.length ?? 0) > 0;
+
+/** Does this workspace's machine get a tap network (rather than user-mode or none)? */
+export function usesTap(r: WorkspaceRecord): boolean {
+  return r.network_policy !== "off" && (hasAllowList(r) || r.backend === "firecracker");
+}
+
+/**
+ * The create-time checks: an allow-list implies egress (an explicit `off` with one is a
+ * contradiction), both lists are well-formed, and this host can enforce them. Nothing is made.
+ */
+export function checkNetworkInput(input: {
+  network_policy?: Policy;
+  allow_hosts?: string[];
+  allow_cidrs?: string[];
+  allow_host_compat?: boolean;
+}): { policy: Policy; allow: AllowList | null } {
+  const allow = validateAllowList(input.allow_hosts, input.allow_cidrs);
+  if (allow.hosts.length + allow.cidrs.length === 0)
+    return { policy: input.network_policy ?? "off", allow: null };
+  if (input.network_policy === "off") {
+    throw new PyroError("INVALID_INPUT", "an allow-list needs network access, but network_policy is off", {
+      hint: "leave network_policy out (an allow-list implies egress) or set it to egress",
+    });
+  }
+  const why = tapUnavailableReason();
+  if (why) {
+    throw new PyroError("NETWORK_UNSUPPORTED", `egress allow-lists cannot be enforced here: ${why}`, {
+      hint: "allow-lists use a tap device and nftables (run pyro as root, apt-get install nftables); plain --network-policy egress works without them",
+    });
+  }
+  return { policy: input.network_policy ?? "egress", allow };
+}
+
+/** Every IPv4 address of each allowed host name, resolved on the host now. */
+export async function resolveAllowedHosts(hosts: string[]): Promise<string[]> {
+  const out = new Set<string>();
+  for (const h of hosts) {
+    let addrs: { address: string }[];
+    try {
+      addrs = await lookup(h, { family: 4, all: true });
+    } catch (err) {
+      throw new PyroError("INVALID_INPUT", `allow_hosts entry "${h}" does not resolve on this host`, {
+        details: { host: h, reason: (err as NodeJS.ErrnoException).code ?? String(err) },
+      });
+    }
+    for (const a of addrs) out.add(a.address);
+  }
+  return [...out];
+}
+
+export interface WorkspaceNetwork {
+  tap: TapNet;
+  /** Stop the DNS forwarder, keep the refusals, remove table and tap. Idempotent. */
+  release(): void;
+}
+
+/**
+ * Set up the tap network of a workspace about to boot (null when it uses none). Host names
+ * are re-resolved at every boot. `record` is how the names reach the record first.
+ */
+export async function setupNetwork(
+  home: string,
+  r: WorkspaceRecord,
+  recordNet: (net: NonNullable<WorkspaceRecord["net"]>) => Promise<unknown>,
+): Promise<WorkspaceNetwork | null> {
+  if (!usesTap(r)) return null;
+  const id = r.workspace_id;
+  const allow = hasAllowList(r)
+    ? splitAllowed(r.allow_cidrs ?? [], await resolveAllowedHosts(r.allow_hosts ?? []))
+    : null;
+  const tap = await createTapNetwork({
+    workspaceId: id,
+    allow,
+    preferSlot: r.net?.slot,
+    beforeCreate: (n) => recordNet({ tap: n.hostDevName, table: `inet ${tableName(id)}`, slot: n.slot }),
+  });
+  let dns: { stop(): void } | null = null;
+  const release = () => {
+    dns?.stop();
+    dns = null;
+    releaseNetwork(home, id);
+  };
+  try {
+    dns = await startDnsForwarder(tap.gatewayIp);
+  } catch (err) {
+    release();
+    throw new PyroError(
+      "NETWORK_UNSUPPORTED",
+      `cannot serve DNS on ${tap.gatewayIp}:53: ${(err as Error).message}`,
+    );
+  }
+  return { tap, release };
+}
+
+/** The machine, its shutdown now also releasing its network (the tap goes after the VMM). */
+export function releasedAfter(machine: Machine, net: WorkspaceNetwork | null): Machine {
+  if (!net) return machine;
+  const shutdown = machine.shutdown.bind(machine);
+  machine.shutdown = async (timeoutMs) => {
+    try {
+      await shutdown(timeoutMs);
+    } finally {
+      net.release();
+    }
+  };
+  return machine;
+}
+
+/** Keep the live table's refusals, then remove table and tap (a crashed supervisor's too). Never throws. */
+export function releaseNetwork(home: string, id: string): void {
+  try {
+    const live = readRefusals(id);
+    if (live.length && existsSync(logsDir(home, id))) {
+      writeFileAtomic(
+        refusalsPath(home, id),
+        `${JSON.stringify(mergeRefusals(persisted(home, id), live))}\n`,
+      );
+    }
+  } catch {}
+  removeTapNetwork(id);
+}
+
+function persisted(home: string, id: string): Refusal[] {
+  try {
+    const v = JSON.parse(readFileSync(refusalsPath(home, id), "utf8"));
+    return Array.isArray(v) ? v : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Sum packet counts per (destination, protocol, port). */
+export function mergeRefusals(a: Refusal[], b: Refusal[]): Refusal[] {
+  const by = new Map<string, Refusal>();
+  for (const r of [...a, ...b]) {
+    const k = `${r.destination}|${r.protocol}|${r.port}`;
+    const cur = by.get(k);
+    by.set(k, cur ? { ...cur, packets: cur.packets + r.packets } : { ...r });
+  }
+  return [...by.values()];
+}
+
+/** What `workspace logs` shows: refusals of earlier boots plus the running machine's. */
+export function networkRefusals(home: string, r: WorkspaceRecord): Refusal[] {
+  const live = r.state === "started" && r.net ? readRefusals(r.workspace_id) : [];
+  return mergeRefusals(persisted(home, r.workspace_id), live);
+}
