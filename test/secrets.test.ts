@@ -3,9 +3,14 @@
  * check and bad-input cases (test/secrets-cases.ts), plus what the MCP profiles expose.
  */
 import { describe, expect, test } from "bun:test";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { toolsFor } from "../src/mcp/tools.ts";
-import { ensureBuilt, freshHome, pyro } from "./helpers.ts";
-import { badInput, leakCheck } from "./secrets-cases.ts";
+import { ensureBuilt, freshHome, PYRO, pyro, toolPayload } from "./helpers.ts";
+import { badInput, findLeaks, leakCheck } from "./secrets-cases.ts";
 
 const env = { PYRO_BACKEND: "host" };
 
@@ -20,6 +25,80 @@ describe("secrets (host compat)", () => {
     await ensureBuilt();
     const home = freshHome();
     await badInput((args) => pyro(args, { home, env }), home, ["--allow-host-compat"]);
+  }, 120_000);
+
+  test("MCP (workspace-full): file_path is a confined host path; results and errors are redacted", async () => {
+    await ensureBuilt();
+    const home = freshHome();
+    const base = mkdtempSync(join(process.env.PYRO_TEST_TMP ?? "/tmp", "secrets-mcp-"));
+    const granted = join(base, "granted");
+    mkdirSync(granted);
+    const value = `mcp-${randomBytes(12).toString("hex")}`;
+    writeFileSync(join(granted, "token"), `${value}\n`);
+    writeFileSync(join(base, "outside"), `${value}\n`);
+    const transport = new StdioClientTransport({
+      command: PYRO,
+      cwd: process.env.PYRO_TEST_TMP,
+      args: [
+        "mcp",
+        "serve",
+        "--allow-host-compat",
+        "--profile",
+        "workspace-full",
+        "--allow-host-path",
+        granted,
+      ],
+      env: { ...(process.env as Record<string, string>), PYRO_HOME: home, PYRO_BACKEND: "host" },
+      stderr: "pipe",
+    });
+    const client = new Client({ name: "pyro-secrets", version: "0.0.0" });
+    await client.connect(transport);
+    const transcript: Array<[string, Buffer]> = [];
+    const call = async (name: string, args: Record<string, unknown>) => {
+      const r = await client.callTool({ name, arguments: args });
+      transcript.push([name, Buffer.from(JSON.stringify(r))]);
+      return { err: r.isError === true, out: toolPayload(r) };
+    };
+    try {
+      const outside = await call("workspace_create", {
+        allow_host_compat: true,
+        secrets: [{ name: "T", file_path: join(base, "outside") }],
+      });
+      expect(outside.out.code).toBe("HOST_PATH_NOT_ALLOWED");
+      const ws = await call("workspace_create", {
+        allow_host_compat: true,
+        secrets: [{ name: "T", file_path: join(granted, "token") }],
+      });
+      expect(ws.err).toBe(false);
+      expect(ws.out.secrets).toEqual(["T"]);
+      const id = ws.out.workspace_id;
+      const ran = await call("workspace_exec", {
+        workspace_id: id,
+        command: 'printf %s "$T" | sha256sum; echo "$T"; echo "$T" | base64',
+        secret_env: { T: "T" },
+      });
+      expect(ran.out.stdout).toBe(
+        `${createHash("sha256").update(value).digest("hex")}  -\n[REDACTED:T]\n[REDACTED:T]\n`,
+      );
+      const missing = await call("workspace_exec", {
+        workspace_id: id,
+        command: "true",
+        secret_env: { X: "X" },
+      });
+      expect(missing.out.code).toBe("SECRET_NOT_FOUND");
+      const bad = await call("workspace_exec", {
+        workspace_id: id,
+        command: "true",
+        cwd: `/workspace/${value}`,
+      });
+      expect(bad.err).toBe(true);
+      await call("workspace_status", { workspace_id: id });
+      await call("workspace_logs", { workspace_id: id });
+      await call("workspace_delete", { workspace_id: id });
+      expect(findLeaks([value], transcript)).toEqual([]);
+    } finally {
+      await client.close();
+    }
   }, 120_000);
 
   test("MCP: workspace-core never exposes secrets; workspace-full does", () => {
