@@ -303,6 +303,37 @@ export const NetControl = v.variant("op", [
   v.strictObject({ op: v.literal("reset") }),
 ]);
 
+/**
+ * Carry one TCP connection to 127.0.0.1:`port` inside the guest (in host compat: on the host),
+ * the far end of a published port (src/supervisor/forward.ts; the agent's side is
+ * guest/net.ts). Channel-0 data from the host is written to the connection and the host's END
+ * half-closes it; the connection's bytes come back as channel-1 data and its FIN as an `eof`
+ * event. Flow control per stream: each side acknowledges (cumulatively) the bytes it has
+ * handed to its own socket — `ack` events from the agent, `ack` control messages from the
+ * host — and neither sends more than NET_WINDOW_BYTES past the last ack, so a slow reader at
+ * either end stalls only its own connection, never the shared agent channel. A `reset`
+ * control message aborts the connection. Nothing listening: CONNECTION_REFUSED. The result
+ * comes once the connection has closed.
+ */
+export const NetConnectRequest = v.strictObject({
+  op: v.literal("net.connect"),
+  port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)),
+});
+/** Sent by the agent on a net.connect stream. */
+export const NetEvent = v.variant("type", [
+  /** bytes of the host's data written to the connection so far */
+  v.strictObject({ type: v.literal("ack"), bytes: posInt }),
+  /** the guest side half-closed (FIN): no more channel-1 data */
+  v.strictObject({ type: v.literal("eof") }),
+]);
+/** Sent by the host on a net.connect stream. */
+export const NetControl = v.variant("op", [
+  /** bytes of the agent's data handed to the host's socket so far */
+  v.strictObject({ op: v.literal("ack"), bytes: posInt }),
+  /** the host's side went away: abort the connection */
+  v.strictObject({ op: v.literal("reset") }),
+]);
+
 // ---------------------------------------------------------------------------------------
 // Results: what follows `type: "result"` in the terminal frame (the host strips `type`).
 
@@ -413,6 +444,8 @@ export const PatchApplyResult = v.strictObject({
   /** the files list stops early (huge patches); the patch was applied whole all the same */
   files_truncated: v.boolean(),
 });
+export const FsFreezeResult = v.strictObject({ frozen: v.literal(true), mount: text });
+export const FsThawResult = v.strictObject({ thawed: v.boolean() });
 export const BaselineCaptureResult = v.strictObject({
   /** files and symlinks in the baseline */
   files: count,
@@ -445,8 +478,6 @@ export const DiffResult = v.strictObject({
 /** Sent as a JSON event on a shell.open stream once the shell runs. */
 export const ShellStarted = v.strictObject({
   type: v.literal("started"),
-export const FsFreezeResult = v.strictObject({ frozen: v.literal(true), mount: text });
-export const FsThawResult = v.strictObject({ thawed: v.boolean() });
   /** the shell's pid (its session and process group) */
   pid: posInt,
   /** as users see it: /workspace/... */
@@ -479,6 +510,16 @@ export const ServiceStartResult = v.strictObject({
 });
 /** `stopped` is false when no run of that name was going. */
 export const ServiceStopResult = v.strictObject({ stopped: v.boolean() });
+
+/** The end of a net.connect stream: the connection closed, cleanly or by a reset. */
+export const NetConnectResult = v.strictObject({
+  /** bytes written to the guest's connection */
+  bytes_in: count,
+  /** bytes read from it */
+  bytes_out: count,
+  /** it ended by an error or a reset rather than both sides closing */
+  reset: v.boolean(),
+});
 
 /** The end of a net.connect stream: the connection closed, cleanly or by a reset. */
 export const NetConnectResult = v.strictObject({
@@ -534,6 +575,12 @@ export const MESSAGE_TABLE = {
   "shell.signal": { request: ShellSignalRequest, result: ShellSignalResult },
   "shell.resize": { request: ShellResizeRequest, result: ShellResizeResult },
   "shell.close": { request: ShellCloseRequest, result: ShellCloseResult },
+  "net.connect": {
+    request: NetConnectRequest,
+    result: NetConnectResult,
+    events: NetEvent,
+    control: NetControl,
+  },
   "net.connect": {
     request: NetConnectRequest,
     result: NetConnectResult,
