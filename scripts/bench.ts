@@ -4,7 +4,7 @@
  * needs (dist/ and the debian:12 environment, from the build cache), runs each measurement
  * several times and reports median, p90 and min–max with N, next to each target.
  *
- * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached (see
+ * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached, pause (see
  * scripts/bench/*.ts).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -21,6 +21,7 @@ import { guestExec } from "./bench/guest-exec.ts";
 import { type BenchCtx, loadAvg, ms, PYRO, ROOT, type Section, sh } from "./bench/lib.ts";
 import { sectionBlock, writeReport } from "./bench/report.ts";
 import { snapshots } from "./bench/snapshots.ts";
+import { pauseSection } from "./bench/templates-pause.ts";
 import { transfer } from "./bench/transfer.ts";
 
 const SECTIONS: Section[] = [
@@ -33,8 +34,18 @@ const SECTIONS: Section[] = [
   transfer,
   snapshots,
   detachedSection,
+  pauseSection,
 ];
-const NEEDS_GUEST = new Set(["boot", "guest-exec", "footprint", "diff", "transfer", "snapshots", "detached"]);
+const NEEDS_GUEST = new Set([
+  "boot",
+  "guest-exec",
+  "footprint",
+  "diff",
+  "transfer",
+  "snapshots",
+  "detached",
+  "pause",
+]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
 
 function parseArgs(argv: string[]) {

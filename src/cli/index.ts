@@ -145,7 +145,7 @@ export async function runCli(argv: string[]): Promise<number> {
   if (argv[0] === "__supervise") {
     const { supervise } = await import("../supervisor/main.ts");
     const id = argv[argv.indexOf("--id") + 1] as string;
-    await supervise(makeCtx().home, id);
+    await supervise(makeCtx().home, id, { resume: argv.includes("--resume") });
     return -1;
   }
   const root = buildTree();

@@ -5,6 +5,7 @@ import { PyroError } from "../protocol/errors.ts";
 import { loadBackend } from "../vmm/select.ts";
 import type { Backend, BootSpec } from "../vmm/types.ts";
 import { consoleLogPath, dataDiskPath, hostRootDir, logsDir, runDir } from "./paths.ts";
+import { verifyPausedState } from "./paused-state.ts";
 import type { WorkspaceRecord } from "./record.ts";
 
 /** Under TCG a guest takes seconds to boot; leave room for a loaded CI machine. */
@@ -13,9 +14,11 @@ export function bootTimeoutMs(env: Record<string, string | undefined> = process.
   return Number.isFinite(n) && n > 0 ? n : 60000;
 }
 
+/** `resume`: restore the paused machine state (verified here) instead of booting. */
 export async function prepareBoot(
   home: string,
   r: WorkspaceRecord,
+  opts: { resume?: boolean } = {},
 ): Promise<{ backend: Backend; spec: BootSpec }> {
   const id = r.workspace_id;
   mkdirSync(runDir(home, id), { recursive: true, mode: 0o700 });
@@ -43,6 +46,11 @@ export async function prepareBoot(
     const disk = dataDiskPath(home, id);
     if (!existsSync(disk)) throw new PyroError("INTERNAL", `workspace disk ${disk} is missing`);
     spec.dataDiskPath = disk;
+  }
+  if (opts.resume) {
+    const state = await verifyPausedState(home, r);
+    if (!state.ok) throw new PyroError("VMM_FAILED", `cannot resume: ${state.reason}`);
+    spec.restoreFrom = state.path;
   }
   const backend = await loadBackend({ name: r.backend, accelerator: r.accelerator });
   return { backend, spec };

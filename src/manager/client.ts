@@ -35,8 +35,9 @@ async function openConnection(home: string, r: WorkspaceRecord, timeoutMs: numbe
 
 function requireStarted(r: WorkspaceRecord): void {
   if (r.state !== "started") {
-    throw new PyroError("WORKSPACE_NOT_STARTED", `workspace ${r.name ?? r.workspace_id} is ${r.state}`, {
-      hint: `start it with \`pyro workspace start ${r.name ?? r.workspace_id}\``,
+    const ref = r.name ?? r.workspace_id;
+    throw new PyroError("WORKSPACE_NOT_STARTED", `workspace ${ref} is ${r.state}`, {
+      hint: `${r.state === "paused" ? "resume" : "start"} it with \`pyro workspace ${r.state === "paused" ? "resume" : "start"} ${ref}\``,
     });
   }
 }

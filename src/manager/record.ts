@@ -10,7 +10,7 @@ import { writeFileAtomic } from "./atomic.ts";
 import { isWorkspaceId, NAME_RE } from "./ids.ts";
 import { recordPath, workspacesDir } from "./paths.ts";
 
-export const WorkspaceState = v.picklist(["created", "started", "stopped"]);
+export const WorkspaceState = v.picklist(["created", "started", "stopped", "paused"]);
 export const NetworkPolicy = v.picklist(["off", "egress", "egress+published-ports"]);
 export const SeedOrigin = v.object({
   origin_kind: v.picklist(["empty", "directory", "tar_archive", "project"]),

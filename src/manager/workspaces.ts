@@ -25,6 +25,7 @@ import {
   supervisorLogPath,
   workspaceDir,
 } from "./paths.ts";
+import { discardPausedState } from "./paused-state.ts";
 import { type Project, projectSeed } from "./project.ts";
 import { type CorruptRecord, readRecord, scanRecords, type WorkspaceRecord, writeRecord } from "./record.ts";
 import {
@@ -160,8 +161,8 @@ async function stopCorrupt(home: string, c: CorruptRecord): Promise<void> {
   await terminate(vmms, c.workspace_id, 3000);
 }
 
-/** Launch the detached supervisor and wait until it says ready (or why not). */
-async function launchSupervisor(ctx: Ctx, id: string): Promise<void> {
+/** Launch the detached supervisor and wait until it says ready (or why not); `resume`: restore the paused state. */
+async function launchSupervisor(ctx: Ctx, id: string, resume = false): Promise<void> {
   const run = runDir(ctx.home, id);
   mkdirSync(run, { recursive: true, mode: 0o700 });
   mkdirSync(logsDir(ctx.home, id), { recursive: true, mode: 0o700 });
@@ -169,7 +170,7 @@ async function launchSupervisor(ctx: Ctx, id: string): Promise<void> {
   rmSync(join(run, BOOT_ERROR_FILE), { force: true });
   const logFd = openSync(supervisorLogPath(ctx.home, id), "a", 0o600);
   const env = { ...ctx.env, PYRO_HOME: ctx.home } as Record<string, string>;
-  const proc = Bun.spawn([...selfCommand(), "__supervise", "--id", id], {
+  const proc = Bun.spawn([...selfCommand(), "__supervise", "--id", id, ...(resume ? ["--resume"] : [])], {
     env,
     stdin: "ignore",
     stdout: logFd,
@@ -477,6 +478,16 @@ export async function stopWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRec
 /** `stop` for a caller that holds the lifecycle lock (reset). */
 export async function stopWorkspaceLocked(ctx: Ctx, id: string): Promise<WorkspaceRecord> {
   const r = await resolveWorkspace(ctx.home, id);
+  if (r.state === "paused") {
+    // Nothing runs: stopping drops the saved machine state (the disk was synced at pause).
+    discardPausedState(ctx.home, id);
+    return updateRecord(ctx.home, id, (x) => ({
+      ...x,
+      state: "stopped",
+      stop_reason: "stopped while paused (the saved machine state was discarded)",
+      last_activity_at: now(),
+    }));
+  }
   if (r.state !== "started") return r; // stopping a stopped workspace is a no-op
   const cur = await stopMachine(ctx, r);
   if (cur?.stop_reason?.startsWith("supervisor died")) return cur;
@@ -492,10 +503,23 @@ export async function startWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRe
   return withLifecycle(ctx.home, ctx.env, id, () => startWorkspaceLocked(ctx, id));
 }
 
-/** `start` for a caller that holds the lifecycle lock (reset). */
-export async function startWorkspaceLocked(ctx: Ctx, id: string): Promise<WorkspaceRecord> {
+/**
+ * `start` for a caller that holds the lifecycle lock (reset, resume). A paused workspace is
+ * started only with `resume` (its saved state restored); a plain start refuses it.
+ */
+export async function startWorkspaceLocked(
+  ctx: Ctx,
+  id: string,
+  opts: { resume?: boolean } = {},
+): Promise<WorkspaceRecord> {
   const r = await resolveWorkspace(ctx.home, id);
   if (r.state === "started") return r;
+  if (r.state === "paused" && !opts.resume) {
+    const ref = r.name ?? r.workspace_id;
+    throw new PyroError("WORKSPACE_NOT_STOPPED", `workspace ${ref} is paused`, {
+      hint: `\`pyro workspace resume ${ref}\` continues it; \`pyro workspace stop ${ref}\` discards its memory first`,
+    });
+  }
   await withLock(registryLock(ctx.home), async () => {
     const limit = maxActive(ctx.env);
     if ((await activeCount(ctx.home)) >= limit) {
@@ -504,7 +528,7 @@ export async function startWorkspaceLocked(ctx: Ctx, id: string): Promise<Worksp
     await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "created" }));
   });
   try {
-    await launchSupervisor(ctx, r.workspace_id);
+    await launchSupervisor(ctx, r.workspace_id, opts.resume);
   } catch (err) {
     await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "stopped" }));
     throw err;

@@ -16,6 +16,7 @@ import {
 import { execKillOp, execListOp, execReadOp, execWaitOp } from "./exec.ts";
 import { diffOp, exportOp, fileListOp, fileReadOp, fileWriteOp, patchApplyOp, syncPushOp } from "./files.ts";
 import { hostConnectOp, hostDoctorOp, hostPrintConfigOp, hostRepairOp } from "./host.ts";
+import { pauseOp, resumeOp } from "./pause.ts";
 import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
 import { shellCloseOp, shellListOp, shellOpenOp, shellReadOp, shellSignalOp, shellWriteOp } from "./shell.ts";
@@ -68,6 +69,8 @@ export const OPERATIONS = [
   diskExportOp,
   stopOp,
   startOp,
+  pauseOp,
+  resumeOp,
   deleteOp,
   doctorOp,
   prepareOp,

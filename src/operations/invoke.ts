@@ -49,7 +49,10 @@ async function checkState(op: AnyOperation, ctx: Ctx, input: Record<string, unkn
       hint: `pyro workspace stop ${ref}`,
     });
   throw new PyroError("WORKSPACE_NOT_STARTED", `workspace ${ref} is ${r.state}`, {
-    hint: `start it with \`pyro workspace start ${ref}\``,
+    hint:
+      r.state === "paused"
+        ? `resume it with \`pyro workspace resume ${ref}\``
+        : `start it with \`pyro workspace start ${ref}\``,
   });
 }
 

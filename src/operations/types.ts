@@ -19,7 +19,7 @@ export type Profile = "vm-run" | "workspace-core" | "workspace-full";
 export type HostPathUse = "read" | "write";
 
 /** Workspace states an operation accepts (checked by invoke before `run`). */
-export type WorkspaceState = "created" | "started" | "stopped";
+export type WorkspaceState = "created" | "started" | "stopped" | "paused";
 
 export type ObjectSchema = v.GenericSchema<any, Record<string, unknown>>;
 

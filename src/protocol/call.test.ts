@@ -138,6 +138,7 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
     agent_version: "0.1.0",
   },
   "sup.stop": { stopping: true },
+  "sup.pause": { pausing: true },
   "sup.delete": { deleting: true },
   "sup.exec.start": { exec_id: "ex_0123456789ab", reused: false },
   "sup.exec.kill": { killed: true },

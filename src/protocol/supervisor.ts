@@ -36,6 +36,13 @@ export const SupStatusResult = v.strictObject({
 /** Stop the machine (clean agent shutdown) and end the supervisor; answered first. */
 export const SupStopRequest = v.strictObject({ op: v.literal("sup.stop") });
 export const SupStopResult = v.strictObject({ stopping: v.literal(true) });
+/**
+ * Save the machine's full state to the workspace's paused/ directory, stop the VMM without a
+ * guest shutdown and end the supervisor with the record `paused` (a failed save ends as a
+ * stop whose reason says why); answered first.
+ */
+export const SupPauseRequest = v.strictObject({ op: v.literal("sup.pause") });
+export const SupPauseResult = v.strictObject({ pausing: v.literal(true) });
 /** As sup.stop, then remove the workspace's files. */
 export const SupDeleteRequest = v.strictObject({ op: v.literal("sup.delete") });
 export const SupDeleteResult = v.strictObject({ deleting: v.literal(true) });
@@ -217,6 +224,7 @@ export const SupForwardListResult = v.strictObject({ forwards: v.array(Published
 export const SUPERVISOR_TABLE = {
   "sup.status": { request: SupStatusRequest, result: SupStatusResult },
   "sup.stop": { request: SupStopRequest, result: SupStopResult },
+  "sup.pause": { request: SupPauseRequest, result: SupPauseResult },
   "sup.delete": { request: SupDeleteRequest, result: SupDeleteResult },
   "sup.exec.start": { request: SupExecStartRequest, result: SupExecStartResult },
   "sup.exec.kill": { request: SupExecKillRequest, result: SupExecKillResult },

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
 import { BOOT_ERROR_FILE, READY_FILE, runDir } from "../manager/paths.ts";
+import { discardPausedState } from "../manager/paused-state.ts";
 import { releasedAfter, setupNetwork, type WorkspaceNetwork } from "../manager/network.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { updateRecord } from "../manager/store.ts";
@@ -16,7 +17,11 @@ import { toPyroError } from "../protocol/errors.ts";
 import { log } from "./log.ts";
 
 /** Boot the workspace's machine and shake hands with its agent; null (and recorded) on failure. */
-export async function bootMachine(home: string, record: WorkspaceRecord): Promise<Machine | null> {
+export async function bootMachine(
+  home: string,
+  record: WorkspaceRecord,
+  opts: { resume?: boolean } = {},
+): Promise<Machine | null> {
   const id = record.workspace_id;
   const run = runDir(home, id);
   mkdirSync(run, { recursive: true, mode: 0o700 });
@@ -24,11 +29,13 @@ export async function bootMachine(home: string, record: WorkspaceRecord): Promis
   try {
     // a tap network (allow-lists, Firecracker) exists before the machine and goes after it
     net = await setupNetwork(home, record, (n) => updateRecord(home, id, (r) => ({ ...r, net: n })));
-    const { backend, spec } = await prepareBoot(home, record);
+    const { backend, spec } = await prepareBoot(home, record, opts);
     if (net) spec.tap = net.tap;
     const machine = releasedAfter(await startMachine(backend, spec), net);
+    // A resumed machine has moved on from its saved state; a booted one never had one.
+    discardPausedState(home, id);
     log(
-      `machine up: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
+      `machine ${opts.resume ? "resumed" : "up"}: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
     );
     return machine;
   } catch (err) {

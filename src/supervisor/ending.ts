@@ -3,9 +3,10 @@
  * a signal, the machine exiting, the agent connection closing — and the rest are no-ops.
  *
  * Invariants:
- * - The end runs once: stop serving clients, shut the machine down, write the record's final
- *   state (`stopped`, the reason, pids and the unresponsive mark cleared), remove the
- *   workspace's files if asked (TTL expiry, delete), then exit.
+ * - The end runs once: stop serving clients, shut the machine down (or save its state and
+ *   stop the VMM, for a pause), write the record's final state (`stopped` with the reason, or
+ *   `paused`; pids and the unresponsive mark cleared), remove the workspace's files if asked
+ *   (TTL expiry, delete), then exit.
  * - The VMM never outlives the supervisor: the end shuts it down before exiting, and a
  *   supervisor killed outright takes it along (the VMM runs under `setpriv --pdeathsig`;
  *   the host agent kills its process groups on SIGTERM).
@@ -19,6 +20,12 @@ import { log } from "./log.ts";
 export interface EndOptions {
   /** remove the workspace's files once the machine is down (delete, TTL expiry) */
   deleteAfter?: boolean;
+  /**
+   * Pause instead of powering off: `save` writes the machine's state (src/supervisor/pause.ts),
+   * then the VMM is stopped without a guest shutdown and the record says `paused`. A save
+   * that fails ends as a plain stop whose reason says why.
+   */
+  pause?: () => Promise<void>;
 }
 
 export class Ending {
@@ -62,11 +69,23 @@ export class Ending {
   private async run(reason: string, opts: EndOptions): Promise<void> {
     log(`stopping: ${reason}`);
     for (const close of this.closers) close(reason);
-    await this.machine.shutdown().catch(() => {});
+    let why = reason;
+    let paused = false;
+    if (opts.pause) {
+      try {
+        await opts.pause();
+        paused = true;
+        await this.machine.handle.stop(5000).catch(() => {});
+      } catch (err) {
+        why = `pause failed: ${(err as Error).message}`;
+        log(why);
+      }
+    }
+    if (!paused) await this.machine.shutdown().catch(() => {});
     await updateRecord(this.home, this.id, (r) => ({
       ...r,
-      state: "stopped",
-      stop_reason: reason,
+      state: paused ? "paused" : "stopped",
+      stop_reason: paused ? null : why,
       agent_unresponsive_since: null,
       supervisor_pid: null,
       vmm_pid: null,

@@ -36,11 +36,12 @@ import { serveLocal } from "./local.ts";
 import { Shells } from "./shells.ts";
 import { relayCall } from "./relay.ts";
 
-export async function supervise(home: string, id: string): Promise<void> {
+/** `resume`: restore the paused machine state instead of booting (src/supervisor/pause.ts). */
+export async function supervise(home: string, id: string, opts: { resume?: boolean } = {}): Promise<void> {
   const record = readRecord(home, id);
   if (!record) throw new PyroError("WORKSPACE_NOT_FOUND", `no workspace ${id}`);
 
-  const machine = await bootMachine(home, record);
+  const machine = await bootMachine(home, record, opts);
   if (!machine) process.exit(1);
   // The workspace's secrets go to the agent after every boot (create, start, reset); every
   // output this supervisor relays or writes goes through their redactor (manager/redact.ts).
@@ -64,7 +65,7 @@ export async function supervise(home: string, id: string): Promise<void> {
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
         else if (op.startsWith("sup.shell.")) shells.serve(client, op);
         else if (op.startsWith("sup.forward.")) forwards.serve(client, op);
-        else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending);
+        else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending, home, id);
         else relayCall(client, clientConn, agent, history.hookFor(client.request), redactor);
       },
     });

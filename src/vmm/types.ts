@@ -44,6 +44,11 @@ export interface BootSpec {
   extraKernelArgs?: string[];
   /** Deadline for the machine to come up, milliseconds. */
   bootTimeoutMs: number;
+  /**
+   * Resume instead of boot: a machine state file written by `VmHandle.saveState` with this
+   * same spec (verified by the caller). Only backends with `saveState` accept it.
+   */
+  restoreFrom?: string;
 }
 
 export interface VmHandle {
@@ -56,6 +61,11 @@ export interface VmHandle {
   /** Ask for a clean shutdown (agent poweroff is done by the caller first), then wait up to timeoutMs, then kill. */
   stop(timeoutMs: number): Promise<void>;
   kill(): void;
+  /**
+   * Stop the guest and write its full state (RAM + devices) to `path` (pause). The VMM keeps
+   * running, stopped, until `stop`/`kill`. Absent on backends that cannot (host).
+   */
+  saveState?(path: string, deadlineMs: number): Promise<{ bytes: number; sha256: string }>;
   /** Resolves with the VMM's exit code (null when killed by a signal). */
   readonly exited: Promise<number | null>;
 }

@@ -152,5 +152,7 @@ export function buildQemuArgv(spec: BootSpec, opts: QemuArgvOptions): string[] {
   // Entropy for guests whose CPU model lacks RDRAND (trust_cpu then has nothing to trust).
   // Last, so it never shifts the block devices' order.
   argv.push("-device", "virtio-rng-device");
+  // Resume: the same machine waits for its saved state (migrate-incoming, src/vmm/qemu/migrate.ts).
+  if (spec.restoreFrom) argv.push("-incoming", "defer");
   return argv;
 }

@@ -12,6 +12,7 @@ import { connectUnixChannel } from "../socket-channel.ts";
 import type { Backend, BootSpec, ByteChannel, VmHandle } from "../types.ts";
 import { buildQemuArgv, type QemuAccelerator } from "./argv.ts";
 import { type Env, requireQemu } from "./binary.ts";
+import { loadVmState, type SavedState, saveVmState } from "./migrate.ts";
 import { connectQmp, type QmpClient } from "./qmp.ts";
 
 export interface QemuBackendOptions {
@@ -35,6 +36,7 @@ export function qemuRunPaths(runDir: string) {
     agentSocket: join(runDir, "agent.sock"),
     qmpSocket: join(runDir, "qmp.sock"),
     qemuLog: join(runDir, "qemu.log"),
+    migrateSocket: join(runDir, "migrate.sock"),
   };
 }
 
@@ -75,7 +77,7 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         throw new PyroError("INVALID_INPUT", "the qemu backend needs an environment (kernel + rootfs)");
       const qemuBin = requireQemu(env);
       const paths = qemuRunPaths(spec.runDir);
-      prepareSocketPaths([paths.agentSocket, paths.qmpSocket]);
+      prepareSocketPaths([paths.agentSocket, paths.qmpSocket, paths.migrateSocket]);
       const { accelerator, cpuModel } = await chooseAccelerator(envArtifacts.kernelPath, qemuBin);
       const argv = buildQemuArgv(spec, {
         accelerator,
@@ -93,6 +95,7 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
       });
       const vm = new QemuVm(proc, spec, paths, accelerator);
       await vm.waitStarted(Date.now() + Math.min(spec.bootTimeoutMs, STARTUP_CAP_MS));
+      if (spec.restoreFrom) await vm.restore(spec.restoreFrom, Date.now() + spec.bootTimeoutMs);
       return vm;
     },
   };
@@ -119,6 +122,7 @@ class QemuVm implements VmHandle {
       // QEMU unlinks its sockets on a clean exit, not when killed: never leave them behind.
       rmSync(paths.agentSocket, { force: true });
       rmSync(paths.qmpSocket, { force: true });
+      rmSync(paths.migrateSocket, { force: true });
       this.exitAbort.abort(this.failure("QEMU exited"));
       return proc.signalCode ? null : proc.exitCode;
     });
@@ -129,7 +133,9 @@ class QemuVm implements VmHandle {
     try {
       this.qmp = await connectQmp(this.paths.qmpSocket, deadlineMs, { signal: this.exitAbort.signal });
       const status = await this.qmp.queryStatus();
-      if (!status.running) throw this.failure(`QEMU is not running (status ${status.status})`);
+      // `-incoming defer` (resume) waits in "inmigrate" until the state is streamed in.
+      const expected = this.spec.restoreFrom ? status.status === "inmigrate" : status.running;
+      if (!expected) throw this.failure(`QEMU is not running (status ${status.status})`);
     } catch (err) {
       this.kill();
       await this.exited;
@@ -138,6 +144,23 @@ class QemuVm implements VmHandle {
         ? err
         : this.failure("QEMU did not start", err);
     }
+  }
+
+  /** Stream the saved state in (QEMU waits under `-incoming defer`); kills QEMU on failure. */
+  async restore(statePath: string, deadlineMs: number): Promise<void> {
+    try {
+      await loadVmState(this.qmp as QmpClient, this.paths.migrateSocket, statePath, deadlineMs);
+    } catch (err) {
+      this.kill();
+      await this.exited;
+      // QEMU's own last words (e.g. a state that does not fit this machine) say most.
+      throw this.failure(`resume failed (${(err as Error).message})`, err);
+    }
+  }
+
+  async saveState(path: string, deadlineMs: number): Promise<SavedState> {
+    if (this.hasExited || !this.qmp) throw this.failure("QEMU has exited");
+    return saveVmState(this.qmp, this.paths.migrateSocket, path, deadlineMs);
   }
 
   failure(message: string, cause?: unknown): PyroError {

@@ -1,0 +1,145 @@
+/**
+ * §10 Pause and resume: a started guest workspace running a "service" (a shell loop that
+ * bumps a counter in /tmp every 200 ms) is paused and resumed (machine state saved to the
+ * host and restored), interleaved with a stop + start of the same workspace (clean power-off
+ * and cold boot, today's only way to free its RAM) as the baseline. Each resume is checked:
+ * the counter's pid is the same and it has gone on counting. Also: the saved state's size and
+ * the VMM's host PSS (/proc/PID/smaps_rollup) after a cold boot vs after a resume.
+ */
+import { readFileSync } from "node:fs";
+import { readRecord } from "../../src/manager/record.ts";
+import { Pyro } from "../../src/sdk/index.ts";
+import { QUIESCE_MS } from "./exec-host.ts";
+import { withGuestWorkspace } from "./guest-exec.ts";
+import {
+  type BenchCtx,
+  mib,
+  type Section,
+  type SectionResult,
+  statHeader,
+  statRow,
+  stats,
+  table,
+} from "./lib.ts";
+
+const SERVICE =
+  "setsid -f sh -c 'echo $$ > /tmp/svc.pid; i=0; while :; do i=$((i+1)); echo $i > /tmp/svc.count; sleep 0.2; done' </dev/null >/dev/null 2>&1";
+
+function pss(pid: number | null | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export const pauseSection: Section = {
+  id: "pause",
+  title: "10. Pause and resume",
+  async run(ctx: BenchCtx): Promise<SectionResult> {
+    const n = ctx.n(4, 2);
+    return withGuestWorkspace(ctx, async (id) => {
+      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+      const service = async () => {
+        const r = await pyro.execWorkspace(id, [
+          "sh",
+          "-c",
+          `${SERVICE}; sleep 1; cat /tmp/svc.pid /tmp/svc.count`,
+        ]);
+        if (r.exit_code !== 0) throw new Error(`service start failed: ${r.stderr}`);
+      };
+      const probe = async () => {
+        const r = await pyro.execWorkspace(id, ["sh", "-c", "cat /tmp/svc.pid /tmp/svc.count"]);
+        const [pid, count] = r.stdout.trim().split("\n");
+        return { pid, count: Number(count) };
+      };
+      await service();
+      const pause: number[] = [];
+      const resume: number[] = [];
+      const stop: number[] = [];
+      const start: number[] = [];
+      const memBytes: number[] = [];
+      const pssCold: number[] = [];
+      const pssResumed: number[] = [];
+      for (let i = 0; i < n; i++) {
+        // cold: stop + start, then the service again (a cold boot has lost it)
+        await Bun.sleep(QUIESCE_MS);
+        let t = performance.now();
+        await pyro.stopWorkspace(id);
+        stop.push(performance.now() - t);
+        t = performance.now();
+        await pyro.startWorkspace(id);
+        start.push(performance.now() - t);
+        await service();
+        await Bun.sleep(QUIESCE_MS);
+        pssCold.push(pss(readRecord(ctx.home, id)?.vmm_pid));
+        // pause + resume: the service must go on
+        const before = await probe();
+        t = performance.now();
+        const p = await pyro.pauseWorkspace(id);
+        pause.push(performance.now() - t);
+        memBytes.push(p.memory_bytes);
+        t = performance.now();
+        const r = await pyro.resumeWorkspace(id);
+        resume.push(performance.now() - t);
+        if (r.resumed_from !== "memory") throw new Error(`resume booted cold: ${r.note}`);
+        const after = await probe();
+        if (after.pid !== before.pid || !(after.count > before.count))
+          throw new Error(`the service did not carry on: ${JSON.stringify({ before, after })}`);
+        await Bun.sleep(QUIESCE_MS);
+        pssResumed.push(pss(readRecord(ctx.home, id)?.vmm_pid));
+      }
+      const both = (a: number[], b: number[]) => a.map((x, i) => x + (b[i] as number));
+      const pr = stats(both(pause, resume));
+      const ss = stats(both(stop, start));
+      const body = [
+        table(statHeader("Measurement", "Ratio (median)"), [
+          statRow(
+            "pause + resume (service keeps running)",
+            pr,
+            `${(ss.median / pr.median).toFixed(2)}× faster`,
+          ),
+          statRow("  pause (sync, save state, end VMM)", stats(pause), "—"),
+          statRow("  resume (restore state, hello, clock)", stats(resume), "—"),
+          statRow("stop + start (baseline: clean power-off, cold boot; service lost)", ss, "1×"),
+          statRow("  stop", stats(stop), "—"),
+          statRow("  start", stats(start), "—"),
+        ]),
+        "",
+        table(
+          ["Size", "median", "min–max", "N"],
+          [
+            [
+              "saved machine state (memory file)",
+              mib(stats(memBytes).median),
+              `${mib(stats(memBytes).min)}–${mib(stats(memBytes).max)}`,
+              memBytes.length,
+            ],
+            [
+              "VMM host PSS after a cold boot + service",
+              mib(stats(pssCold).median),
+              `${mib(stats(pssCold).min)}–${mib(stats(pssCold).max)}`,
+              pssCold.length,
+            ],
+            [
+              "VMM host PSS after a resume",
+              mib(stats(pssResumed).median),
+              `${mib(stats(pssResumed).min)}–${mib(stats(pssResumed).max)}`,
+              pssResumed.length,
+            ],
+          ],
+        ),
+        "",
+        "Default machine shape (1 vCPU, 1024 MiB). Timed through the SDK (in-process manager; each call launches or ends the detached supervisor). Zero pages travel as a flag, so the memory file is about the guest's used RAM. While paused the workspace holds no host RAM at all; a resumed VMM holds about what the saved state holds (pages are loaded, not shared: templates with shared copy-on-write RAM are not built yet).",
+      ].join("\n");
+      return {
+        body,
+        summary: [
+          `Pause + resume: ${(pr.median / 1000).toFixed(1)} s vs stop + start ${(ss.median / 1000).toFixed(1)} s (${(ss.median / pr.median).toFixed(2)}×), state ${mib(stats(memBytes).median)}`,
+        ],
+      };
+    });
+  },
+};

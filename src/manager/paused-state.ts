@@ -1,0 +1,134 @@
+/**
+ * A paused workspace's saved machine state on the host: `workspaces/<id>/paused/` holds
+ * `memory` (the VMM's full state: RAM + devices) and `state.json` (its size and sha256, and
+ * the machine shape it was saved from).
+ *
+ * Invariants:
+ * - The state is written under `paused.tmp/` and renamed to `paused/` only once whole and
+ *   fsynced, with its hash recorded; a pause killed midway leaves `paused.tmp/` (removed by
+ *   the next pause or start, never read).
+ * - A state is used only when `state.json` parses, matches the record's machine shape, and
+ *   the memory file's size and sha256 match it: anything else is refused with the reason.
+ * - Resume, stop and delete of a paused workspace remove the state (delete with the
+ *   workspace's directory); after a successful resume it is stale and goes at once.
+ */
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import * as v from "valibot";
+import { writeFileAtomic } from "./atomic.ts";
+import { workspaceDir } from "./paths.ts";
+import type { WorkspaceRecord } from "./record.ts";
+
+export const PAUSED_STATE_FORMAT = 1;
+
+export const pausedDir = (home: string, id: string) => join(workspaceDir(home, id), "paused");
+export const pausedTmpDir = (home: string, id: string) => join(workspaceDir(home, id), "paused.tmp");
+export const memoryFileName = "memory";
+
+const StateMeta = v.strictObject({
+  format: v.literal(PAUSED_STATE_FORMAT),
+  bytes: v.number(),
+  sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
+  backend: v.string(),
+  accelerator: v.nullable(v.string()),
+  vcpu_count: v.number(),
+  mem_mib: v.number(),
+  network_policy: v.string(),
+  paused_at: v.string(),
+});
+export type StateMeta = v.InferOutput<typeof StateMeta>;
+
+/** The machine shape a saved state belongs to: a resume must rebuild exactly this machine. */
+function shapeOf(r: WorkspaceRecord) {
+  return {
+    backend: r.backend,
+    accelerator: r.accelerator,
+    vcpu_count: r.vcpu_count,
+    mem_mib: r.mem_mib,
+    network_policy: r.network_policy,
+  };
+}
+
+/** A fresh temporary directory for a pause to write into (any leftover of a killed pause goes). */
+export function beginPausedState(home: string, id: string): string {
+  const tmp = pausedTmpDir(home, id);
+  rmSync(tmp, { recursive: true, force: true });
+  rmSync(pausedDir(home, id), { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true, mode: 0o700 });
+  return join(tmp, memoryFileName);
+}
+
+/** Record the hash and move the finished state into place (the memory file is already fsynced). */
+export function commitPausedState(
+  home: string,
+  r: WorkspaceRecord,
+  saved: { bytes: number; sha256: string },
+): StateMeta {
+  const meta: StateMeta = {
+    format: PAUSED_STATE_FORMAT,
+    ...saved,
+    ...shapeOf(r),
+    paused_at: new Date().toISOString(),
+  };
+  const tmp = pausedTmpDir(home, r.workspace_id);
+  writeFileAtomic(join(tmp, "state.json"), JSON.stringify(meta, null, 2));
+  renameSync(tmp, pausedDir(home, r.workspace_id));
+  return meta;
+}
+
+/** Remove a workspace's saved state (and any half-written one). */
+export function discardPausedState(home: string, id: string): void {
+  rmSync(pausedTmpDir(home, id), { recursive: true, force: true });
+  rmSync(pausedDir(home, id), { recursive: true, force: true });
+}
+
+export function readPausedMeta(home: string, id: string): StateMeta | null {
+  try {
+    const parsed = v.safeParse(
+      StateMeta,
+      JSON.parse(readFileSync(join(pausedDir(home, id), "state.json"), "utf8")),
+    );
+    return parsed.success ? parsed.output : null;
+  } catch {
+    return null;
+  }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }))
+    hasher.update(chunk as Buffer);
+  return hasher.digest("hex");
+}
+
+/**
+ * The memory file to resume from, or why it cannot be used. Reads the whole file to check
+ * its hash (which also brings it into the page cache the load then reads from).
+ */
+export async function verifyPausedState(
+  home: string,
+  r: WorkspaceRecord,
+): Promise<{ ok: true; path: string; meta: StateMeta } | { ok: false; reason: string }> {
+  const id = r.workspace_id;
+  const path = join(pausedDir(home, id), memoryFileName);
+  if (!existsSync(pausedDir(home, id))) return { ok: false, reason: "no saved machine state" };
+  const meta = readPausedMeta(home, id);
+  if (!meta) return { ok: false, reason: "the saved state's state.json is missing or invalid" };
+  const shape = shapeOf(r);
+  for (const [k, want] of Object.entries(shape)) {
+    const got = meta[k as keyof typeof shape];
+    if (got !== want)
+      return { ok: false, reason: `the saved state was made with ${k}=${got}, the workspace has ${want}` };
+  }
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return { ok: false, reason: "the memory file is missing" };
+  }
+  if (size !== meta.bytes)
+    return { ok: false, reason: `the memory file has ${size} bytes, ${meta.bytes} were saved` };
+  if ((await sha256File(path)) !== meta.sha256)
+    return { ok: false, reason: "the memory file's sha256 does not match" };
+  return { ok: true, path, meta };
+}
