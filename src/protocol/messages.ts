@@ -207,6 +207,7 @@ export const ShellResizeRequest = v.strictObject({
 });
 /** Hang up the shell's session; its processes that outlive a grace period are killed. */
 export const ShellCloseRequest = v.strictObject({ op: v.literal("shell.close"), shell_id: shellId });
+
 /** Services (guest/service.ts): a named, supervised process group.
  * service.start's stream lives as long as one run of the service: a `started` event (its process group), the readiness
  * verdict (`ready` once the probe passed, at once without a probe; `not_ready` when
@@ -271,37 +272,6 @@ export const SecretsSetRequest = v.strictObject({
     v.maxLength(SECRETS_MAX_COUNT),
   ),
 });
-
-/**
- * Carry one TCP connection to 127.0.0.1:`port` inside the guest (in host compat: on the host),
- * the far end of a published port (src/supervisor/forward.ts; the agent's side is
- * guest/net.ts). Channel-0 data from the host is written to the connection and the host's END
- * half-closes it; the connection's bytes come back as channel-1 data and its FIN as an `eof`
- * event. Flow control per stream: each side acknowledges (cumulatively) the bytes it has
- * handed to its own socket — `ack` events from the agent, `ack` control messages from the
- * host — and neither sends more than NET_WINDOW_BYTES past the last ack, so a slow reader at
- * either end stalls only its own connection, never the shared agent channel. A `reset`
- * control message aborts the connection. Nothing listening: CONNECTION_REFUSED. The result
- * comes once the connection has closed.
- */
-export const NetConnectRequest = v.strictObject({
-  op: v.literal("net.connect"),
-  port: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)),
-});
-/** Sent by the agent on a net.connect stream. */
-export const NetEvent = v.variant("type", [
-  /** bytes of the host's data written to the connection so far */
-  v.strictObject({ type: v.literal("ack"), bytes: posInt }),
-  /** the guest side half-closed (FIN): no more channel-1 data */
-  v.strictObject({ type: v.literal("eof") }),
-]);
-/** Sent by the host on a net.connect stream. */
-export const NetControl = v.variant("op", [
-  /** bytes of the agent's data handed to the host's socket so far */
-  v.strictObject({ op: v.literal("ack"), bytes: posInt }),
-  /** the host's side went away: abort the connection */
-  v.strictObject({ op: v.literal("reset") }),
-]);
 
 /**
  * Carry one TCP connection to 127.0.0.1:`port` inside the guest (in host compat: on the host),
@@ -494,6 +464,7 @@ export const ShellSignalResult = v.strictObject({ pgid: posInt });
 export const ShellResizeResult = v.strictObject({ cols: posInt, rows: posInt });
 export const ShellCloseResult = v.strictObject({ closed: v.literal(true) });
 export const SecretsSetResult = v.strictObject({ count: posInt });
+
 /** JSON events of a service.start stream, in this order: started, then ready or not_ready. */
 export const ServiceEvent = v.variant("type", [
   v.strictObject({ type: v.literal("started"), pid: posInt }),
@@ -510,16 +481,6 @@ export const ServiceStartResult = v.strictObject({
 });
 /** `stopped` is false when no run of that name was going. */
 export const ServiceStopResult = v.strictObject({ stopped: v.boolean() });
-
-/** The end of a net.connect stream: the connection closed, cleanly or by a reset. */
-export const NetConnectResult = v.strictObject({
-  /** bytes written to the guest's connection */
-  bytes_in: count,
-  /** bytes read from it */
-  bytes_out: count,
-  /** it ended by an error or a reset rather than both sides closing */
-  reset: v.boolean(),
-});
 
 /** The end of a net.connect stream: the connection closed, cleanly or by a reset. */
 export const NetConnectResult = v.strictObject({
@@ -569,18 +530,14 @@ export const MESSAGE_TABLE = {
   "archive.export": { request: ArchiveExportRequest, result: ArchiveExportResult },
   "patch.apply": { request: PatchApplyRequest, result: PatchApplyResult },
   "baseline.capture": { request: BaselineCaptureRequest, result: BaselineCaptureResult },
+  "fs.freeze": { request: FsFreezeRequest, result: FsFreezeResult },
+  "fs.thaw": { request: FsThawRequest, result: FsThawResult },
   diff: { request: DiffRequest, result: DiffResult },
   "shell.open": { request: ShellOpenRequest, result: ShellOpenResult, events: ShellStarted },
   "shell.write": { request: ShellWriteRequest, result: ShellWriteResult },
   "shell.signal": { request: ShellSignalRequest, result: ShellSignalResult },
   "shell.resize": { request: ShellResizeRequest, result: ShellResizeResult },
   "shell.close": { request: ShellCloseRequest, result: ShellCloseResult },
-  "net.connect": {
-    request: NetConnectRequest,
-    result: NetConnectResult,
-    events: NetEvent,
-    control: NetControl,
-  },
   "net.connect": {
     request: NetConnectRequest,
     result: NetConnectResult,
@@ -602,5 +559,3 @@ export const Request = v.variant(
 );
 export type Request = v.InferOutput<typeof Request>;
 export type RequestOp = Request["op"];
-  "fs.freeze": { request: FsFreezeRequest, result: FsFreezeResult },
-  "fs.thaw": { request: FsThawRequest, result: FsThawResult },
