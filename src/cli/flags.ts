@@ -86,7 +86,9 @@ function kindOf(schema: any): FieldKind {
 
 export function flagSpecs(op: Operation): FlagSpec[] {
   const entries = (op.input as any).entries as Record<string, any>;
-  return Object.entries(entries ?? {}).flatMap(([field, schema]): FlagSpec[] => {
+  const omit = new Set<string>(op.cliOmit ?? []);
+  const fields = Object.entries(entries ?? {}).filter(([field]) => !omit.has(field));
+  return fields.flatMap(([field, schema]): FlagSpec[] => {
     const { schema: s, optional } = inner(schema);
     const split = SPLIT_FLAGS[field];
     if (split) return split.map((x) => ({ ...x, field, kind: "array", required: false }));

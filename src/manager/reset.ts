@@ -30,6 +30,7 @@ import { execsDir } from "./detached.ts";
 import { cloneImage, exchangePaths, fsyncPath, sweepTemps, verifyContent } from "./disk-image.ts";
 import { dataDiskPath, historyPath, hostRootDir, workspaceDir } from "./paths.ts";
 import { readRecord, type WorkspaceRecord } from "./record.ts";
+import { servicesDir } from "./services.ts";
 import {
   BASELINE,
   captureBaselineSnapshot,

@@ -4,6 +4,7 @@ import type { Ctx } from "./context.ts";
 import { diffCall } from "./files.ts";
 import { publicRecord } from "./record.ts";
 import { exportsLogPath } from "./reset.ts";
+import { workspaceServices } from "./services.ts";
 import { listSnapshots } from "./snapshots.ts";
 import { resolveWorkspace } from "./store.ts";
 import { readHistory } from "./workspaces.ts";
@@ -38,6 +39,6 @@ export async function workspaceSummary(ctx: Ctx, ref: string) {
     changes,
     exports: readExports(ctx.home, r.workspace_id),
     snapshots: listSnapshots(ctx.home, r.workspace_id),
-    services: [],
+    services: workspaceServices(ctx.home, r),
   };
 }

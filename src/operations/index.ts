@@ -19,6 +19,7 @@ import { hostConnectOp, hostDoctorOp, hostPrintConfigOp, hostRepairOp } from "./
 import { pauseOp, resumeOp } from "./pause.ts";
 import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
+import { serviceListOp, serviceLogsOp, serviceStartOp, serviceStatusOp, serviceStopOp } from "./service.ts";
 import { shellCloseOp, shellListOp, shellOpenOp, shellReadOp, shellSignalOp, shellWriteOp } from "./shell.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
 import type { AnyOperation } from "./types.ts";
@@ -64,6 +65,11 @@ export const OPERATIONS = [
   shellSignalOp,
   shellCloseOp,
   shellListOp,
+  serviceStartOp,
+  serviceListOp,
+  serviceStatusOp,
+  serviceLogsOp,
+  serviceStopOp,
   diskListOp,
   diskReadOp,
   diskExportOp,

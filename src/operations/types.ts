@@ -82,6 +82,11 @@ export interface Operation<
    * from): the MCP tool's JSON Schema omits them and its validation refuses them.
    */
   mcpOmit?: (keyof v.InferOutput<IS> & string)[];
+  /**
+   * Input fields the CLI spells another way (a structured MCP/SDK field whose CLI form is a
+   * set of flags, e.g. service_start's `readiness` as --ready-*): no CLI flag is made for them.
+   */
+  cliOmit?: (keyof v.InferOutput<IS> & string)[];
   /** CLI-only boolean flags that change how the result is printed (`--id-only`). */
   cliFlags?: Record<string, { description: string; print(out: v.InferOutput<OS>): string | Uint8Array }>;
   /** CLI examples for --help */

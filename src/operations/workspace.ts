@@ -2,6 +2,7 @@
 import * as v from "valibot";
 import { startDetached } from "../manager/detached.ts";
 import { publicRecord } from "../manager/record.ts";
+import { countServices } from "../manager/services.ts";
 import { countShells } from "../manager/shells.ts";
 import {
   createWorkspace,
@@ -92,9 +93,13 @@ export const listOp = defineOperation({
     const { records, corrupt } = await listWorkspaces(ctx);
     const want = Object.entries(input.label ?? {});
     // A corrupt record has no trustworthy labels: a label filter leaves it out.
+    const listed = (r: (typeof records)[number]) => ({
+      ...publicRecord(r),
+      services: countServices(ctx.home, r),
+    });
     const all = want.length
-      ? records.filter((r) => want.every(([k, val]) => r.labels[k] === val)).map(publicRecord)
-      : [...records.map(publicRecord), ...corrupt];
+      ? records.filter((r) => want.every(([k, val]) => r.labels[k] === val)).map(listed)
+      : [...records.map(listed), ...corrupt];
     return { workspaces: all, count: all.length };
   },
   render: (out) => {
@@ -136,10 +141,10 @@ export const statusOp = defineOperation({
   profiles: ["workspace-core", "workspace-full"],
   run: async (ctx, input) => {
     const r = await workspaceStatus(ctx, input.workspace_id);
-    return { ...publicRecord(r), shells: await countShells(ctx, r) };
+    return { ...publicRecord(r), shells: await countShells(ctx, r), services: countServices(ctx.home, r) };
   },
   render: (out) =>
-    `${renderWorkspace(out)}\n  shells:      ${out.shells ?? "unknown (supervisor not answering)"}`,
+    `${renderWorkspace(out)}\n  shells:      ${out.shells ?? "unknown (supervisor not answering)"}\n  services:    ${out.services}`,
 });
 
 export const updateOp = defineOperation({

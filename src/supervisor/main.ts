@@ -14,6 +14,7 @@
  * - secrets: sent to the agent after boot (secrets.set); their Redactor (manager/redact.ts)
  *   is applied by relay.ts (exec output, errors), history.ts, detached.ts and shells.ts;
  * - shells.ts: persistent shells (`sup.shell.*`), their output buffered here for any client;
+ * - services.ts: services (`sup.service.*`): runs, readiness, restarts, logs and ports;
  * - forward.ts: published ports (`sup.forward.*`), carried to the guest over the agent channel;
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
@@ -33,6 +34,7 @@ import { PortForwards } from "./forward.ts";
 import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
+import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
 import { relayCall } from "./relay.ts";
 
@@ -58,12 +60,15 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   const forwards = new PortForwards(agent);
   ending.onEnd(() => forwards.closeAll());
   const shells = new Shells(agent, redactor);
+  const services = new Services(home, id, agent, null, redactor);
+  ending.onEnd((reason) => services.endAll(reason));
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
       onStream: (client) => {
         const op = String(client.request.op ?? "");
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
         else if (op.startsWith("sup.shell.")) shells.serve(client, op);
+        else if (op.startsWith("sup.service.")) services.serve(client, op);
         else if (op.startsWith("sup.forward.")) forwards.serve(client, op);
         else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending, home, id);
         else relayCall(client, clientConn, agent, history.hookFor(client.request), redactor);

@@ -1,0 +1,45 @@
+/**
+ * Services in host compat (the CLI against a real supervisor and host agent): the shared cases
+ * of test/service-cases.ts, one workspace for all of them (reset last).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ensureBuilt, freshHome, processesMatching, pyro } from "./helpers.ts";
+import * as cases from "./service-cases.ts";
+
+let home = "";
+let ws = "";
+const run = (args: string[]) => pyro(args, { home, env: { PYRO_BACKEND: "host" } });
+
+beforeAll(async () => {
+  await ensureBuilt();
+  home = freshHome();
+  const c = await run(["workspace", "create", "--allow-host-compat", "--name", "services", "--json"]);
+  expect(c.code).toBe(0);
+  ws = c.json.workspace_id;
+}, 180_000);
+afterAll(async () => {
+  if (!ws) return;
+  await run(["workspace", "delete", ws]);
+  expect(processesMatching(ws)).toEqual([]);
+});
+
+describe("services (host compat)", () => {
+  test(
+    "ready by a file probe; status, list, workspace status and list count it; stop",
+    () => cases.lifecycle(run, ws),
+    120_000,
+  );
+  test("logs: --tail-lines, and reads by offset reassemble stdout", () => cases.logs(run, ws), 120_000);
+  test(
+    "a probe that never passes: SERVICE_NOT_READY with the log tail, failed, process gone",
+    () => cases.neverReady(run, ws),
+    120_000,
+  );
+  test(
+    "restart on-failure restarts with backoff and counts; stop cancels it",
+    () => cases.restarts(run, ws),
+    120_000,
+  );
+  test("bad input: stable codes, nothing half-made", () => cases.badInput(run, ws), 120_000);
+  test("the summary lists services; reset ends them", () => cases.goneAfterReset(run, ws), 180_000);
+});
