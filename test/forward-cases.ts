@@ -6,6 +6,7 @@
  * however the caller reaches the supervisor.
  */
 import { expect } from "bun:test";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { blob, GREETING } from "./fixtures/forward-server.ts";
 
@@ -21,6 +22,17 @@ export interface ForwardHarness {
 }
 
 const MiB = 1024 * 1024;
+
+/** Whether anything listens on 127.0.0.1:port (from /proc/net/tcp: state 0A = LISTEN). */
+export function listening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return readFileSync("/proc/net/tcp", "utf8")
+    .split("\n")
+    .some((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[1]?.endsWith(`:${hex}`) && f[3] === "0A";
+    });
+}
 
 /** Connect, send `payload`, half-close, read to the end: what came back and how it ended. */
 export function exchange(

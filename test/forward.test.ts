@@ -8,7 +8,7 @@
  *   cases again, and a supervisor killed -9 leaves no listener.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,17 +46,6 @@ async function startServers(): Promise<{ http: number; echo: number; dead: numbe
   const first = await reader.read();
   expect(new TextDecoder().decode(first.value)).toContain("listening");
   return { http, echo, dead, stop: () => proc.kill(9) };
-}
-
-/** Whether anything listens on 127.0.0.1:port (from /proc/net/tcp: state 0A = LISTEN). */
-function listening(port: number): boolean {
-  const hex = port.toString(16).toUpperCase().padStart(4, "0");
-  return readFileSync("/proc/net/tcp", "utf8")
-    .split("\n")
-    .some((l) => {
-      const f = l.trim().split(/\s+/);
-      return f[1]?.endsWith(`:${hex}`) && f[3] === "0A";
-    });
 }
 
 let servers: Awaited<ReturnType<typeof startServers>>;
@@ -195,13 +184,13 @@ describe("published ports of a host-compat workspace (its supervisor, sup.forwar
 
   test("kill -9 of the supervisor leaves no listener", async () => {
     const p = await h.open(servers.http);
-    expect(listening(p.host_port)).toBe(true); // the probe sees a live forward
+    expect(cases.listening(p.host_port)).toBe(true); // the probe sees a live forward
     expect((await cases.get(p.host_port, "/")).toString()).toBe(GREETING);
     const pid = readRecord(home, ws)?.supervisor_pid;
     expect(pid).toBeGreaterThan(0);
     process.kill(pid as number, "SIGKILL");
-    for (let i = 0; i < 50 && listening(p.host_port); i++) await Bun.sleep(100);
-    expect(listening(p.host_port)).toBe(false);
+    for (let i = 0; i < 50 && cases.listening(p.host_port); i++) await Bun.sleep(100);
+    expect(cases.listening(p.host_port)).toBe(false);
     expect((await cases.exchange(p.host_port)).ending).toBe("refused");
     const st = await pyro(["workspace", "status", ws, "--json"], { home, env });
     expect(st.json.state).toBe("stopped");

@@ -1,0 +1,114 @@
+/**
+ * Published ports on a real guest (QEMU; TCG where KVM is unusable), network policy `off`:
+ * forwards ride the agent channel and need no guest network device. The servers are
+ * test/fixtures/forward-server.ts run by the guest's own agent binary as bun
+ * (BUN_BE_BUN=1; debian:12 has no python3), started as a detached exec; forwards are opened
+ * straight through the supervisor (`sup.forward.*`, the primitive services publish with).
+ * The shared cases are test/forward-cases.ts; the last test kills the supervisor.
+ */
+import { afterAll, beforeAll, expect } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { callWorkspace } from "../src/manager/client.ts";
+import { readRecord } from "../src/manager/record.ts";
+import { GREETING } from "./fixtures/forward-server.ts";
+import * as cases from "./forward-cases.ts";
+import { guest, guestHome } from "./guest-env.ts";
+import { pyro, waitFor } from "./helpers.ts";
+
+const HTTP = 8000;
+const ECHO = 8001;
+const DEAD = 8002;
+let home = "";
+let ws = "";
+const run = (args: string[]) => pyro(args, { home });
+const call = <R>(req: Record<string, unknown>) =>
+  callWorkspace(home, readRecord(home, ws)!, req as never) as Promise<R>;
+const h: cases.ForwardHarness = {
+  open: (g, hp) =>
+    call({ op: "sup.forward.open", guest_port: g, ...(hp === undefined ? {} : { host_port: hp }) }),
+  close: async (hp) => (await call<{ closed: boolean }>({ op: "sup.forward.close", host_port: hp })).closed,
+  list: async () => (await call<{ forwards: cases.PublishedPort[] }>({ op: "sup.forward.list" })).forwards,
+};
+
+beforeAll(async () => {
+  if (!guest.ok) return;
+  home = await guestHome();
+  const c = await run(["workspace", "create", "debian:12", "--name", "forwards-guest", "--json"]);
+  expect(c.code).toBe(0);
+  expect(c.json.execution_mode).toBe("guest");
+  expect(c.json.network_policy).toBe("off");
+  ws = c.json.workspace_id;
+  const server = join(import.meta.dir, "fixtures", "forward-server.ts");
+  expect(
+    (await run(["workspace", "file", "write", ws, "forward-server.ts", "--text-file", server])).code,
+  ).toBe(0);
+  expect(readFileSync(server, "utf8")).toContain("listening");
+  const s = await run([
+    "workspace",
+    "exec",
+    ws,
+    "--detach",
+    "--json",
+    "--",
+    "env",
+    "BUN_BE_BUN=1",
+    "/usr/local/bin/pyro-agent",
+    "/workspace/forward-server.ts",
+    `${HTTP}`,
+    `${ECHO}`,
+  ]);
+  expect(s.code).toBe(0);
+  const execId = s.json.exec_id;
+  const up = await waitFor(
+    async () =>
+      String((await run(["workspace", "exec-read", ws, execId, "--json"])).json?.data).includes("listening"),
+    120_000,
+  );
+  if (!up)
+    throw new Error(
+      `the guest server did not start: ${(await run(["workspace", "exec-read", ws, execId, "--stream", "stderr", "--json"])).stdout}`,
+    );
+}, 1_800_000);
+afterAll(async () => {
+  if (ws) await run(["workspace", "delete", ws]);
+});
+
+guest.describe("real guest: published ports over the agent channel (policy off)", () => {
+  guest.test(
+    "real guest: published port: a greeting, 5 MiB byte for byte and 20 concurrent connections",
+    () => cases.fetchesThrough(h, HTTP),
+    600_000,
+  );
+  guest.test(
+    "real guest: published port: 5 MiB echoed back, half-closes both ways",
+    () => cases.echoesBothWays(h, ECHO),
+    600_000,
+  );
+  guest.test(
+    "real guest: published port: refuses after close; a guest port nobody listens on closes the connection",
+    () => cases.closesAndRefuses(h, HTTP, DEAD),
+    300_000,
+  );
+  guest.test(
+    "real guest: published port: a taken host port is PORT_IN_USE",
+    () => cases.portInUse(h, HTTP),
+    300_000,
+  );
+  guest.test(
+    "real guest: published port: kill -9 of the supervisor leaves no listener",
+    async () => {
+      const p = await h.open(HTTP);
+      expect(cases.listening(p.host_port)).toBe(true);
+      expect((await cases.get(p.host_port, "/")).toString()).toBe(GREETING);
+      const pid = readRecord(home, ws)?.supervisor_pid;
+      expect(pid).toBeGreaterThan(0);
+      process.kill(pid as number, "SIGKILL");
+      expect(await waitFor(() => !cases.listening(p.host_port), 10_000)).toBe(true);
+      expect((await cases.exchange(p.host_port)).ending).toBe("refused");
+      const st = await run(["workspace", "status", ws, "--json"]);
+      expect(st.json.state).toBe("stopped");
+    },
+    300_000,
+  );
+});
