@@ -3,10 +3,11 @@
  * lives, the environment, and a progress sink. The manager's Ctx is a superset of it.
  */
 import type { Env } from "./paths.ts";
+import type { ProgressSink } from "./progress.ts";
 
 export interface HostCtx {
   home: string;
   env: Env;
-  /** One line of progress (stderr in the CLI). */
-  progress: (line: string) => void;
+  /** Progress of long steps: a line, plus how far when known (src/base/progress.ts). */
+  progress: ProgressSink;
 }

@@ -3,6 +3,7 @@
  * that are not operations (mcp serve, the internal supervisor mode).
  */
 import { type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import { terminalProgress } from "../base/progress.ts";
 import { makeCtx } from "../manager/context.ts";
 import { OPERATIONS } from "../operations/index.ts";
 import { invoke } from "../operations/invoke.ts";
@@ -69,7 +70,7 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
         );
         const parsed = parseCli(op, rawArgs, flags);
         json = parsed.json;
-        const ctx = makeCtx(process.env, (line) => process.stderr.write(`${line}\n`));
+        const ctx = makeCtx(process.env, terminalProgress(process.stderr));
         if (op.streamsOutput && !json) {
           ctx.live = { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) };
         }

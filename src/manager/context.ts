@@ -1,3 +1,4 @@
+import type { ProgressSink } from "../base/progress.ts";
 import type { Env } from "./paths.ts";
 import { pyroHome } from "./paths.ts";
 
@@ -5,7 +6,7 @@ import { pyroHome } from "./paths.ts";
 export interface Ctx {
   home: string;
   env: Env;
-  progress: (line: string) => void;
+  progress: ProgressSink;
   /** live output of exec/run (CLI streams to the terminal; MCP collects) */
   live?: { stdout?: (b: Uint8Array) => void; stderr?: (b: Uint8Array) => void };
   /**
@@ -16,7 +17,7 @@ export interface Ctx {
   guardHostWrite?: (realDir: string) => void;
 }
 
-export function makeCtx(env: Env = process.env, progress: (line: string) => void = () => {}): Ctx {
+export function makeCtx(env: Env = process.env, progress: ProgressSink = () => {}): Ctx {
   return { home: pyroHome(env), env, progress };
 }
 

@@ -13,7 +13,12 @@
 
 import { join } from "node:path";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import {
+  CallToolRequestSchema,
+  ListToolsRequestSchema,
+  type ServerNotification,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { ProgressSink } from "../base/progress.ts";
 import { enableConnectionPooling } from "../manager/client.ts";
 import { makeCtx } from "../manager/context.ts";
 import { pyroHome } from "../manager/paths.ts";
@@ -71,7 +76,7 @@ export function createServer(opts: ServerOptions = {}): Server {
     { capabilities: { tools: {} }, instructions: instructionsFor(mode, project) },
   );
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.map(toolDefinition) }));
-  server.setRequestHandler(CallToolRequestSchema, async (req) => {
+  server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
     const op = tools.find((t) => t.name === req.params.name);
     try {
       if (!op)
@@ -79,7 +84,7 @@ export function createServer(opts: ServerOptions = {}): Server {
           "INVALID_INPUT",
           `unknown tool "${req.params.name}" in ${mode ? `mode ${mode}` : `profile ${profile}`}`,
         );
-      const ctx = makeCtx(env, () => {});
+      const ctx = makeCtx(env, progressNotifier(req.params._meta?.progressToken, extra.sendNotification));
       ctx.guardHostWrite = hostPaths.guardWrite;
       // text_budget_chars shapes the text below; the operation never sees it (src/mcp/tools.ts)
       let render: { budget?: number; input: Record<string, unknown> } = { input: {} };
@@ -109,6 +114,27 @@ export function createServer(opts: ServerOptions = {}): Server {
     }
   });
   return server;
+}
+
+/**
+ * The progress sink of one tool call: `notifications/progress` to the client when its request
+ * carries a progressToken (else nothing). `progress` counts the reports (it must increase,
+ * and the steps of one call have different totals, so no `total` is sent); `message` is the
+ * report's line, which names the step and, where known, how far it is ("12.0 MiB / 48.0 MiB").
+ */
+function progressNotifier(
+  token: string | number | undefined,
+  send: (n: ServerNotification) => Promise<void>,
+): ProgressSink {
+  if (token === undefined) return () => {};
+  let n = 0;
+  return (line) => {
+    n += 1;
+    send({
+      method: "notifications/progress",
+      params: { progressToken: token, progress: n, message: line },
+    }).catch(() => {});
+  };
 }
 
 /** The initialize result's instructions: what pyro is, the mode's task, and the project (or none). */

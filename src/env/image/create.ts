@@ -189,6 +189,7 @@ async function createLocked(
           );
         say(
           `layer ${which}: ${stats.entries} entries, ${stats.whiteouts} whiteouts, ${stats.dropped} dropped`,
+          { step: "layers applied", done: i + 1, total: image.layers.length, unit: "steps" },
         );
       }
       await injectRuntime(tree, { agentPath: agentBinary(ctx.env), env: ctx.env, say });

@@ -5,6 +5,7 @@
  * pulled rootfs stays sparse like the one that was built.
  */
 import { type FileHandle, open } from "node:fs/promises";
+import { formatBytes, type ProgressSink } from "../../base/progress.ts";
 import type { Compression } from "./artifact.ts";
 
 export const READ_CHUNK = 1 << 20;
@@ -145,31 +146,31 @@ export class SparseWriter {
   }
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
+export { formatBytes };
 
-/** Progress callback that reports at most every `everyBytes` plus the final line. */
+/**
+ * Progress of a byte count for a sink (src/base/progress.ts): a report with the structured
+ * event at most every `everyMs`, and always the final one.
+ */
 export function progressReporter(
-  onProgress: ((line: string) => void) | undefined,
+  onProgress: ProgressSink | undefined,
   label: string,
   total: number,
-  everyBytes = 64 << 20,
+  everyMs = 500,
+  now: () => number = Date.now,
 ): (done: number) => void {
-  let next = everyBytes;
+  let last = Number.NEGATIVE_INFINITY;
   return (done) => {
     if (!onProgress) return;
-    if (done >= next || done === total) {
-      next = done + everyBytes;
-      onProgress(`${label}: ${formatBytes(done)} / ${formatBytes(total)}`);
+    const t = now();
+    if (done === total || t - last >= everyMs) {
+      last = t;
+      onProgress(`${label}: ${formatBytes(done)} / ${formatBytes(total)}`, {
+        step: label,
+        done,
+        total,
+        unit: "bytes",
+      });
     }
   };
 }
