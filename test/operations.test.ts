@@ -170,6 +170,8 @@ test("output schemas parse what the schema-checked faces return (valibot round t
     backend: "qemu",
     accelerator: "tcg",
     network_policy: "off",
+    allow_hosts: [],
+    allow_cidrs: [],
     workspace_seed: { origin_kind: "empty", origin_ref: null },
     vcpu_count: 1,
     mem_mib: 1024,
