@@ -17,7 +17,7 @@ import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:f
 import { join } from "node:path";
 import { PyroError } from "../src/protocol/errors.ts";
 
-export const SECRETS_DIR = "/run/pyro/secrets";
+const SECRETS_DIR = "/run/pyro/secrets";
 
 const values = new Map<string, string>();
 
@@ -29,7 +29,7 @@ export function setSecrets(list: Array<{ name: string; value: string }>, guest: 
 }
 
 /** Write the set as files under `dir` (0700; files 0400), dropping files of names no longer in it. */
-export function materialise(dir: string): void {
+function materialise(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   for (const f of readdirSync(dir)) if (!values.has(f)) rmSync(join(dir, f), { force: true });

@@ -28,8 +28,6 @@ import { writeFileAtomic } from "./atomic.ts";
 import { workspaceDir } from "./paths.ts";
 import { Redactor, type SecretValue } from "./redact.ts";
 
-export type { SecretValue } from "./redact.ts";
-
 /** As workspace_create takes them: a literal value or a host file to read it from. */
 export type SecretInput = { name: string; value: string } | { name: string; file_path: string };
 
