@@ -17,6 +17,7 @@ import { detachedSection } from "./bench/detached.ts";
 import { diffSection } from "./bench/diff.ts";
 import { execHost } from "./bench/exec-host.ts";
 import { footprint } from "./bench/footprint.ts";
+import { forwardSection } from "./bench/forward.ts";
 import { guestExec } from "./bench/guest-exec.ts";
 import { type BenchCtx, loadAvg, ms, PYRO, ROOT, type Section, sh } from "./bench/lib.ts";
 import { sectionBlock, writeReport } from "./bench/report.ts";
@@ -35,6 +36,7 @@ const SECTIONS: Section[] = [
   snapshots,
   detachedSection,
   pauseSection,
+  forwardSection,
 ];
 const NEEDS_GUEST = new Set([
   "boot",
@@ -45,6 +47,7 @@ const NEEDS_GUEST = new Set([
   "snapshots",
   "detached",
   "pause",
+  "forward",
 ]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
 
