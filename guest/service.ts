@@ -21,6 +21,7 @@ import { PyroError } from "../src/protocol/errors.ts";
 import { Channel } from "../src/protocol/frame.ts";
 import type { Request } from "../src/protocol/messages.ts";
 import { resolveInRoot } from "./paths.ts";
+import { secretEnv } from "./secrets.ts";
 import { spawnUnprotected } from "./system.ts";
 
 type ServiceStart = Extract<Request, { op: "service.start" }>;
@@ -163,7 +164,8 @@ export async function startService(
     throw new PyroError("NOT_A_DIRECTORY", `working directory ${req.cwd} is not a directory`);
   if (stream.clientGone || runs.has(req.service_name)) return;
   const argv = req.argv ?? ["/bin/sh", "-c", req.command as string];
-  const env = { ...ctx.baseEnv, ...(req.env ?? {}) };
+  // an undeclared secret fails before anything runs
+  const env = { ...ctx.baseEnv, ...(req.env ?? {}), ...secretEnv(req.secret_env) };
   let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   try {
     // Commands never inherit the agent's OOM immunity (system.ts); detached = a new session.

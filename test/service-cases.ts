@@ -202,8 +202,6 @@ export async function badInput(run: Run, ws: string): Promise<void> {
   expect([badName.code, badName.json.code]).toEqual([64, "INVALID_INPUT"]);
   const two = await start(run, ws, "two", ["--ready-file", "x", "--ready-tcp", "80"], "true");
   expect([two.code, two.json.code]).toEqual([64, "INVALID_INPUT"]);
-  const publish = await start(run, ws, "pub", ["--publish", "8000"], "true");
-  expect([publish.code, publish.json.code]).toEqual([77, "PUBLISH_NOT_ALLOWED"]);
   const badPort = await start(run, ws, "pub", ["--publish", "70000"], "true");
   expect([badPort.code, badPort.json.code]).toEqual([64, "INVALID_INPUT"]);
   const badCwd = await run([
@@ -236,6 +234,15 @@ export async function badInput(run: Run, ws: string): Promise<void> {
   expect((await run(["workspace", "service", "list", ws, "--json"])).json.count).toBe(before);
 }
 
+/** --publish under a policy other than egress+published-ports (this workspace's is off). */
+export async function publishRefused(run: Run, ws: string): Promise<void> {
+  const before = (await run(["workspace", "service", "list", ws, "--json"])).json.count;
+  const r = await start(run, ws, "pub", ["--publish", "8000"], "true");
+  expect([r.code, r.json.code]).toEqual([77, "PUBLISH_NOT_ALLOWED"]);
+  expect(r.json.message).toContain("egress+published-ports");
+  expect((await run(["workspace", "service", "list", ws, "--json"])).json.count).toBe(before);
+}
+
 /** The summary lists services; reset ends them and clears their records. */
 export async function goneAfterReset(run: Run, ws: string): Promise<void> {
   const r = await start(run, ws, "survivor", [], "exec sleep 6006");
@@ -252,4 +259,84 @@ export async function goneAfterReset(run: Run, ws: string): Promise<void> {
   expect(await processLines(run, ws)).not.toContain("sleep 6006");
   const gone = await run(["workspace", "service", "status", ws, "survivor", "--json"]);
   expect([gone.code, gone.json.code]).toEqual([66, "SERVICE_NOT_FOUND"]);
+}
+
+/** secret_env: the service gets the value; its logs show [REDACTED:NAME]. (Workspace made with SVC_TOKEN.) */
+export async function secretEnv(run: Run, ws: string, value: string): Promise<void> {
+  const r = await start(
+    run,
+    ws,
+    "secretive",
+    ["--secret-env", "SVC_TOKEN=TOKEN", "--ready-command", 'test -n "$TOKEN"'],
+    'echo "token=$TOKEN"; echo "len=${#TOKEN}"; exec sleep 6007',
+  );
+  expect(r.code).toBe(0);
+  expect(r.json.state).toBe("ready");
+  await until("the token logged", async () => (await status(run, ws, "secretive")).stdout_bytes > 0);
+  const l = await run(["workspace", "service", "logs", ws, "secretive", "--json"]);
+  expect(l.json.stdout).toContain("token=[REDACTED:SVC_TOKEN]");
+  expect(l.json.stdout).toContain(`len=${value.length}`);
+  expect(l.stdout).not.toContain(value);
+  const undeclared = await start(run, ws, "nosecret", ["--secret-env", "NOPE"], "true");
+  expect([undeclared.code, undeclared.json.code]).toEqual([66, "SECRET_NOT_FOUND"]);
+  expect((await run(["workspace", "service", "stop", ws, "secretive"])).code).toBe(0);
+}
+
+/**
+ * A python3 http.server made ready by an http probe and published on an ephemeral 127.0.0.1
+ * port answers from the host; after stop the port refuses; a taken host port is PORT_IN_USE
+ * with nothing recorded. The workspace has policy egress+published-ports.
+ */
+export async function publish(run: Run, ws: string, guestPort: number): Promise<void> {
+  const r = await start(
+    run,
+    ws,
+    "web",
+    [
+      "--ready-http",
+      `http://127.0.0.1:${guestPort}/`,
+      "--publish",
+      String(guestPort),
+      "--ready-interval-ms",
+      "200",
+      "--ready-timeout-seconds",
+      "60",
+    ],
+    `echo served-from-service > index.html; exec python3 -m http.server ${guestPort} --bind 127.0.0.1`,
+  );
+  expect(r.code).toBe(0);
+  expect(r.json.state).toBe("ready");
+  expect(r.json.published_ports).toHaveLength(1);
+  const p = r.json.published_ports[0];
+  expect(p).toMatchObject({ guest_port: guestPort, host: "127.0.0.1" });
+  expect(p.host_port).toBeGreaterThan(0);
+  expect((await status(run, ws, "web")).published_ports).toEqual([p]);
+  const res = await fetch(`http://127.0.0.1:${p.host_port}/index.html`);
+  expect(res.status).toBe(200);
+  expect(await res.text()).toBe("served-from-service\n");
+
+  // a host port that is taken: PORT_IN_USE, nothing started or recorded
+  const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const busy = await start(
+      run,
+      ws,
+      "web2",
+      ["--publish", `${taken.port}:${guestPort + 1}`],
+      "exec sleep 6008",
+    );
+    expect([busy.code, busy.json.code]).toEqual([75, "PORT_IN_USE"]);
+    const gone = await run(["workspace", "service", "status", ws, "web2", "--json"]);
+    expect(gone.json.code).toBe("SERVICE_NOT_FOUND");
+  } finally {
+    taken.stop(true);
+  }
+
+  const stopped = await run(["workspace", "service", "stop", ws, "web", "--json"]);
+  expect([stopped.code, stopped.json.state, stopped.json.published_ports]).toEqual([0, "stopped", []]);
+  const refused = await fetch(`http://127.0.0.1:${p.host_port}/`).then(
+    () => "answered",
+    () => "refused",
+  );
+  expect(refused).toBe("refused");
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ensureBuilt, freshHome, processesMatching, pyro } from "./helpers.ts";
 import * as cases from "./service-cases.ts";
 
+const SECRET = `svc-secret-${process.pid}-value`;
 let home = "";
 let ws = "";
 const run = (args: string[]) => pyro(args, { home, env: { PYRO_BACKEND: "host" } });
@@ -13,7 +14,18 @@ const run = (args: string[]) => pyro(args, { home, env: { PYRO_BACKEND: "host" }
 beforeAll(async () => {
   await ensureBuilt();
   home = freshHome();
-  const c = await run(["workspace", "create", "--allow-host-compat", "--name", "services", "--json"]);
+  const c = await run([
+    "workspace",
+    "create",
+    "--allow-host-compat",
+    "--name",
+    "services",
+    "--network-policy",
+    "egress+published-ports",
+    "--secret",
+    `SVC_TOKEN=${SECRET}`,
+    "--json",
+  ]);
   expect(c.code).toBe(0);
   ws = c.json.workspace_id;
 }, 180_000);
@@ -41,5 +53,24 @@ describe("services (host compat)", () => {
     120_000,
   );
   test("bad input: stable codes, nothing half-made", () => cases.badInput(run, ws), 120_000);
+  test(
+    "secret_env reaches the service; its logs are redacted",
+    () => cases.secretEnv(run, ws, SECRET),
+    120_000,
+  );
+  test(
+    "published: ready by http, answers on 127.0.0.1 from the host, refuses after stop; PORT_IN_USE",
+    () => cases.publish(run, ws, 20000 + (process.pid % 20000)),
+    120_000,
+  );
+  test("--publish under policy off: PUBLISH_NOT_ALLOWED", async () => {
+    const c = await run(["workspace", "create", "--allow-host-compat", "--name", "services-off", "--json"]);
+    expect(c.code).toBe(0);
+    try {
+      await cases.publishRefused(run, c.json.workspace_id);
+    } finally {
+      await run(["workspace", "delete", c.json.workspace_id]);
+    }
+  }, 120_000);
   test("the summary lists services; reset ends them", () => cases.goneAfterReset(run, ws), 180_000);
 });

@@ -189,6 +189,7 @@ export interface ServiceStartInput {
   published_ports?: PublishSpec[];
   stop_grace_seconds?: number;
   env?: Record<string, string>;
+  secret_env?: Record<string, string>;
 }
 
 /** "[HOST:]GUEST" (CLI --publish) as a port spec. */
@@ -227,6 +228,7 @@ export async function startService(ctx: Ctx, ref: string, input: ServiceStartInp
       ...cmd,
       ...(input.cwd !== undefined ? { cwd: input.cwd } : {}),
       ...(input.env !== undefined ? { env: input.env } : {}),
+      ...(input.secret_env !== undefined ? { secret_env: input.secret_env } : {}),
       ...(input.readiness ? { readiness: input.readiness } : {}),
       ready_timeout_ms: Math.round((input.ready_timeout_seconds ?? SERVICE_READY_TIMEOUT_SECONDS) * 1000),
       ready_interval_ms: input.ready_interval_ms ?? SERVICE_READY_INTERVAL_MS,

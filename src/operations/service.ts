@@ -112,6 +112,7 @@ export const serviceStartOp = defineOperation({
         v.description("Working directory under /workspace (default /workspace)."),
       ),
     ),
+    secret_env: v.optional(f.secretEnv),
     readiness: v.optional(
       v.pipe(
         ServiceReadiness,
@@ -204,6 +205,7 @@ export const serviceStartOp = defineOperation({
       service_name: input.service_name,
       command: input.command,
       cwd: input.cwd,
+      secret_env: input.secret_env,
       readiness: readinessOf(input),
       ready_timeout_seconds: input.ready_timeout_seconds,
       ready_interval_ms: input.ready_interval_ms,

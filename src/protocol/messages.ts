@@ -237,6 +237,8 @@ export const SERVICE_RUN_FIELDS = {
   argv: v.optional(v.pipe(v.array(v.string()), v.minLength(1))),
   cwd: v.optional(path),
   env: v.optional(envMap),
+  /** secret name → variable name, as on exec */
+  secret_env: v.optional(secretEnv),
   readiness: v.optional(ServiceReadiness),
   ready_timeout_ms: v.pipe(posInt, v.minValue(1)),
   ready_interval_ms: v.pipe(posInt, v.minValue(1)),

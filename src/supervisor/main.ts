@@ -60,7 +60,7 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   const forwards = new PortForwards(agent);
   ending.onEnd(() => forwards.closeAll());
   const shells = new Shells(agent, redactor);
-  const services = new Services(home, id, agent, null, redactor);
+  const services = new Services(home, id, agent, forwards, redactor);
   ending.onEnd((reason) => services.endAll(reason));
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {

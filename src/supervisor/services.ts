@@ -21,6 +21,7 @@
  *   predecessor died) writes them `stopped`.
  */
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import net from "node:net";
 import { writeFileAtomic } from "../manager/atomic.ts";
 import {
   MAX_SERVICES,
@@ -95,6 +96,22 @@ class Service {
 
 const now = () => new Date().toISOString();
 
+/** PORT_IN_USE unless 127.0.0.1:port can be listened on right now. */
+function checkPortFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new PyroError("PORT_IN_USE", `host port 127.0.0.1:${port} is in use`, {
+          details: { host_port: port, errno: err.code },
+          hint: "choose another host port, or omit it for an ephemeral one",
+        }),
+      ),
+    );
+    probe.listen({ host: "127.0.0.1", port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
 export class Services {
   private readonly services = new Map<string, Service>();
 
@@ -161,6 +178,9 @@ export class Services {
       throw new PyroError("SERVICE_LIMIT_REACHED", `a workspace runs at most ${MAX_SERVICES} services`);
     if (req.publish.length > 0 && !this.forwards)
       throw new PyroError("PUBLISH_NOT_ALLOWED", "this workspace's supervisor cannot publish ports");
+    // A host port that is taken fails the start before anything runs (it is checked again,
+    // for real, when the forward opens once the service is ready).
+    for (const p of req.publish) if (p.host_port !== null) await checkPortFree(p.host_port);
 
     const dir = serviceDir(this.home, this.id, name);
     rmSync(dir, { recursive: true, force: true });
