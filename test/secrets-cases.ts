@@ -1,8 +1,9 @@
 /**
  * Secret cases shared by the host-compat test (test/secrets.test.ts) and the real-guest test
  * (test/secrets-guest.test.ts). `leakCheck` drives one workspace through everything a secret
- * touches (create with a literal and a file secret, exec attached and detached, a shell, an
- * error, history, logs, summary, status, diff, export, a snapshot, reset, stop/start) and then
+ * touches (create with a literal and a file secret, exec attached and detached, a shell, a
+ * service, an error, history, logs, summary, status, diff, export, a snapshot, reset,
+ * stop/start) and then
  * looks for every value and its encodings in every file under PYRO_HOME, every CLI output it
  * collected, the export and (guests) the raw disk export: zero hits. Each probe first proves
  * the command really had the value (a sha256 printed by the command against the expected one).
@@ -219,6 +220,45 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
     const badShell = await call(["workspace", "shell", "open", ws, "--secret-env", "NOPE", "--json"]);
     expect(badShell.json.code).toBe("SECRET_NOT_FOUND");
     await call(["workspace", "shell", "close", ws, shellId]);
+
+    // A service: it gets the value (the sha256 in its log proves it); its logs are redacted
+    // before they are written on the host.
+    const svc = await call([
+      "workspace",
+      "service",
+      "start",
+      ws,
+      "api",
+      "--secret-env",
+      "TOKEN=API_TOKEN",
+      "--json",
+      "--",
+      "sh",
+      "-c",
+      'printf %s "$API_TOKEN" | sha256sum; echo "auth: $API_TOKEN"; echo "$API_TOKEN" | base64; exec sleep 600',
+    ]);
+    expect(svc.code).toBe(0);
+    let svcLog = "";
+    for (let i = 0; i < 120 && !svcLog.includes("auth: "); i++) {
+      const r = await call(["workspace", "service", "logs", ws, "api", "--json"]);
+      svcLog = r.json.stdout;
+      if (!svcLog.includes("auth: ")) await Bun.sleep(250);
+    }
+    expect(svcLog).toBe(`${sha(literal)}  -\nauth: [REDACTED:TOKEN]\n[REDACTED:TOKEN]\n`);
+    const badSvc = await call([
+      "workspace",
+      "service",
+      "start",
+      ws,
+      "nope",
+      "--secret-env",
+      "NOPE",
+      "--json",
+      "--",
+      "true",
+    ]);
+    expect(badSvc.json.code).toBe("SECRET_NOT_FOUND");
+    expect((await call(["workspace", "service", "stop", ws, "api"])).code).toBe(0);
 
     if (opts.guest) {
       // In the guest: a tmpfs outside /workspace, 0700 / 0400.

@@ -9,7 +9,7 @@ import { leakCheck } from "./secrets-cases.ts";
 
 guest.describe("real guest: secrets", () => {
   guest.test(
-    "real guest: exec, detached exec, a shell, errors, history, logs, summary, diff, export, snapshot, disk export, reset, stop/start: values never leak",
+    "real guest: exec, detached exec, a shell, a service, errors, history, logs, summary, diff, export, snapshot, disk export, reset, stop/start: values never leak",
     async () => {
       const home = await guestHome();
       await leakCheck((args) => pyro(args, { home }), home, { environment: "debian:12", guest: true });

@@ -15,7 +15,7 @@ import { badInput, findLeaks, leakCheck } from "./secrets-cases.ts";
 const env = { PYRO_BACKEND: "host" };
 
 describe("secrets (host compat)", () => {
-  test("exec, detached exec, a shell, errors, history, logs, summary, export, snapshot, reset: values never leak", async () => {
+  test("exec, detached exec, a shell, a service, errors, history, logs, summary, export, snapshot, reset: values never leak", async () => {
     await ensureBuilt();
     const home = freshHome();
     await leakCheck((args) => pyro(args, { home, env }), home, { guest: false });
