@@ -20,7 +20,13 @@ import { join } from "node:path";
 import { PyroError } from "../protocol/errors.ts";
 import { type AllowList, splitAllowed, validateAllowList } from "../vmm/net/allow.ts";
 import { startDnsForwarder } from "../vmm/net/dns.ts";
-import { createTapNetwork, readRefusals, removeTapNetwork, tapUnavailableReason } from "../vmm/net/host.ts";
+import {
+  allowAddress,
+  createTapNetwork,
+  readRefusals,
+  removeTapNetwork,
+  tapUnavailableReason,
+} from "../vmm/net/host.ts";
 import type { Refusal } from "../vmm/net/nft.ts";
 import { type TapNet, tableName } from "../vmm/net/tap.ts";
 import { writeFileAtomic } from "./atomic.ts";
@@ -116,8 +122,16 @@ export async function setupNetwork(
     dns = null;
     releaseNetwork(home, id);
   };
+  // An allowed name's addresses as the guest's own lookups see them join the allow-list too
+  // (before the answer reaches the guest), so a name whose addresses rotate keeps working.
+  const names = new Set(r.allow_hosts ?? []);
+  const learned = new Set<string>();
+  const onAnswer = ({ question, a }: { question: string | null; a: string[] }) => {
+    if (!question || !names.has(question)) return;
+    for (const addr of a) if (!learned.has(addr) && allowAddress(id, addr)) learned.add(addr);
+  };
   try {
-    dns = await startDnsForwarder(tap.gatewayIp);
+    dns = await startDnsForwarder(tap.gatewayIp, { onAnswer });
   } catch (err) {
     release();
     throw new PyroError(

@@ -13,6 +13,7 @@
 import { accessSync, constants, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { withLock } from "../../base/lock.ts";
 import { PyroError } from "../../protocol/errors.ts";
+import { isReserved, parseCidr } from "./allow.ts";
 import { buildRuleset, parseRefusals, type Refusal } from "./nft.ts";
 import { slotOfGateway, TAP_SLOTS, type TapNet, tableName, tapName, tapNet } from "./tap.ts";
 
@@ -145,6 +146,15 @@ export function tapNetworkExists(workspaceId: string): { tap: boolean; table: bo
 export function removeTapNetwork(workspaceId: string): void {
   run(["nft", "delete", "table", "inet", tableName(workspaceId)]);
   if (existsSync(`/sys/class/net/${tapName(workspaceId)}`)) run(["ip", "link", "del", tapName(workspaceId)]);
+}
+
+/**
+ * Allow one more address in the workspace's live table (an allowed name's DNS answer): into
+ * `allow_reserved` when it lies in a reserved range (the name was listed), else `allow`.
+ */
+export function allowAddress(workspaceId: string, addr: string): boolean {
+  const set = isReserved(parseCidr(addr)) ? "allow_reserved" : "allow";
+  return run(["nft", "add", "element", "inet", tableName(workspaceId), set, `{ ${addr} }`]).ok;
 }
 
 /** The refusals counted in the workspace's live table ([] when there is none). */

@@ -9,7 +9,8 @@ import { buildFirecrackerConfig, firecrackerKernelArgs } from "../firecracker/in
 import { buildQemuArgv, qemuKernelArgs } from "../qemu/argv.ts";
 import type { BootSpec } from "../types.ts";
 import { isReserved, parseCidr, splitAllowed, validateAllowList, validateHostName } from "./allow.ts";
-import { firstNameserver, startDnsForwarder } from "./dns.ts";
+import { firstNameserver, parseDnsAnswer, startDnsForwarder } from "./dns.ts";
+import { allowAddress, removeTapNetwork } from "./host.ts";
 import { buildRuleset, parseRefusals } from "./nft.ts";
 import { slotOfGateway, TAP_SLOTS, tableName, tapName, tapNet } from "./tap.ts";
 
@@ -179,6 +180,64 @@ describe("nftables ruleset", () => {
     );
     expect(firstNameserver("search example\n")).toBe(null);
   });
+
+  test("DNS answers: question and A records (CNAME chain, compression); junk yields nothing", () => {
+    const enc = (n: string) =>
+      Buffer.concat([
+        ...n.split(".").map((l) => Buffer.from([l.length, ...Buffer.from(l)])),
+        Buffer.from([0]),
+      ]);
+    const u16 = (n: number) => Buffer.from([n >> 8, n & 255]);
+    const rr = (nameBytes: Buffer, type: number, rdata: Buffer) =>
+      Buffer.concat([nameBytes, u16(type), u16(1), Buffer.from([0, 0, 0, 60]), u16(rdata.length), rdata]);
+    const msg = Buffer.concat([
+      Buffer.from([0x12, 0x34, 0x81, 0x80]),
+      u16(1),
+      u16(3),
+      u16(0),
+      u16(0),
+      enc("Files.Example.org"),
+      u16(1),
+      u16(1),
+      rr(Buffer.from([0xc0, 12]), 5, enc("cdn.example.net")), // CNAME, owner by pointer to the question
+      rr(enc("cdn.example.net"), 1, Buffer.from([203, 0, 113, 9])),
+      rr(enc("cdn.example.net"), 1, Buffer.from([203, 0, 113, 10])),
+    ]);
+    expect(parseDnsAnswer(msg)).toEqual({
+      question: "files.example.org",
+      a: ["203.0.113.9", "203.0.113.10"],
+    });
+    const query = Buffer.from(msg);
+    query[2] = 0x01; // QR bit clear: a query
+    expect(parseDnsAnswer(query)).toEqual({ question: null, a: [] });
+    expect(parseDnsAnswer(msg.subarray(0, msg.length - 3)).a).toEqual(["203.0.113.9"]);
+    expect(parseDnsAnswer(Buffer.from("short"))).toEqual({ question: null, a: [] });
+  });
+
+  test.skipIf(!nft || process.getuid?.() !== 0)(
+    "allowAddress adds to the live table's sets (reserved or open)",
+    () => {
+      const id = "ws_0000000000f1"; // a table only this test makes; no tap device is created
+      const load = Bun.spawnSync([nft as string, "-f", "-"], {
+        stdin: Buffer.from(
+          buildRuleset({ table: tableName(id), tap: tapNet(id, 9), allow: { reserved: [], open: [] } }),
+        ),
+      });
+      expect(load.exitCode).toBe(0);
+      try {
+        expect(allowAddress(id, "203.0.113.9")).toBe(true);
+        expect(allowAddress(id, "10.1.2.3")).toBe(true);
+        const list = (set: string) =>
+          Bun.spawnSync([nft as string, "list", "set", "inet", tableName(id), set]).stdout.toString();
+        expect(list("allow")).toContain("203.0.113.9");
+        expect(list("allow_reserved")).toContain("10.1.2.3");
+        expect(list("allow")).not.toContain("10.1.2.3");
+      } finally {
+        removeTapNetwork(id);
+      }
+      expect(Bun.spawnSync([nft as string, "list", "table", "inet", tableName(id)]).exitCode).not.toBe(0);
+    },
+  );
 
   test("DNS forwarder: relays a query to the upstream and its answer back (loopback only)", async () => {
     const upstream = await Bun.udpSocket({
