@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { toolsFor } from "../src/mcp/tools.ts";
+import { Pyro } from "../src/sdk/index.ts";
 import { ensureBuilt, freshHome, PYRO, pyro, toolPayload } from "./helpers.ts";
 import { badInput, findLeaks, leakCheck } from "./secrets-cases.ts";
 
@@ -98,6 +99,30 @@ describe("secrets (host compat)", () => {
       expect(findLeaks([value], transcript)).toEqual([]);
     } finally {
       await client.close();
+    }
+  }, 120_000);
+
+  test("SDK: createWorkspace takes secrets, execWorkspace and openShell take secret_env; output redacted", async () => {
+    await ensureBuilt();
+    const home = freshHome();
+    const value = `sdk-${randomBytes(12).toString("hex")}`;
+    const sdk = new Pyro({ home, env: { ...process.env, PYRO_BACKEND: "host" } });
+    const ws = await sdk.createWorkspace({ allow_host_compat: true, secrets: [{ name: "K", value }] });
+    try {
+      expect(ws.secrets).toEqual(["K"]);
+      const r = await sdk.execWorkspace(ws.workspace_id, 'printf %s "$KEY" | sha256sum; echo "$KEY"', {
+        secret_env: { K: "KEY" },
+      });
+      expect("stdout" in r && r.stdout).toBe(
+        `${createHash("sha256").update(value).digest("hex")}  -\n[REDACTED:K]\n`,
+      );
+      const err = await sdk.openShell(ws.workspace_id, { secret_env: { NOPE: "N" } }).then(
+        () => null,
+        (e) => e,
+      );
+      expect(err?.code).toBe("SECRET_NOT_FOUND");
+    } finally {
+      await sdk.deleteWorkspace(ws.workspace_id);
     }
   }, 120_000);
 
