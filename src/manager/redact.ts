@@ -70,6 +70,8 @@ export function secretForms(value: string): string[] {
 export class Redactor {
   /** patterns by their first byte, longest first */
   private readonly byFirst = new Map<number, Pattern[]>();
+  /** 1 for each byte some pattern starts with (the scan skips other bytes fast) */
+  private readonly starts = new Uint8Array(256);
   readonly names: string[];
 
   private constructor(secrets: SecretValue[]) {
@@ -85,6 +87,7 @@ export class Redactor {
       const list = this.byFirst.get(first) ?? [];
       list.push(p);
       this.byFirst.set(first, list);
+      this.starts[first] = 1;
     }
   }
 
@@ -102,7 +105,12 @@ export class Redactor {
     let emitFrom = 0;
     let i = 0;
     let held = -1;
+    const starts = this.starts;
     outer: while (i < buf.length) {
+      if (starts[buf[i] as number] === 0) {
+        i++;
+        continue;
+      }
       const cands = this.byFirst.get(buf[i] as number);
       if (cands) {
         for (const p of cands) {

@@ -292,7 +292,10 @@ export class Shells {
     );
     // The open answers once the shell runs, or with the agent's error if it never did.
     await Promise.race([running, opened]);
-    opened.catch((err) => log(`shell ${id} ended: ${(err as Error).message}`));
+    opened.catch((err) => {
+      const why = (err as Error).message;
+      log(`shell ${id} ended: ${this.redactor ? this.redactor.text(why) : why}`);
+    });
     this.shells.set(id, sh);
     return sh.info();
   }
