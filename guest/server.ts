@@ -19,8 +19,8 @@ import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
 import { connectPort } from "./net.ts";
-import { startService, stopService } from "./service.ts";
 import { setSecrets } from "./secrets.ts";
+import { startService, stopService } from "./service.ts";
 import { closeShell, openShell, resizeShell, signalShell, writeShell } from "./shell.ts";
 import { powerOff, setClock } from "./system.ts";
 
@@ -186,7 +186,6 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       const patch = req.patch ?? (await collectPatch(stream.input));
       return stream.result({ ...(await applyPatch(root, patch)) });
     }
-    case "baseline.capture": {
     case "fs.freeze": {
       if (!opts.guest)
         throw new PyroError("INVALID_INPUT", "fs.freeze: only a guest has a data disk to freeze");
@@ -197,6 +196,7 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       const { thaw } = await import("./freeze.ts");
       return stream.result(thaw());
     }
+    case "baseline.capture": {
       const { captureBaseline } = await import("./baseline.ts");
       return stream.result({ ...(await captureBaseline(root, stateDirOf(opts))) });
     }

@@ -93,7 +93,8 @@ export class HostPathPolicy {
     const out: Record<string, unknown> = { ...input };
     for (const [field, use] of Object.entries(op.hostPaths as Record<string, string>)) {
       const value = out[field];
-      const confine = (p: string) => (use === "write" ? this.writeTarget(field, p) : this.readSource(field, p));
+      const confine = (p: string) =>
+        use === "write" ? this.writeTarget(field, p) : this.readSource(field, p);
       if (typeof value === "string") out[field] = confine(value);
       else if (Array.isArray(value))
         out[field] = value.map((item) =>

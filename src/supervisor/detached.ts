@@ -31,8 +31,8 @@ import {
   writeEnd,
   writeStart,
 } from "../manager/detached.ts";
-import { parseRequest, parseResult } from "../protocol/call.ts";
 import type { Redactor, StreamRedactor } from "../manager/redact.ts";
+import { parseRequest, parseResult } from "../protocol/call.ts";
 import type { ClientStream, ServerStream } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
@@ -185,7 +185,12 @@ export class DetachedExecs {
         await spooled.catch(() => {});
         if (run.ended) return;
         this.close(execId, run);
-        writeEnd(this.home, this.id, execId, lostEnd(`the agent stream failed: ${shown(err.message)}`, startedAt));
+        writeEnd(
+          this.home,
+          this.id,
+          execId,
+          lostEnd(`the agent stream failed: ${shown(err.message)}`, startedAt),
+        );
       },
     );
     // Answer once the command runs, or once it ended without running (e.g. 127: not found).

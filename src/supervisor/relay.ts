@@ -23,13 +23,13 @@
  *   stream holds back is sent before the result), and every error's text is redacted. Other
  *   ops' data (file content, tar, the diff) passes byte for byte.
  */
+import type { Redactor, StreamRedactor } from "../manager/redact.ts";
 import {
   type ClientStream,
   type Connection,
   type ServerStream,
   WRITE_HIGH_WATER,
 } from "../protocol/connection.ts";
-import type { Redactor, StreamRedactor } from "../manager/redact.ts";
 import type { AgentLink } from "./agent.ts";
 import { overdue, type WatchedCall } from "./deadline.ts";
 
@@ -49,8 +49,8 @@ export function relayCall(
   const streams = new Map<number, StreamRedactor>();
   const send = (bytes: Uint8Array, channel: number) => {
     if (!redacting) return client.sendData(bytes, channel);
-    let s = streams.get(channel);
-    if (!s) streams.set(channel, (s = redactor.stream()));
+    const s = streams.get(channel) ?? redactor.stream();
+    streams.set(channel, s);
     const out = s.push(bytes);
     if (out.length) client.sendData(out, channel);
   };
