@@ -48,6 +48,18 @@ describe("egress allow-list input", () => {
     });
   }
 
+  test("doctor says whether tap networking (allow-lists) is available here", async () => {
+    const r = await pyro(["doctor", "--json"], { home });
+    const checks = (r.json?.checks ?? []) as Array<Record<string, unknown>>;
+    const tap = checks.find((c) => c.name === "tap_network");
+    // this test runs as root with iproute2 and nftables (scripts/setup.sh): available
+    expect(tap).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining("tap devices + nftables available"),
+    });
+    expect(tap?.warning).toBeUndefined();
+  });
+
   test("the flags are --allow-host and --allow-cidr (repeatable) in workspace create --help", async () => {
     const r = await pyro(["workspace", "create", "--help"], { home });
     expect(r.stdout + r.stderr).toContain("--allow-host");

@@ -134,14 +134,6 @@ function enableForwarding(): void {
   if (readFileSync(p, "utf8").trim() !== "1") writeFileSync(p, "1\n");
 }
 
-/** Does this workspace's tap device or table exist? */
-export function tapNetworkExists(workspaceId: string): { tap: boolean; table: boolean } {
-  return {
-    tap: existsSync(`/sys/class/net/${tapName(workspaceId)}`),
-    table: run(["nft", "list", "table", "inet", tableName(workspaceId)]).ok,
-  };
-}
-
 /** Remove the workspace's table and tap (whatever of them exists). Never throws. */
 export function removeTapNetwork(workspaceId: string): void {
   run(["nft", "delete", "table", "inet", tableName(workspaceId)]);
