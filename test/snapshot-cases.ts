@@ -157,6 +157,37 @@ export function snapshotSuite(
     );
 
     test(
+      "a crash at each snapshot step leaves no snapshot and no frozen guest after the next snapshot",
+      async () => {
+        await ensureStarted();
+        // the tar path (host compat) has no freeze and no image copy
+        const steps = FAULT_STEPS.filter(
+          (x) => x.startsWith("snapshot.") && (opts.guest || x === "snapshot.published"),
+        );
+        expect(steps.length).toBe(opts.guest ? 3 : 1);
+        for (const step of steps) {
+          const k = await pyro(["workspace", "snapshot", "create", id, "s2", "--json"], {
+            home: home(),
+            env: { PYRO_FAULT: step, PYRO_FAULT_PROC: "cli" },
+          });
+          expect(k.code, `${step}: the CLI was killed`).toBe(137);
+          const list = await ws("snapshot", "list", id, "--json");
+          expect(list.json.snapshots.map((x: { name: string }) => x.name)).not.toContain("s2");
+        }
+        // the next snapshot thaws a freeze left behind (guest) and sweeps the debris
+        const ok = await ws("snapshot", "create", id, "s2", "--json");
+        expect(ok.code).toBe(0);
+        expect(await sh("echo writable > after-crash.txt && cat after-crash.txt")).toBe("writable\n");
+        const left = readdirSync(join(wsDir(), "snapshots")).filter(
+          (n) => !/^(s1|s2)\.(img|tar|json)$/.test(n),
+        );
+        expect(left).toEqual([]);
+        expect((await ws("snapshot", "delete", id, "s2", "--json")).json.deleted).toBe(true);
+      },
+      opts.timeoutMs,
+    );
+
+    test(
       "a snapshot with a flipped byte is refused (SNAPSHOT_CORRUPT); the workspace keeps its content",
       async () => {
         await ensureStarted();

@@ -35,6 +35,7 @@ import {
   readSync,
   renameSync,
   rmSync,
+  statSync,
 } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
@@ -67,8 +68,20 @@ export type FaultStep = (typeof FAULT_STEPS)[number];
 export const DIGEST_BLOCK = 64 * 1024;
 export const IMAGE_DIGEST_PREFIX = "sha256-nz64k:";
 export const TAR_DIGEST_PREFIX = "sha256:";
-/** How long the guest stays frozen at most if the host never thaws it (a copy that took longer is refused). */
-export const FREEZE_TIMEOUT_MS = 300_000;
+/**
+ * How long the guest stays frozen at most if the host never thaws it (a copy that took longer
+ * is refused): 30 s plus the disk's allocated bytes at 50 MB/s, at most 10 minutes. A CLI
+ * killed mid-copy leaves writers in the guest waiting that long, unless the next snapshot
+ * (which thaws first: under the lifecycle lock, a freeze can only be a dead copier's) or a
+ * reset (which stops the machine) comes sooner.
+ */
+export function freezeTimeoutMs(disk: string): number {
+  let allocated = 0;
+  try {
+    allocated = statSync(disk).blocks * 512;
+  } catch {}
+  return Math.min(600_000, 30_000 + Math.ceil(allocated / 50_000));
+}
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
@@ -285,7 +298,10 @@ export async function captureImage(
   try {
     let method: CopyMethod;
     if (r.state === "started") {
-      await callWorkspace(home, r, { op: "fs.freeze", timeout_ms: FREEZE_TIMEOUT_MS });
+      const timeoutMs = freezeTimeoutMs(disk);
+      // a freeze still held can only be a dead copier's (callers hold the lifecycle lock)
+      await callWorkspace(home, r, { op: "fs.thaw" });
+      await callWorkspace(home, r, { op: "fs.freeze", timeout_ms: timeoutMs });
       let copied: CopyMethod | undefined;
       let copyErr: unknown;
       try {
@@ -304,7 +320,7 @@ export async function captureImage(
           "IO_ERROR",
           "the copy outlived the guest's freeze; it is not consistent and was dropped",
           {
-            details: { freeze_timeout_ms: FREEZE_TIMEOUT_MS },
+            details: { freeze_timeout_ms: timeoutMs },
           },
         );
       }
