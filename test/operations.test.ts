@@ -182,6 +182,7 @@ test("output schemas parse what the schema-checked faces return (valibot round t
     command_count: 0,
     reset_at: null,
     shells: 1,
+    services: 0,
   };
   expect(v.safeParse(rec.output, sample).success).toBe(true);
   expect(v.safeParse(rec.output, { ...sample, supervisor_pid: 1 }).success).toBe(false);

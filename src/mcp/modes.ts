@@ -11,9 +11,8 @@
  *
  * Invariants (test/mcp-modes.test.ts): every tool a mode names belongs to its profile; every
  * description file belongs to a tool the mode names; omitted fields are optional, so a call
- * without them means the default (network off). Adding a tool to a mode (service_* for
- * cold-start, once they exist) is adding its name here, and its
- * description file if the task needs one.
+ * without them means the default (network off). Adding a tool to a mode is adding its name
+ * here, and its description file if the task needs one.
  *
  * `--mode` and `--profile` together: the mode's profile is implied; giving a different
  * profile is a usage error (INVALID_INPUT), giving the same one is fine.
@@ -24,6 +23,8 @@ import coldStartInstructions from "./modes/cold-start/instructions.txt" with { t
 import coldStartCreate from "./modes/cold-start/workspace_create.txt" with { type: "text" };
 import coldStartExec from "./modes/cold-start/workspace_exec.txt" with { type: "text" };
 import coldStartLogs from "./modes/cold-start/workspace_logs.txt" with { type: "text" };
+import coldStartServiceLogs from "./modes/cold-start/service_logs.txt" with { type: "text" };
+import coldStartServiceStart from "./modes/cold-start/service_start.txt" with { type: "text" };
 import coldStartSummary from "./modes/cold-start/workspace_summary.txt" with { type: "text" };
 import inspectInstructions from "./modes/inspect/instructions.txt" with { type: "text" };
 import inspectRun from "./modes/inspect/vm_run.txt" with { type: "text" };
@@ -143,8 +144,7 @@ export const MODES = {
   },
   "cold-start": {
     profile: "workspace-full",
-    summary: "validate a repository from a fresh machine (services once they exist)",
-    // service_start/list/status/logs/stop join this list when services exist.
+    summary: "validate a repository from a fresh machine: run its checks, start its services",
     tools: [
       ...HANDLING,
       "workspace_logs",
@@ -153,6 +153,11 @@ export const MODES = {
       "exec_wait",
       "exec_kill",
       "exec_list",
+      "service_start",
+      "service_list",
+      "service_status",
+      "service_logs",
+      "service_stop",
       "workspace_sync_push",
       "workspace_file_list",
       "workspace_file_read",
@@ -168,6 +173,8 @@ export const MODES = {
       workspace_create: coldStartCreate,
       workspace_exec: coldStartExec,
       workspace_logs: coldStartLogs,
+      service_start: coldStartServiceStart,
+      service_logs: coldStartServiceLogs,
       workspace_summary: coldStartSummary,
     },
     instructions: coldStartInstructions,
