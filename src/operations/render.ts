@@ -15,6 +15,8 @@ export function renderWorkspace(r: Record<string, unknown>): string {
     `  expires:     ${r.expires_at ?? "never"}`,
   ];
   if (labels) lines.push(`  labels:      ${labels}`);
+  const secrets = (r.secrets as string[] | undefined) ?? [];
+  if (secrets.length) lines.push(`  secrets:     ${secrets.join(", ")} (use with --secret-env NAME)`);
   return lines.join("\n");
 }
 
