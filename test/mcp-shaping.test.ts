@@ -112,6 +112,65 @@ describe("MCP text shaping", () => {
     expect(read.text).toContain(`"offset":200000`);
   });
 
+  test("shell_read: cleaned text under the budget, the omission line is the exact shell_read of the omitted characters, raw bytes in structuredContent", async () => {
+    const sh = (await call("shell_open", { workspace_id: ws })).out.shell_id;
+    // 6000 coloured lines (~450 KB): one read carries them all (a read answers with at most ~1 MiB of JSON)
+    const lines6000 = COLOURED.replace("-lt 16000", "-lt 6000");
+    await call("shell_write", { workspace_id: ws, shell_id: sh, input: `${lines6000}; echo END-$((40+2))` });
+    const readAll = () =>
+      call("shell_read", {
+        workspace_id: ws,
+        shell_id: sh,
+        cursor: 0,
+        max_chars: 4 * MiB,
+        wait_for_idle_ms: 500,
+        text_budget_chars: 3000,
+      });
+    let read = await readAll();
+    for (let i = 0; i < 120 && !/^END-42\r?$/m.test(read.out.output); i++) read = await readAll();
+    const { out, text: t } = read;
+    expect(out.output).toMatch(/^END-42\r?$/m);
+    expect(out.output.length).toBeGreaterThan(300_000);
+    expect(out.has_more).toBe(false);
+    expect(out.output).toContain("\x1b[32mline 00000\x1b[0m 50%\r done 00000"); // raw, as the PTY gave it
+    expect(t.length).toBeLessThanOrEqual(3000);
+    expect(t).not.toContain("\x1b");
+    expect(t).not.toContain("\r");
+    expect(t).toContain(" done 00000 abcdef");
+    expect(t).not.toContain("line 00000");
+    expect(t).toContain("END-42");
+    const omitted = t.split("\n").filter((l) => l.startsWith("[… "));
+    expect(omitted).toHaveLength(1);
+    const m = /read more with shell_read (\{.*\}) …\]$/.exec(omitted[0] as string);
+    expect(m).not.toBeNull();
+    const args = JSON.parse(m?.[1] as string);
+    const more = await call("shell_read", args);
+    // exactly the characters between the head and the tail the text showed
+    const at = args.cursor - out.cursor;
+    expect(more.out.output).toBe(out.output.slice(at, at + args.max_chars));
+    expect(t).toContain(`"cursor":${out.next_cursor}`);
+    // over a frame's worth: the read stops early with has_more, and reading on continues exactly
+    const from = out.next_cursor;
+    await call("shell_write", { workspace_id: ws, shell_id: sh, input: `${COLOURED}; echo END-$((40+3))` });
+    const readOn = (cursor: number) =>
+      call("shell_read", {
+        workspace_id: ws,
+        shell_id: sh,
+        cursor,
+        max_chars: 4 * MiB,
+        wait_for_idle_ms: 500,
+      });
+    let big = await readOn(from);
+    for (let i = 0; i < 120 && !big.out.has_more && !/^END-43\r?$/m.test(big.out.output); i++)
+      big = await readOn(from);
+    expect(big.res.isError).toBeFalsy();
+    expect(big.out.has_more).toBe(true);
+    expect(big.out.output.length).toBeLessThan(MiB);
+    const rest = await readOn(big.out.next_cursor);
+    expect(rest.out.cursor).toBe(big.out.next_cursor);
+    await call("shell_close", { workspace_id: ws, shell_id: sh });
+  }, 120_000);
+
   test("text_budget_chars is MCP-only and bounded", async () => {
     const tools = (await client.listTools()).tools;
     const exec = tools.find((t) => t.name === "workspace_exec") as any;

@@ -256,6 +256,55 @@ export async function badInput(run: Run, ws: string): Promise<void> {
   expect(list.json.shells.map((s: { shell_id: string }) => s.shell_id)).not.toContain(sh);
 }
 
+/** resize: the PTY's size changes (stty reads it back) and shows in list; bad sizes, unknown and closed shells are refused. */
+export async function resize(run: Run, ws: string): Promise<void> {
+  const sh = await openShell(run, ws, ["--cols", "100", "--rows", "20"]);
+  const sizeAfter = async (want: string) => {
+    const from = await endCursor(run, ws, sh);
+    await write(run, ws, sh, "stty size");
+    await readUntil(run, ws, sh, from, (o) => new RegExp(`^${want}$`, "m").test(o));
+  };
+  await sizeAfter("20 100"); // the probe reads the size it was opened with
+  const r = await run(["workspace", "shell", "resize", ws, sh, "--cols", "132", "--rows", "43", "--json"]);
+  expect(r.code).toBe(0);
+  expect([r.json.shell_id, r.json.cols, r.json.rows, r.json.state]).toEqual([sh, 132, 43, "running"]);
+  await sizeAfter("43 132");
+  const list = await run(["workspace", "shell", "list", ws, "--json"]);
+  const entry = list.json.shells.find((s: { shell_id: string }) => s.shell_id === sh);
+  expect([entry.cols, entry.rows]).toEqual([132, 43]);
+  const tiny = await run(["workspace", "shell", "resize", ws, sh, "--cols", "1", "--rows", "43", "--json"]);
+  expect([tiny.code, tiny.json.code]).toEqual([64, "INVALID_INPUT"]);
+  const noRows = await run(["workspace", "shell", "resize", ws, sh, "--cols", "80", "--json"]);
+  expect([noRows.code, noRows.json.code]).toEqual([64, "INVALID_INPUT"]);
+  const unknown = await run([
+    "workspace",
+    "shell",
+    "resize",
+    ws,
+    "sh_000000000000",
+    "--cols",
+    "80",
+    "--rows",
+    "24",
+    "--json",
+  ]);
+  expect([unknown.code, unknown.json.code]).toEqual([66, "SHELL_NOT_FOUND"]);
+  await close(run, ws, sh);
+  const closed = await run([
+    "workspace",
+    "shell",
+    "resize",
+    ws,
+    sh,
+    "--cols",
+    "80",
+    "--rows",
+    "24",
+    "--json",
+  ]);
+  expect([closed.code, closed.json.code]).toEqual([65, "SHELL_CLOSED"]);
+}
+
 /** A shell is gone after reset: status counts none and its id is unknown. */
 export async function goneAfterReset(run: Run, ws: string): Promise<void> {
   const sh = await openShell(run, ws);

@@ -62,5 +62,10 @@ describe.skipIf(SKIP_GUESTS)("real guest: shells", () => {
     () => cases.badInput(run, ws),
     300_000,
   );
+  test(
+    "real guest: resize: stty sees the new size, list shows it; bad input refused",
+    () => cases.resize(run, ws),
+    300_000,
+  );
   test("real guest: shells are gone after reset", () => cases.goneAfterReset(run, ws), 600_000);
 });

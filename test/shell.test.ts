@@ -55,5 +55,10 @@ describe("shells (host compat)", () => {
     () => cases.badInput(run, ws),
     120_000,
   );
+  test(
+    "resize: stty sees the new size, list shows it; bad input refused",
+    () => cases.resize(run, ws),
+    120_000,
+  );
   test("shells are gone after reset", () => cases.goneAfterReset(run, ws), 180_000);
 });

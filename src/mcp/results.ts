@@ -136,7 +136,7 @@ function windowed(s: string, max: number, where: string): string {
 // Output shaped for a model (docs/public-contract.md, "MCP text shaping")
 
 /** Tools whose text is shaped output and that take `text_budget_chars` (MCP only). */
-export const TEXT_BUDGET_TOOLS: readonly string[] = ["vm_run", "workspace_exec", "exec_read"];
+export const TEXT_BUDGET_TOOLS: readonly string[] = ["vm_run", "workspace_exec", "exec_read", "shell_read"];
 export const MIN_TEXT_BUDGET = 1024;
 export const MAX_TEXT_BUDGET = 262144;
 export const textBudgetField = v.optional(
@@ -316,6 +316,30 @@ function renderRead(out: Record<string, any>, budget: number): string {
   return `${head}\n${body}\n[${next}]`;
 }
 
+/**
+ * The text of a shell_read result: where the output sits, the output shaped (raw reads: the
+ * omission line names the shell_read that returns exactly the omitted characters; plain reads
+ * are a rendered screen whose lines have no cursors, so it points at structuredContent), then
+ * the call that reads on.
+ */
+function renderShellRead(out: Record<string, any>, budget: number): string {
+  const at = { workspace_id: out.workspace_id, shell_id: out.shell_id };
+  const ended = out.state === "exited" ? ` (exit_code ${out.exit_code})` : "";
+  const head = `shell ${out.shell_id} ${out.state}${ended}; characters ${out.cursor}..${out.next_cursor} of ${out.output_chars}${out.truncated ? " (older output was dropped before cursor)" : ""}${out.plain ? ", rendered as screen text" : ""}`;
+  const next = out.has_more
+    ? `more output waits: ${callText("shell_read", { ...at, cursor: out.next_cursor, ...(out.plain ? { plain: true } : {}) })}`
+    : `read what comes next with ${callText("shell_read", { ...at, cursor: out.next_cursor, wait_for_idle_ms: 500 })}`;
+  const raw = Buffer.from(out.output);
+  const chars = (from: number, to: number) => raw.subarray(from, to).toString().length;
+  const room = Math.max(256, budget - head.length - next.length - 4);
+  const body = shapeOutput(out.output, room, (from, n) =>
+    out.plain
+      ? `[… ${n} bytes omitted; the whole text is in structuredContent.output …]`
+      : `[… ${n} bytes omitted; read more with ${callText("shell_read", { ...at, cursor: out.cursor + chars(0, from), max_chars: chars(from, from + n) })} …]`,
+  );
+  return `${head}\n${body}\n[${next}]`;
+}
+
 /** The text of a detached exec (start, wait, kill): its state and the calls that follow. */
 function renderDetachedText(out: Record<string, any>): string {
   const at = { workspace_id: out.workspace_id, exec_id: out.exec_id };
@@ -341,6 +365,8 @@ function renderDetachedText(out: Record<string, any>): string {
 export function renderText(out: Record<string, unknown>, opts: RenderOptions = {}): string {
   const budget = opts.budget ?? TEXT_WINDOW;
   if ("exec_id" in out && "data" in out) return renderRead(out, budget);
+  if ("shell_id" in out && "next_cursor" in out && typeof out.output === "string")
+    return renderShellRead(out, budget);
   if ("exec_id" in out && "state" in out)
     return windowed(renderDetachedText(out), budget, "structuredContent");
   if ("exit_code" in out) {

@@ -20,7 +20,15 @@ import { pauseOp, resumeOp } from "./pause.ts";
 import { prepareOp } from "./prepare.ts";
 import { runOp } from "./run.ts";
 import { serviceListOp, serviceLogsOp, serviceStartOp, serviceStatusOp, serviceStopOp } from "./service.ts";
-import { shellCloseOp, shellListOp, shellOpenOp, shellReadOp, shellSignalOp, shellWriteOp } from "./shell.ts";
+import {
+  shellCloseOp,
+  shellListOp,
+  shellOpenOp,
+  shellReadOp,
+  shellResizeOp,
+  shellSignalOp,
+  shellWriteOp,
+} from "./shell.ts";
 import { resetOp, snapshotCreateOp, snapshotDeleteOp, snapshotListOp, summaryOp } from "./state.ts";
 import type { AnyOperation } from "./types.ts";
 import {
@@ -63,6 +71,7 @@ export const OPERATIONS = [
   shellReadOp,
   shellWriteOp,
   shellSignalOp,
+  shellResizeOp,
   shellCloseOp,
   shellListOp,
   serviceStartOp,

@@ -1,6 +1,6 @@
 /**
- * Persistent shells: `pyro workspace shell open|read|write|signal|close|list`, MCP
- * shell_open/read/write/signal/close/list, SDK openShell/readShell/... . A shell is a PTY in
+ * Persistent shells: `pyro workspace shell open|read|write|signal|resize|close|list`, MCP
+ * shell_open/read/write/signal/resize/close/list, SDK openShell/readShell/... . A shell is a PTY in
  * the guest whose output the workspace's supervisor keeps (src/manager/shells.ts), so it
  * outlives the client that opened it; it is gone after reset, stop and delete.
  */
@@ -10,6 +10,7 @@ import {
   listShells,
   openShell,
   readShell,
+  resizeShell,
   SHELL_DEFAULT_COLS,
   SHELL_DEFAULT_ROWS,
   SHELL_READ_DEFAULT_CHARS,
@@ -104,7 +105,7 @@ export const shellReadOp = defineOperation({
   positionals: ["workspace_id", "shell_id"],
   summary: "Read a shell's output from a cursor.",
   description:
-    "Read what a shell printed, from `cursor` (default: the oldest output kept) up to max_chars. Pass the returned next_cursor as cursor next time to get only new output. plain: true renders the output through a terminal emulator: colours and control sequences removed, carriage returns and backspaces applied, full-screen programs (top, less) shown as their screen. wait_for_idle_ms waits until the shell has printed nothing for that long (use it after shell_write so the command's answer is there), at most timeout_seconds. truncated: true means older output was dropped (each shell keeps its last 4 Mi characters).",
+    "Read what a shell printed, from `cursor` (default: the oldest output kept) up to max_chars (one read returns at most about 1 MiB; has_more: true says more is waiting). Pass the returned next_cursor as cursor next time to get only new output. plain: true renders the output through a terminal emulator: colours and control sequences removed, carriage returns and backspaces applied, full-screen programs (top, less) shown as their screen. wait_for_idle_ms waits until the shell has printed nothing for that long (use it after shell_write so the command's answer is there), at most timeout_seconds. truncated: true means older output was dropped (each shell keeps its last 4 Mi characters).",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     shell_id: shellId,
@@ -244,6 +245,37 @@ export const shellSignalOp = defineOperation({
   examples: ["pyro workspace shell signal issue-42 sh_0123456789ab --signal INT"],
   run: (ctx, input) => signalShell(ctx, input.workspace_id, input.shell_id, input.signal_name),
   render: (r) => `sent ${r.signal_name} to the foreground of shell ${r.shell_id}`,
+});
+
+export const shellResizeOp = defineOperation({
+  name: "shell_resize",
+  sdk: "resizeShell",
+  sdkArgs: ["workspace_id", "shell_id", "cols", "rows"],
+  output: out.shellInfo,
+  mutates: true,
+  states: ["started"],
+  cli: ["workspace", "shell", "resize"],
+  positionals: ["workspace_id", "shell_id"],
+  summary: "Change a shell's terminal size.",
+  description:
+    "Set a shell's terminal size in columns and rows (the PTY's window size; the program in the foreground gets SIGWINCH and redraws). Full-screen programs (top, less) and line wrapping follow it, and so does shell_read with plain: true.",
+  input: v.strictObject({
+    workspace_id: f.workspaceRef,
+    shell_id: shellId,
+    cols: v.pipe(
+      v.number(),
+      v.integer(),
+      v.minValue(2),
+      v.maxValue(1000),
+      v.description("Terminal columns."),
+    ),
+    rows: v.pipe(v.number(), v.integer(), v.minValue(2), v.maxValue(1000), v.description("Terminal rows.")),
+  }),
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  profiles: ["workspace-full"],
+  examples: ["pyro workspace shell resize issue-42 sh_0123456789ab --cols 200 --rows 50"],
+  run: (ctx, input) => resizeShell(ctx, input.workspace_id, input.shell_id, input.cols, input.rows),
+  render: (s) => `shell ${s.shell_id} is now ${s.cols}x${s.rows}`,
 });
 
 export const shellCloseOp = defineOperation({

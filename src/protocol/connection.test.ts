@@ -237,6 +237,16 @@ describe("Connection over channelPair", () => {
     expect(events.data.size).toBe(0);
   });
 
+  test("a result too large for one frame ends the stream with FRAME_TOO_LARGE, and the connection lives on", async () => {
+    const { client } = pair({
+      onStream: (s) =>
+        s.request.op === "big" ? s.result({ text: "x".repeat(2 * 1024 * 1024) }) : s.result({ ok: 1 }),
+    });
+    const err = (await rejection(client.open({ op: "big" }).done)) as PyroError;
+    expect(err.code).toBe("FRAME_TOO_LARGE");
+    expect(await client.open({ op: "small" }).done).toEqual({ ok: 1 });
+  });
+
   test("connection close mid-stream rejects pending client streams with the configured lostCode", async () => {
     let opened!: () => void;
     const gotStream = new Promise<void>((r) => (opened = r));

@@ -160,10 +160,18 @@ export class ServerStream extends StreamBase {
     return this.finished;
   }
 
+  /** The terminal result; one that cannot be framed (over MAX_FRAME_PAYLOAD) ends the stream with that error instead. */
   result(message: Record<string, unknown>): void {
     if (this.finished) return;
+    let frame: Uint8Array;
+    try {
+      frame = encodeJsonFrame(this.id, { type: "result", ...message }, true);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
     this.finished = true;
-    this.conn.writeRaw(encodeJsonFrame(this.id, { type: "result", ...message }, true));
+    this.conn.writeRaw(frame);
     this.conn.forget(this.id);
   }
 

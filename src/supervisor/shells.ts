@@ -9,6 +9,8 @@
  *   the oldest kept character with `truncated: true` (the caller renders the marker).
  * - Cursors count characters (UTF-16 code units) of the output decoded as UTF-8 since the
  *   shell opened; they never move backwards and never split a surrogate pair.
+ * - A read's answer is one frame: it stops at max_chars or where the JSON-escaped output
+ *   would pass READ_FRAME_BUDGET, whichever comes first (`has_more` says the rest waits).
  * - A shell that ends by itself stays readable (state "exited") until it is closed; a closed
  *   id answers SHELL_CLOSED, an unknown one SHELL_NOT_FOUND. At most MAX_SHELLS are kept.
  * - wait_for_idle_ms returns once no output arrived for that long, counted from the later of
@@ -22,10 +24,11 @@
  */
 import { randomBytes } from "node:crypto";
 import type * as v from "valibot";
-import { parseRequest, parseResult, type RequestOf, type ResultOf } from "../protocol/call.ts";
 import type { Redactor, StreamRedactor } from "../manager/redact.ts";
+import { parseRequest, parseResult, type RequestOf, type ResultOf } from "../protocol/call.ts";
 import type { ServerStream } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { MAX_FRAME_PAYLOAD } from "../protocol/frame.ts";
 import { MESSAGE_TABLE } from "../protocol/messages.ts";
 import { SUPERVISOR_TABLE } from "../protocol/supervisor.ts";
 import type { AgentLink } from "./agent.ts";
@@ -35,6 +38,8 @@ import { log } from "./log.ts";
 export const SHELL_BUFFER_CHARS = 4 * 1024 * 1024;
 export const MAX_SHELLS = 8;
 export const DEFAULT_READ_CHARS = 65536;
+/** JSON bytes of output one read answers with at most: the answer is one protocol frame. */
+const READ_FRAME_BUDGET = MAX_FRAME_PAYLOAD - 64 * 1024;
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** How long an agent may take to answer a write, signal, resize or close. */
 const AGENT_ANSWER_MS = 15_000;
@@ -146,6 +151,8 @@ class Shell {
     }
     const from = Math.max(asked, this.start);
     let to = Math.min(this.end, from + maxChars);
+    // the answer is one frame: stop where the JSON-escaped output would outgrow it
+    to = from + fitJson(this.kept, from - this.start, to - from, READ_FRAME_BUDGET);
     if (to < this.end && to > from && isHighSurrogate(this.kept.charCodeAt(to - 1 - this.start))) to -= 1;
     return {
       ...this.info(),
@@ -159,6 +166,35 @@ class Shell {
 }
 
 const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
+
+/**
+ * How many of the `n` characters of `s` from `at` fit `budget` bytes once JSON-escaped
+ * (counted as JSON.stringify writes them; surrogates as a lone one's 6-byte escape, an over-count
+ * for pairs).
+ */
+function fitJson(s: string, at: number, n: number, budget: number): number {
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(at + i);
+    const w =
+      c === 0x22 || c === 0x5c
+        ? 2
+        : c < 0x20
+          ? c === 8 || c === 9 || c === 10 || c === 12 || c === 13
+            ? 2
+            : 6
+          : c < 0x80
+            ? 1
+            : c < 0x800
+              ? 2
+              : c >= 0xd800 && c <= 0xdfff
+                ? 6
+                : 3;
+    bytes += w;
+    if (bytes > budget) return i;
+  }
+  return n;
+}
 
 export class Shells {
   private readonly shells = new Map<string, Shell>();
