@@ -21,6 +21,7 @@ import { forwardSection } from "./bench/forward.ts";
 import { guestExec } from "./bench/guest-exec.ts";
 import { type BenchCtx, loadAvg, ms, PYRO, ROOT, type Section, sh } from "./bench/lib.ts";
 import { sectionBlock, writeReport } from "./bench/report.ts";
+import { servicesSection } from "./bench/services.ts";
 import { snapshots } from "./bench/snapshots.ts";
 import { pauseSection } from "./bench/templates-pause.ts";
 import { transfer } from "./bench/transfer.ts";
@@ -37,6 +38,7 @@ const SECTIONS: Section[] = [
   detachedSection,
   pauseSection,
   forwardSection,
+  servicesSection,
 ];
 const NEEDS_GUEST = new Set([
   "boot",
@@ -48,6 +50,7 @@ const NEEDS_GUEST = new Set([
   "detached",
   "pause",
   "forward",
+  "services",
 ]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
 

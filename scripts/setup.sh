@@ -53,5 +53,9 @@ if [ "${CI:-}" = true ] || [ "${PYRO_TEST_CLIENTS:-}" = 1 ]; then
   ln -sfn "$clients_dir" "$(dirname "$PYRO_BUILD_CACHE")/clients/current"
 fi
 dist/pyro env build debian:12
+# The services and cold-start real-guest tests need python3 (an http server) from
+# debian:12-build: under CI build it too (cached by input hash like debian:12; the first build
+# is a debootstrap of ~190 packages, a few minutes).
+if [ "${CI:-}" = true ]; then dist/pyro env build debian:12-build; fi
 echo "setup: done. Running the main job:" >&2
 exec dist/pyro run debian:12 -- git --version
