@@ -2,6 +2,7 @@
  * Boot a machine and shake hands with its agent. Shared by the workspace supervisor and
  * one-shot `run`; on any failure everything started so far is torn down.
  */
+import { fault } from "../base/fault.ts";
 import { call } from "../protocol/call.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
@@ -28,6 +29,7 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
   const deadline = Date.now() + spec.bootTimeoutMs;
   try {
     const handle = await backend.boot(spec);
+    fault("boot.vmm-spawned", () => handle.pid);
     td.push("vmm", async () => {
       handle.kill();
       await handle.exited;

@@ -3,12 +3,13 @@
  * Invariants: records are written only whole (temp + rename), and reading one never lets a
  * damaged record escape as anything but a CorruptRecord / WORKSPACE_CORRUPT for that id.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import * as v from "valibot";
 import { PyroError } from "../protocol/errors.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { isWorkspaceId, NAME_RE } from "./ids.ts";
-import { recordPath, workspacesDir } from "./paths.ts";
+import { recordPath, workspaceDir, workspacesDir } from "./paths.ts";
 
 export const WorkspaceState = v.picklist(["created", "started", "stopped", "paused"]);
 export const NetworkPolicy = v.picklist(["off", "egress", "egress+published-ports"]);
@@ -57,12 +58,20 @@ export const WorkspaceRecord = v.object({
   reset_at: v.optional(v.nullable(v.string())),
   /** names and sha256 digests of its secrets; the values are sealed apart (secrets.ts) */
   secrets: v.optional(v.array(v.object({ name: v.string(), sha256: v.string() }))),
+  /**
+   * A create or start under way, and the process doing it (pid + its start time, so a reused
+   * pid is not taken for it). Cleared when it finishes. Its process gone with this still set:
+   * the create was abandoned (the workspace is removed) or the start was (it is stopped).
+   */
+  in_progress: v.optional(
+    v.nullable(v.object({ op: v.picklist(["create", "start"]), pid: v.number(), pid_start: v.string() })),
+  ),
 });
 export type WorkspaceRecord = v.InferOutput<typeof WorkspaceRecord>;
 
 /** What users see: the record minus internal bookkeeping. */
 export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
-  const { supervisor_pid: _s, vmm_pid: _v, boot_id: _b, net: _n, ...rest } = r;
+  const { supervisor_pid: _s, vmm_pid: _v, boot_id: _b, in_progress: _p, net: _n, ...rest } = r;
   return {
     ...rest,
     allow_hosts: rest.allow_hosts ?? [],
@@ -154,6 +163,22 @@ export function readRecord(home: string, id: string): WorkspaceRecord | null {
 
 export function writeRecord(home: string, record: WorkspaceRecord): void {
   writeFileAtomic(recordPath(home, record.workspace_id), `${JSON.stringify(record, null, 2)}\n`);
+}
+
+/** Directories in workspaces/ that are not workspaces: a create's staging and a delete's trash. */
+export const NEW_PREFIX = ".new-";
+export const TRASH_PREFIX = ".trash-";
+
+/**
+ * Make a new workspace appear with its record in one step: the directory is built as
+ * `.new-<id>` and renamed into place, so a crash never leaves a workspace directory without
+ * a record (which no listing could show). Call under the registry lock (sweepDebris).
+ */
+export function publishRecord(home: string, record: WorkspaceRecord): void {
+  const staging = join(workspacesDir(home), `${NEW_PREFIX}${record.workspace_id}`);
+  mkdirSync(staging, { recursive: true, mode: 0o700 });
+  writeFileAtomic(join(staging, "workspace.json"), `${JSON.stringify(record, null, 2)}\n`);
+  renameSync(staging, workspaceDir(home, record.workspace_id));
 }
 
 /**

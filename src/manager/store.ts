@@ -4,20 +4,22 @@
  * breaks a lookup of another workspace. A pid is acted on only when its /proc cmdline names
  * the workspace id (pid reuse guard).
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../protocol/errors.ts";
 import { removeTapNetwork } from "../vmm/net/host.ts";
 import { isWorkspaceId } from "./ids.ts";
 import { pidAlive, withLock } from "./lock.ts";
 import { releaseNetwork } from "./network.ts";
-import { locksDir, workspaceDir } from "./paths.ts";
+import { locksDir, workspaceDir, workspacesDir } from "./paths.ts";
 import {
   corruptError,
   type LoadedRecord,
   loadRecord,
+  NEW_PREFIX,
   readRecord,
   scanRecords,
+  TRASH_PREFIX,
   type WorkspaceRecord,
   writeRecord,
 } from "./record.ts";
@@ -42,14 +44,70 @@ export async function updateRecord(
   });
 }
 
+/**
+ * Remove a workspace: its directory is first renamed to `.trash-<id>-<pid>` (one step, so a
+ * crash never leaves half a workspace that still looks like one), then deleted.
+ */
 export function removeWorkspaceFiles(home: string, id: string): void {
   // its tap network, if it has one (a corrupt record cannot say: removal is idempotent)
   const l = loadRecord(home, id);
   if (l && (!l.ok || l.record.net)) removeTapNetwork(id);
-  rmSync(workspaceDir(home, id), { recursive: true, force: true });
+  const trash = join(workspacesDir(home), `${TRASH_PREFIX}${id}-${process.pid}`);
+  try {
+    renameSync(workspaceDir(home, id), trash);
+    rmSync(trash, { recursive: true, force: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
   rmSync(recordLock(home, id), { force: true });
   // a caller waiting on it gets the lock on the removed file, then finds no record
   rmSync(lifecycleLock(home, id), { force: true });
+}
+
+/**
+ * Remove what crashed creates and deletes left in workspaces/: staging directories (only
+ * made under the registry lock, so under it any one seen is dead) and trash. Call under the
+ * registry lock.
+ */
+export function sweepDebris(home: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(workspacesDir(home));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (n.startsWith(NEW_PREFIX) || n.startsWith(TRASH_PREFIX))
+      rmSync(join(workspacesDir(home), n), { recursive: true, force: true });
+  }
+}
+
+/** A process's start time (clock ticks since boot), null when it is gone or a zombie. */
+export function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8") as string;
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return f[0] === "Z" ? null : (f[19] ?? null);
+  } catch {
+    return null;
+  }
+}
+
+export type InProgress = NonNullable<WorkspaceRecord["in_progress"]>;
+
+/** This process as the owner of a create or start. */
+export function inProgress(op: InProgress["op"]): InProgress {
+  return { op, pid: process.pid, pid_start: processStart(process.pid) ?? "?" };
+}
+
+/** Is the process that began a create or start still running (the same process, not a reused pid)? */
+export function ownerAlive(p: InProgress): boolean {
+  return processStart(p.pid) === p.pid_start;
+}
+
+/** Has a workspace's TTL run out? (a running one's supervisor ends it itself; repairRecord the rest) */
+export function expired(r: WorkspaceRecord, at = Date.now()): boolean {
+  return r.expires_at !== null && Date.parse(r.expires_at) <= at;
 }
 
 /** How long a lifecycle change waits for another one on the same workspace (`PYRO_LIFECYCLE_WAIT_MS`). */
@@ -108,29 +166,68 @@ export function supervisorAlive(r: WorkspaceRecord): boolean {
 }
 
 /**
- * Bring a record in line with reality: a "started" workspace whose supervisor is gone is
- * stopped, and a VMM it left behind (should pdeathsig have failed) is killed.
+ * Bring a record in line with reality; null when the workspace no longer exists after it.
+ * - A create whose process died before it finished is discarded: its supervisor and VMM are
+ *   killed and its files removed (nobody was told the workspace exists).
+ * - A `started` workspace whose supervisor is gone, or a `created` one (a start under way)
+ *   whose starting process and supervisor are both gone, is stopped, and a VMM it left
+ *   behind (should pdeathsig have failed) is killed.
+ * - A stopped workspace whose TTL has run out is deleted, without booting it (the TTL counts
+ *   while stopped; a running workspace's supervisor ends it itself).
  */
-export async function repairRecord(home: string, r: WorkspaceRecord): Promise<WorkspaceRecord> {
-  if (r.state !== "started" || supervisorAlive(r)) return r;
-  if (pidOfWorkspace(r.vmm_pid, r.workspace_id)) {
+export async function repairRecord(home: string, r: WorkspaceRecord): Promise<WorkspaceRecord | null> {
+  const p = r.in_progress;
+  if (p?.op === "create" && !ownerAlive(p)) {
+    await discardWorkspace(home, r);
+    return null;
+  }
+  const dead = (x: WorkspaceRecord) =>
+    !supervisorAlive(x) &&
+    (x.state === "started" || (x.state === "created" && !(x.in_progress && ownerAlive(x.in_progress))));
+  let cur: WorkspaceRecord = r;
+  if (dead(r)) {
+    if (pidOfWorkspace(r.vmm_pid, r.workspace_id)) {
+      try {
+        process.kill(r.vmm_pid as number, "SIGKILL");
+      } catch {}
+    }
+    // the tap and nftables table a dead supervisor left (named in the record before they existed)
+    if (r.net) releaseNetwork(home, r.workspace_id);
+    cur = await updateRecord(home, r.workspace_id, (x) =>
+      dead(x)
+        ? {
+            ...x,
+            state: "stopped",
+            stop_reason:
+              x.state === "started"
+                ? `supervisor died unexpectedly (pid ${x.supervisor_pid ?? "?"}); the machine was stopped`
+                : "the start was interrupted (its process died); the machine was stopped",
+            supervisor_pid: null,
+            vmm_pid: null,
+            in_progress: null,
+          }
+        : x,
+    );
+  }
+  if (cur.state !== "started" && cur.state !== "created" && expired(cur)) {
+    removeWorkspaceFiles(home, cur.workspace_id);
+    return null;
+  }
+  return cur;
+}
+
+/** Kill an abandoned create's supervisor and VMM (verified by cmdline), then remove its files. */
+async function discardWorkspace(home: string, r: WorkspaceRecord): Promise<void> {
+  const pids = [r.supervisor_pid, r.vmm_pid].filter((x) => pidOfWorkspace(x, r.workspace_id)) as number[];
+  for (const pid of pids) {
     try {
-      process.kill(r.vmm_pid as number, "SIGKILL");
+      process.kill(pid, "SIGKILL");
     } catch {}
   }
-  // the tap and nftables table a dead supervisor left (named in the record before they existed)
+  const deadline = Date.now() + 5000;
+  while (pids.some((x) => pidOfWorkspace(x, r.workspace_id)) && Date.now() < deadline) await Bun.sleep(20);
   if (r.net) releaseNetwork(home, r.workspace_id);
-  return updateRecord(home, r.workspace_id, (cur) =>
-    cur.state === "started" && !supervisorAlive(cur)
-      ? {
-          ...cur,
-          state: "stopped",
-          stop_reason: `supervisor died unexpectedly (pid ${cur.supervisor_pid ?? "?"}); the machine was stopped`,
-          supervisor_pid: null,
-          vmm_pid: null,
-        }
-      : cur,
-  );
+  removeWorkspaceFiles(home, r.workspace_id);
 }
 
 /** Find a workspace by id or unique name; a corrupt record is returned as such (delete needs it). */
@@ -158,7 +255,14 @@ export function findRecord(home: string, ref: string): WorkspaceRecord {
 }
 
 export async function resolveWorkspace(home: string, ref: string): Promise<WorkspaceRecord> {
-  return repairRecord(home, findRecord(home, ref));
+  const r = findRecord(home, ref);
+  const cur = await repairRecord(home, r);
+  if (cur) return cur;
+  const why = r.in_progress?.op === "create" ? "its create was interrupted" : "its ttl ran out";
+  throw new PyroError("WORKSPACE_NOT_FOUND", `workspace ${r.workspace_id} no longer exists: ${why}`, {
+    details: { workspace_id: r.workspace_id },
+    hint: "`pyro workspace list` shows what exists",
+  });
 }
 
 export function workspaceExists(home: string, id: string): boolean {

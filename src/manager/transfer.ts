@@ -18,12 +18,14 @@ import {
   statSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import { fault } from "../base/fault.ts";
 import { packTree } from "../protocol/archive/pack.ts";
 import { unpackTar } from "../protocol/archive/unpack.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
 import { AsyncQueue } from "../protocol/queue.ts";
 import { callWorkspace } from "./client.ts";
+import { pidAlive } from "./lock.ts";
 import type { WorkspaceRecord } from "./record.ts";
 
 /** Contract: seed/sync archive upload timeout. */
@@ -148,7 +150,8 @@ export async function exportToTarFile(
  * `workspace export ID PATH --output HOST_PATH`: the file or directory at PATH becomes
  * HOST_PATH. The output must not exist (no silent overwrite) and its parent must.
  * Invariants: the archive is unpacked only inside a fresh 0700 staging directory made
- * beside the output; the output's directory is resolved once (realpath) and resolved again
+ * beside the output (one left by an export killed midway is removed by the next export into
+ * that directory); the output's directory is resolved once (realpath) and resolved again
  * right before the result is put in place — if it changed (a symlink swapped in) or the
  * guard (MCP: granted roots) refuses it, nothing is written; the result is placed with
  * no-replace semantics (link(2) for a file or symlink, mkdir(2) then rename(2) over that
@@ -174,7 +177,8 @@ export async function exportToHost(
   const realParent = realpathSync(parent);
   opts.guardWrite?.(realParent);
   const target = join(realParent, basename(out));
-  const staging = mkdtempSync(join(realParent, ".pyro-export-"));
+  sweepStaleStaging(realParent);
+  const staging = mkdtempSync(join(realParent, `${STAGING_PREFIX}${process.pid}-`));
   try {
     // Chunks flow into the safe extractor as they arrive (bounded by the extractor's pace).
     const q = new AsyncQueue<Uint8Array>();
@@ -182,7 +186,10 @@ export async function exportToHost(
     unpacking.catch(() => {});
     let bytes = 0;
     try {
-      bytes = await exportStream(home, r, path, (c) => q.push(c));
+      bytes = await exportStream(home, r, path, (c) => {
+        fault("export.output");
+        q.push(c);
+      });
       q.end();
     } catch (err) {
       q.fail(err);
@@ -207,6 +214,20 @@ export async function exportToHost(
     return { output: out, artifact_type, bytes };
   } finally {
     rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/** An export's staging directory beside its output: `.pyro-export-<pid>-XXXXXX`. */
+const STAGING_PREFIX = ".pyro-export-";
+
+/**
+ * Remove the staging directories that exports killed midway left in `dir`: those whose pid
+ * no longer runs (a live pid, even a reused one, keeps its directory: never a live export's).
+ */
+function sweepStaleStaging(dir: string): void {
+  for (const n of readdirSync(dir)) {
+    const m = n.startsWith(STAGING_PREFIX) ? /^(\d+)-/.exec(n.slice(STAGING_PREFIX.length)) : null;
+    if (m && !pidAlive(Number(m[1]))) rmSync(join(dir, n), { recursive: true, force: true });
   }
 }
 

@@ -1,6 +1,7 @@
 /** Workspace lifecycle: create/list/status/update/logs/exec/stop/start/delete. */
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { fault } from "../base/fault.ts";
 import { withImageDefaults } from "../env/image/defaults.ts";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { findInstalled } from "../env/store.ts";
@@ -23,11 +24,16 @@ import {
   READY_FILE,
   runDir,
   supervisorLogPath,
-  workspaceDir,
 } from "./paths.ts";
 import { discardPausedState } from "./paused-state.ts";
 import { type Project, projectSeed } from "./project.ts";
-import { type CorruptRecord, readRecord, scanRecords, type WorkspaceRecord, writeRecord } from "./record.ts";
+import {
+  type CorruptRecord,
+  publishRecord,
+  readRecord,
+  scanRecords,
+  type WorkspaceRecord,
+} from "./record.ts";
 import {
   resolveSecrets,
   type SecretInput,
@@ -40,12 +46,14 @@ import { captureBaselineSnapshot } from "./snapshots.ts";
 import {
   checkNameFree,
   findRecord,
+  inProgress,
   lookupWorkspace,
   pidOfWorkspace,
   registryLock,
   removeWorkspaceFiles,
   repairRecord,
   resolveWorkspace,
+  sweepDebris,
   updateRecord,
   withLifecycle,
 } from "./store.ts";
@@ -82,6 +90,15 @@ export interface CreateInput {
 
 const now = () => new Date().toISOString();
 
+/** The workspace's VMM pid as its record has it (for PYRO_FAULT_PROC=vmm, src/base/fault.ts). */
+export const vmmOf = (home: string, id: string) => () => {
+  try {
+    return readRecord(home, id)?.vmm_pid;
+  } catch {
+    return null;
+  }
+};
+
 /**
  * Workspaces that hold a machine slot. A corrupt record counts only while a process of its
  * own is really running (its state cannot be trusted; its processes can be checked).
@@ -91,7 +108,7 @@ async function activeCount(home: string): Promise<number> {
   let n = corrupt.filter((c) => corruptRunning(home, c)).length;
   for (const r of records) {
     const cur = await repairRecord(home, r);
-    if (cur.state === "started" || cur.state === "created") n++;
+    if (cur?.state === "started" || cur?.state === "created") n++;
   }
   return n;
 }
@@ -218,7 +235,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const project = !seed && input.project ? projectSeed(input.project) : null;
   const net = checkNetworkInput(input);
   // resolvable now, or the create fails before anything is made (re-resolved at each boot)
-  if (net.allow) await resolveAllowedHosts(net.allow.hosts);
+  if (net.allow) await resolveAllowedHosts(net.allow.hosts, ctx.env);
   const installed = await ensureEnvironment(ctx, input.environment, {
     allowMissing: input.allow_host_compat ?? false,
   });
@@ -240,6 +257,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   const td = new Teardown();
   try {
     await withLock(registryLock(ctx.home), async () => {
+      sweepDebris(ctx.home);
       if (name) checkNameFree(ctx.home, name);
       const limit = maxActive(ctx.env);
       if ((await activeCount(ctx.home)) >= limit) {
@@ -248,9 +266,9 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         });
       }
       td.push("workspace files", () => removeWorkspaceFiles(ctx.home, id));
-      mkdirSync(workspaceDir(ctx.home, id), { recursive: true, mode: 0o700 });
       const t = now();
-      writeRecord(ctx.home, {
+      // the directory and its record appear together (a crash leaves no record-less directory)
+      publishRecord(ctx.home, {
         workspace_id: id,
         name,
         labels,
@@ -280,14 +298,18 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         ttl_seconds: ttl,
         command_count: 0,
         ...(secrets.length ? { secrets: secretDigests(secrets) } : {}),
+        // until cleared below: this process dying discards the workspace (store.ts repairRecord)
+        in_progress: inProgress("create"),
       });
     });
+    fault("create.record");
     storeSecrets(ctx.home, id, secrets);
     if (choice.name === "host") mkdirSync(hostRootDir(ctx.home, id), { recursive: true });
     else {
       const { createDataDisk } = await import("../env/build/datadisk.ts");
       await createDataDisk(dataDiskPath(ctx.home, id), DATA_DISK_MIB);
     }
+    fault("create.disk");
     td.push("supervisor", async () => {
       const r = readRecord(ctx.home, id);
       if (r?.supervisor_pid) {
@@ -306,14 +328,18 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     if (seed) {
       ctx.progress(`seeding /workspace from ${seed.path}`);
       await importIntoWorkspace(ctx.home, started, seed.path);
+      fault("create.seed", vmmOf(ctx.home, id));
       await captureBaseline(ctx.home, started);
     } else if (project) {
       ctx.progress(`seeding /workspace from ${project.origin_ref}`);
       await importTar(ctx.home, started, project.pack());
+      fault("create.seed", vmmOf(ctx.home, id));
       await captureBaseline(ctx.home, started);
     }
+    fault("create.done", vmmOf(ctx.home, id));
+    const done = await updateRecord(ctx.home, id, (x) => ({ ...x, in_progress: null }));
     td.release();
-    return readRecord(ctx.home, id) as WorkspaceRecord;
+    return done;
   } catch (err) {
     await td.run();
     throw err;
@@ -341,7 +367,10 @@ export async function listWorkspaces(
 ): Promise<{ records: WorkspaceRecord[]; corrupt: CorruptListing[] }> {
   const { records, corrupt } = scanRecords(ctx.home);
   const out: WorkspaceRecord[] = [];
-  for (const r of records) out.push(await repairRecord(ctx.home, r));
+  for (const r of records) {
+    const cur = await repairRecord(ctx.home, r);
+    if (cur) out.push(cur);
+  }
   return {
     records: out.sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at)),
     corrupt: corrupt.map((c) => ({
@@ -431,11 +460,19 @@ export async function execWorkspace(
   try {
     // an image environment's Env and WorkingDir (env/image/defaults.ts); none in host compat
     const manifest = r.backend === "host" ? null : findInstalled(ctx.home, r.environment)?.manifest;
+    const stdout = ctx.live?.stdout;
+    const live = {
+      ...ctx.live,
+      stdout: (b: Uint8Array) => {
+        fault("exec.output", vmmOf(ctx.home, r.workspace_id));
+        stdout?.(b);
+      },
+    };
     const res = await execOn(
       conn,
       withImageDefaults(manifest, input),
       { backend: r.backend, accelerator: r.accelerator },
-      ctx.live,
+      live,
     );
     return { workspace_id: r.workspace_id, ...res };
   } finally {
@@ -449,7 +486,7 @@ async function waitStopped(ctx: Ctx, id: string, timeoutMs: number): Promise<Wor
     const r = readRecord(ctx.home, id);
     if (!r) return null;
     const cur = await repairRecord(ctx.home, r);
-    if (cur.state !== "started") return cur;
+    if (cur?.state !== "started") return cur;
     if (Date.now() > deadline) return cur;
     await Bun.sleep(30);
   }
@@ -459,6 +496,7 @@ async function waitStopped(ctx: Ctx, id: string, timeoutMs: number): Promise<Wor
 async function stopMachine(ctx: Ctx, r: WorkspaceRecord): Promise<WorkspaceRecord | null> {
   try {
     await callWorkspace(ctx.home, r, { op: "sup.stop" });
+    fault("stop.requested", vmmOf(ctx.home, r.workspace_id));
   } catch {}
   const cur = await waitStopped(ctx, r.workspace_id, 30000);
   if (cur?.state === "started" && cur.supervisor_pid) {
@@ -525,15 +563,21 @@ export async function startWorkspaceLocked(
     if ((await activeCount(ctx.home)) >= limit) {
       throw new PyroError("WORKSPACE_LIMIT_REACHED", `at most ${limit} workspaces may run at once`);
     }
-    await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "created" }));
+    await updateRecord(ctx.home, r.workspace_id, (x) => ({
+      ...x,
+      state: "created",
+      in_progress: inProgress("start"),
+    }));
   });
+  fault("start.record");
   try {
     await launchSupervisor(ctx, r.workspace_id, opts.resume);
   } catch (err) {
-    await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "stopped" }));
+    await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "stopped", in_progress: null }));
     throw err;
   }
-  return readRecord(ctx.home, r.workspace_id) as WorkspaceRecord;
+  fault("start.done", vmmOf(ctx.home, r.workspace_id));
+  return updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, in_progress: null }));
 }
 
 export async function deleteWorkspace(
@@ -551,7 +595,8 @@ export async function deleteWorkspace(
       return { workspace_id: id, deleted: true as const };
     }
     const r = await repairRecord(ctx.home, found.record);
-    if (r.state === "started") await stopMachine(ctx, r);
+    if (r?.state === "started") await stopMachine(ctx, r);
+    fault("delete.stopped", vmmOf(ctx.home, id));
     removeWorkspaceFiles(ctx.home, id);
     return { workspace_id: id, deleted: true as const };
   });

@@ -40,11 +40,16 @@ export const memMib = v.pipe(
   v.maxValue(65536),
   v.description("Guest memory in MiB (default 1024)."),
 );
+/** The longest ttl_seconds accepted: 30 days. */
+export const TTL_MAX_SECONDS = 30 * 86400;
 export const ttlSeconds = v.pipe(
   v.number(),
   v.integer(),
   v.minValue(0),
-  v.description("Delete the workspace this many seconds after creation (default 600; 0 = never)."),
+  v.maxValue(TTL_MAX_SECONDS),
+  v.description(
+    "Delete the workspace this many seconds after creation, whether it is running or stopped (default 600; 0 = never; at most 2592000 = 30 days).",
+  ),
 );
 export const allowHostCompat = v.pipe(
   v.boolean(),

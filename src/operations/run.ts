@@ -27,8 +27,9 @@ export const runOp = defineOperation({
         v.number(),
         v.integer(),
         v.minValue(0),
+        v.maxValue(f.TTL_MAX_SECONDS),
         v.description(
-          "Bound on the disposable VM's whole life, boot included (default 600; 0 = none); a command still running then is a timed-out result.",
+          "Bound on the disposable VM's whole life, boot included (default 600; 0 = none; at most 2592000 = 30 days); a command still running then is a timed-out result.",
         ),
       ),
     ),

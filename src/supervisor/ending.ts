@@ -11,11 +11,43 @@
  *   supervisor killed outright takes it along (the VMM runs under `setpriv --pdeathsig`;
  *   the host agent kills its process groups on SIGTERM).
  * - The TTL is the only background cleanup: expiry deletes the workspace (it is disposable
- *   by contract).
+ *   by contract). Its timer is re-armed in steps of at most MAX_TIMER_MS (setTimeout takes a
+ *   32-bit delay: a longer one fires at once), and each step re-reads the clock.
+ * - A create whose process dies before it finished is abandoned: the supervisor notices
+ *   (watchCreator) and ends with the workspace's files removed, so a killed
+ *   `pyro workspace create` leaves no machine running.
  */
+import { fault } from "../base/fault.ts";
 import type { Machine } from "../manager/machine.ts";
-import { removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
+import { readRecord } from "../manager/record.ts";
+import { ownerAlive, removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
 import { log } from "./log.ts";
+
+/** The longest delay setTimeout honours (2^31 - 1 ms, ~24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How often a supervisor checks that the process creating its workspace still runs. */
+const CREATOR_POLL_MS = 250;
+
+/**
+ * Call `onGone` once if the workspace's create is abandoned: its creating process died before
+ * clearing `in_progress`, or the record is gone. Stops watching when the create finishes.
+ */
+export function watchCreator(home: string, id: string, onGone: () => void): void {
+  const timer = setInterval(() => {
+    let gone: boolean;
+    try {
+      const r = readRecord(home, id);
+      if (r && r.in_progress?.op !== "create") return clearInterval(timer);
+      gone = !r || !ownerAlive(r.in_progress as NonNullable<typeof r.in_progress>);
+    } catch {
+      gone = false; // a record being rewritten or damaged: look again next time
+    }
+    if (gone) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, CREATOR_POLL_MS);
+}
 
 export interface EndOptions {
   /** remove the workspace's files once the machine is down (delete, TTL expiry) */
@@ -49,8 +81,13 @@ export class Ending {
   /** End the supervisor when the workspace's TTL runs out (at once if it already has). */
   armTtl(expiresAt: string | null | undefined): void {
     if (!expiresAt) return;
-    const ms = Date.parse(expiresAt) - Date.now();
-    setTimeout(() => this.end("ttl expired", { deleteAfter: true }), Math.max(ms, 0));
+    const at = Date.parse(expiresAt);
+    const step = () => {
+      const ms = at - Date.now();
+      if (ms <= 0) this.end("ttl expired", { deleteAfter: true });
+      else setTimeout(step, Math.min(ms, MAX_TIMER_MS));
+    };
+    step();
   }
 
   /** End on SIGTERM, SIGINT and SIGHUP. */
@@ -69,6 +106,7 @@ export class Ending {
   private async run(reason: string, opts: EndOptions): Promise<void> {
     log(`stopping: ${reason}`);
     for (const close of this.closers) close(reason);
+    fault("supervisor.ending", () => this.machine.handle.pid);
     let why = reason;
     let paused = false;
     if (opts.pause) {

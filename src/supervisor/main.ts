@@ -19,30 +19,45 @@
  * - ending.ts: the one end (request, TTL, signal, machine exit), the VMM shut down with it
  *   and the record's final state written.
  */
+import { fault, setFaultRole } from "../base/fault.ts";
 import { supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
 import { Redactor } from "../manager/redact.ts";
 import { loadSecrets } from "../manager/secrets.ts";
+import { removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
 import { call } from "../protocol/call.ts";
 import { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { AgentLink } from "./agent.ts";
 import { announceStarted, bootMachine } from "./boot.ts";
 import { DetachedExecs } from "./detached.ts";
-import { Ending } from "./ending.ts";
+import { Ending, watchCreator } from "./ending.ts";
 import { PortForwards } from "./forward.ts";
 import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
+import { log } from "./log.ts";
 import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
 import { relayCall } from "./relay.ts";
 
 /** `resume`: restore the paused machine state instead of booting (src/supervisor/pause.ts). */
 export async function supervise(home: string, id: string, opts: { resume?: boolean } = {}): Promise<void> {
+  setFaultRole("supervisor");
   const record = readRecord(home, id);
   if (!record) throw new PyroError("WORKSPACE_NOT_FOUND", `no workspace ${id}`);
+  // known from the start, so a boot under way can be found (and stopped) by its pid
+  await updateRecord(home, id, (r) => ({ ...r, supervisor_pid: process.pid }));
 
+  // An abandoned create: during boot, exit (the VMM dies with us, pdeathsig) with the files
+  // removed; once up, the ordinary end with the files removed.
+  let ending: Ending | null = null;
+  watchCreator(home, id, () => {
+    log("the creating process died before the create finished: discarding the workspace");
+    if (ending) return ending.end("create abandoned", { deleteAfter: true });
+    removeWorkspaceFiles(home, id);
+    process.exit(1);
+  });
   const machine = await bootMachine(home, record, opts);
   if (!machine) process.exit(1);
   // The workspace's secrets go to the agent after every boot (create, start, reset); every
@@ -50,7 +65,7 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   const secrets = loadSecrets(home, id);
   const redactor = Redactor.of(secrets);
   if (secrets.length) await call(machine.conn, { op: "secrets.set", secrets });
-  const ending = new Ending(home, id, machine);
+  ending = new Ending(home, id, machine);
   ending.armTtl(record.expires_at);
 
   const agent = new AgentLink(machine.conn, home, id);
@@ -76,6 +91,7 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
     });
   });
   ending.onEnd(() => server.stop());
+  fault("boot.agent-hello", () => machine.handle.pid);
   await announceStarted(home, id, machine);
   ending.trapSignals();
 }

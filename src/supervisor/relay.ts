@@ -82,7 +82,10 @@ export function relayCall(
   const relayed = (async () => {
     for await (const ev of upstream.events) {
       call.lastProgress = Date.now();
-      if (ev.kind === "data") send(ev.bytes, ev.channel);
+      if (ev.kind === "data") {
+        fault(`${op}.output`);
+        send(ev.bytes, ev.channel);
+      } else {
       else {
         if (ev.message.type === "started" && typeof ev.message.pid === "number") call.pid = ev.message.pid;
         client.sendJson(ev.message);
