@@ -21,6 +21,7 @@ import { forwardSection } from "./bench/forward.ts";
 import { guestExec } from "./bench/guest-exec.ts";
 import { type BenchCtx, loadAvg, ms, PYRO, ROOT, type Section, sh } from "./bench/lib.ts";
 import { sectionBlock, writeReport } from "./bench/report.ts";
+import { shellSection } from "./bench/shell.ts";
 import { servicesSection } from "./bench/services.ts";
 import { snapshots } from "./bench/snapshots.ts";
 import { pauseSection } from "./bench/templates-pause.ts";
@@ -38,6 +39,7 @@ const SECTIONS: Section[] = [
   detachedSection,
   pauseSection,
   forwardSection,
+  shellSection,
   servicesSection,
 ];
 const NEEDS_GUEST = new Set([
@@ -50,6 +52,7 @@ const NEEDS_GUEST = new Set([
   "detached",
   "pause",
   "forward",
+  "shell",
   "services",
 ]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
