@@ -92,7 +92,8 @@ const log = (line: string) =>
 // Short path: QEMU's UNIX sockets live under it (sun_path is 108 bytes).
 const home = mkdtempSync(join(os.tmpdir(), "pyro-bench-"));
 const env: Record<string, string | undefined> = { ...process.env, PYRO_HOME: home };
-env.PYRO_BUILD_CACHE ??= join(ROOT, ".cache", "build");
+// Same default as scripts/setup.sh, scripts/test.ts and test/preload.ts (a different one rebuilds the kernel).
+env.PYRO_BUILD_CACHE ??= process.getuid?.() === 0 ? "/var/cache/pyro/build" : join(ROOT, ".cache", "build");
 delete env.PYRO_BACKEND; // sections choose it where they must
 delete env.PYRO_REGISTRY;
 
