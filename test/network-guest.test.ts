@@ -7,7 +7,8 @@
  * - policy off cannot reach the same server with the same probe;
  * - kill -9 of the supervisor, then of the VMM: after the next pyro command no tap device and
  *   no nftables table of the workspace remain.
- * Boots: three (allow-list, off, the restart for the VMM kill).
+ * - an allowed host name follows the guest's own lookups (a DNS server on loopback moves it);
+ * Boots: four (allow-list, off, the restart for the VMM kill, the host-name workspace).
  */
 import { afterAll, beforeAll, expect } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
@@ -169,6 +170,87 @@ net.describe("real guest: tap network with an egress allow-list", () => {
       expect(await waitFor(() => record(id).state === "stopped", 30000)).toBe(true);
       expect(await waitFor(() => !tapExists(id) && !tableExists(id), 10000)).toBe(true);
       expect(record(id).stop_reason).toMatch(/machine exited|lost the agent connection/);
+    },
+    240_000,
+  );
+  net.test(
+    "real guest: --allow-host follows the guest's own lookups (a local DNS server rotates the name's address)",
+    async () => {
+      const [a, b] = servers as [ReturnType<typeof Bun.serve>, ReturnType<typeof Bun.serve>];
+      // A DNS server on this host's loopback: svc.pyro.test → `allowed` until told to rotate, then `other`.
+      let answer = allowed;
+      const dns = await Bun.udpSocket({
+        hostname: "127.0.0.1",
+        port: 0,
+        socket: {
+          data(sock, q, port, addr) {
+            let end = 12;
+            while (end < q.length && q[end] !== 0) end += (q[end] as number) + 1;
+            const question = q.subarray(12, end + 5);
+            const name = new TextDecoder()
+              .decode(q.subarray(13, end))
+              .replace(/[\x00-\x1f]/g, ".")
+              .toLowerCase();
+            const isA = q[end + 2] === 1;
+            const found = name === "svc.pyro.test" && isA;
+            const header = Buffer.from([
+              q[0] as number,
+              q[1] as number,
+              0x81,
+              name === "svc.pyro.test" ? 0x80 : 0x83,
+              0,
+              1,
+              0,
+              found ? 1 : 0,
+              0,
+              0,
+              0,
+              0,
+            ]);
+            const rr = found
+              ? Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, ...answer.split(".").map(Number)])
+              : Buffer.alloc(0);
+            sock.send(Buffer.concat([header, question, rr]), port, addr);
+          },
+        },
+      });
+      const env = { PYRO_DNS_UPSTREAM: `127.0.0.1:${dns.port}` };
+      try {
+        const c = await pyro(
+          ["workspace", "create", "debian:12", "--json", "--allow-host", "svc.pyro.test"],
+          {
+            home,
+            env,
+          },
+        );
+        expect(c.code).toBe(0);
+        const id = c.json.workspace_id as string;
+        ids.push(id);
+        expect(c.json.allow_hosts).toEqual(["svc.pyro.test"]);
+        const exec = (line: string) =>
+          pyro(["workspace", "exec", id, "--json", "--timeout-seconds", "20", "--", "bash", "-c", line], {
+            home,
+          });
+        // resolved at create and boot: `allowed` is reachable, `other` not (yet)
+        expect(probeReached(await exec(probeLine(allowed, a.port as number)), `hello-from-${allowed}`)).toBe(
+          true,
+        );
+        expect(probeReached(await exec(probeLine(other, b.port as number)), `hello-from-${other}`)).toBe(
+          false,
+        );
+        // the name moves; the guest's lookup (through the supervisor's forwarder) teaches the allow-list
+        answer = other;
+        const look = await exec("getent hosts svc.pyro.test");
+        expect(look.json.stdout).toContain(other);
+        expect(probeReached(await exec(probeLine(other, b.port as number)), `hello-from-${other}`)).toBe(
+          true,
+        );
+        await pyro(["workspace", "delete", id], { home });
+        expect(tapExists(id)).toBe(false);
+        expect(tableExists(id)).toBe(false);
+      } finally {
+        dns.close();
+      }
     },
     240_000,
   );

@@ -14,11 +14,11 @@
  *   logs/network-refusals.json (counts summed per destination) before deleting it.
  */
 
-import { lookup } from "node:dns/promises";
+import { lookup, Resolver } from "node:dns/promises";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../protocol/errors.ts";
-import { type AllowList, splitAllowed, validateAllowList } from "../vmm/net/allow.ts";
+import { type AllowList, parseIpv4, splitAllowed, validateAllowList } from "../vmm/net/allow.ts";
 import { startDnsForwarder } from "../vmm/net/dns.ts";
 import {
   allowAddress,
@@ -73,19 +73,43 @@ export function checkNetworkInput(input: {
   return { policy: input.network_policy ?? "egress", allow };
 }
 
+/**
+ * `PYRO_DNS_UPSTREAM=IP[:PORT]`: the resolver pyro uses for allowed names and forwards the
+ * guest's lookups to (default: the host's own resolution, and the first nameserver of
+ * /etc/resolv.conf for the guest). Null when unset.
+ */
+export function dnsUpstream(env: Record<string, string | undefined>): { host: string; port: number } | null {
+  const raw = env.PYRO_DNS_UPSTREAM;
+  if (!raw) return null;
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?$/.exec(raw);
+  const port = m ? Number(m[2] ?? 53) : 0;
+  if (!m || parseIpv4(m[1] as string) === null || port < 1 || port > 65535) {
+    throw new PyroError("INVALID_INPUT", `PYRO_DNS_UPSTREAM must be IPv4[:PORT] (got "${raw}")`);
+  }
+  return { host: m[1] as string, port };
+}
+
 /** Every IPv4 address of each allowed host name, resolved on the host now. */
-export async function resolveAllowedHosts(hosts: string[]): Promise<string[]> {
+export async function resolveAllowedHosts(
+  hosts: string[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<string[]> {
+  const upstream = dnsUpstream(env);
+  const resolver = upstream ? new Resolver({ timeout: 5000, tries: 2 }) : null;
+  resolver?.setServers([`${upstream?.host}:${upstream?.port}`]);
   const out = new Set<string>();
   for (const h of hosts) {
-    let addrs: { address: string }[];
+    let addrs: string[];
     try {
-      addrs = await lookup(h, { family: 4, all: true });
+      addrs = resolver
+        ? await resolver.resolve4(h)
+        : (await lookup(h, { family: 4, all: true })).map((a) => a.address);
     } catch (err) {
       throw new PyroError("INVALID_INPUT", `allow_hosts entry "${h}" does not resolve on this host`, {
         details: { host: h, reason: (err as NodeJS.ErrnoException).code ?? String(err) },
       });
     }
-    for (const a of addrs) out.add(a.address);
+    for (const a of addrs) out.add(a);
   }
   return [...out];
 }
@@ -104,11 +128,12 @@ export async function setupNetwork(
   home: string,
   r: WorkspaceRecord,
   recordNet: (net: NonNullable<WorkspaceRecord["net"]>) => Promise<unknown>,
+  env: Record<string, string | undefined> = process.env,
 ): Promise<WorkspaceNetwork | null> {
   if (!usesTap(r)) return null;
   const id = r.workspace_id;
   const allow = hasAllowList(r)
-    ? splitAllowed(r.allow_cidrs ?? [], await resolveAllowedHosts(r.allow_hosts ?? []))
+    ? splitAllowed(r.allow_cidrs ?? [], await resolveAllowedHosts(r.allow_hosts ?? [], env))
     : null;
   const tap = await createTapNetwork({
     workspaceId: id,
@@ -131,7 +156,11 @@ export async function setupNetwork(
     for (const addr of a) if (!learned.has(addr) && allowAddress(id, addr)) learned.add(addr);
   };
   try {
-    dns = await startDnsForwarder(tap.gatewayIp, { onAnswer });
+    const upstream = dnsUpstream(env);
+    dns = await startDnsForwarder(tap.gatewayIp, {
+      onAnswer,
+      ...(upstream ? { upstream: upstream.host, upstreamPort: upstream.port } : {}),
+    });
   } catch (err) {
     release();
     throw new PyroError(
