@@ -340,3 +340,44 @@ export async function publish(run: Run, ws: string, guestPort: number): Promise<
   );
   expect(refused).toBe("refused");
 }
+
+/**
+ * kill -9 of the supervisor while a published service runs: no listener and no service process
+ * survive, and the service reads `stopped` with the reason. Leaves the workspace stopped.
+ */
+export async function supervisorKilled(run: Run, ws: string, home: string, guestPort: number): Promise<void> {
+  const marker = `${guestPort} --bind 127.0.0.1`;
+  const r = await start(
+    run,
+    ws,
+    "orphan",
+    ["--ready-tcp", String(guestPort), "--publish", String(guestPort)],
+    `exec python3 -m http.server ${marker}`,
+  );
+  expect(r.code).toBe(0);
+  const hostPort = r.json.published_ports[0].host_port;
+  expect((await fetch(`http://127.0.0.1:${hostPort}/`)).status).toBe(200);
+  const rec = JSON.parse(await Bun.file(`${home}/workspaces/${ws}/workspace.json`).text());
+  process.kill(rec.supervisor_pid, "SIGKILL");
+  await until("the supervisor gone", async () => {
+    try {
+      process.kill(rec.supervisor_pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  const refused = await fetch(`http://127.0.0.1:${hostPort}/`).then(
+    () => "answered",
+    () => "refused",
+  );
+  expect(refused).toBe("refused");
+  const s = await status(run, ws, "orphan");
+  expect(s.state).toBe("stopped");
+  expect(s.published_ports).toEqual([]);
+  expect(s.end_reason).toContain("machine ended");
+  expect((await run(["workspace", "status", ws, "--json"])).json).toMatchObject({
+    state: "stopped",
+    services: 0,
+  });
+}

@@ -3,7 +3,7 @@
  * of test/service-cases.ts, one workspace for all of them (reset last).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt, freshHome, processesMatching, pyro } from "./helpers.ts";
+import { ensureBuilt, freshHome, processesMatching, pyro, waitFor } from "./helpers.ts";
 import * as cases from "./service-cases.ts";
 
 const SECRET = `svc-secret-${process.pid}-value`;
@@ -73,4 +73,10 @@ describe("services (host compat)", () => {
     }
   }, 120_000);
   test("the summary lists services; reset ends them", () => cases.goneAfterReset(run, ws), 180_000);
+  test("kill -9 of the supervisor: no listener, no service process; the service reads stopped", async () => {
+    const port = 20000 + ((process.pid + 7) % 20000);
+    await cases.supervisorKilled(run, ws, home, port);
+    await waitFor(() => processesMatching(`http.server ${port} --bind`).length === 0, 10_000);
+    expect(processesMatching(`http.server ${port} --bind`)).toEqual([]);
+  }, 120_000);
 });
