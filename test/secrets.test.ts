@@ -10,7 +10,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { toolsFor } from "../src/mcp/tools.ts";
 import { Pyro } from "../src/sdk/index.ts";
-import { ensureBuilt, freshHome, PYRO, pyro, toolPayload } from "./helpers.ts";
+import { ensureBuilt, freshHome, PYRO, processesMatching, pyro, toolPayload } from "./helpers.ts";
 import { badInput, findLeaks, leakCheck } from "./secrets-cases.ts";
 
 const env = { PYRO_BACKEND: "host" };
@@ -99,6 +99,36 @@ describe("secrets (host compat)", () => {
       expect(findLeaks([value], transcript)).toEqual([]);
     } finally {
       await client.close();
+    }
+  }, 120_000);
+
+  test("a store that cannot be read back fails the start as a boot error (WORKSPACE_CORRUPT), stopped", async () => {
+    await ensureBuilt();
+    const home = freshHome();
+    const run = (args: string[]) => pyro(args, { home, env });
+    const c = await run([
+      "workspace",
+      "create",
+      "--allow-host-compat",
+      "--secret",
+      "K=some-value-1",
+      "--json",
+    ]);
+    expect(c.code).toBe(0);
+    const id = c.json.workspace_id;
+    try {
+      expect((await run(["workspace", "stop", id])).code).toBe(0);
+      writeFileSync(join(home, "workspaces", id, "secrets.key"), Buffer.alloc(32));
+      const started = await run(["workspace", "start", id, "--json"]);
+      expect({ code: started.code, error: started.json?.code }).toEqual({
+        code: 65,
+        error: "WORKSPACE_CORRUPT",
+      });
+      const st = await run(["workspace", "status", id, "--json"]);
+      expect(st.json.state).toBe("stopped");
+      expect(processesMatching(id)).toEqual([]);
+    } finally {
+      await run(["workspace", "delete", id]);
     }
   }, 120_000);
 

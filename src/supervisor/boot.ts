@@ -1,18 +1,21 @@
 /**
  * Boot and handshake, and the two ways the supervisor tells its creator how that went
  * (src/manager/workspaces.ts launchSupervisor waits for one of them):
- * - failure: `boot-error.json` (the error's JSON shape) and a `stopped` record with the reason;
+ * - failure (the secrets not delivered included): `boot-error.json` (the error's JSON shape)
+ *   and a `stopped` record with the reason;
  * - success: a `started` record naming the machine, then `supervisor.ready` (written last,
  *   so a creator that sees it also sees the started record).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
+import { releasedAfter, setupNetwork, type WorkspaceNetwork } from "../manager/network.ts";
 import { BOOT_ERROR_FILE, READY_FILE, runDir } from "../manager/paths.ts";
 import { discardPausedState } from "../manager/paused-state.ts";
-import { releasedAfter, setupNetwork, type WorkspaceNetwork } from "../manager/network.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
+import { loadSecrets } from "../manager/secrets.ts";
 import { updateRecord } from "../manager/store.ts";
+import { call } from "../protocol/call.ts";
 import { toPyroError } from "../protocol/errors.ts";
 import { log } from "./log.ts";
 
@@ -32,6 +35,11 @@ export async function bootMachine(
     const { backend, spec } = await prepareBoot(home, record, opts);
     if (net) spec.tap = net.tap;
     const machine = releasedAfter(await startMachine(backend, spec), net);
+    // the workspace's secrets, after every boot (create, start, reset); a failure is a boot failure
+    await giveSecrets(home, id, machine).catch(async (err) => {
+      await machine.shutdown();
+      throw err;
+    });
     // A resumed machine has moved on from its saved state; a booted one never had one.
     discardPausedState(home, id);
     log(
@@ -52,6 +60,16 @@ export async function bootMachine(
     }));
     return null;
   }
+}
+
+/**
+ * Send the workspace's secrets to the agent (secrets.set): it keeps them in memory and, in a
+ * guest, on the tmpfs /run/pyro/secrets (guest/secrets.ts). A resumed machine still holds
+ * them; sending them again is harmless.
+ */
+async function giveSecrets(home: string, id: string, machine: Machine): Promise<void> {
+  const secrets = loadSecrets(home, id);
+  if (secrets.length) await call(machine.conn, { op: "secrets.set", secrets });
 }
 
 /** The machine is up and clients can connect: record it as started, then say ready. */

@@ -11,7 +11,7 @@
  * - local.ts: the supervisor's own `sup.*` requests;
  * - history.ts: the command history and `command_count` (activity time is invoke()'s);
  * - detached.ts: detached execs (`sup.exec.*`), run by the supervisor and spooled to files;
- * - secrets: sent to the agent after boot (secrets.set); their Redactor (manager/redact.ts)
+ * - secrets: sent to the agent at boot (boot.ts, secrets.set); their Redactor (manager/redact.ts)
  *   is applied by relay.ts (exec output, errors), history.ts, detached.ts and shells.ts;
  * - shells.ts: persistent shells (`sup.shell.*`), their output buffered here for any client;
  * - services.ts: services (`sup.service.*`): runs, readiness, restarts, logs and ports;
@@ -22,10 +22,8 @@
 import { fault, setFaultRole } from "../base/fault.ts";
 import { supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
-import { Redactor } from "../manager/redact.ts";
-import { loadSecrets } from "../manager/secrets.ts";
+import { workspaceRedactor } from "../manager/secrets.ts";
 import { removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
-import { call } from "../protocol/call.ts";
 import { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { AgentLink } from "./agent.ts";
@@ -37,9 +35,9 @@ import { CommandHistory } from "./history.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
 import { log } from "./log.ts";
+import { relayCall } from "./relay.ts";
 import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
-import { relayCall } from "./relay.ts";
 
 /** `resume`: restore the paused machine state instead of booting (src/supervisor/pause.ts). */
 export async function supervise(home: string, id: string, opts: { resume?: boolean } = {}): Promise<void> {
@@ -60,11 +58,9 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   });
   const machine = await bootMachine(home, record, opts);
   if (!machine) process.exit(1);
-  // The workspace's secrets go to the agent after every boot (create, start, reset); every
-  // output this supervisor relays or writes goes through their redactor (manager/redact.ts).
-  const secrets = loadSecrets(home, id);
-  const redactor = Redactor.of(secrets);
-  if (secrets.length) await call(machine.conn, { op: "secrets.set", secrets });
+  // The agent has the workspace's secrets (boot.ts); every output this supervisor relays or
+  // writes goes through their redactor (manager/redact.ts).
+  const redactor = workspaceRedactor(home, id);
   ending = new Ending(home, id, machine);
   ending.armTtl(record.expires_at);
 

@@ -23,6 +23,7 @@
  *   stream holds back is sent before the result), and every error's text is redacted. Other
  *   ops' data (file content, tar, the diff) passes byte for byte.
  */
+import { fault } from "../base/fault.ts";
 import type { Redactor, StreamRedactor } from "../manager/redact.ts";
 import {
   type ClientStream,
@@ -86,7 +87,6 @@ export function relayCall(
         fault(`${op}.output`);
         send(ev.bytes, ev.channel);
       } else {
-      else {
         if (ev.message.type === "started" && typeof ev.message.pid === "number") call.pid = ev.message.pid;
         client.sendJson(ev.message);
       }
