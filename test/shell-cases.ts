@@ -315,6 +315,17 @@ export async function goneAfterReset(run: Run, ws: string): Promise<void> {
   expect([r.code, r.json.code]).toEqual([66, "SHELL_NOT_FOUND"]);
 }
 
+/** A shell is gone after stop and start: status counts none and its id is unknown. */
+export async function goneAfterStop(run: Run, ws: string): Promise<void> {
+  const sh = await openShell(run, ws);
+  expect((await run(["workspace", "status", ws, "--json"])).json.shells).toBeGreaterThanOrEqual(1);
+  expect((await run(["workspace", "stop", ws])).code).toBe(0);
+  expect((await run(["workspace", "start", ws])).code).toBe(0);
+  expect((await run(["workspace", "status", ws, "--json"])).json.shells).toBe(0);
+  const r = await run(["workspace", "shell", "read", ws, sh, "--json"]);
+  expect([r.code, r.json.code]).toEqual([66, "SHELL_NOT_FOUND"]);
+}
+
 export async function close(run: Run, ws: string, sh: string): Promise<void> {
   const r = await run(["workspace", "shell", "close", ws, sh, "--json"]);
   expect(r.code).toBe(0);

@@ -68,4 +68,5 @@ describe.skipIf(SKIP_GUESTS)("real guest: shells", () => {
     300_000,
   );
   test("real guest: shells are gone after reset", () => cases.goneAfterReset(run, ws), 600_000);
+  test("real guest: shells are gone after stop and start", () => cases.goneAfterStop(run, ws), 600_000);
 });

@@ -61,4 +61,5 @@ describe("shells (host compat)", () => {
     120_000,
   );
   test("shells are gone after reset", () => cases.goneAfterReset(run, ws), 180_000);
+  test("shells are gone after stop and start", () => cases.goneAfterStop(run, ws), 180_000);
 });
