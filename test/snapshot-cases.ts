@@ -89,14 +89,14 @@ export function snapshotSuite(
         snapListing = await listing();
         expect(snapListing).not.toBe(seedListing);
         const snap = await ws("snapshot", "create", id, "s1", "--json");
-        expect(snap.code).toBe(0);
+        expect(snap.code, snap.stdout + snap.stderr).toBe(0);
         expect(snap.json.format).toBe(opts.guest ? "disk_image" : "tar");
         // after the snapshot: more changes that the reset must undo
         await sh("rm -rf new && echo later > later.txt && echo again >> README");
         expect(await listing()).not.toBe(snapListing);
 
         const r = await ws("reset", id, "--snapshot", "s1", "--json");
-        expect(r.code).toBe(0);
+        expect(r.code, r.stdout + r.stderr).toBe(0);
         expect(r.json.restored_from).toBe("s1");
         expect(await listing()).toBe(snapListing);
         // the diff baseline is still the seed
@@ -107,7 +107,7 @@ export function snapshotSuite(
         expect(paths).toContain("src/deep/blob.bin");
 
         const b = await ws("reset", id, "--json");
-        expect(b.code).toBe(0);
+        expect(b.code, b.stdout + b.stderr).toBe(0);
         expect(b.json.restored_from).toBe("baseline");
         expect(await listing()).toBe(seedListing);
         expect((await ws("diff", id, "--json")).json.files).toEqual([]);
