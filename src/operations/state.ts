@@ -27,7 +27,7 @@ export const snapshotCreateOp = defineOperation({
   positionals: ["workspace_id", "name"],
   summary: "Save /workspace as a named checkpoint.",
   description:
-    "Save the current content of /workspace as a named snapshot (kept on the host, outside the VM). Restore it later with workspace_reset snapshot=NAME.",
+    "Save the workspace as a named snapshot, kept on the host outside the VM: in a guest, a copy of its whole disk (/workspace and every other change to the system), taken with the filesystem briefly frozen; in host compat, /workspace as a tar. Restore it later with workspace_reset snapshot=NAME.",
   input: v.strictObject({ workspace_id: f.workspaceRef, name: snapName }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   profiles: ["workspace-full"],
@@ -59,10 +59,11 @@ export const snapshotListOp = defineOperation({
   },
   render: (out) =>
     renderTable([
-      ["NAME", "KIND", "SIZE", "CREATED"],
+      ["NAME", "KIND", "FORMAT", "SIZE", "CREATED"],
       ...out.snapshots.map((s) => [
         String(s.name),
         String(s.kind),
+        String(s.format),
         String(s.size_bytes),
         String(s.created_at),
       ]),
@@ -100,7 +101,7 @@ export const resetOp = defineOperation({
   positionals: ["workspace_id"],
   summary: "Rebuild the workspace from its baseline or a snapshot.",
   description:
-    "Throw the workspace's machine away and boot a fresh one with /workspace restored from the baseline (default) or a named snapshot. Everything else in the guest is reset too; command history, shells and services are cleared; the id, name, labels, snapshots and the diff baseline are kept.",
+    "Throw the workspace's machine away and boot it again from the baseline (default) or a named snapshot: in a guest its whole disk is put back as it was when the snapshot was taken (in host compat, /workspace). The snapshot is verified against its recorded digest before anything changes (a corrupt one is refused with SNAPSHOT_CORRUPT); command history, shells and services are cleared; the id, name, labels, snapshots and the diff baseline are kept.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     snapshot: v.optional(
