@@ -142,7 +142,7 @@ export async function neverReady(run: Run, ws: string): Promise<void> {
     run,
     ws,
     "sleepy",
-    ["--ready-tcp", "9", "--ready-timeout-seconds", "2", "--ready-interval-ms", "200"],
+    ["--ready-tcp", "9", "--ready-timeout-seconds", "8", "--ready-interval-ms", "200"],
     "echo booting-sleepy; echo config-missing >&2; exec sleep 6003",
   );
   expect([r.code, r.json.code]).toEqual([65, "SERVICE_NOT_READY"]);
@@ -151,7 +151,7 @@ export async function neverReady(run: Run, ws: string): Promise<void> {
   expect(r.json.message).toContain("127.0.0.1:9");
   const s = await status(run, ws, "sleepy");
   expect(s.state).toBe("failed");
-  expect(s.end_reason).toContain("not ready within 2 s");
+  expect(s.end_reason).toContain("not ready within 8 s");
   expect(await processLines(run, ws)).not.toContain("sleep 6003");
 
   // exiting before ready is a failure too, with the exit code

@@ -261,6 +261,7 @@ export class Services {
 
   private append(svc: Service, stream: ServiceStream, bytes: Uint8Array): void {
     const f = svc.logs[stream];
+    if (f.fd < 0) return; // closed: the supervisor is ending
     try {
       if (f.size > 0 && f.size + bytes.byteLength > SERVICE_LOG_ROTATE_BYTES) {
         const path = serviceLogPath(this.home, this.id, svc.rec.service_name, stream);
@@ -495,8 +496,9 @@ export class Services {
       svc.restartTimer = null;
       for (const f of Object.values(svc.logs)) {
         try {
-          closeSync(f.fd);
+          if (f.fd >= 0) closeSync(f.fd);
         } catch {}
+        f.fd = -1; // a late frame must not write into whatever reuses the number
       }
       if (!svc.running) continue;
       svc.stopping = `the workspace stopped (${reason})`;
