@@ -4,12 +4,14 @@
  * host and restored), interleaved with a stop + start of the same workspace (clean power-off
  * and cold boot, today's only way to free its RAM) as the baseline. Each resume is checked:
  * the counter's pid is the same and it has gone on counting. Also: the saved state's size and
- * the VMM's host PSS (/proc/PID/smaps_rollup) after a cold boot vs after a resume.
+ * the VMM's host PSS (/proc/PID/smaps_rollup) after a cold boot vs after a resume, and N idle
+ * workspaces side by side: host PSS each (VMM + supervisor), then paused (no process; the
+ * memory file on disk).
  */
 import { readFileSync } from "node:fs";
 import { readRecord } from "../../src/manager/record.ts";
 import { Pyro } from "../../src/sdk/index.ts";
-import { QUIESCE_MS } from "./exec-host.ts";
+import { createWorkspaceCli, deleteWorkspaceCli, QUIESCE_MS } from "./exec-host.ts";
 import { withGuestWorkspace } from "./guest-exec.ts";
 import {
   type BenchCtx,
@@ -25,6 +27,9 @@ import {
 const SERVICE =
   "setsid -f sh -c 'echo $$ > /tmp/svc.pid; i=0; while :; do i=$((i+1)); echo $i > /tmp/svc.count; sleep 0.2; done' </dev/null >/dev/null 2>&1";
 
+const IDLE_SETTLE_MS = 5000;
+
+/** Proportional set size (shared pages split among their users) from smaps_rollup; NaN when gone. */
 function pss(pid: number | null | undefined): number {
   if (!pid) return Number.NaN;
   try {
@@ -91,6 +96,24 @@ export const pauseSection: Section = {
         await Bun.sleep(QUIESCE_MS);
         pssResumed.push(pss(readRecord(ctx.home, id)?.vmm_pid));
       }
+      // N idle workspaces side by side (this one plus N-1 fresh ones): host PSS per workspace
+      // (VMM + supervisor), then each paused: no process left, only its memory file on disk.
+      const idleN = ctx.n(4, 2);
+      const others: string[] = [];
+      const idlePss: number[] = [];
+      const pausedDisk: number[] = [];
+      try {
+        for (let i = 1; i < idleN; i++) others.push(await createWorkspaceCli(ctx, []));
+        await Bun.sleep(IDLE_SETTLE_MS);
+        for (const w of [id, ...others]) {
+          const rec = readRecord(ctx.home, w);
+          idlePss.push(pss(rec?.vmm_pid) + pss(rec?.supervisor_pid));
+        }
+        for (const w of [id, ...others]) pausedDisk.push((await pyro.pauseWorkspace(w)).memory_bytes);
+      } finally {
+        for (const w of others) await deleteWorkspaceCli(ctx, w);
+        await pyro.resumeWorkspace(id);
+      }
       const both = (a: number[], b: number[]) => a.map((x, i) => x + (b[i] as number));
       const pr = stats(both(pause, resume));
       const ss = stats(both(stop, start));
@@ -124,6 +147,18 @@ export const pauseSection: Section = {
               pssCold.length,
             ],
             [
+              `idle workspace, ${idlePss.length} side by side: host PSS of VMM + supervisor (target for templated ones ≤ 40 MiB: templates not built)`,
+              mib(stats(idlePss).median),
+              `${mib(stats(idlePss).min)}–${mib(stats(idlePss).max)}`,
+              idlePss.length,
+            ],
+            [
+              "the same workspaces paused: host RAM 0 (no process); memory file on disk",
+              mib(stats(pausedDisk).median),
+              `${mib(stats(pausedDisk).min)}–${mib(stats(pausedDisk).max)}`,
+              pausedDisk.length,
+            ],
+            [
               "VMM host PSS after a resume",
               mib(stats(pssResumed).median),
               `${mib(stats(pssResumed).min)}–${mib(stats(pssResumed).max)}`,
@@ -132,7 +167,7 @@ export const pauseSection: Section = {
           ],
         ),
         "",
-        "Default machine shape (1 vCPU, 1024 MiB). Timed through the SDK (in-process manager; each call launches or ends the detached supervisor). Zero pages travel as a flag, so the memory file is about the guest's used RAM. While paused the workspace holds no host RAM at all; a resumed VMM holds about what the saved state holds (pages are loaded, not shared: templates with shared copy-on-write RAM are not built yet).",
+        "Default machine shape (1 vCPU, 1024 MiB). Timed through the SDK (in-process manager; each call launches or ends the detached supervisor). Zero pages travel as a flag, so the memory file is about the guest's used RAM. While paused a workspace holds no host RAM at all. A resumed VMM, though, holds every guest page: QEMU 7.2's loader leaves all of guest RAM allocated (measured with a busybox guest: Anonymous ≈ guest RAM after a load of a 47 MB state, with or without transparent huge pages), so a resumed workspace costs more host RAM than a cold-booted one until it is stopped. The way out is the template design (guest RAM in a file mapped private, loaded on touch) or free-page reporting (needs CONFIG_VIRTIO_BALLOON + CONFIG_PAGE_REPORTING in the guest kernel, not in it today); neither is built yet.",
       ].join("\n");
       return {
         body,
