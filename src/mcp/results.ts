@@ -369,6 +369,8 @@ export function renderText(out: Record<string, unknown>, opts: RenderOptions = {
     return renderShellRead(out, budget);
   if ("exec_id" in out && "state" in out)
     return windowed(renderDetachedText(out), budget, "structuredContent");
+  // a service record or its logs: not a command's result, whatever its exit_code field says
+  if ("service_name" in out) return windowed(JSON.stringify(out, null, 2), budget, "structuredContent");
   if ("exit_code" in out) {
     const head = `exit_code: ${out.exit_code}${out.timed_out ? " (timed out)" : ""}`;
     const sizes = (["stdout", "stderr"] as const).map((n) =>
