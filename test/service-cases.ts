@@ -217,7 +217,7 @@ export async function badInput(run: Run, ws: string): Promise<void> {
     "true",
   ]);
   expect([badCwd.code, badCwd.json.code]).toEqual([66, "FILE_NOT_FOUND"]);
-  const escape = await run([
+  const outside = await run([
     "workspace",
     "service",
     "start",
@@ -229,7 +229,7 @@ export async function badInput(run: Run, ws: string): Promise<void> {
     "--",
     "true",
   ]);
-  expect([escape.code, escape.json.code]).toEqual([65, "PATH_OUTSIDE_WORKSPACE"]);
+  expect([outside.code, outside.json.code]).toEqual([65, "PATH_OUTSIDE_WORKSPACE"]);
   // nothing of the refused starts was recorded
   expect((await run(["workspace", "service", "list", ws, "--json"])).json.count).toBe(before);
 }
@@ -268,7 +268,7 @@ export async function secretEnv(run: Run, ws: string, value: string): Promise<vo
     ws,
     "secretive",
     ["--secret-env", "SVC_TOKEN=TOKEN", "--ready-command", 'test -n "$TOKEN"'],
-    'echo "token=$TOKEN"; echo "len=${#TOKEN}"; exec sleep 6007',
+    'echo "token=$TOKEN"; echo "len=$(printf %s "$TOKEN" | wc -c)"; exec sleep 6007',
   );
   expect(r.code).toBe(0);
   expect(r.json.state).toBe("ready");

@@ -20,11 +20,11 @@
 import type { Profile } from "../operations/types.ts";
 import { PyroError } from "../protocol/errors.ts";
 import coldStartInstructions from "./modes/cold-start/instructions.txt" with { type: "text" };
+import coldStartServiceLogs from "./modes/cold-start/service_logs.txt" with { type: "text" };
+import coldStartServiceStart from "./modes/cold-start/service_start.txt" with { type: "text" };
 import coldStartCreate from "./modes/cold-start/workspace_create.txt" with { type: "text" };
 import coldStartExec from "./modes/cold-start/workspace_exec.txt" with { type: "text" };
 import coldStartLogs from "./modes/cold-start/workspace_logs.txt" with { type: "text" };
-import coldStartServiceLogs from "./modes/cold-start/service_logs.txt" with { type: "text" };
-import coldStartServiceStart from "./modes/cold-start/service_start.txt" with { type: "text" };
 import coldStartSummary from "./modes/cold-start/workspace_summary.txt" with { type: "text" };
 import inspectInstructions from "./modes/inspect/instructions.txt" with { type: "text" };
 import inspectRun from "./modes/inspect/vm_run.txt" with { type: "text" };
@@ -41,10 +41,10 @@ import reproExport from "./modes/repro-fix/workspace_export.txt" with { type: "t
 import reproPatch from "./modes/repro-fix/workspace_patch_apply.txt" with { type: "text" };
 import reproReset from "./modes/repro-fix/workspace_reset.txt" with { type: "text" };
 import reviewInstructions from "./modes/review-eval/instructions.txt" with { type: "text" };
-import reviewSnapshot from "./modes/review-eval/snapshot_create.txt" with { type: "text" };
-import reviewExec from "./modes/review-eval/workspace_exec.txt" with { type: "text" };
 import reviewShellOpen from "./modes/review-eval/shell_open.txt" with { type: "text" };
 import reviewShellRead from "./modes/review-eval/shell_read.txt" with { type: "text" };
+import reviewSnapshot from "./modes/review-eval/snapshot_create.txt" with { type: "text" };
+import reviewExec from "./modes/review-eval/workspace_exec.txt" with { type: "text" };
 import reviewExport from "./modes/review-eval/workspace_export.txt" with { type: "text" };
 import reviewReset from "./modes/review-eval/workspace_reset.txt" with { type: "text" };
 import reviewSummary from "./modes/review-eval/workspace_summary.txt" with { type: "text" };
