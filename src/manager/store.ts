@@ -11,7 +11,7 @@ import { removeTapNetwork } from "../vmm/net/host.ts";
 import { isWorkspaceId } from "./ids.ts";
 import { pidAlive, withLock } from "./lock.ts";
 import { releaseNetwork } from "./network.ts";
-import { locksDir, workspaceDir, workspacesDir } from "./paths.ts";
+import { locksDir, READY_FILE, runDir, supervisorSocket, workspaceDir, workspacesDir } from "./paths.ts";
 import {
   corruptError,
   type LoadedRecord,
@@ -193,6 +193,7 @@ export async function repairRecord(home: string, r: WorkspaceRecord): Promise<Wo
     }
     // the tap and nftables table a dead supervisor left (named in the record before they existed)
     if (r.net) releaseNetwork(home, r.workspace_id);
+    clearRunMarks(home, r.workspace_id);
     cur = await updateRecord(home, r.workspace_id, (x) =>
       dead(x)
         ? {
@@ -214,6 +215,12 @@ export async function repairRecord(home: string, r: WorkspaceRecord): Promise<Wo
     return null;
   }
   return cur;
+}
+
+/** Remove a dead supervisor's socket and ready mark: a stopped workspace has neither. */
+export function clearRunMarks(home: string, id: string): void {
+  rmSync(supervisorSocket(home, id), { force: true });
+  rmSync(join(runDir(home, id), READY_FILE), { force: true });
 }
 
 /** Kill an abandoned create's supervisor and VMM (verified by cmdline), then remove its files. */

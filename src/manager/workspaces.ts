@@ -45,6 +45,7 @@ import { selfCommand } from "./self.ts";
 import { captureBaselineSnapshot } from "./snapshots.ts";
 import {
   checkNameFree,
+  clearRunMarks,
   findRecord,
   inProgress,
   lookupWorkspace,
@@ -573,6 +574,7 @@ export async function startWorkspaceLocked(
   try {
     await launchSupervisor(ctx, r.workspace_id, opts.resume);
   } catch (err) {
+    clearRunMarks(ctx.home, r.workspace_id);
     await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "stopped", in_progress: null }));
     throw err;
   }
