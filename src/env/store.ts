@@ -30,9 +30,9 @@ export const EnvironmentManifest = v.object({
   packages: v.array(v.string()),
   /** custom environments (src/env/image): not from the catalog */
   custom: v.optional(v.boolean()),
-  /** where a custom environment came from: an image reference or a local archive */
+  /** where a custom environment came from: an image reference, a local archive, or a recipe file */
   source: v.optional(
-    v.object({ kind: v.picklist(["image", "archive"]), ref: v.string(), digest: v.string() }),
+    v.object({ kind: v.picklist(["image", "archive", "recipe"]), ref: v.string(), digest: v.string() }),
   ),
   /** the image config carried over: defaults for commands (see withImageDefaults) */
   image: v.optional(

@@ -320,9 +320,9 @@ export const envCreateOp = defineOperation({
   mutates: false,
   cli: ["env", "create"],
   positionals: ["name"],
-  summary: "Make a custom environment from an OCI/Docker image (registry or local archive).",
+  summary: "Make a custom environment from an OCI/Docker image (registry or local archive) or a recipe.",
   description:
-    "Pull an image (manifest lists resolved to linux/amd64, gzip/zstd layers, whiteouts applied) from a registry, or read an OCI layout / `docker save` archive, build its ext4 root with pyro's init and agent added, and install it under NAME. The image's Env and WorkingDir become command defaults. Layers are cached by digest.",
+    "Pull an image (manifest lists resolved to linux/amd64, gzip/zstd layers, whiteouts applied) from a registry, or read an OCI layout / `docker save` archive, build its ext4 root with pyro's init and agent added, and install it under NAME. The image's Env and WorkingDir become command defaults. Layers are cached by digest. Or build a recipe (a JSON file: base environment, packages, files, commands, env) inside a guest of its base, cached by the hash of its inputs.",
   input: v.strictObject({
     name: v.pipe(
       v.string(),
@@ -343,14 +343,37 @@ export const envCreateOp = defineOperation({
         v.description("Local OCI image layout directory or `docker save` tar."),
       ),
     ),
+    recipe: v.optional(
+      v.pipe(
+        v.string(),
+        v.minLength(1),
+        v.description(
+          "Recipe file (JSON: base, packages, apt_sources, files, commands, env, network) built inside a guest of its base; cached by the hash of its inputs.",
+        ),
+      ),
+    ),
     force: v.optional(v.pipe(v.boolean(), v.description("Replace an existing environment of that name."))),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   profiles: [],
-  hostPaths: { from_archive: "read" },
+  hostPaths: { from_archive: "read", recipe: "read" },
   notOverMcp:
     "it downloads images into the host's environment store and reads host archives: installing environments is the user's call.",
+  examples: [
+    "pyro env create team-python --from-image localhost:5000/team/python:3.12",
+    "pyro env create jq-env --recipe ./jq.recipe.json",
+  ],
   run: async (ctx, input) => {
+    if ([input.from_image, input.from_archive, input.recipe].filter((x) => x !== undefined).length !== 1)
+      throw new PyroError(
+        "INVALID_INPUT",
+        "give exactly one of --from-image REF, --from-archive PATH or --recipe FILE",
+      );
+    if (input.recipe !== undefined) {
+      const { createFromRecipe } = await import("../manager/recipe.ts");
+      const r = await createFromRecipe(ctx, input.name, input.recipe, { force: input.force ?? false });
+      return { name: input.name, dir: r.installed.dir, manifest: r.installed.manifest };
+    }
     const { createFromImage } = await import("../env/image/create.ts");
     const inst = await createFromImage(ctx, input.name, {
       image: input.from_image,
