@@ -4,7 +4,7 @@
  * needs (dist/ and the debian:12 environment, from the build cache), runs each measurement
  * several times and reports median, p90 and min–max with N, next to each target.
  *
- * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached, pause (see
+ * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached, pause, image-import, services (see
  * scripts/bench/*.ts).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -19,10 +19,11 @@ import { execHost } from "./bench/exec-host.ts";
 import { footprint } from "./bench/footprint.ts";
 import { forwardSection } from "./bench/forward.ts";
 import { guestExec } from "./bench/guest-exec.ts";
+import { imageImport } from "./bench/image-import.ts";
 import { type BenchCtx, loadAvg, ms, PYRO, ROOT, type Section, sh } from "./bench/lib.ts";
 import { sectionBlock, writeReport } from "./bench/report.ts";
-import { shellSection } from "./bench/shell.ts";
 import { servicesSection } from "./bench/services.ts";
+import { shellSection } from "./bench/shell.ts";
 import { snapshots } from "./bench/snapshots.ts";
 import { pauseSection } from "./bench/templates-pause.ts";
 import { transfer } from "./bench/transfer.ts";
@@ -40,6 +41,7 @@ const SECTIONS: Section[] = [
   pauseSection,
   forwardSection,
   shellSection,
+  imageImport,
   servicesSection,
 ];
 const NEEDS_GUEST = new Set([
@@ -53,6 +55,7 @@ const NEEDS_GUEST = new Set([
   "pause",
   "forward",
   "shell",
+  "image-import",
   "services",
 ]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
