@@ -338,20 +338,21 @@ guest.describe("real guest: crash matrix subset", () => {
   test("real guest: create killed while seeding leaves no QEMU, record or directory, by itself", async () => {
     const seed = seedDir();
     const markFile = join(home, `mark-create-${process.pid}`);
-    const before = new Set(readdirSync(join(home, "workspaces")));
+    const ls = () => (existsSync(join(home, "workspaces")) ? readdirSync(join(home, "workspaces")) : []);
+    const before = new Set(ls());
     const r = await pyro(["workspace", "create", "debian:12", "--seed-path", seed, "--json"], {
       home,
       env: { PYRO_FAULT: "create.seed", PYRO_FAULT_PROC: "cli", PYRO_FAULT_MARK: markFile },
     });
     expect(readFileSync(markFile, "utf8")).toContain("create.seed cli");
     expect(r.code).not.toBe(0);
-    const mine = () => readdirSync(join(home, "workspaces")).filter((n) => !before.has(n));
+    const mine = () => ls().filter((n) => !before.has(n));
     // no pyro command runs meanwhile: the supervisor notices its creator died and cleans up
     expect(await waitFor(() => mine().length === 0, 30_000)).toBe(true);
-    const stray = processesOf(home).filter(
-      (p) => !([...before] as string[]).some((id) => p.text.includes(id)),
-    );
-    expect(await waitFor(() => stray.length === 0 && qemuOf(home).length === 0, 10_000)).toBe(true);
+    // and its supervisor and QEMU are gone with it
+    const stray = () => processesOf(home).filter((p) => ![...before].some((id) => p.text.includes(id)));
+    expect(await waitFor(() => stray().length === 0, 10_000)).toBe(true);
+    expect(qemuOf(home)).toEqual([]);
   }, 300_000);
 
   test("real guest: VMM killed mid-exec, then supervisor killed mid-stop: truthful status, start repairs, a.txt old or new", async () => {
@@ -385,15 +386,20 @@ guest.describe("real guest: crash matrix subset", () => {
       expect(st.json.stop_reason).toBeTruthy();
       expect(mine()).toEqual([]);
 
-      expect((await pyro(["workspace", "start", id, "--json"], { home })).json.state).toBe("started");
+      // the supervisor reads PYRO_FAULT from the command that starts it: arm its end at start
+      const mark2 = join(home, `mark-stop-${id}`);
+      const armed = {
+        PYRO_FAULT: "supervisor.ending",
+        PYRO_FAULT_PROC: "supervisor",
+        PYRO_FAULT_MARK: mark2,
+      };
+      expect((await pyro(["workspace", "start", id, "--json"], { home, env: armed })).json.state).toBe(
+        "started",
+      );
       const cat1 = await pyro(["workspace", "exec", id, "--json", "--", "cat", "a.txt"], { home });
       expect(["old\n", "new\n"]).toContain(cat1.json.stdout);
 
-      const mark2 = join(home, `mark-stop-${id}`);
-      await pyro(["workspace", "stop", id, "--json"], {
-        home,
-        env: { PYRO_FAULT: "supervisor.ending", PYRO_FAULT_PROC: "supervisor", PYRO_FAULT_MARK: mark2 },
-      });
+      await pyro(["workspace", "stop", id, "--json"], { home });
       expect(readFileSync(mark2, "utf8")).toContain("supervisor.ending supervisor");
       // the supervisor died before shutting the machine down: its QEMU went with it (pdeathsig)
       expect(await waitFor(() => mine().length === 0, 10_000)).toBe(true);
