@@ -381,3 +381,38 @@ export async function supervisorKilled(run: Run, ws: string, home: string, guest
     services: 0,
   });
 }
+
+/**
+ * Rotation: 17 MiB of stdout keeps the last 8-16 MiB (the current file and <stream>.1); a read
+ * from offset 0 starts where the kept bytes start, with truncated: true; the tail is the end.
+ */
+export async function rotation(run: Run, ws: string, home: string): Promise<void> {
+  const total = 17 * 1024 * 1024;
+  const r = await start(run, ws, "chatty", [], `yes 0123456789abcdef | head -c ${total}; exec sleep 6009`);
+  expect(r.code).toBe(0);
+  await until("17 MiB logged", async () => (await status(run, ws, "chatty")).stdout_bytes >= total);
+  const dir = `${home}/workspaces/${ws}/logs/services/chatty`;
+  const current = Bun.file(`${dir}/stdout`).size;
+  const previous = Bun.file(`${dir}/stdout.1`).size;
+  expect(current).toBeLessThanOrEqual(8 * 1024 * 1024);
+  expect(previous).toBeLessThanOrEqual(8 * 1024 * 1024);
+  expect(current + previous).toBeLessThan(total);
+  const first = await run([
+    "workspace",
+    "service",
+    "logs",
+    ws,
+    "chatty",
+    "--offset",
+    "0",
+    "--max-bytes",
+    "17",
+    "--json",
+  ]);
+  expect(first.json).toMatchObject({ truncated: true, offset: total - current - previous });
+  expect(first.json.stdout).toHaveLength(17);
+  const tail = await run(["workspace", "service", "logs", ws, "chatty", "--tail-lines", "2", "--json"]);
+  expect(tail.json.stdout).toBe("0123456789abcdef\n0123456789abcdef\n");
+  expect(tail.json.stdout_bytes).toBe(total);
+  expect((await run(["workspace", "service", "stop", ws, "chatty"])).code).toBe(0);
+}

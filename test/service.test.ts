@@ -52,6 +52,11 @@ describe("services (host compat)", () => {
     () => cases.restarts(run, ws),
     120_000,
   );
+  test(
+    "logs rotate at 8 MiB: a read from 0 says truncated, the tail is the end",
+    () => cases.rotation(run, ws, home),
+    120_000,
+  );
   test("bad input: stable codes, nothing half-made", () => cases.badInput(run, ws), 120_000);
   test(
     "secret_env reaches the service; its logs are redacted",

@@ -365,8 +365,11 @@ export async function serviceLogs(ctx: Ctx, ref: string, name: string, input: Se
         details: { offset: input.offset, size_bytes: end },
       },
     );
-  const to = Math.min(end, input.offset + (input.max_bytes ?? SERVICE_LOGS_READ_BYTES));
-  const { bytes, start } = readRange(ctx.home, r.workspace_id, rec, stream, input.offset, to);
+  // bytes before the oldest kept one were dropped by rotation: the window starts there
+  const kept = rec[`${stream}_base`] - size(serviceLogPath(ctx.home, r.workspace_id, name, stream, true));
+  const from = Math.max(input.offset, kept);
+  const to = Math.min(end, from + (input.max_bytes ?? SERVICE_LOGS_READ_BYTES));
+  const { bytes, start } = readRange(ctx.home, r.workspace_id, rec, stream, from, to);
   const text = bytes.toString("utf8");
   return {
     ...base,
