@@ -1,6 +1,7 @@
 /**
- * §10 Pause and resume: a started guest workspace running a "service" (a shell loop that
- * bumps a counter in /tmp every 200 ms) is paused and resumed (machine state saved to the
+ * §10 Pause and resume: a started guest workspace running a daemon started by exec (a setsid
+ * shell loop that bumps a counter in /tmp every 200 ms; `service start` services end at pause)
+ * is paused and resumed (machine state saved to the
  * host and restored), interleaved with a stop + start of the same workspace (clean power-off
  * and cold boot, today's only way to free its RAM) as the baseline. Each resume is checked:
  * the counter's pid is the same and it has gone on counting. Also: the saved state's size and

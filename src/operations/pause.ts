@@ -20,7 +20,7 @@ export const pauseOp = defineOperation({
   positionals: ["workspace_id"],
   summary: "Save a running workspace's memory to disk and free its RAM.",
   description:
-    "Freeze the workspace's machine and save its full memory and device state to the host, then stop the VM so it holds no RAM. Running processes (services, background jobs) continue where they were on workspace_resume. Shells and detached execs of the paused session end (a detached exec is recorded lost). Pausing a paused workspace does nothing.",
+    "Freeze the workspace's machine and save its full memory and device state to the host, then stop the VM so it holds no RAM. Processes started by exec (background jobs, daemons) continue where they were on workspace_resume; shells, detached execs (recorded lost) and services started with service_start end with the paused session. Pausing a paused workspace does nothing.",
   input: ref,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-full"],
