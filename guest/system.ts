@@ -22,7 +22,7 @@
  *   poll. This is a best effort; a pids cgroup would make it a guarantee.
  */
 import { dlopen, FFIType } from "bun:ffi";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 
 const RB_AUTOBOOT = 0x01234567;
 
@@ -33,6 +33,10 @@ function libc() {
     clock_settime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     sched_setscheduler: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
     setpriority: { args: [FFIType.i32, FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+    mount: {
+      args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr],
+      returns: FFIType.i32,
+    },
   });
 }
 
@@ -106,14 +110,62 @@ export function protectAgent(): string[] {
   return problems;
 }
 
-/** Run `spawn` (which must fork synchronously) so the forked command starts at oom_score_adj 0. */
+/** The cgroup v2 hierarchy and the cgroup every command runs in (see the header). */
+const CGROUP_ROOT = "/sys/fs/cgroup";
+const COMMANDS_CGROUP = `${CGROUP_ROOT}/commands`;
+/** Part of the guest's task limit the commands may hold together. */
+const COMMANDS_SHARE = 0.5;
+/** pids.max of the commands cgroup once it is set up; null while commands run unconfined. */
+let commandsMax: number | null = null;
+
+/** Move this process (all its threads) into the cgroup at `dir`. */
+function enterCgroup(dir: string): void {
+  writeFileSync(`${dir}/cgroup.procs`, String(process.pid));
+}
+
+/**
+ * Mount cgroup2 (if pyro-init did not), enable the pids controller for the root's children
+ * and make `commands` with pids.max = `max`. Returns why not, or null when done.
+ */
+function confineCommands(max: number): string | null {
+  try {
+    const mounted = readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .some((l) => l.split(" ")[1] === CGROUP_ROOT && l.split(" ")[2] === "cgroup2");
+    const z = (t: string) => Buffer.from(`${t}\0`);
+    if (!mounted && libc().symbols.mount(z("cgroup2"), z(CGROUP_ROOT), z("cgroup2"), 0n, null) !== 0)
+      return "cannot mount cgroup2";
+    if (!readFileSync(`${CGROUP_ROOT}/cgroup.controllers`, "utf8").split(/\s+/).includes("pids"))
+      return "the kernel has no pids cgroup controller";
+    writeFileSync(`${CGROUP_ROOT}/cgroup.subtree_control`, "+pids");
+    mkdirSync(COMMANDS_CGROUP, { recursive: true });
+    writeFileSync(`${COMMANDS_CGROUP}/pids.max`, String(max));
+    commandsMax = max;
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * Run `spawn` (which must fork synchronously) so the forked command starts at oom_score_adj 0
+ * and inside the commands cgroup (the agent itself is back where it was right after).
+ */
 export function spawnUnprotected<T>(spawn: () => T): T {
-  if (!protectedFromOom) return spawn();
-  writeFileSync(OOM_ADJ, "0");
+  if (!protectedFromOom && commandsMax === null) return spawn();
+  if (protectedFromOom) writeFileSync(OOM_ADJ, "0");
+  let moved = false;
+  if (commandsMax !== null) {
+    try {
+      enterCgroup(COMMANDS_CGROUP);
+      moved = true;
+    } catch {} // a command that cannot be confined still runs; the guard watches the guest
+  }
   try {
     return spawn();
   } finally {
-    writeFileSync(OOM_ADJ, "-1000");
+    if (moved) enterCgroup(CGROUP_ROOT);
+    if (protectedFromOom) writeFileSync(OOM_ADJ, "-1000");
   }
 }
 
@@ -127,6 +179,11 @@ const GUARD_RESCAN = 0.05;
 /** Tasks (processes and threads) in the guest now: the denominator of /proc/loadavg's 4th field. */
 function taskCount(): number {
   return Number(readFileSync("/proc/loadavg", "utf8").split(" ")[3]?.split("/")[1] ?? 0);
+}
+
+/** Tasks in the commands cgroup now (its pids.current). */
+function commandsCount(): number {
+  return Number(readFileSync(`${COMMANDS_CGROUP}/pids.current`, "utf8"));
 }
 
 /** The process group with the most tasks, leaving out init's, the agent's and `skip`ped ones. */
@@ -170,25 +227,31 @@ export function startTaskGuard(policy: GuardPolicy, log: (line: string) => void)
       if (sysctl(name) < value) writeFileSync(`/proc/sys/kernel/${name}`, String(value));
     } catch {}
   };
-  let limit: number;
+  let system: number;
   try {
     raise("pid_max", 32768); // 4096 in a CONFIG_BASE_SMALL kernel
-    limit = Math.min(sysctl("threads-max"), sysctl("pid_max"));
+    system = Math.min(sysctl("threads-max"), sysctl("pid_max"));
   } catch {
     return;
   }
+  const unconfined = confineCommands(Math.floor(system * COMMANDS_SHARE));
+  if (unconfined) log(`commands are not confined to a pids cgroup: ${unconfined}`);
+  // confined: the commands cgroup's count against its pids.max; else the whole guest's
+  const limit = commandsMax ?? system;
+  const count = commandsMax === null ? taskCount : commandsCount;
   const trip = Math.floor(limit * GUARD_TRIP);
   // Frozen tasks still count: rescan only when the count grows, not on every poll.
   let scannedAt = 0;
   const tick = () => {
     try {
-      const count = taskCount();
-      if (count <= trip) scannedAt = 0;
-      else if (count >= scannedAt + limit * GUARD_RESCAN) {
-        scannedAt = count;
+      const n = count();
+      if (n <= trip) scannedAt = 0;
+      else if (n >= scannedAt + limit * GUARD_RESCAN) {
+        scannedAt = n;
         const g = largestGroup((pgid) => policy.isFrozen(pgid));
         if (g) {
-          const why = `process group ${g.pgid} had ${g.tasks} tasks, the guest ${count} of its limit of ${limit}`;
+          const where = commandsMax === null ? "the guest" : "the commands cgroup";
+          const why = `process group ${g.pgid} had ${g.tasks} tasks, ${where} ${n} of its limit of ${limit}`;
           const signal = policy.signalFor(g.pgid, why);
           process.kill(-g.pgid, signal);
           log(`${signal} to ${why}`);
