@@ -18,6 +18,11 @@ export const pauseOp = defineOperation({
   states: ["started", "paused"],
   cli: ["workspace", "pause"],
   positionals: ["workspace_id"],
+  examples: [
+    "pyro workspace exec dev -- sh -c 'setsid -f sh -c \"while :; do date >> /tmp/ticks; sleep 1; done\"'",
+    "pyro workspace pause dev          # state: paused; no VMM, no RAM held",
+    "pyro workspace resume dev         # the loop goes on writing /tmp/ticks",
+  ],
   summary: "Save a running workspace's memory to disk and free its RAM.",
   description:
     "Freeze the workspace's machine and save its full memory and device state to the host, then stop the VM so it holds no RAM. Processes started by exec (background jobs, daemons) continue where they were on workspace_resume; shells, detached execs (recorded lost) and services started with service_start end with the paused session. Pausing a paused workspace does nothing.",
@@ -40,6 +45,7 @@ export const resumeOp = defineOperation({
   states: ["paused", "started"],
   cli: ["workspace", "resume"],
   positionals: ["workspace_id"],
+  examples: ["pyro workspace resume dev --json   # resumed_from: memory (or cold_boot with a note)"],
   summary: "Continue a paused workspace from its saved memory.",
   description:
     "Restore a paused workspace's machine from its saved memory: processes continue where they were and the guest clock is set to now. If the saved state cannot be used the workspace boots from its disk instead (resumed_from says which). Resuming a running workspace does nothing.",
