@@ -2,8 +2,9 @@
  * Liveness at the host boundary: every agent call has a host-side deadline. An agent that
  * is stopped (SIGSTOP) turns an exec into AGENT_UNRESPONSIVE within its timeout plus the
  * grace period, later calls fail fast with the same code, and SIGCONT or stop/start
- * recovers. Host compat first; then real guests: a root fork bomb ends in a timeout and
- * the agent survives it, and a frozen VMM makes the agent unresponsive.
+ * recovers. Host compat first; then real guests: commands run in a pids-limited cgroup, a
+ * root fork bomb ends in a timeout and the agent survives it, and a frozen VMM makes the
+ * agent unresponsive.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -164,6 +165,21 @@ guest.describe("real guest: liveness", () => {
     expect((await exec(10, "echo", "back")).json.stdout).toBe("back\n");
   }, 120_000);
 
+  test("real guest: commands run in the pids-limited commands cgroup, the agent outside it", async () => {
+    const r = await exec(
+      30,
+      "sh",
+      "-c",
+      "cat /proc/self/cgroup /sys/fs/cgroup/commands/pids.max /proc/sys/kernel/threads-max; grep -c . /sys/fs/cgroup/cgroup.procs",
+    );
+    const [cg, max, threads, rootProcs] = String(r.json.stdout).trim().split("\n");
+    expect(cg).toBe("0::/commands");
+    // bounded by the kernel at half the guest's task limit, so the agent can always make threads
+    expect(Number(max)).toBe(Math.floor(Math.min(Number(threads), 32768) * 0.5));
+    // the agent (and init) stay in the root cgroup
+    expect(Number(rootProcs)).toBeGreaterThan(0);
+  }, 60_000);
+
   test("real guest: a root fork bomb ends in a timeout and the next exec works", async () => {
     const before = await guestProcesses();
     expect(before).toBeLessThan(100);
@@ -171,7 +187,8 @@ guest.describe("real guest: liveness", () => {
     const r = await exec(30, "bash", "-c", "b(){ b|b& }; b; sleep 600");
     expect(r.json.exit_code).toBe(124);
     expect(r.json.timed_out).toBe(true);
-    // Whether the task guard froze it first (stderr says so) depends on how fast the bomb grew.
+    // The kernel bounds it at the commands cgroup's pids.max; the task guard may freeze it
+    // first (stderr says so), depending on how fast it grew.
     const next = await exec(30, "sh", "-c", "echo next; id -u");
     expect(next.json.stdout).toBe("next\n0\n");
     expect(await guestProcesses()).toBeLessThan(100);
