@@ -50,10 +50,31 @@ function ioctlOnMount(mount: string, request: number): string | null {
 }
 
 let held: { mount: string; timer: ReturnType<typeof setTimeout> } | null = null;
+let freezing = false;
 
-export function freeze(mount: string, timeoutMs: number): { frozen: true; mount: string } {
-  if (held) throw new PyroError("WORKSPACE_BUSY", "the workspace disk is already frozen for another copy");
-  const err = ioctlOnMount(mount, FIFREEZE);
+/**
+ * Write the page cache out first, in a child process (`sync -f`, syncfs(2)): FIFREEZE blocks
+ * the agent's one JS thread until everything dirty is on the disk, and under TCG a large
+ * dirty cache (a fresh seed) takes long enough that the host's liveness probe, unanswered,
+ * would declare the agent dead. An image without `sync` goes straight to the freeze.
+ */
+async function flush(mount: string): Promise<void> {
+  try {
+    await Bun.spawn(["sync", "-f", mount], { stdin: "ignore", stdout: "ignore", stderr: "ignore" }).exited;
+  } catch {}
+}
+
+export async function freeze(mount: string, timeoutMs: number): Promise<{ frozen: true; mount: string }> {
+  if (held || freezing)
+    throw new PyroError("WORKSPACE_BUSY", "the workspace disk is already frozen for another copy");
+  freezing = true;
+  let err: string | null;
+  try {
+    await flush(mount);
+    err = ioctlOnMount(mount, FIFREEZE);
+  } finally {
+    freezing = false;
+  }
   if (err) {
     throw new PyroError("IO_ERROR", `cannot freeze the filesystem at ${mount}: ${err}`, {
       details: { mount, errno: err },

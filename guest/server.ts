@@ -190,7 +190,7 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       if (!opts.guest)
         throw new PyroError("INVALID_INPUT", "fs.freeze: only a guest has a data disk to freeze");
       const { DATA_MOUNT, freeze } = await import("./freeze.ts");
-      return stream.result(freeze(DATA_MOUNT, req.timeout_ms));
+      return stream.result(await freeze(DATA_MOUNT, req.timeout_ms));
     }
     case "fs.thaw": {
       const { thaw } = await import("./freeze.ts");
