@@ -3,7 +3,7 @@
  * Invariants: records are written only whole (temp + rename), and reading one never lets a
  * damaged record escape as anything but a CorruptRecord / WORKSPACE_CORRUPT for that id.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { PyroError } from "../protocol/errors.ts";
@@ -161,8 +161,16 @@ export function readRecord(home: string, id: string): WorkspaceRecord | null {
   return l.record;
 }
 
+/**
+ * Replace a record whole (temp + rename) in its existing directory. Never creates the
+ * directory: a write racing the workspace's removal fails instead of bringing back a
+ * record of a deleted workspace.
+ */
 export function writeRecord(home: string, record: WorkspaceRecord): void {
-  writeFileAtomic(recordPath(home, record.workspace_id), `${JSON.stringify(record, null, 2)}\n`);
+  const path = recordPath(home, record.workspace_id);
+  const tmp = `${path}.tmp.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
 }
 
 /** Directories in workspaces/ that are not workspaces: a create's staging and a delete's trash. */
