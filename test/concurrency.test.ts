@@ -28,7 +28,10 @@ describe("concurrent creates (host compat, 10 processes)", () => {
     const home = freshHome();
     const runs = await Promise.all(
       Array.from({ length: 10 }, () =>
-        pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--name", "race", "--json"], { home, env: HC }),
+        pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--name", "race", "--json"], {
+          home,
+          env: HC,
+        }),
       ),
     );
     const won = runs.filter((r) => r.code === 0);
@@ -46,7 +49,9 @@ describe("concurrent creates (host compat, 10 processes)", () => {
     const home = freshHome();
     const env = { ...HC, PYRO_MAX_ACTIVE_VMS: "3" };
     const runs = await Promise.all(
-      Array.from({ length: 10 }, () => pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--json"], { home, env })),
+      Array.from({ length: 10 }, () =>
+        pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--json"], { home, env }),
+      ),
     );
     const won = runs.filter((r) => r.code === 0).map((r) => r.json.workspace_id as string);
     expect(won.length).toBe(3);

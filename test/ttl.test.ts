@@ -21,10 +21,13 @@ beforeAll(async () => {
 }, 300_000);
 
 async function create(home: string, ttl: number) {
-  const r = await pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--ttl-seconds", String(ttl), "--json"], {
-    home,
-    env: HC,
-  });
+  const r = await pyro(
+    ["workspace", "create", "debian:12", "--allow-host-compat", "--ttl-seconds", String(ttl), "--json"],
+    {
+      home,
+      env: HC,
+    },
+  );
   return r;
 }
 
@@ -36,7 +39,16 @@ describe("workspace ttl (host compat)", () => {
     expect(r.code).toBe(ERROR_EXIT_CODES.INVALID_INPUT);
     expect((await pyro(["workspace", "list", "--json"], { home, env: HC })).json.workspaces).toEqual([]);
     const run = await pyro(
-      ["run", "debian:12", "--allow-host-compat", "--ttl-seconds", String(THIRTY_DAYS + 1), "--json", "--", "true"],
+      [
+        "run",
+        "debian:12",
+        "--allow-host-compat",
+        "--ttl-seconds",
+        String(THIRTY_DAYS + 1),
+        "--json",
+        "--",
+        "true",
+      ],
       { home, env: HC },
     );
     expect(run.json.code).toBe("INVALID_INPUT");
