@@ -121,13 +121,13 @@ export const pauseSection: Section = {
       const body = [
         table(statHeader("Measurement", "Ratio (median)"), [
           statRow(
-            "pause + resume (service keeps running)",
+            "pause + resume (a daemon started by exec keeps running)",
             pr,
             `${(ss.median / pr.median).toFixed(2)}× faster`,
           ),
           statRow("  pause (sync, save state, end VMM)", stats(pause), "—"),
           statRow("  resume (restore state, hello, clock)", stats(resume), "—"),
-          statRow("stop + start (baseline: clean power-off, cold boot; service lost)", ss, "1×"),
+          statRow("stop + start (baseline: clean power-off, cold boot; the daemon is lost)", ss, "1×"),
           statRow("  stop", stats(stop), "—"),
           statRow("  start", stats(start), "—"),
         ]),
