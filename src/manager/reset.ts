@@ -123,8 +123,8 @@ async function resetLocked(
   fault("reset.recorded");
   // 6. boot
   await startWorkspaceLocked(ctx, id);
-  if (!host && (isLegacy(source) || (snapshot !== BASELINE && isLegacy(base))))
-    await restoreLegacyTars(ctx, id, source, base);
+  // a legacy tar baseline goes in first only when the disk started empty (no verified image under it)
+  if (!host && isLegacy(source)) await restoreLegacyTars(ctx, id, source, prebuilt === null ? base : null);
   return { ...(readRecord(ctx.home, id) as WorkspaceRecord), restored_from: snapshot };
 }
 
@@ -137,17 +137,18 @@ async function restoreLegacyTars(
   ctx: Ctx,
   id: string,
   source: SnapshotSource | null,
-  base: SnapshotSource | null,
+  legacyBase: SnapshotSource | null,
 ): Promise<void> {
   const r = readRecord(ctx.home, id) as WorkspaceRecord;
-  if (isLegacy(base) && base) {
-    await importIntoWorkspace(ctx.home, r, base.path);
+  if (legacyBase) {
+    await importIntoWorkspace(ctx.home, r, legacyBase.path);
     await callWorkspace(ctx.home, r, { op: "baseline.capture" });
   }
-  if (source && source !== base && isLegacy(source)) {
+  if (source && source !== legacyBase) {
     await clearWorkspace(ctx.home, r);
     await importIntoWorkspace(ctx.home, r, source.path);
-  } else if (source === base && isLegacy(base)) {
+  } else if (legacyBase) {
+    // the reset was to the legacy baseline itself: keep it as an image from now on
     await captureBaselineSnapshot(ctx.home, r);
     dropLegacyBaselineTar(ctx.home, id);
   }
