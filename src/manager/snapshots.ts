@@ -167,7 +167,13 @@ async function takeSnapshot(home: string, r: WorkspaceRecord, name: string): Pro
     size_bytes: allocated(file),
     ...recorded,
   };
-  writeFileAtomic(metaPath(home, id, name), JSON.stringify(meta));
+  try {
+    writeFileAtomic(metaPath(home, id, name), JSON.stringify(meta));
+  } catch (err) {
+    // a full host disk: no data file is left without its metadata
+    rmSync(file, { force: true });
+    throw err;
+  }
   return publicInfo(meta);
 }
 

@@ -5,17 +5,20 @@
  * renames it into place, so nothing is ever written outside the given host path.
  */
 import {
+  closeSync,
   existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   realpathSync,
   renameSync,
   rmdirSync,
   rmSync,
   statSync,
+  writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fault } from "../base/fault.ts";
@@ -102,22 +105,43 @@ export async function exportStream(
 ): Promise<number> {
   let bytes = 0;
   const writes: Promise<void>[] = [];
+  // A sink that fails (a full host disk) takes no more chunks; its error ends the export
+  // once the stream is over (a throw inside the event callback would escape the call).
+  let failed: { err: unknown } | null = null;
+  const fail = (err: unknown) => {
+    failed ??= { err };
+  };
   await callWorkspace(
     home,
     r,
     { op: "archive.export", path },
     {
       onEvent: (e) => {
-        if (e.kind === "data" && e.channel === Channel.STDOUT) {
-          bytes += e.bytes.byteLength;
+        if (failed || e.kind !== "data" || e.channel !== Channel.STDOUT) return;
+        bytes += e.bytes.byteLength;
+        try {
           const w = sink(e.bytes);
-          if (w) writes.push(w);
+          if (w) writes.push(w.catch(fail));
+        } catch (err) {
+          fail(err);
         }
       },
     },
   );
   await Promise.all(writes);
+  if (failed) throw (failed as { err: unknown }).err;
   return bytes;
+}
+
+/** A host write that failed (ENOSPC above all) as IO_ERROR naming the file. */
+function hostWriteError(err: unknown, file: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (err instanceof PyroError || typeof code !== "string") return err;
+  const why = code === "ENOSPC" || code === "EDQUOT" ? "no space left on the host's disk" : code;
+  return new PyroError("IO_ERROR", `cannot write ${file}: ${why}`, {
+    details: { path: file, errno: code },
+    cause: err,
+  });
 }
 
 /** Save a workspace path as a tar file on the host (snapshots, baseline). Atomic. */
@@ -129,20 +153,26 @@ export async function exportToTarFile(
 ): Promise<number> {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  const writer = Bun.file(tmp).writer();
+  // Plain synchronous writes: Bun's FileSink reports a failed write (ENOSPC) later as an
+  // uncaught error that no caller can catch, which crashed the CLI and left the temp file.
+  let fd: number | null = openSync(tmp, "w", 0o600);
+  const close = () => {
+    if (fd !== null) closeSync(fd);
+    fd = null;
+  };
   try {
     const bytes = await exportStream(home, r, path, (c) => {
-      writer.write(c);
+      for (let off = 0; off < c.byteLength; ) off += writeSync(fd as number, c, off);
     });
-    await writer.end();
+    close();
     renameSync(tmp, file);
     return bytes;
   } catch (err) {
     try {
-      await writer.end();
+      close();
     } catch {}
     rmSync(tmp, { force: true });
-    throw err;
+    throw hostWriteError(err, file);
   }
 }
 

@@ -49,6 +49,9 @@ export function fsError(err: unknown, shown: string): PyroError {
       return mk("INVALID_INPUT", "invalid argument");
     case "EXDEV":
       return mk("IO_ERROR", "cannot move across filesystems");
+    case "ENOSPC":
+    case "EDQUOT":
+      return mk("IO_ERROR", `no space left on device (${code})`);
   }
   if (IO_CODES.has(code)) return mk("IO_ERROR", `I/O error (${code})`);
   const message = err instanceof Error ? err.message : String(err);
