@@ -15,9 +15,14 @@ export function pyroHome(env: Env = process.env): string {
   return join(data, "pyro");
 }
 
-/** Build cache (kernel, debootstrap trees): large, reusable across PYRO_HOMEs. */
+/**
+ * Build cache (kernel, debootstrap trees): large, reusable across PYRO_HOMEs. As root without
+ * XDG_CACHE_HOME it is /var/cache/pyro/build, the same default scripts/setup.sh and the test
+ * runner use, so a hand-run `pyro env build` reuses the kernel setup built (a 10-minute build).
+ */
 export function buildCacheDir(env: Env = process.env): string {
   if (env.PYRO_BUILD_CACHE) return env.PYRO_BUILD_CACHE;
+  if (!env.XDG_CACHE_HOME && process.getuid?.() === 0) return "/var/cache/pyro/build";
   const cache = env.XDG_CACHE_HOME || join(env.HOME || os.homedir(), ".cache");
   return join(cache, "pyro", "build");
 }
