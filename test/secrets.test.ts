@@ -4,10 +4,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { serviceRecordPath } from "../src/manager/services.ts";
 import { toolsFor } from "../src/mcp/tools.ts";
 import { Pyro } from "../src/sdk/index.ts";
 import { ensureBuilt, freshHome, PYRO, processesMatching, pyro, toolPayload } from "./helpers.ts";
@@ -153,6 +154,49 @@ describe("secrets (host compat)", () => {
       expect(err?.code).toBe("SECRET_NOT_FOUND");
     } finally {
       await sdk.deleteWorkspace(ws.workspace_id);
+    }
+  }, 120_000);
+
+  test("a value typed into a service's command is redacted in its record (service.json, start, status, list)", async () => {
+    await ensureBuilt();
+    const home = freshHome();
+    const run = (args: string[]) => pyro(args, { home, env });
+    const value = `svc-${randomBytes(12).toString("hex")}`;
+    const c = await run(["workspace", "create", "--allow-host-compat", "--secret", `K=${value}`, "--json"]);
+    expect(c.code).toBe(0);
+    const id = c.json.workspace_id;
+    try {
+      const argv = ["sh", "-c", `printf %s '${value}' | sha256sum; exec sleep 600`];
+      const started = await run(["workspace", "service", "start", id, "api", "--json", "--", ...argv]);
+      expect(started.code).toBe(0);
+      // The probe: the service really ran the value (its sha256 in the log), and findLeaks
+      // finds the value where it stands (the command as typed).
+      let log = "";
+      for (let i = 0; i < 120 && !log.includes("  -"); i++) {
+        log = (await run(["workspace", "service", "logs", id, "api", "--json"])).json.stdout;
+        if (!log.includes("  -")) await Bun.sleep(250);
+      }
+      expect(log).toBe(`${createHash("sha256").update(value).digest("hex")}  -\n`);
+      expect(findLeaks([value], [["argv", Buffer.from(argv.join(" "))]])).not.toEqual([]);
+
+      const status = await run(["workspace", "service", "status", id, "api", "--json"]);
+      const list = await run(["workspace", "service", "list", id, "--json"]);
+      const record = readFileSync(serviceRecordPath(home, id, "api"));
+      expect(status.json.argv).toEqual(["sh", "-c", "printf %s '[REDACTED:K]' | sha256sum; exec sleep 600"]);
+      expect(
+        findLeaks(
+          [value],
+          [
+            ["start", Buffer.from(started.stdout + started.stderr)],
+            ["status", Buffer.from(status.stdout + status.stderr)],
+            ["list", Buffer.from(list.stdout + list.stderr)],
+            ["service.json", record],
+          ],
+        ),
+      ).toEqual([]);
+      expect((await run(["workspace", "service", "stop", id, "api"])).code).toBe(0);
+    } finally {
+      await run(["workspace", "delete", id]);
     }
   }, 120_000);
 

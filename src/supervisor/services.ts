@@ -7,6 +7,9 @@
  * Invariants:
  * - service.json is rewritten (atomically) on every change of state; log bytes are appended
  *   synchronously as data frames arrive and rotated at SERVICE_LOG_ROTATE_BYTES per stream.
+ * - Secret values are redacted before anything is written or answered: the command, argv and
+ *   cwd in the record (the run keeps them as given), errors, and each log stream through its
+ *   own stream redactor.
  * - `start` answers once the first run is ready (its ports published), or fails: a run that
  *   never started (bad cwd, agent error) leaves nothing; one that started but was not ready
  *   in time, or exited first, is left recorded `failed` with its process group stopped, and
@@ -51,6 +54,8 @@ import { log } from "./log.ts";
 /** What the supervisor redacts secrets with (src/manager/redact.ts's Redactor fits). */
 export interface LogRedactor {
   stream(): { push(chunk: Uint8Array): Uint8Array; flush(): Uint8Array };
+  value<T>(x: T): T;
+  error(err: unknown): PyroError;
 }
 
 /** Host ports forwarded to guest ports (the published-port primitive). */
@@ -147,7 +152,7 @@ export class Services {
       throw new PyroError("INVALID_INPUT", `unknown supervisor request ${op}`);
     })().then(
       (result) => client.result(result),
-      (err) => client.fail(err),
+      (err) => client.fail(this.redactor ? this.redactor.error(err) : err),
     );
   }
 
@@ -190,13 +195,16 @@ export class Services {
       size: 0,
     });
     const at = now();
+    // The record keeps the command redacted (a value typed into it never reaches the file);
+    // the run itself (svc.run) keeps it as given.
+    const shown = <T>(x: T): T => (this.redactor ? this.redactor.value(x) : x);
     const svc = new Service(
       {
         service_name: name,
         state: "starting",
-        command: req.service.command ?? null,
-        argv: req.service.argv ?? null,
-        cwd: req.service.cwd ?? null,
+        command: shown(req.service.command ?? null),
+        argv: shown(req.service.argv ?? null),
+        cwd: shown(req.service.cwd ?? null),
         readiness: req.service.readiness ?? null,
         ready_timeout_ms: req.service.ready_timeout_ms,
         ready_interval_ms: req.service.ready_interval_ms,
