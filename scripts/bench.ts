@@ -55,7 +55,6 @@ const NEEDS_GUEST = new Set([
   "pause",
   "forward",
   "shell",
-  "image-import",
   "services",
 ]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");

@@ -62,6 +62,7 @@ test("steps render as n/total", () => {
 
 test("off a terminal, step counts print every step", () => {
   const { out, p } = sink(false);
-  for (let i = 0; i < 5; i++) p(`step ${i + 1}/5`, { step: "recipe steps", done: i, total: 5, unit: "steps" });
+  for (let i = 0; i < 5; i++)
+    p(`step ${i + 1}/5`, { step: "recipe steps", done: i, total: 5, unit: "steps" });
   expect(out).toEqual(["step 1/5\n", "step 2/5\n", "step 3/5\n", "step 4/5\n", "step 5/5\n"]);
 });
