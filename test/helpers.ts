@@ -1,4 +1,5 @@
 /** Helpers for integration tests: run the compiled executables like a user would. */
+import { expect } from "bun:test";
 import { existsSync, mkdtempSync } from "node:fs";
 import { join, resolve } from "node:path";
 
@@ -68,6 +69,31 @@ export function processesMatching(needle: string): string[] {
     } catch {}
   }
   return out;
+}
+
+/**
+ * `workspace create ARGS --json` through `run` (a file's one shared workspace, made in its
+ * beforeAll): fails unless it succeeded, in `mode` when given; the workspace's id.
+ */
+export async function createWorkspaceOk(
+  run: (args: string[]) => Promise<PyroResult>,
+  args: string[],
+  mode?: "guest" | "host_compat",
+): Promise<string> {
+  const c = await run(["workspace", "create", ...args, "--json"]);
+  expect(c.code).toBe(0);
+  if (mode) expect(c.json.execution_mode).toBe(mode);
+  return c.json.workspace_id;
+}
+
+/** Delete a file's shared workspace (nothing when `ws` is empty) and check none of its processes is left. */
+export async function deleteWorkspaceLeavingNothing(
+  run: (args: string[]) => Promise<PyroResult>,
+  ws: string,
+): Promise<void> {
+  if (!ws) return;
+  await run(["workspace", "delete", ws]);
+  expect(processesMatching(ws)).toEqual([]);
 }
 
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 10000): Promise<boolean> {

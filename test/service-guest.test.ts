@@ -6,9 +6,9 @@
  * bad-input cases run in host compat only (test/service.test.ts): they exercise the
  * supervisor and the files, which are the same whatever the backend.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, test } from "bun:test";
 import { guest, guestHome } from "./guest-env.ts";
-import { processesMatching, pyro } from "./helpers.ts";
+import { createWorkspaceOk, deleteWorkspaceLeavingNothing, pyro } from "./helpers.ts";
 import * as cases from "./service-cases.ts";
 
 const ENV = "debian:12-build";
@@ -21,25 +21,13 @@ beforeAll(async () => {
   home = await guestHome();
   const b = await run(["env", "build", ENV, "--json"]);
   if (b.code !== 0) throw new Error(`env build ${ENV} failed: ${b.stdout}${b.stderr}`);
-  const c = await run([
-    "workspace",
-    "create",
-    ENV,
-    "--name",
-    "services-guest",
-    "--network-policy",
-    "egress+published-ports",
-    "--json",
-  ]);
-  expect(c.code).toBe(0);
-  expect(c.json.execution_mode).toBe("guest");
-  ws = c.json.workspace_id;
+  ws = await createWorkspaceOk(
+    run,
+    [ENV, "--name", "services-guest", "--network-policy", "egress+published-ports"],
+    "guest",
+  );
 }, 1_800_000);
-afterAll(async () => {
-  if (!ws) return;
-  await run(["workspace", "delete", ws]);
-  expect(processesMatching(ws)).toEqual([]);
-});
+afterAll(() => deleteWorkspaceLeavingNothing(run, ws));
 
 guest.describe("real guest: services", () => {
   test(

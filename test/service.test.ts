@@ -3,7 +3,15 @@
  * of test/service-cases.ts, one workspace for all of them (reset last).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt, freshHome, processesMatching, pyro, waitFor } from "./helpers.ts";
+import {
+  createWorkspaceOk,
+  deleteWorkspaceLeavingNothing,
+  ensureBuilt,
+  freshHome,
+  processesMatching,
+  pyro,
+  waitFor,
+} from "./helpers.ts";
 import * as cases from "./service-cases.ts";
 
 const SECRET = `svc-secret-${process.pid}-value`;
@@ -14,9 +22,7 @@ const run = (args: string[]) => pyro(args, { home, env: { PYRO_BACKEND: "host" }
 beforeAll(async () => {
   await ensureBuilt();
   home = freshHome();
-  const c = await run([
-    "workspace",
-    "create",
+  ws = await createWorkspaceOk(run, [
     "--allow-host-compat",
     "--name",
     "services",
@@ -24,16 +30,9 @@ beforeAll(async () => {
     "egress+published-ports",
     "--secret",
     `SVC_TOKEN=${SECRET}`,
-    "--json",
   ]);
-  expect(c.code).toBe(0);
-  ws = c.json.workspace_id;
 }, 180_000);
-afterAll(async () => {
-  if (!ws) return;
-  await run(["workspace", "delete", ws]);
-  expect(processesMatching(ws)).toEqual([]);
-});
+afterAll(() => deleteWorkspaceLeavingNothing(run, ws));
 
 describe("services (host compat)", () => {
   test(

@@ -3,9 +3,9 @@
  * shared cases of test/shell-cases.ts. debian:12 has no python3 and no less, so the REPL case
  * is a bash `read -p '>>> '` loop and the pager is `more` (see shell-cases.ts).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, test } from "bun:test";
 import { guestHome, SKIP_GUESTS } from "./guest-env.ts";
-import { processesMatching, pyro } from "./helpers.ts";
+import { createWorkspaceOk, deleteWorkspaceLeavingNothing, pyro } from "./helpers.ts";
 import * as cases from "./shell-cases.ts";
 
 let home = "";
@@ -15,16 +15,9 @@ const run = (args: string[]) => pyro(args, { home });
 beforeAll(async () => {
   if (SKIP_GUESTS) return;
   home = await guestHome();
-  const c = await run(["workspace", "create", "debian:12", "--name", "shells-guest", "--json"]);
-  expect(c.code).toBe(0);
-  expect(c.json.execution_mode).toBe("guest");
-  ws = c.json.workspace_id;
+  ws = await createWorkspaceOk(run, ["debian:12", "--name", "shells-guest"], "guest");
 }, 1_800_000);
-afterAll(async () => {
-  if (!ws) return;
-  await run(["workspace", "delete", ws]);
-  expect(processesMatching(ws)).toEqual([]);
-});
+afterAll(() => deleteWorkspaceLeavingNothing(run, ws));
 
 describe.skipIf(SKIP_GUESTS)("real guest: shells", () => {
   test(

@@ -2,8 +2,8 @@
  * Shells in host compat (the CLI against a real supervisor and host agent, bash on a real
  * PTY): the shared cases of test/shell-cases.ts, one workspace for all of them.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ensureBuilt, freshHome, processesMatching, pyro } from "./helpers.ts";
+import { afterAll, beforeAll, describe, test } from "bun:test";
+import { createWorkspaceOk, deleteWorkspaceLeavingNothing, ensureBuilt, freshHome, pyro } from "./helpers.ts";
 import * as cases from "./shell-cases.ts";
 
 let home = "";
@@ -13,15 +13,9 @@ const run = (args: string[]) => pyro(args, { home, env: { PYRO_BACKEND: "host" }
 beforeAll(async () => {
   await ensureBuilt();
   home = freshHome();
-  const c = await run(["workspace", "create", "--allow-host-compat", "--name", "shells", "--json"]);
-  expect(c.code).toBe(0);
-  ws = c.json.workspace_id;
+  ws = await createWorkspaceOk(run, ["--allow-host-compat", "--name", "shells"]);
 }, 180_000);
-afterAll(async () => {
-  if (!ws) return;
-  await run(["workspace", "delete", ws]);
-  expect(processesMatching(ws)).toEqual([]);
-});
+afterAll(() => deleteWorkspaceLeavingNothing(run, ws));
 
 describe("shells (host compat)", () => {
   test(

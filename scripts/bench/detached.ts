@@ -5,7 +5,6 @@
  * max_output_bytes large enough to keep it all). Runs are interleaved. Target (issue 10):
  * spool throughput ≥ 0.5× the attached `cat` of the same bytes.
  */
-import { Pyro } from "../../src/sdk/index.ts";
 import { QUIESCE_MS } from "./exec-host.ts";
 import { withGuestWorkspace } from "./guest-exec.ts";
 import {
@@ -29,8 +28,7 @@ export const detachedSection: Section = {
   title: "9. Detached exec spool",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(5, 3);
-    return withGuestWorkspace(ctx, async (id) => {
-      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+    return withGuestWorkspace(ctx, async (id, pyro) => {
       const made = await pyro.execWorkspace(
         id,
         ["sh", "-c", `head -c ${BYTES} /dev/urandom | base64 -w 0 | head -c ${BYTES} > ${FILE}`],

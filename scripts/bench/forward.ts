@@ -10,7 +10,6 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { callWorkspace } from "../../src/manager/client.ts";
 import { readRecord } from "../../src/manager/record.ts";
-import { Pyro } from "../../src/sdk/index.ts";
 import { downloads, echoRoundTrips, freshGets } from "./forward-client.ts";
 import { withGuestWorkspace } from "./guest-exec.ts";
 import {
@@ -37,8 +36,7 @@ export const forwardSection: Section = {
     const rtts = ctx.n(200, 50);
     const gets = ctx.n(50, 20);
     const bulks = ctx.n(5, 3);
-    return withGuestWorkspace(ctx, async (id) => {
-      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+    return withGuestWorkspace(ctx, async (id, pyro) => {
       for (const [file, path] of [
         ["forward-server.ts", join(ROOT, "test", "fixtures", "forward-server.ts")],
         ["forward-client.ts", join(ROOT, "scripts", "bench", "forward-client.ts")],

@@ -24,10 +24,17 @@ import {
 const TARGET_RATIO = 3;
 const LOOP = 20;
 
-export async function withGuestWorkspace<T>(ctx: BenchCtx, fn: (id: string) => Promise<T>): Promise<T> {
+/**
+ * A started guest workspace (created through the compiled CLI, deleted afterwards) and one SDK
+ * client for the section's calls, so that every call after the first goes through a warm SDK.
+ */
+export async function withGuestWorkspace<T>(
+  ctx: BenchCtx,
+  fn: (id: string, pyro: Pyro) => Promise<T>,
+): Promise<T> {
   const id = await createWorkspaceCli(ctx, []);
   try {
-    return await fn(id);
+    return await fn(id, new Pyro({ home: ctx.home, env: ctx.env }));
   } finally {
     await deleteWorkspaceCli(ctx, id);
   }
@@ -38,8 +45,7 @@ export const guestExec: Section = {
   title: "4. Guest exec",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(20, 10);
-    return withGuestWorkspace(ctx, async (id) => {
-      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+    return withGuestWorkspace(ctx, async (id, pyro) => {
       for (let i = 0; i < 3; i++) await pyro.execWorkspace(id, ["true"]);
       const sdk: number[] = [];
       const agent: number[] = [];

@@ -5,7 +5,6 @@
  * interleaved; each service is stopped (untimed) before the next start. Target (issue 11): start
  * → ready ≤ the probe interval (500 ms) + 50 ms.
  */
-import { Pyro } from "../../src/sdk/index.ts";
 import { QUIESCE_MS } from "./exec-host.ts";
 import { withGuestWorkspace } from "./guest-exec.ts";
 import {
@@ -28,8 +27,7 @@ export const servicesSection: Section = {
   title: "13. Services: start → ready",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(15, 5);
-    return withGuestWorkspace(ctx, async (id) => {
-      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+    return withGuestWorkspace(ctx, async (id, pyro) => {
       await pyro.execWorkspace(id, ["touch", "/workspace/ready"]);
       for (let i = 0; i < 3; i++) await pyro.execWorkspace(id, ["true"]);
       const start: number[] = [];

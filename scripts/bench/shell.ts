@@ -6,7 +6,6 @@
  * that window (what the shell itself costs). Baseline in the same run: the same `echo` as a
  * one-shot exec through the same SDK. Issue 10 names no target: the figures are the result.
  */
-import { Pyro } from "../../src/sdk/index.ts";
 import { QUIESCE_MS } from "./exec-host.ts";
 import { withGuestWorkspace } from "./guest-exec.ts";
 import {
@@ -27,8 +26,7 @@ export const shellSection: Section = {
   title: "13. Shell round trip",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(30, 10);
-    return withGuestWorkspace(ctx, async (id) => {
-      const pyro = new Pyro({ home: ctx.home, env: ctx.env });
+    return withGuestWorkspace(ctx, async (id, pyro) => {
       const sh = (await pyro.openShell(id)).shell_id;
       let cursor = (await pyro.readShell(id, sh, { wait_for_idle_ms: 500 })).next_cursor;
       const roundTrips: number[] = [];
