@@ -98,6 +98,9 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
   ]);
   expect(c.code).toBe(0);
   const ws = c.json.workspace_id as string;
+  /** `sh -c script` in the workspace with one secret in the environment (`flags` before it). */
+  const shWith = (secret: string, script: string, flags: string[] = []) =>
+    call(["workspace", "exec", ws, ...flags, "--secret-env", secret, "--json", "--", "sh", "-c", script]);
   let disk: string | null = null;
   expect(c.json.secrets).toEqual(["TOKEN", "FILETOK"]);
   try {
@@ -125,19 +128,11 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
     expect(lines[4]).toBe("[REDACTED:FILETOK]");
 
     // Printed in two writes far apart (two chunks): still caught.
-    const split = await call([
-      "workspace",
-      "exec",
-      ws,
-      "--secret-env",
+    const split = await shWith(
       "TOKEN",
-      "--json",
-      "--",
-      "sh",
-      "-c",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansions
       'h=${TOKEN%?????????????}; printf %s "$h"; sleep 0.5; printf %s "${TOKEN#"$h"}"; echo',
-    ]);
+    );
     expect(split.json.stdout).toBe("[REDACTED:TOKEN]\n");
     // The value in the command line itself (URL-encoded): output and history are redacted.
     const url = await call(["workspace", "exec", ws, "--json", "--", "echo", encodeURIComponent(literal)]);
@@ -161,19 +156,11 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
     expect(missing.json.code).toBe("SECRET_NOT_FOUND");
 
     // Detached: the spool on the host is redacted before it is written.
-    const det = await call([
-      "workspace",
-      "exec",
-      ws,
-      "--detach",
-      "--secret-env",
+    const det = await shWith(
       "TOKEN",
-      "--json",
-      "--",
-      "sh",
-      "-c",
       'printf %s "$TOKEN" | sha256sum; echo "$TOKEN"; printf %s "$TOKEN" | base64',
-    ]);
+      ["--detach"],
+    );
     expect(det.code).toBe(0);
     const waited = await call([
       "workspace",
@@ -299,18 +286,7 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
 
     // Reset restores them (a fresh machine gets them again).
     expect((await call(["workspace", "reset", ws, "--json"])).code).toBe(0);
-    const after = await call([
-      "workspace",
-      "exec",
-      ws,
-      "--secret-env",
-      "TOKEN",
-      "--json",
-      "--",
-      "sh",
-      "-c",
-      'printf %s "$TOKEN" | sha256sum',
-    ]);
+    const after = await shWith("TOKEN", 'printf %s "$TOKEN" | sha256sum');
     expect(after.json.stdout).toStartWith(sha(literal));
 
     // Stopped: the disk export (guests), then start restores them too.
@@ -320,18 +296,7 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
       expect((await call(["workspace", "disk", "export", ws, "--output", disk])).code).toBe(0);
     }
     expect((await call(["workspace", "start", ws])).code).toBe(0);
-    const started = await call([
-      "workspace",
-      "exec",
-      ws,
-      "--secret-env",
-      "FILETOK",
-      "--json",
-      "--",
-      "sh",
-      "-c",
-      'printf %s "$FILETOK" | sha256sum',
-    ]);
+    const started = await shWith("FILETOK", 'printf %s "$FILETOK" | sha256sum');
     expect(started.json.stdout).toStartWith(sha(fromFile));
 
     // Zero hits anywhere: every file under PYRO_HOME, every output, the exports.
