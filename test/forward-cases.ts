@@ -8,6 +8,8 @@
 import { expect } from "bun:test";
 import { readFileSync } from "node:fs";
 import net from "node:net";
+import { callWorkspace } from "../src/manager/client.ts";
+import { readRecord } from "../src/manager/record.ts";
 import { blob, GREETING } from "./fixtures/forward-server.ts";
 
 export interface PublishedPort {
@@ -19,6 +21,23 @@ export interface ForwardHarness {
   open(guestPort: number, hostPort?: number): Promise<PublishedPort>;
   close(hostPort: number): Promise<boolean>;
   list(): Promise<PublishedPort[]>;
+}
+
+/**
+ * A harness over a workspace's supervisor (sup.forward.*): `at` names the PYRO_HOME and
+ * workspace at call time (a file sets them in its beforeAll).
+ */
+export function supervisorHarness(at: () => { home: string; ws: string }): ForwardHarness {
+  const call = <R>(req: Record<string, unknown>) => {
+    const { home, ws } = at();
+    return callWorkspace(home, readRecord(home, ws)!, req as never) as Promise<R>;
+  };
+  return {
+    open: (g, hp) =>
+      call({ op: "sup.forward.open", guest_port: g, ...(hp === undefined ? {} : { host_port: hp }) }),
+    close: async (hp) => (await call<{ closed: boolean }>({ op: "sup.forward.close", host_port: hp })).closed,
+    list: async () => (await call<{ forwards: PublishedPort[] }>({ op: "sup.forward.list" })).forwards,
+  };
 }
 
 const MiB = 1024 * 1024;

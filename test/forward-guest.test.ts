@@ -9,7 +9,6 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { callWorkspace } from "../src/manager/client.ts";
 import { readRecord } from "../src/manager/record.ts";
 import { GREETING } from "./fixtures/forward-server.ts";
 import * as cases from "./forward-cases.ts";
@@ -22,14 +21,7 @@ const DEAD = 8002;
 let home = "";
 let ws = "";
 const run = (args: string[]) => pyro(args, { home });
-const call = <R>(req: Record<string, unknown>) =>
-  callWorkspace(home, readRecord(home, ws)!, req as never) as Promise<R>;
-const h: cases.ForwardHarness = {
-  open: (g, hp) =>
-    call({ op: "sup.forward.open", guest_port: g, ...(hp === undefined ? {} : { host_port: hp }) }),
-  close: async (hp) => (await call<{ closed: boolean }>({ op: "sup.forward.close", host_port: hp })).closed,
-  list: async () => (await call<{ forwards: cases.PublishedPort[] }>({ op: "sup.forward.list" })).forwards,
-};
+const h = cases.supervisorHarness(() => ({ home, ws }));
 
 beforeAll(async () => {
   if (!guest.ok) return;

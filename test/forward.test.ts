@@ -13,7 +13,6 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serveChannel } from "../guest/server.ts";
-import { callWorkspace } from "../src/manager/client.ts";
 import { readRecord } from "../src/manager/record.ts";
 import { channelPair } from "../src/protocol/channels.ts";
 import { Connection } from "../src/protocol/connection.ts";
@@ -150,14 +149,7 @@ describe("published ports of a host-compat workspace (its supervisor, sup.forwar
   let home = "";
   let ws = "";
   const env = { PYRO_BACKEND: "host" };
-  const call = <R>(req: Record<string, unknown>) =>
-    callWorkspace(home, readRecord(home, ws)!, req as never) as Promise<R>;
-  const h: cases.ForwardHarness = {
-    open: (g, hp) =>
-      call({ op: "sup.forward.open", guest_port: g, ...(hp === undefined ? {} : { host_port: hp }) }),
-    close: async (hp) => (await call<{ closed: boolean }>({ op: "sup.forward.close", host_port: hp })).closed,
-    list: async () => (await call<{ forwards: cases.PublishedPort[] }>({ op: "sup.forward.list" })).forwards,
-  };
+  const h = cases.supervisorHarness(() => ({ home, ws }));
   beforeAll(async () => {
     await ensureBuilt();
     home = freshHome();
