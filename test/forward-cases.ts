@@ -11,6 +11,7 @@ import net from "node:net";
 import { callWorkspace } from "../src/manager/client.ts";
 import { readRecord } from "../src/manager/record.ts";
 import { blob, GREETING } from "./fixtures/forward-server.ts";
+import { type PyroResult, waitFor } from "./helpers.ts";
 
 export interface PublishedPort {
   guest_port: number;
@@ -168,4 +169,27 @@ export async function portInUse(h: ForwardHarness, httpPort: number): Promise<vo
   expect(again.host_port).toBe(p.host_port);
   expect((await get(again.host_port, "/")).toString()).toBe(GREETING);
   await h.close(again.host_port);
+}
+
+/**
+ * kill -9 of the workspace's supervisor (reached through `run` in `home`): the forward's
+ * listener goes with it, its port refuses, and the workspace reads stopped.
+ */
+export async function supervisorKillLeavesNoListener(
+  h: ForwardHarness,
+  httpPort: number,
+  home: string,
+  ws: string,
+  run: (args: string[]) => Promise<PyroResult>,
+): Promise<void> {
+  const p = await h.open(httpPort);
+  expect(listening(p.host_port)).toBe(true); // the probe sees a live forward
+  expect((await get(p.host_port, "/")).toString()).toBe(GREETING);
+  const pid = readRecord(home, ws)?.supervisor_pid;
+  expect(pid).toBeGreaterThan(0);
+  process.kill(pid as number, "SIGKILL");
+  expect(await waitFor(() => !listening(p.host_port), 10_000)).toBe(true);
+  expect((await exchange(p.host_port)).ending).toBe("refused");
+  const st = await run(["workspace", "status", ws, "--json"]);
+  expect(st.json.state).toBe("stopped");
 }

@@ -9,8 +9,6 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readRecord } from "../src/manager/record.ts";
-import { GREETING } from "./fixtures/forward-server.ts";
 import * as cases from "./forward-cases.ts";
 import { guest, guestHome } from "./guest-env.ts";
 import { pyro, waitFor } from "./helpers.ts";
@@ -89,18 +87,7 @@ guest.describe("real guest: published ports over the agent channel (policy off)"
   );
   guest.test(
     "real guest: published port: kill -9 of the supervisor leaves no listener",
-    async () => {
-      const p = await h.open(HTTP);
-      expect(cases.listening(p.host_port)).toBe(true);
-      expect((await cases.get(p.host_port, "/")).toString()).toBe(GREETING);
-      const pid = readRecord(home, ws)?.supervisor_pid;
-      expect(pid).toBeGreaterThan(0);
-      process.kill(pid as number, "SIGKILL");
-      expect(await waitFor(() => !cases.listening(p.host_port), 10_000)).toBe(true);
-      expect((await cases.exchange(p.host_port)).ending).toBe("refused");
-      const st = await run(["workspace", "status", ws, "--json"]);
-      expect(st.json.state).toBe("stopped");
-    },
+    () => cases.supervisorKillLeavesNoListener(h, HTTP, home, ws, run),
     300_000,
   );
 });

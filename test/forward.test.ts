@@ -13,11 +13,10 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serveChannel } from "../guest/server.ts";
-import { readRecord } from "../src/manager/record.ts";
 import { channelPair } from "../src/protocol/channels.ts";
 import { Connection } from "../src/protocol/connection.ts";
 import { PortForwards } from "../src/supervisor/forward.ts";
-import { blob, GREETING } from "./fixtures/forward-server.ts";
+import { blob } from "./fixtures/forward-server.ts";
 import * as cases from "./forward-cases.ts";
 import { ensureBuilt, freshHome, pyro } from "./helpers.ts";
 
@@ -174,17 +173,10 @@ describe("published ports of a host-compat workspace (its supervisor, sup.forwar
     cases.closesAndRefuses(h, servers.http, servers.dead));
   test("a taken host port is PORT_IN_USE with nothing left open", () => cases.portInUse(h, servers.http));
 
-  test("kill -9 of the supervisor leaves no listener", async () => {
-    const p = await h.open(servers.http);
-    expect(cases.listening(p.host_port)).toBe(true); // the probe sees a live forward
-    expect((await cases.get(p.host_port, "/")).toString()).toBe(GREETING);
-    const pid = readRecord(home, ws)?.supervisor_pid;
-    expect(pid).toBeGreaterThan(0);
-    process.kill(pid as number, "SIGKILL");
-    for (let i = 0; i < 50 && cases.listening(p.host_port); i++) await Bun.sleep(100);
-    expect(cases.listening(p.host_port)).toBe(false);
-    expect((await cases.exchange(p.host_port)).ending).toBe("refused");
-    const st = await pyro(["workspace", "status", ws, "--json"], { home, env });
-    expect(st.json.state).toBe("stopped");
-  }, 60_000);
+  test(
+    "kill -9 of the supervisor leaves no listener",
+    () =>
+      cases.supervisorKillLeavesNoListener(h, servers.http, home, ws, (args) => pyro(args, { home, env })),
+    60_000,
+  );
 });
