@@ -38,6 +38,12 @@ export function buildRuleset({ table, tap, allow }: RulesetInput): string {
         "goto guest_refuse",
       ]
     : ["accept"];
+  // First in both chains a packet from the tap meets: replies pass, IPv6 and spoofed sources drop.
+  const fromGuest = [
+    `    iifname ${t} ct state established,related accept`,
+    `    iifname ${t} meta nfproto ipv6 drop`,
+    `    iifname ${t} ip saddr != ${tap.guestIp} drop`,
+  ];
   const lines = [
     `table inet ${table} {`,
     `  set allow_reserved { type ipv4_addr; flags interval; auto-merge;${elements(allow?.reserved ?? [])} }`,
@@ -55,17 +61,13 @@ export function buildRuleset({ table, tap, allow }: RulesetInput): string {
     "  }",
     "  chain guest_in {",
     "    type filter hook input priority filter - 5; policy accept;",
-    `    iifname ${t} ct state established,related accept`,
-    `    iifname ${t} meta nfproto ipv6 drop`,
-    `    iifname ${t} ip saddr != ${tap.guestIp} drop`,
+    ...fromGuest,
     `    iifname ${t} ip daddr ${tap.gatewayIp} udp dport 53 accept`,
     `    iifname ${t} jump guest_check`,
     "  }",
     "  chain guest_forward {",
     "    type filter hook forward priority filter - 5; policy accept;",
-    `    iifname ${t} ct state established,related accept`,
-    `    iifname ${t} meta nfproto ipv6 drop`,
-    `    iifname ${t} ip saddr != ${tap.guestIp} drop`,
+    ...fromGuest,
     `    iifname ${t} jump guest_check`,
     `    oifname ${t} ct state established,related accept`,
     `    oifname ${t} drop`,
