@@ -347,7 +347,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   }
 }
 
-/** The diff baseline: a git tree in the agent's state (outside /workspace) plus a tar on the host for resets. */
+/** The diff baseline (a git tree in the agent's state, outside /workspace), then the baseline snapshot for resets. */
 export async function captureBaseline(home: string, r: WorkspaceRecord): Promise<void> {
   await callWorkspace(home, r, { op: "baseline.capture" });
   await captureBaselineSnapshot(home, r);

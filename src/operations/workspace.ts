@@ -66,8 +66,8 @@ export const createOp = defineOperation({
   examples: [
     "pyro workspace create debian:12 --name issue-42 --label issue=42",
     "pyro workspace create --id-only",
-    "pyro workspace create --allow-host pypi.org --allow-host files.pythonhosted.org --allow-cidr 203.0.113.0/24",
     "pyro workspace create --name api --secret-file API_TOKEN=./token.txt --secret DB_PASSWORD=hunter2-example",
+    "pyro workspace create --allow-host pypi.org --allow-host files.pythonhosted.org --allow-cidr 203.0.113.0/24",
   ],
   run: async (ctx, input) => publicRecord(await createWorkspace(ctx, input)),
   render: (out) => renderWorkspace(out),
@@ -216,7 +216,9 @@ function refusalLines(rs: Array<Record<string, unknown>>): string[] {
   if (!rs.length) return [];
   return [
     "--- refused by the egress allow-list ---",
-    ...rs.map((r) => `${r.protocol} ${r.destination}${r.port === null ? "" : `:${r.port}`} (${r.packets} packets)`),
+    ...rs.map(
+      (r) => `${r.protocol} ${r.destination}${r.port === null ? "" : `:${r.port}`} (${r.packets} packets)`,
+    ),
   ];
 }
 

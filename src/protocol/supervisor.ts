@@ -141,6 +141,7 @@ export const SupShellCloseRequest = v.strictObject({
 });
 export const SupShellListRequest = v.strictObject({ op: v.literal("sup.shell.list") });
 export const SupShellListResult = v.strictObject({ shells: v.array(ShellInfo) });
+
 /** Services (src/supervisor/services.ts):
  * the supervisor runs each one on the agent
  * (service.start, guest/service.ts), restarts it when asked, spools its output to

@@ -79,8 +79,8 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
         const op = String(client.request.op ?? "");
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
         else if (op.startsWith("sup.shell.")) shells.serve(client, op);
-        else if (op.startsWith("sup.service.")) services.serve(client, op);
         else if (op.startsWith("sup.forward.")) forwards.serve(client, op);
+        else if (op.startsWith("sup.service.")) services.serve(client, op);
         else if (op.startsWith("sup.")) serveLocal(client, op, machine, ending, home, id);
         else relayCall(client, clientConn, agent, history.hookFor(client.request), redactor);
       },
