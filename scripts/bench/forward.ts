@@ -31,7 +31,7 @@ const RUN = ["env", "BUN_BE_BUN=1", "/usr/local/bin/pyro-agent"];
 
 export const forwardSection: Section = {
   id: "forward",
-  title: "12. Published ports",
+  title: "11. Published ports",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const rtts = ctx.n(200, 50);
     const gets = ctx.n(50, 20);

@@ -56,7 +56,7 @@ function bulkLayer(total: number): TarWriteEntry[] {
 
 export const imageImport: Section = {
   id: "image-import",
-  title: "11. Image import",
+  title: "13. Image import",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(3, 2);
     const bulk = ctx.quick ? 32 << 20 : 96 << 20;

@@ -24,7 +24,7 @@ const TARGET_MS = INTERVAL_MS + 50;
 
 export const servicesSection: Section = {
   id: "services",
-  title: "13. Services: start → ready",
+  title: "14. Services: start → ready",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(15, 5);
     return withGuestWorkspace(ctx, async (id, pyro) => {

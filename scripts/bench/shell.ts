@@ -23,7 +23,7 @@ const IDLE_MS = 100;
 
 export const shellSection: Section = {
   id: "shell",
-  title: "13. Shell round trip",
+  title: "12. Shell round trip",
   async run(ctx: BenchCtx): Promise<SectionResult> {
     const n = ctx.n(30, 10);
     return withGuestWorkspace(ctx, async (id, pyro) => {
