@@ -23,7 +23,6 @@ import { connectHttp, serveHttp, stopServer } from "./http-server.ts";
 // Loaded by a name TypeScript does not resolve: the package's typings pull in lib.dom, whose
 // stream types would replace Bun's in every file of the project.
 const HCL2JSON: string = "@cdktf/hcl2json";
-// biome-ignore lint/suspicious/noExplicitAny: the parser returns the HCL document as JSON
 const { parse: parseHcl } = (await import(HCL2JSON)) as { parse(name: string, text: string): Promise<any> };
 
 const TOKEN = "t".repeat(43);

@@ -45,11 +45,11 @@ needs("guest", "docker-registry", "skopeo", "busybox").describe(
     let spec: ImageSpec;
     const fixtureRef = () => `${registry?.host}/fixture/busybox:1`;
     /** `pyro ARGS --json` (before a `--`, so a command's argv stays untouched) */
-  const run = (args: string[]) => {
-    const dash = args.indexOf("--");
-    const argv = dash < 0 ? [...args, "--json"] : [...args.slice(0, dash), "--json", ...args.slice(dash)];
-    return pyro(argv, { home, env: { PYRO_BUILD_CACHE: cache } });
-  };
+    const run = (args: string[]) => {
+      const dash = args.indexOf("--");
+      const argv = dash < 0 ? [...args, "--json"] : [...args.slice(0, dash), "--json", ...args.slice(dash)];
+      return pyro(argv, { home, env: { PYRO_BUILD_CACHE: cache } });
+    };
 
     beforeAll(async () => {
       const base = await guestHome();

@@ -109,7 +109,6 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
  * What an MCP tool call returned: `structuredContent` on success, the `{code, message,
  * hint?, details?}` error object (the text content, as JSON) on an isError result.
  */
-// biome-ignore lint/suspicious/noExplicitAny: test convenience over the SDK's loose result type
 export function toolPayload(r: any): any {
   if (r?.isError) {
     const text = r.content?.[0]?.text ?? "";

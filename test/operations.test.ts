@@ -82,7 +82,13 @@ describe("invoke: one entry for every face", () => {
 
   test("bad input is INVALID_INPUT naming the field; nothing runs", async () => {
     let ran = false;
-    const op = defineOperation({ ...echoOp, run: async () => ((ran = true), { said: "" }) });
+    const op = defineOperation({
+      ...echoOp,
+      run: async () => {
+        ran = true;
+        return { said: "" };
+      },
+    });
     const err = await invoke(op, ctx, { text: "" }).catch((e) => e);
     expect(err).toBeInstanceOf(PyroError);
     expect(err.code).toBe("INVALID_INPUT");

@@ -102,7 +102,6 @@ export interface Operation<
 }
 
 /** Any operation, whatever its schemas (what the faces iterate over). */
-// biome-ignore lint/suspicious/noExplicitAny: the table holds operations of every shape
 export type AnyOperation = Operation<any, any, string, string, readonly string[]>;
 
 export function defineOperation<

@@ -69,6 +69,7 @@ export interface PyroOptions {
 
 export interface Pyro extends PyroMethods {}
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the methods are generated from OPERATIONS and merged in by this interface
 export class Pyro {
   readonly home: string;
   private readonly env: Record<string, string | undefined>;

@@ -36,7 +36,9 @@ const enc = new TextEncoder();
 
 // ------------------------------------------------------------------ patch
 
-const A_TXT = Array.from({ length: 12 }, (_, i) => `line ${i + 1}`).join("\n").concat("\n");
+const A_TXT = Array.from({ length: 12 }, (_, i) => `line ${i + 1}`)
+  .join("\n")
+  .concat("\n");
 const PATCH_SEEDS = [
   `--- a/a.txt\n+++ b/a.txt\n@@ -1,4 +1,4 @@\n line 1\n-line 2\n+line two\n line 3\n line 4\n@@ -10,3 +10,4 @@\n line 10\n line 11\n line 12\n+line 13\n`,
   `diff --git a/new.txt b/new.txt\nnew file mode 100644\nindex 0000000..3b18e51\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1,2 @@\n+hello\n+world\n\\ No newline at end of file\n`,
