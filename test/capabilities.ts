@@ -9,7 +9,7 @@
  *
  * Invariants:
  * - Everything present: plain bun `describe`/`test`.
- * - Something missing that this kind of machine cannot have (CANNOT_HAVE: usable KVM,
+ * - Something missing that this kind of machine cannot have (CANNOT_HAVE: /dev/kvm, usable KVM,
  *   Firecracker, the vsock loopback transport of the host kernel): skipped, and the name
  *   ends in `[not runnable here: <cap>: <reason>]`; scripts/test.ts lists those by name.
  * - Something else missing: under CI (PYRO_REQUIRE_GUESTS=1, set by scripts/test.ts when
@@ -136,6 +136,9 @@ export type Capability = keyof typeof PROBES;
  * skips with "not runnable here" even under CI; nothing else may.
  */
 export const CANNOT_HAVE: ReadonlySet<Capability> = new Set<Capability>([
+  // Machines of this kind differ: some have no /dev/kvm at all, some a paravirtual one on
+  // which no kernel boots; guests run under TCG either way.
+  "kvm-device",
   "kvm",
   "firecracker",
   "vsock-loopback",
