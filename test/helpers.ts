@@ -2,6 +2,8 @@
 import { expect } from "bun:test";
 import { existsSync, mkdtempSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const PYRO = join(REPO, "dist", "pyro");
@@ -119,4 +121,37 @@ export function toolPayload(r: any): any {
     }
   }
   return r?.structuredContent;
+}
+
+/**
+ * A chat client's session with `dist/pyro mcp serve <args>` (the official MCP client over
+ * stdio, PYRO_HOME = home): `call` returns the payload or throws with the error, `callError`
+ * expects an isError result and returns its error object. Calls get 10 minutes (boots under
+ * TCG); the SDK's default is 60 s.
+ */
+export async function mcpSession(name: string, args: string[], opts: { home: string; cwd?: string }) {
+  const transport = new StdioClientTransport({
+    command: PYRO,
+    cwd: opts.cwd,
+    args: ["mcp", "serve", ...args],
+    env: { ...(process.env as Record<string, string>), PYRO_HOME: opts.home },
+    stderr: "pipe",
+  });
+  const client = new Client({ name, version: "0.0.0" });
+  await client.connect(transport);
+  const long = { timeout: 600_000 };
+  return {
+    client,
+    async call(tool: string, input: Record<string, unknown>): Promise<any> {
+      const r = await client.callTool({ name: tool, arguments: input }, undefined, long);
+      const payload = toolPayload(r);
+      if (r.isError) throw new Error(`${tool} failed: ${JSON.stringify(payload)}`);
+      return payload;
+    },
+    async callError(tool: string, input: Record<string, unknown>): Promise<any> {
+      const r = await client.callTool({ name: tool, arguments: input }, undefined, long);
+      expect(r.isError).toBe(true);
+      return toolPayload(r);
+    },
+  };
 }

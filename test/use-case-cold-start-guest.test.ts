@@ -9,10 +9,8 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { guest, guestHome } from "./guest-env.ts";
-import { PYRO, pyro, toolPayload } from "./helpers.ts";
+import { mcpSession, pyro } from "./helpers.ts";
 
 const ENV = "debian:12-build";
 const README = `# tiny-site
@@ -28,26 +26,15 @@ python3 -c 'import html.parser, sys; html.parser.HTMLParser().feed(open("site/in
 echo "checks passed"
 `;
 const PAGE = "<html><head><title>tiny-site</title></head><body>served from the workspace</body></html>\n";
-/** Calls that boot a machine get TCG time; the SDK's default is 60 s. */
-const LONG = { timeout: 600_000 };
 
 let home = "";
 let tmp = "";
-let client: Client | null = null;
+let session: Awaited<ReturnType<typeof mcpSession>> | null = null;
 let id = "";
-
-async function call(name: string, args: Record<string, unknown>): Promise<any> {
-  const r = await (client as Client).callTool({ name, arguments: args }, undefined, LONG);
-  const payload = toolPayload(r);
-  if (r.isError) throw new Error(`${name} failed: ${JSON.stringify(payload)}`);
-  return payload;
-}
-
-async function callError(name: string, args: Record<string, unknown>): Promise<any> {
-  const r = await (client as Client).callTool({ name, arguments: args }, undefined, LONG);
-  expect(r.isError).toBe(true);
-  return toolPayload(r);
-}
+const call = (name: string, args: Record<string, unknown>) =>
+  (session as NonNullable<typeof session>).call(name, args);
+const callError = (name: string, args: Record<string, unknown>) =>
+  (session as NonNullable<typeof session>).callError(name, args);
 
 beforeAll(async () => {
   if (!guest.ok) return;
@@ -60,26 +47,22 @@ beforeAll(async () => {
   writeFileSync(join(repo, "README.md"), README);
   writeFileSync(join(repo, "check.sh"), CHECK, { mode: 0o755 });
   writeFileSync(join(repo, "site", "index.html"), PAGE);
-  const transport = new StdioClientTransport({
-    command: PYRO,
-    cwd: tmp,
-    args: ["mcp", "serve", "--mode", "cold-start", "--no-project-source", "--allow-host-path", repo],
-    env: { ...(process.env as Record<string, string>), PYRO_HOME: home },
-    stderr: "pipe",
-  });
-  client = new Client({ name: "pyro-cold-start", version: "0.0.0" });
-  await client.connect(transport);
+  session = await mcpSession(
+    "pyro-cold-start",
+    ["--mode", "cold-start", "--no-project-source", "--allow-host-path", repo],
+    { home, cwd: tmp },
+  );
 }, 1_800_000);
 
 afterAll(async () => {
   if (id) await call("workspace_delete", { workspace_id: id }).catch(() => {});
-  await client?.close();
+  await session?.client.close();
 });
 
 guest.test(
   "real guest: cold-start from chat: seed, checks, a service ready by http and published, checked from the host",
   async () => {
-    const { tools } = await (client as Client).listTools();
+    const { tools } = await (session as NonNullable<typeof session>).client.listTools();
     const names = tools.map((t) => t.name);
     for (const n of ["service_start", "service_list", "service_status", "service_logs", "service_stop"])
       expect(names).toContain(n);

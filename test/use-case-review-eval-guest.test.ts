@@ -8,10 +8,8 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { guest, guestHome } from "./guest-env.ts";
-import { PYRO, toolPayload } from "./helpers.ts";
+import { mcpSession } from "./helpers.ts";
 
 /** The change under review: a sum script (with its fix) and the evaluation that scores it. */
 const SUM = `#!/bin/sh
@@ -30,22 +28,14 @@ echo "passed $pass of $((pass+fail))" >> results/report.txt
 cat results/report.txt
 [ "$fail" = 0 ]
 `;
-/** Calls that boot a machine (create, reset) get TCG time; the SDK's default is 60 s. */
-const LONG = { timeout: 600_000 };
 
 let home = "";
 let tmp = "";
 let exportDir = "";
-let client: Client | null = null;
+let session: Awaited<ReturnType<typeof mcpSession>> | null = null;
 let id = "";
-
-async function call(name: string, args: Record<string, unknown>): Promise<any> {
-  if (!client) throw new Error("no MCP client");
-  const r = await client.callTool({ name, arguments: args }, undefined, LONG);
-  const payload = toolPayload(r);
-  if (r.isError) throw new Error(`${name} failed: ${JSON.stringify(payload)}`);
-  return payload;
-}
+const call = (name: string, args: Record<string, unknown>) =>
+  (session as NonNullable<typeof session>).call(name, args);
 
 beforeAll(async () => {
   if (!guest.ok) return;
@@ -57,36 +47,22 @@ beforeAll(async () => {
   writeFileSync(join(change, "eval.sh"), EVAL, { mode: 0o755 });
   exportDir = join(tmp, "review-out");
   mkdirSync(exportDir);
-  const transport = new StdioClientTransport({
-    command: PYRO,
-    cwd: tmp,
-    args: [
-      "mcp",
-      "serve",
-      "--mode",
-      "review-eval",
-      "--no-project-source",
-      "--allow-host-path",
-      change,
-      "--export-dir",
-      exportDir,
-    ],
-    env: { ...(process.env as Record<string, string>), PYRO_HOME: home },
-    stderr: "pipe",
-  });
-  client = new Client({ name: "pyro-review-eval", version: "0.0.0" });
-  await client.connect(transport);
+  session = await mcpSession(
+    "pyro-review-eval",
+    ["--mode", "review-eval", "--no-project-source", "--allow-host-path", change, "--export-dir", exportDir],
+    { home, cwd: tmp },
+  );
 }, 1_800_000);
 
 afterAll(async () => {
   if (id) await call("workspace_delete", { workspace_id: id }).catch(() => {});
-  await client?.close();
+  await session?.client.close();
 });
 
 guest.test(
   "real guest: review-eval from chat: snapshot, plain shell, evaluation, summary, export, reset",
   async () => {
-    const { tools } = await (client as Client).listTools();
+    const { tools } = await (session as NonNullable<typeof session>).client.listTools();
     const names = tools.map((t) => t.name);
     for (const n of ["snapshot_create", "shell_open", "shell_read", "workspace_summary", "workspace_reset"])
       expect(names).toContain(n);
