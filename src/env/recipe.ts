@@ -29,7 +29,7 @@ import {
   readlinkSync,
   rmSync,
 } from "node:fs";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import * as v from "valibot";
 import type { HostCtx } from "../base/context.ts";
@@ -38,17 +38,9 @@ import { PyroError } from "../protocol/errors.ts";
 import { cacheKey, removeStale, scratchPath } from "./build/cache.ts";
 import { IMAGE_DIRS, IMAGE_FILES, mkfsFromTree } from "./build/rootfs.ts";
 import { applyLayer, ScopedTree } from "./image/apply.ts";
+import { discardFailedCreate, publishCustom } from "./image/create.ts";
 import { readChunks } from "./oci/io.ts";
-import {
-  type EnvironmentManifest,
-  envRoot,
-  envVersionDir,
-  fileEntry,
-  type InstalledEnvironment,
-  installedVersions,
-  readManifest,
-  verifyEnvironment,
-} from "./store.ts";
+import { type EnvironmentManifest, envRoot, fileEntry, type InstalledEnvironment } from "./store.ts";
 
 /** Bump when the way a recipe is built changes (so old cache entries are not reused). */
 export const RECIPE_FORMAT = 1;
@@ -313,20 +305,11 @@ export async function installRecipeRoot(
           }
         : {}),
     };
-    await writeFile(join(installStaging, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-    const { publish } = await import("./install.ts");
-    const dest = envVersionDir(ctx.home, name, version);
-    publish(installStaging, dest);
-    for (const old of installedVersions(ctx.home, name))
-      if (old.dir !== dest) rmSync(old.dir, { recursive: true, force: true });
-    const installed = { dir: dest, manifest: readManifest(dest) as EnvironmentManifest };
-    await verifyEnvironment(installed, { force: true });
+    const installed = await publishCustom(ctx.home, installStaging, manifest);
     say(`created ${name} (${version}) from recipe ${loaded.path}`);
     return installed;
   } catch (err) {
-    rmSync(installStaging, { recursive: true, force: true });
-    if (installedVersions(ctx.home, name).length === 0)
-      rmSync(envRoot(ctx.home, name), { recursive: true, force: true });
+    discardFailedCreate(ctx.home, name, installStaging);
     throw err;
   } finally {
     await rm(treeDir, { recursive: true, force: true });

@@ -97,6 +97,34 @@ function compressionOf(path: string): Compression {
 }
 
 /** The image config as the manifest keeps it. */
+/**
+ * Land a custom environment staged in `staging` (rootfs.ext4 and vmlinux, described by
+ * `manifest`): write its manifest, move it into place by one rename, drop older versions of the
+ * name (the newest is what boots), and verify it by content. Images and recipes both end here.
+ */
+export async function publishCustom(
+  home: string,
+  staging: string,
+  manifest: EnvironmentManifest,
+): Promise<InstalledEnvironment> {
+  writeFileSync(join(staging, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  const { publish } = await import("../install.ts");
+  const dest = envVersionDir(home, manifest.name, manifest.version);
+  publish(staging, dest);
+  for (const old of installedVersions(home, manifest.name))
+    if (old.dir !== dest) rmSync(old.dir, { recursive: true, force: true });
+  const installed = { dir: dest, manifest: readManifest(dest) as EnvironmentManifest };
+  await verifyEnvironment(installed, { force: true });
+  return installed;
+}
+
+/** After a failed create: the staging dir goes, and the name's directory if no version of it is left. */
+export function discardFailedCreate(home: string, name: string, staging: string): void {
+  rmSync(staging, { recursive: true, force: true });
+  if (installedVersions(home, name).length === 0)
+    rmSync(envRoot(home, name), { recursive: true, force: true });
+}
+
 export function imageDefaults(config: ImageConfig): NonNullable<EnvironmentManifest["image"]> {
   const c = config.config ?? {};
   return {
@@ -215,21 +243,11 @@ async function createLocked(
       source: { kind: from.image ? "image" : "archive", ref: image.ref, digest: image.digest },
       image: imageDefaults(image.config),
     };
-    writeFileSync(join(installStaging, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-    const { publish } = await import("../install.ts");
-    const dest = envVersionDir(ctx.home, name, version);
-    publish(installStaging, dest);
-    // Older versions of this name are superseded (the newest is what boots).
-    for (const old of installedVersions(ctx.home, name))
-      if (old.dir !== dest) rmSync(old.dir, { recursive: true, force: true });
-    const installed = { dir: dest, manifest: readManifest(dest) as EnvironmentManifest };
-    await verifyEnvironment(installed, { force: true });
+    const installed = await publishCustom(ctx.home, installStaging, manifest);
     say(`created ${name} (${version}) from ${image.ref}`);
     return installed;
   } catch (err) {
-    rmSync(installStaging, { recursive: true, force: true });
-    if (installedVersions(ctx.home, name).length === 0)
-      rmSync(envRoot(ctx.home, name), { recursive: true, force: true });
+    discardFailedCreate(ctx.home, name, installStaging);
     throw err;
   } finally {
     await rm(treeDir, { recursive: true, force: true });
