@@ -39,7 +39,7 @@ import { PyroError } from "../protocol/errors.ts";
 import { AsyncQueue } from "../protocol/queue.ts";
 import type { Ctx } from "./context.ts";
 import type { WorkspaceRecord } from "./record.ts";
-import { exportStream, importIntoWorkspace } from "./transfer.ts";
+import { exportStream, hostFileWriter, importIntoWorkspace } from "./transfer.ts";
 import { createWorkspace, deleteWorkspace, execWorkspace } from "./workspaces.ts";
 
 /** Each build step may take this long (apt over a slow mirror under TCG). */
@@ -192,15 +192,18 @@ async function buildInGuest(ctx: Ctx, loaded: LoadedRecipe, key: string): Promis
 async function receiveInnerTar(ctx: Ctx, r: WorkspaceRecord, out: string): Promise<void> {
   const q = new AsyncQueue<Uint8Array>();
   const writing = (async () => {
-    const writer = Bun.file(out).writer();
+    const writer = hostFileWriter(out);
     let found = false;
-    for await (const entry of readTar(q)) {
-      if (found || entry.type !== "file")
-        throw new PyroError("INTERNAL", `unexpected entry ${entry.path} in the root tree export`);
-      found = true;
-      for await (const chunk of entry.body) writer.write(chunk);
+    try {
+      for await (const entry of readTar(q)) {
+        if (found || entry.type !== "file")
+          throw new PyroError("INTERNAL", `unexpected entry ${entry.path} in the root tree export`);
+        found = true;
+        for await (const chunk of entry.body) writer.write(chunk);
+      }
+    } finally {
+      writer.close();
     }
-    await writer.end();
     if (!found) throw new PyroError("INTERNAL", "the root tree export was empty");
   })();
   writing.catch(() => {});

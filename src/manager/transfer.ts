@@ -144,6 +144,28 @@ function hostWriteError(err: unknown, file: string): unknown {
   });
 }
 
+/**
+ * A host file written with plain synchronous writes, mode 0600: Bun's FileSink reports a failed
+ * write (ENOSPC) later as an uncaught error that no caller can catch, which crashed the CLI and
+ * left its temp file. A failed write is IO_ERROR naming `label` (the file the user knows).
+ */
+export function hostFileWriter(path: string, label = path): { write(c: Uint8Array): void; close(): void } {
+  let fd: number | null = openSync(path, "w", 0o600);
+  return {
+    write(c) {
+      try {
+        for (let off = 0; off < c.byteLength; ) off += writeSync(fd as number, c, off);
+      } catch (err) {
+        throw hostWriteError(err, label);
+      }
+    },
+    close() {
+      if (fd !== null) closeSync(fd);
+      fd = null;
+    },
+  };
+}
+
 /** Save a workspace path as a tar file on the host (snapshots, baseline). Atomic. */
 export async function exportToTarFile(
   home: string,
@@ -153,23 +175,15 @@ export async function exportToTarFile(
 ): Promise<number> {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  // Plain synchronous writes: Bun's FileSink reports a failed write (ENOSPC) later as an
-  // uncaught error that no caller can catch, which crashed the CLI and left the temp file.
-  let fd: number | null = openSync(tmp, "w", 0o600);
-  const close = () => {
-    if (fd !== null) closeSync(fd);
-    fd = null;
-  };
+  const out = hostFileWriter(tmp, file);
   try {
-    const bytes = await exportStream(home, r, path, (c) => {
-      for (let off = 0; off < c.byteLength; ) off += writeSync(fd as number, c, off);
-    });
-    close();
+    const bytes = await exportStream(home, r, path, (c) => out.write(c));
+    out.close();
     renameSync(tmp, file);
     return bytes;
   } catch (err) {
     try {
-      close();
+      out.close();
     } catch {}
     rmSync(tmp, { force: true });
     throw hostWriteError(err, file);
