@@ -222,16 +222,17 @@ export async function leakCheck(run: Run, home: string, opts: { environment?: st
       "--",
       "sh",
       "-c",
-      'printf %s "$API_TOKEN" | sha256sum; echo "auth: $API_TOKEN"; echo "$API_TOKEN" | base64; exec sleep 600',
+      'printf %s "$API_TOKEN" | sha256sum; echo "auth: $API_TOKEN"; echo "$API_TOKEN" | base64; echo logged; exec sleep 600',
     ]);
     expect(svc.code).toBe(0);
     let svcLog = "";
-    for (let i = 0; i < 120 && !svcLog.includes("auth: "); i++) {
+    // until the last line is in: the log is read while the service is still writing it
+    for (let i = 0; i < 120 && !svcLog.includes("logged\n"); i++) {
       const r = await call(["workspace", "service", "logs", ws, "api", "--json"]);
       svcLog = r.json.stdout;
-      if (!svcLog.includes("auth: ")) await Bun.sleep(250);
+      if (!svcLog.includes("logged\n")) await Bun.sleep(250);
     }
-    expect(svcLog).toBe(`${sha(literal)}  -\nauth: [REDACTED:TOKEN]\n[REDACTED:TOKEN]\n`);
+    expect(svcLog).toBe(`${sha(literal)}  -\nauth: [REDACTED:TOKEN]\n[REDACTED:TOKEN]\nlogged\n`);
     const badSvc = await call([
       "workspace",
       "service",
