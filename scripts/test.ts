@@ -41,15 +41,24 @@ let guestPassed = 0;
 // Sets: bun repeats the skipped tests in a summary at the end of a multi-file run.
 const notRunnable = new Set<string>();
 const skipped = new Set<string>();
+// What bun printed between the previous result line and each failure (its error, diff and
+// stack), repeated at the very end: CI keeps only the tail of a long run's output.
+const failures = new Map<string, string>();
+const FAILURE_LINES = 80;
 async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) {
   const dec = new TextDecoder();
   let carry = "";
+  let since: string[] = [];
   for await (const chunk of stream) {
     out.write(chunk);
     carry += dec.decode(chunk, { stream: true });
     const lines = carry.split("\n");
     carry = lines.pop() ?? "";
     for (const l of lines) {
+      // (bun lists the failures again in its summary: the first sighting has the error)
+      if (/^\(fail\) /.test(l) && !failures.has(l)) failures.set(l, [...since.slice(-FAILURE_LINES), l].join("\n"));
+      if (/^\((pass|fail|skip|todo)\) /.test(l)) since = [];
+      else since.push(l);
       if (/^\(pass\) real guest/.test(l)) guestPassed++;
       const skip = /^\((skip|todo)\) (.*)$/.exec(l);
       if (!skip) continue;
@@ -60,6 +69,10 @@ async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream)
 }
 await Promise.all([pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr)]);
 const code = await proc.exited;
+if (failures.size > 0) {
+  console.log(`\nfailure details (${failures.size}; up to ${FAILURE_LINES} lines before each):`);
+  for (const f of failures.values()) console.log(`${f}\n`);
+}
 console.log(`real-guest tests passed: ${guestPassed}`);
 if (notRunnable.size > 0) {
   console.log(`not runnable here (${notRunnable.size}):`);
