@@ -56,7 +56,8 @@ async function pump(stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream)
     carry = lines.pop() ?? "";
     for (const l of lines) {
       // (bun lists the failures again in its summary: the first sighting has the error)
-      if (/^\(fail\) /.test(l) && !failures.has(l)) failures.set(l, [...since.slice(-FAILURE_LINES), l].join("\n"));
+      if (/^\(fail\) /.test(l) && !failures.has(l))
+        failures.set(l, [...since.slice(-FAILURE_LINES), l].join("\n"));
       if (/^\((pass|fail|skip|todo)\) /.test(l)) since = [];
       else since.push(l);
       if (/^\(pass\) real guest/.test(l)) guestPassed++;
