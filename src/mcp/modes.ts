@@ -189,6 +189,7 @@ export const MODES = {
       "shell_read",
       "shell_write",
       "shell_signal",
+      "shell_resize",
       "shell_close",
       "shell_list",
       "exec_read",
