@@ -66,6 +66,11 @@ export interface VmHandle {
    * running, stopped, until `stop`/`kill`. Absent on backends that cannot (host).
    */
   saveState?(path: string, deadlineMs: number): Promise<{ bytes: number; sha256: string }>;
+  /**
+   * The VMM's run state (QEMU: query-status `status`, e.g. running, paused, io-error,
+   * guest-panicked). Absent on backends that cannot tell.
+   */
+  runState?(): Promise<string>;
   /** Resolves with the VMM's exit code (null when killed by a signal). */
   readonly exited: Promise<number | null>;
 }

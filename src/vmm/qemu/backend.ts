@@ -163,6 +163,11 @@ class QemuVm implements VmHandle {
     return saveVmState(this.qmp, this.paths.migrateSocket, path, deadlineMs);
   }
 
+  async runState(): Promise<string> {
+    if (this.hasExited || !this.qmp) throw this.failure("QEMU has exited");
+    return (await this.qmp.queryStatus()).status;
+  }
+
   failure(message: string, cause?: unknown): PyroError {
     const code = this.proc.signalCode ?? this.proc.exitCode;
     const qemuLog = tailFile(this.paths.qemuLog, 2048);
