@@ -19,7 +19,9 @@ import {
   type UnpackResult,
   unpackTar,
 } from "../src/protocol/archive/index.ts";
+import { PyroError } from "../src/protocol/errors.ts";
 import { fdPath, mkdirat, O, openat } from "../src/protocol/openat.ts";
+import { type CaptureResult, captureBaselineFromImport } from "./baseline.ts";
 import { WORKSPACE_DISPLAY_ROOT, withResolved } from "./paths.ts";
 
 function openDir(parent: number, name: string, shown: string): number {
@@ -45,6 +47,12 @@ export async function importArchive(
   // entries below it are placed relative to directory fds the codec opens O_NOFOLLOW.
   return withResolved(root, destPath, { followFinalSymlink: true }, async (r) => {
     let destFd = r.fd;
+    if (opts.observer && (destFd === undefined || r.parts.length > 0)) {
+      throw new PyroError(
+        "INVALID_INPUT",
+        `a baseline is captured only by an import into /workspace itself, not ${r.shown}`,
+      );
+    }
     if (destFd === undefined) {
       const parent = r.parentFd(true);
       try {
@@ -57,6 +65,25 @@ export async function importArchive(
     const result = await unpackTar(maybeGunzip(source), fdPath(destFd), opts);
     return { path: r.shown, ...result };
   });
+}
+
+/**
+ * Extract a seed into /workspace and capture the diff baseline from the same stream: every
+ * file's blob is stored as its bytes pass, so the capture reads nothing back (guest/baseline.ts
+ * captureBaselineFromImport). The baseline equals the one `baseline.capture` would take after
+ * the import.
+ */
+export async function importArchiveWithBaseline(
+  root: string,
+  stateDir: string,
+  destPath: string,
+  source: ByteSource,
+  opts: UnpackOptions = {},
+): Promise<UnpackResult & { path: string; baseline: CaptureResult & { files_read: number } }> {
+  const { result, baseline } = await captureBaselineFromImport(root, stateDir, (observer) =>
+    importArchive(root, destPath, source, { ...opts, observer }),
+  );
+  return { ...result, baseline };
 }
 
 /**

@@ -3,11 +3,23 @@
  * installed (same tree ids, a valid index, fsck-clean objects).
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { PyroError } from "../src/protocol/errors.ts";
 import { needs } from "../test/capabilities.ts";
+import { importArchive, importArchiveWithBaseline } from "./archive.ts";
 import { BASELINE_GITDIR, blobOid, captureBaseline, readBaselineBlob } from "./baseline.ts";
+import { diffWorkspace } from "./diff.ts";
 import {
   comparePaths,
   decodeIndex,
@@ -20,7 +32,7 @@ import {
 } from "./git-index.ts";
 import { scratch } from "./testing.ts";
 
-const { setup } = scratch("pyro-baseline");
+const { setup, tempDir } = scratch("pyro-baseline");
 
 function git(gitdir: string, worktree: string, ...args: string[]): string {
   const r = Bun.spawnSync(["git", `--git-dir=${gitdir}`, `--work-tree=${worktree}`, ...args], {
@@ -188,5 +200,92 @@ describe("index encoding", () => {
       expect((err as PyroError).code).toBe("IO_ERROR");
       expect((err as PyroError).message).toContain("checksum");
     }
+  });
+});
+
+describe("a baseline captured from the seed stream (archive.import with baseline)", () => {
+  /** A seed with every kind of entry a baseline cares about, as GNU tar packs it. */
+  function seedTar(): Uint8Array {
+    const src = tempDir("seed");
+    populate(src);
+    const big = new Uint8Array(9 * 1024 * 1024 + 77);
+    for (let i = 0; i < big.length; i += 512) big[i] = (i / 512) % 253;
+    writeFileSync(join(src, "src/big.bin"), big);
+    linkSync(join(src, "README.md"), join(src, "hard-readme"));
+    linkSync(join(src, "src/big.bin"), join(src, "big-hard"));
+    writeFileSync(join(src, "private.txt"), "mode 600\n");
+    chmodSync(join(src, "private.txt"), 0o600);
+    mkdirSync(join(src, "proj/.git"), { recursive: true });
+    writeFileSync(join(src, "proj/.git/HEAD"), "ref: refs/heads/main\n");
+    writeFileSync(join(src, "proj/x.c"), "int x;\n");
+    const tar = Bun.spawnSync(["tar", "-cf", "-", "-C", src, "."]);
+    expect(tar.exitCode).toBe(0);
+    const bytes = new Uint8Array(tar.stdout);
+    // the tar really has hardlink entries (typeflag '1'), so the observer's hardlink path runs
+    expect(Bun.spawnSync(["tar", "-tvf", "-"], { stdin: bytes }).stdout.toString()).toMatch(/link to/);
+    return bytes;
+  }
+  const source = (bytes: Uint8Array) =>
+    (async function* () {
+      for (let i = 0; i < bytes.length; i += 65536) yield bytes.subarray(i, i + 65536);
+    })();
+  const indexOf = async (state: string) =>
+    (await readIndexFile(join(state, BASELINE_GITDIR, "index")))!.entries.map((e) => [e.path, e.mode, e.oid]);
+
+  test("equals the baseline captured the old way (import, then a capture that reads every file), reading nothing back", async () => {
+    const tar = seedTar();
+    const streamed = setup();
+    const r = await importArchiveWithBaseline(streamed.root, streamed.state, "/workspace", source(tar));
+    expect(r.baseline.files_read).toBe(0);
+    const old = setup();
+    await importArchive(old.root, "/workspace", source(tar));
+    const plain = await captureBaseline(old.root, old.state);
+    expect(r.baseline.tree).toBe(plain.tree);
+    expect(r.baseline.files).toBe(plain.files);
+    expect(await indexOf(streamed.state)).toEqual(await indexOf(old.state));
+    // every blob is there and whole (git's own check of the object store)
+    git(join(streamed.state, BASELINE_GITDIR), streamed.root, "fsck", "--full", "--strict");
+    // .git contents get no objects (a capture never takes them); proj/x.c beside it does
+    const has = (text: string) => {
+      const oid = blobOid(new TextEncoder().encode(text));
+      return existsSync(join(streamed.state, BASELINE_GITDIR, "objects", oid.slice(0, 2), oid.slice(2)));
+    };
+    expect(has("int x;\n")).toBe(true);
+    expect(has("ref: refs/heads/main\n")).toBe(false);
+  });
+
+  test("the diff after a seeded import is empty; one changed file is exactly that file", async () => {
+    const { root, state } = setup();
+    await importArchiveWithBaseline(root, state, "/workspace", source(seedTar()));
+    const clean = await diffWorkspace(root, state);
+    expect(clean.files).toEqual([]);
+    expect(clean.patch).toBe("");
+    writeFileSync(join(root, "src/main.py"), "print('y')\n");
+    const one = await diffWorkspace(root, state);
+    expect(one.files.map((f) => [f.path, f.status])).toEqual([["src/main.py", "modified"]]);
+    expect(one.patch).toContain("+print('y')");
+  });
+
+  test("files already in /workspace, or changed after the import wrote them, are read like a plain capture", async () => {
+    const { root, state } = setup();
+    writeFileSync(join(root, "before.txt"), "was here\n");
+    const r = await importArchiveWithBaseline(root, state, "/workspace", source(seedTar()));
+    expect(r.baseline.files_read).toBe(1);
+    const blob = await readBaselineBlob(
+      join(state, BASELINE_GITDIR),
+      (await indexOf(state)).find(([p]) => p === "before.txt")![2] as string,
+    );
+    expect(new TextDecoder().decode(blob)).toBe("was here\n");
+    expect(readFileSync(join(root, "README.md"), "utf8")).toBe("# hi\n");
+  });
+
+  test("only an import into /workspace itself can capture the baseline", async () => {
+    const { root, state } = setup();
+    const err = await importArchiveWithBaseline(root, state, "/workspace/sub", source(seedTar())).catch(
+      (e) => e,
+    );
+    expect(err).toBeInstanceOf(PyroError);
+    expect(err.code).toBe("INVALID_INPUT");
+    expect(existsSync(join(root, "sub"))).toBe(false);
   });
 });

@@ -34,7 +34,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createDeflate, deflateSync } from "node:zlib";
 import git from "isomorphic-git";
-import { fsError } from "../src/protocol/archive/index.ts";
+import { type FileObserver, fsError, type UnpackObserver } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
 import {
   comparePaths,
@@ -414,25 +414,166 @@ export async function captureBaseline(root: string, stateDir: string): Promise<C
   const rootReal = await realRoot(root);
   // not while a patch is being applied (patch.ts takes the same lock), nor during a diff
   return serialized(`patch:${rootReal}`, () =>
-    serialized(`state:${stateReal}`, () => capture(rootReal, stateReal)),
+    serialized(`state:${stateReal}`, async () => {
+      await initGitdir(stateReal);
+      return (await capture(rootReal, stateReal, null)).result;
+    }),
   );
 }
 
-async function capture(rootReal: string, stateReal: string): Promise<CaptureResult> {
+/**
+ * A capture fed by an import (a seeded create): `run` extracts a tar with the observer this
+ * hands it, which stores each regular file's blob from the bytes as they stream past and
+ * remembers the file's identity (inode, size, mtime right after it was written). The capture
+ * that follows walks the root with lstat only and takes a remembered blob for every file whose
+ * identity still matches, so no file is read back; anything else (a file that was there before,
+ * changed since, or a symlink: its target is one readlink) is read as in a plain capture.
+ * `files_read` counts those. The result is the same baseline a plain capture makes.
+ */
+export async function captureBaselineFromImport<T>(
+  root: string,
+  stateDir: string,
+  run: (observer: UnpackObserver) => Promise<T>,
+): Promise<{ result: T; baseline: CaptureResult & { files_read: number } }> {
+  const stateReal = stateDirReal(stateDir, true)!;
+  const rootReal = await realRoot(root);
+  return serialized(`patch:${rootReal}`, () =>
+    serialized(`state:${stateReal}`, async () => {
+      const gitdir = await initGitdir(stateReal);
+      const known = new Map<string, Known>();
+      const result = await run(importObserver(gitdir, known));
+      const { result: baseline, filesRead } = await capture(rootReal, stateReal, known);
+      return { result, baseline: { ...baseline, files_read: filesRead } };
+    }),
+  );
+}
+
+/** A file an import wrote: its blob (already stored) and its identity when written. */
+interface Known {
+  oid: string;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Paths a capture would never take (walkTree's rules): no blob is stored for them. */
+const untracked = (path: string) => path.includes("\ufffd") || path.split("/").includes(".git");
+
+function importObserver(gitdir: string, known: Map<string, Known>): UnpackObserver {
+  return {
+    file(path, size): FileObserver | undefined {
+      known.delete(path); // whatever was written here before is replaced
+      if (untracked(path)) return undefined;
+      return size <= STREAM_THRESHOLD
+        ? smallBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st }))
+        : largeBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st }));
+    },
+    hardlink(path, target) {
+      const k = known.get(target);
+      if (k && !untracked(path)) known.set(path, k);
+      else known.delete(path);
+    },
+  };
+}
+
+type Identity = { ino: number; size: number; mtimeMs: number };
+
+/** A file held whole (it is small), stored as one blob once written. */
+function smallBlobSink(
+  gitdir: string,
+  size: number,
+  stored: (oid: string, st: Identity) => void,
+): FileObserver {
+  const buf = new Uint8Array(size);
+  let got = 0;
+  return {
+    chunk(c) {
+      if (got + c.byteLength <= size) buf.set(c, got);
+      got += c.byteLength;
+    },
+    done(st) {
+      if (got !== size || st.size !== size) return; // not what the header said: read it later
+      stored(writeBlobBytes(gitdir, buf), st);
+    },
+    abort() {},
+  };
+}
+
+/** A large file's blob, hashed and deflated into a temp object as the bytes pass. */
+function largeBlobSink(
+  gitdir: string,
+  size: number,
+  stored: (oid: string, st: Identity) => void,
+): FileObserver {
+  const h = new Bun.CryptoHasher("sha1");
+  const header = enc.encode(`blob ${size}\0`);
+  h.update(header);
+  const tmp = `${gitdir}/objects/tmp-${tmpSuffix()}`;
+  const def = createDeflate({ level: 1 });
+  const finished = pipeline(def, nodefs.createWriteStream(tmp, { mode: 0o444 }));
+  finished.catch(() => {}); // awaited in done(); an abort's error is expected
+  const drop = () => {
+    try {
+      unlinkSync(tmp);
+    } catch {}
+  };
+  def.write(header);
+  let got = 0;
+  return {
+    async chunk(c) {
+      got += c.byteLength;
+      h.update(c);
+      // copied: the reader may reuse its buffer once this returns
+      if (!def.write(Buffer.from(c))) {
+        await Promise.race([new Promise((r) => def.once("drain", r)), finished]);
+      }
+    },
+    async done(st) {
+      def.end();
+      await finished;
+      if (got !== size || st.size !== size) return drop();
+      const oid = h.digest("hex");
+      placeObject(gitdir, oid, tmp);
+      stored(oid, st);
+    },
+    abort() {
+      def.destroy();
+      drop();
+    },
+  };
+}
+
+async function initGitdir(stateReal: string): Promise<string> {
   const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
   await git.init({ fs: nodefs, gitdir, bare: true, defaultBranch: "baseline" });
   mkdirSync(`${gitdir}/objects`, { recursive: true });
+  return gitdir;
+}
 
+async function capture(
+  rootReal: string,
+  stateReal: string,
+  known: Map<string, Known> | null,
+): Promise<{ result: CaptureResult; filesRead: number }> {
+  const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
   const refMs = Date.now();
   const entries: IndexEntry[] = [];
   let sinceYield = 0;
+  let filesRead = 0;
   await walkTree(rootReal, skipListFor(rootReal, stateReal), async (path, abs, st, mode) => {
     const shown = `/workspace/${path}`;
     let oid: string;
+    const k = mode === MODE_LINK ? undefined : known?.get(path);
     try {
-      if (mode === MODE_LINK) oid = writeBlobBytes(gitdir, readLinkBytes(abs, shown));
-      else if (st.size > STREAM_THRESHOLD) oid = await writeBlobStreaming(gitdir, abs, shown);
-      else oid = writeBlobBytes(gitdir, readRegularFile(abs, shown));
+      if (k && k.ino === st.ino && k.size === st.size && k.mtimeMs === st.mtimeMs) oid = k.oid;
+      else if (mode === MODE_LINK) oid = writeBlobBytes(gitdir, readLinkBytes(abs, shown));
+      else if (st.size > STREAM_THRESHOLD) {
+        filesRead++;
+        oid = await writeBlobStreaming(gitdir, abs, shown);
+      } else {
+        filesRead++;
+        oid = writeBlobBytes(gitdir, readRegularFile(abs, shown));
+      }
     } catch (err) {
       if (err instanceof PyroError && err.code === "FILE_NOT_FOUND") return; // vanished meanwhile
       throw err;
@@ -461,7 +602,7 @@ async function capture(rootReal: string, stateReal: string): Promise<CaptureResu
   writeIndexFileMemo(`${gitdir}/index`, entries, refMs);
   forgetIndexMemo(`${stateReal}/${DIFF_CACHE_FILE}`);
   await rm(`${stateReal}/${DIFF_CACHE_FILE}`, { force: true });
-  return { files: entries.length, tree, commit };
+  return { result: { files: entries.length, tree, commit }, filesRead };
 }
 
 /** Write the trees for sorted entries bottom-up; returns the root tree's oid. */

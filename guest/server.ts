@@ -165,7 +165,14 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
         ...(await movePath(root, req.from, req.to, { overwrite: req.overwrite ?? false })),
       });
     case "archive.import": {
-      const { importArchive } = await import("./archive.ts");
+      const { importArchive, importArchiveWithBaseline } = await import("./archive.ts");
+      if (req.baseline) {
+        const opt = { stripComponents: req.strip_components };
+        const dir = stateDirOf(opts);
+        return stream.result({
+          ...(await importArchiveWithBaseline(root, dir, req.dest, stream.input, opt)),
+        });
+      }
       return stream.result({
         ...(await importArchive(root, req.dest, stream.input, { stripComponents: req.strip_components })),
       });

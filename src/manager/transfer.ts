@@ -24,6 +24,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { fault } from "../base/fault.ts";
 import { packTree } from "../protocol/archive/pack.ts";
 import { unpackTar } from "../protocol/archive/unpack.ts";
+import type { ResultOf } from "../protocol/call.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { Channel } from "../protocol/frame.ts";
 import { AsyncQueue } from "../protocol/queue.ts";
@@ -66,21 +67,26 @@ export async function importIntoWorkspace(
   r: WorkspaceRecord,
   hostPath: string,
   dest = "/workspace",
-): Promise<{
-  path: string;
-  kind: SeedKind;
-  files: number;
-  directories: number;
-  symlinks: number;
-  bytes: number;
-}> {
+  opts: ImportOptions = {},
+): Promise<ImportResult & { kind: SeedKind }> {
   const src = classifySource(hostPath);
   const body =
     src.kind === "directory"
       ? packTree(src.path, "")
       : (Bun.file(src.path).stream() as ReadableStream<Uint8Array>);
-  return { kind: src.kind, ...(await importTar(home, r, body, dest)) };
+  return { kind: src.kind, ...(await importTar(home, r, body, dest, opts)) };
 }
+
+export interface ImportOptions {
+  /**
+   * Capture the diff baseline from the same stream (a seeded create; dest must be /workspace):
+   * the agent stores each file's blob as its bytes pass instead of reading the tree back
+   * afterwards (guest/baseline.ts captureBaselineFromImport).
+   */
+  baseline?: boolean;
+}
+
+export type ImportResult = ResultOf<"archive.import">;
 
 /** Stream a tar (plain or gzip) into the workspace at `dest` through the agent's safe import. */
 export async function importTar(
@@ -88,12 +94,18 @@ export async function importTar(
   r: WorkspaceRecord,
   body: ReadableStream<Uint8Array>,
   dest = "/workspace",
-): Promise<{ path: string; files: number; directories: number; symlinks: number; bytes: number }> {
-  return withTimeout(
-    callWorkspace(home, r, { op: "archive.import", dest }, { input: body }),
-    UPLOAD_TIMEOUT_MS,
-    "the upload",
+  opts: ImportOptions = {},
+): Promise<ImportResult> {
+  const call = callWorkspace(
+    home,
+    r,
+    { op: "archive.import", dest, ...(opts.baseline ? { baseline: true } : {}) },
+    { input: body },
   );
+  // With the baseline the call also does what `baseline.capture` did after it, which has no
+  // wall-clock limit either: the supervisor's liveness deadlines still end it if the agent dies.
+  if (opts.baseline) return call;
+  return withTimeout(call, UPLOAD_TIMEOUT_MS, "the upload");
 }
 
 /** Stream a workspace path out as tar chunks, to whatever consumes them. */

@@ -328,14 +328,15 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     // assumes when none was captured, so create skips the capture (and its cost) then.
     if (seed) {
       ctx.progress(`seeding /workspace from ${seed.path}`);
-      await importIntoWorkspace(ctx.home, started, seed.path);
+      // the diff baseline comes from the seed stream itself (nothing is read back)
+      await importIntoWorkspace(ctx.home, started, seed.path, "/workspace", { baseline: true });
       fault("create.seed", vmmOf(ctx.home, id));
-      await captureBaseline(ctx.home, started);
+      await captureBaselineSnapshot(ctx.home, started);
     } else if (project) {
       ctx.progress(`seeding /workspace from ${project.origin_ref}`);
-      await importTar(ctx.home, started, project.pack());
+      await importTar(ctx.home, started, project.pack(), "/workspace", { baseline: true });
       fault("create.seed", vmmOf(ctx.home, id));
-      await captureBaseline(ctx.home, started);
+      await captureBaselineSnapshot(ctx.home, started);
     }
     fault("create.done", vmmOf(ctx.home, id));
     const done = await updateRecord(ctx.home, id, (x) => ({ ...x, in_progress: null }));

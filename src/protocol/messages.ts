@@ -121,6 +121,12 @@ export const ArchiveImportRequest = v.strictObject({
   op: v.literal("archive.import"),
   dest: path,
   strip_components: v.optional(posInt),
+  /**
+   * Also capture the diff baseline from the stream (a seeded create): dest must be /workspace;
+   * the result then carries `baseline` (what `baseline.capture` answers, plus `files_read`: files
+   * that had to be read back because the import did not write them as they are).
+   */
+  baseline: v.optional(v.boolean()),
 });
 /** answered with channel-1 data frames carrying a tar stream, then the result */
 export const ArchiveExportRequest = v.strictObject({ op: v.literal("archive.export"), path });
@@ -400,6 +406,8 @@ export const ArchiveImportResult = v.strictObject({
   directories: count,
   symlinks: count,
   bytes: count,
+  /** with `baseline: true`; see BaselineCaptureResult */
+  baseline: v.optional(v.strictObject({ files: count, tree: text, commit: text, files_read: count })),
 });
 /** The tar stream comes before it as channel-1 data frames (`bytes` of them). */
 export const ArchiveExportResult = v.strictObject({ bytes: count });

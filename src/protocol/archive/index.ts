@@ -17,4 +17,10 @@ export {
   tarPadding,
   writeTar,
 } from "./tar.ts";
-export { type UnpackOptions, type UnpackResult, unpackTar } from "./unpack.ts";
+export {
+  type FileObserver,
+  type UnpackObserver,
+  type UnpackOptions,
+  type UnpackResult,
+  unpackTar,
+} from "./unpack.ts";

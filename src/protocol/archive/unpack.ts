@@ -29,7 +29,7 @@
  * - destRoot itself is trusted (opened once, as given: the agent passes /proc/self/fd/N of
  *   a destination it resolved race-free). Every fd opened is closed before unpackTar returns.
  */
-import { closeSync, fchmodSync, futimesSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fstatSync, futimesSync, writeSync } from "node:fs";
 import { lutimes } from "node:fs/promises";
 import { PyroError } from "../errors.ts";
 import {
@@ -61,6 +61,29 @@ export interface UnpackOptions {
   maxEntries?: number;
   /** called with each extracted entry's normalised relative path, before it is written */
   onEntry?: (path: string) => void;
+  /**
+   * Sees every regular file's bytes as they are written and every hardlink made, so a caller
+   * can index what it extracts without reading it back (the agent's diff baseline from a
+   * seed: guest/baseline.ts). Paths are the normalised relative ones `onEntry` sees.
+   */
+  observer?: UnpackObserver;
+}
+
+/** What `UnpackOptions.observer` is told; see there. */
+export interface UnpackObserver {
+  /** a regular file of `size` bytes is about to be written at `path`: a sink for its bytes, or none */
+  file(path: string, size: number): FileObserver | undefined;
+  /** `path` was made a hardlink to the file at `target` */
+  hardlink(path: string, target: string): void;
+}
+
+export interface FileObserver {
+  /** the next bytes written (the buffer may be reused after the returned promise settles) */
+  chunk(bytes: Uint8Array): void | Promise<void>;
+  /** every byte written and the file closed; `ino`/`mtimeMs`: its identity at that moment */
+  done(st: { ino: number; size: number; mtimeMs: number }): void | Promise<void>;
+  /** the write failed: the file will not be there */
+  abort(): void;
 }
 
 export type UnpackResult = {
@@ -124,7 +147,7 @@ export async function unpackTar(
             result.directories++;
             break;
           case "file":
-            await extractFile(root, parts, entry, shown);
+            await extractFile(root, parts, entry, shown, opts.observer);
             result.files++;
             result.bytes += entry.size;
             break;
@@ -133,7 +156,10 @@ export async function unpackTar(
             result.symlinks++;
             break;
           case "hardlink":
-            extractHardlink(root, parts, entry, strip, shown);
+            {
+              const target = extractHardlink(root, parts, entry, strip, shown);
+              opts.observer?.hardlink(parts.join("/"), target.join("/"));
+            }
             result.files++;
             break;
         }
@@ -196,22 +222,33 @@ function extractDir(root: DirFds, parts: PathParts, shown: string): void {
   mkdirat(dir, name, 0o700); // final mode comes at the end
 }
 
-async function extractFile(root: DirFds, parts: PathParts, entry: TarEntry, shown: string): Promise<void> {
+async function extractFile(
+  root: DirFds,
+  parts: PathParts,
+  entry: TarEntry,
+  shown: string,
+  observer: UnpackObserver | undefined,
+): Promise<void> {
   const dir = root.dir(parts.slice(0, -1), true, shown);
   clearDirAt(root, dir, parts, shown);
   const tmp = tempName();
   let fd: number | undefined = openat(dir, tmp, O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW, 0o600);
+  const sink = observer?.file(parts.join("/"), entry.size);
   try {
     for await (const chunk of entry.body) {
       let off = 0;
       while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
+      if (sink) await sink.chunk(chunk);
     }
     fchmodSync(fd, safeMode(entry.mode));
     futimesSync(fd, entry.mtime, entry.mtime);
+    const st = sink ? fstatSync(fd) : null;
     closeSync(fd);
     fd = undefined;
     renameat(dir, tmp, dir, parts.at(-1)!);
+    if (sink && st) await sink.done({ ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
   } catch (err) {
+    sink?.abort();
     closeFd(fd);
     dropTemp(dir, tmp);
     throw err;
@@ -240,7 +277,7 @@ function extractHardlink(
   entry: TarEntry,
   strip: number,
   shown: string,
-): void {
+): PathParts {
   const linkName = entry.linkTarget ?? "";
   const targetParts = linkName
     ? entryParts(linkName, strip, `${shown} (hardlink to "${linkName}")`)
@@ -260,7 +297,7 @@ function extractHardlink(
   }
   const dir = root.dir(parts.slice(0, -1), true, shown);
   const existing = statAt(dir, parts.at(-1)!, shown);
-  if (existing && existing.ino === srcSt.ino && existing.dev === srcSt.dev) return;
+  if (existing && existing.ino === srcSt.ino && existing.dev === srcSt.dev) return targetParts;
   clearDirAt(root, dir, parts, shown);
   const tmp = tempName();
   // linkat without AT_SYMLINK_FOLLOW: had the source been swapped for a symlink since the
@@ -272,6 +309,7 @@ function extractHardlink(
     dropTemp(dir, tmp);
     throw err;
   }
+  return targetParts;
 }
 
 /** Best effort: a directory that was since replaced or removed is simply left alone. */
