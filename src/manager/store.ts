@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { processStart } from "../base/proc.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { removeTapNetwork } from "../vmm/net/host.ts";
 import { isWorkspaceId } from "./ids.ts";
@@ -82,16 +83,7 @@ export function sweepDebris(home: string): void {
   }
 }
 
-/** A process's start time (clock ticks since boot), null when it is gone or a zombie. */
-export function processStart(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8") as string;
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return f[0] === "Z" ? null : (f[19] ?? null);
-  } catch {
-    return null;
-  }
-}
+export { processStart };
 
 export type InProgress = NonNullable<WorkspaceRecord["in_progress"]>;
 

@@ -6,7 +6,10 @@
  *   <key>/vmlinux, <key>/config   finished kernels, key = kernelCacheKey(...)
  *   .build-* / .tmp-*             scratch of running (or crashed) builds: the source is
  *                                 extracted into the build's own scratch directory (~10 s)
- *                                 and removed with it, so 1.4 GB of source never lingers
+ *                                 and removed with it, so 1.4 GB of source never lingers;
+ *                                 a build killed outright leaves it, and the next build
+ *                                 removes it (cache.ts sweepBuildCache: builder pid + start
+ *                                 time in the name); its make dies with it (run.ts)
  */
 import { existsSync } from "node:fs";
 import { appendFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -14,7 +17,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import fragment from "../../../rootfs/kernel/pyro.fragment" with { type: "text" };
 import { PyroError } from "../../protocol/errors.ts";
-import { cacheKey, publishDir, removeStale, scratchPath } from "./cache.ts";
+import { cacheKey, publishDir, scratchPath, sweepBuildCache } from "./cache.ts";
 import { checkKconfig, describeMismatch } from "./kconfig.ts";
 import { type Progress, run } from "./run.ts";
 
@@ -57,6 +60,9 @@ export async function buildKernel(opts: {
   jobs?: number;
 }): Promise<string> {
   const say: Progress = opts.onProgress ?? (() => {});
+  // Every environment build starts here: first remove what killed builds left anywhere in
+  // the cache (a kernel tree is ~1.5 GB), even when this kernel is already cached.
+  for (const p of sweepBuildCache(opts.cacheDir)) say(`build cache: removed ${p} (its builder is gone)`);
   const sourceVersion = await kernelSourceVersion();
   const key = kernelCacheKey({
     fragment: KERNEL_FRAGMENT,
@@ -70,7 +76,6 @@ export async function buildKernel(opts: {
     return out;
   }
   await mkdir(root, { recursive: true });
-  removeStale(root);
   const scratch = scratchPath(root, "build", key.slice(0, 16));
   const build = join(scratch, "linux-source-6.1");
   const started = performance.now();

@@ -1,8 +1,11 @@
 /**
  * Child processes for the build steps: argv arrays only (no shell), output streamed line by
  * line to the caller's progress callback, and the last lines kept so a failure says why.
+ * Each step dies with the build (`setpriv --pdeathsig KILL`): a build killed outright does
+ * not leave `make -j` compiling into a scratch tree the next build removes.
  */
 import { PyroError } from "../../protocol/errors.ts";
+import { pdeathsigPrefix } from "../../vmm/process.ts";
 
 export type Progress = (line: string) => void;
 
@@ -26,7 +29,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<string
   };
   let proc: ReturnType<typeof Bun.spawn>;
   try {
-    proc = Bun.spawn(argv, {
+    proc = Bun.spawn([...pdeathsigPrefix("KILL"), ...argv], {
       cwd: opts.cwd,
       env: opts.env ? { ...process.env, ...opts.env } : undefined,
       stdin: "ignore",
