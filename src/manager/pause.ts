@@ -10,14 +10,16 @@
  * - Resume uses the state only when it verifies; otherwise (or when the restore fails) the
  *   state is dropped and the workspace boots cold from its disk (synced at pause), and the
  *   result says so (`resumed_from: "cold_boot"` with the reason). It never runs a state twice.
- * - Pause needs a backend that can save state (QEMU); others are refused before anything changes.
+ * - Pause needs a machine whose VMM can save state (`VmHandle.saveState`: QEMU, Firecracker);
+ *   the supervisor, which holds the handle, refuses others (host compat) with
+ *   BACKEND_UNAVAILABLE before anything changes — a capability check, not a backend name.
  */
 import { PyroError } from "../protocol/errors.ts";
 import { callWorkspace } from "./client.ts";
 import type { Ctx } from "./context.ts";
 import { discardPausedState, readPausedMeta } from "./paused-state.ts";
 import { readRecord, type WorkspaceRecord } from "./record.ts";
-import { findRecord, repairRecord, resolveWorkspace, withLifecycle } from "./store.ts";
+import { findRecord, repairRecord, resolveWorkspace, updateRecord, withLifecycle } from "./store.ts";
 import { startWorkspaceLocked } from "./workspaces.ts";
 
 /** Saving a few GiB of RAM to a loaded disk, plus the guest sync before it. */
@@ -33,12 +35,17 @@ export async function pauseWorkspace(ctx: Ctx, ref: string): Promise<PauseResult
   return withLifecycle(ctx.home, ctx.env, id, async () => {
     const r = await resolveWorkspace(ctx.home, id);
     if (r.state === "paused") return { record: r, memory_bytes: readPausedMeta(ctx.home, id)?.bytes ?? 0 };
-    if (r.backend !== "qemu") {
-      throw new PyroError("BACKEND_UNAVAILABLE", `the ${r.backend} backend cannot pause a workspace`, {
-        hint: "pause needs the qemu backend; `pyro workspace stop` powers it off instead",
-      });
+    try {
+      await callWorkspace(ctx.home, r, { op: "sup.pause" });
+    } catch (err) {
+      if (err instanceof PyroError && err.code === "BACKEND_UNAVAILABLE") {
+        throw new PyroError("BACKEND_UNAVAILABLE", `the ${r.backend} backend cannot pause a workspace`, {
+          hint: "pause needs a VMM that saves machine state (qemu or firecracker); `pyro workspace stop` powers it off instead",
+          cause: err,
+        });
+      }
+      throw err;
     }
-    await callWorkspace(ctx.home, r, { op: "sup.pause" });
     const deadline = Date.now() + PAUSE_WAIT_MS;
     for (;;) {
       const raw = readRecord(ctx.home, id);
@@ -70,8 +77,13 @@ export interface ResumeResult {
   note: string | null;
 }
 
-export async function resumeWorkspace(ctx: Ctx, ref: string): Promise<ResumeResult> {
+/** `by`: what asked (workspace_resume, or an operation that needed the machine); kept as resumed_by. */
+export async function resumeWorkspace(ctx: Ctx, ref: string, by = "workspace_resume"): Promise<ResumeResult> {
   const id = findRecord(ctx.home, ref).workspace_id;
+  const mark = (record: WorkspaceRecord) =>
+    updateRecord(ctx.home, id, (r) => ({ ...r, resumed_at: new Date().toISOString(), resumed_by: by })).catch(
+      () => record,
+    );
   return withLifecycle(ctx.home, ctx.env, id, async () => {
     const r = await resolveWorkspace(ctx.home, id);
     if (r.state === "started") return { record: r, resumed_from: "already_running" as const, note: null };
@@ -83,7 +95,7 @@ export async function resumeWorkspace(ctx: Ctx, ref: string): Promise<ResumeResu
     }
     let note: string;
     try {
-      const record = await startWorkspaceLocked(ctx, id, { resume: true });
+      const record = await mark(await startWorkspaceLocked(ctx, id, { resume: true }));
       return { record, resumed_from: "memory" as const, note: null };
     } catch (err) {
       // Refused before anything was tried (the machine limit): still paused, state kept.
@@ -92,7 +104,7 @@ export async function resumeWorkspace(ctx: Ctx, ref: string): Promise<ResumeResu
     }
     ctx.progress(note);
     discardPausedState(ctx.home, id);
-    const record = await startWorkspaceLocked(ctx, id);
+    const record = await mark(await startWorkspaceLocked(ctx, id));
     return { record, resumed_from: "cold_boot" as const, note };
   });
 }

@@ -1,7 +1,11 @@
 /**
  * A paused workspace's saved machine state on the host: `workspaces/<id>/paused/` holds
  * `memory` (the VMM's full state: RAM + devices) and `state.json` (its size and sha256, and
- * the machine shape it was saved from).
+ * the machine shape it was saved from). A VMM whose state is more than one file writes the
+ * others beside it as `memory.<suffix>` (Firecracker: `memory` = the microVM state,
+ * `memory.mem` = guest RAM); `state.json` then lists them in `files`, and size and sha256 are
+ * over all of them read in that order ("memory" first, then the rest by name), which is the
+ * order the backend's `saveState` hashes them in.
  *
  * Invariants:
  * - The state is written under `paused.tmp/` and renamed to `paused/` only once whole and
@@ -12,7 +16,16 @@
  * - Resume, stop and delete of a paused workspace remove the state (delete with the
  *   workspace's directory); after a successful resume it is stale and goes at once.
  */
-import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { writeFileAtomic } from "./atomic.ts";
@@ -35,6 +48,8 @@ const StateMeta = v.strictObject({
   mem_mib: v.number(),
   network_policy: v.string(),
   paused_at: v.string(),
+  /** The state's files in hash order; absent = ["memory"] (a one-file state). */
+  files: v.optional(v.array(v.pipe(v.string(), v.regex(/^memory(\.[a-z0-9]+)?$/)))),
 });
 export type StateMeta = v.InferOutput<typeof StateMeta>;
 
@@ -64,13 +79,16 @@ export function commitPausedState(
   r: WorkspaceRecord,
   saved: { bytes: number; sha256: string },
 ): StateMeta {
+  const tmp = pausedTmpDir(home, r.workspace_id);
+  const files = stateFilesIn(tmp);
   const meta: StateMeta = {
     format: PAUSED_STATE_FORMAT,
-    ...saved,
+    bytes: saved.bytes,
+    sha256: saved.sha256,
     ...shapeOf(r),
     paused_at: new Date().toISOString(),
+    ...(files.length > 1 ? { files } : {}),
   };
-  const tmp = pausedTmpDir(home, r.workspace_id);
   writeFileAtomic(join(tmp, "state.json"), JSON.stringify(meta, null, 2));
   renameSync(tmp, pausedDir(home, r.workspace_id));
   return meta;
@@ -94,10 +112,20 @@ export function readPausedMeta(home: string, id: string): StateMeta | null {
   }
 }
 
-async function sha256File(path: string): Promise<string> {
+/** `memory` and its `memory.<suffix>` companions in a state directory, in hash order. */
+export function stateFilesIn(dir: string): string[] {
+  const others = readdirSync(dir)
+    .filter((n) => /^memory\.[a-z0-9]+$/.test(n))
+    .sort();
+  return [memoryFileName, ...others];
+}
+
+async function sha256Files(paths: readonly string[]): Promise<string> {
   const hasher = new Bun.CryptoHasher("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }))
-    hasher.update(chunk as Buffer);
+  for (const path of paths) {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }))
+      hasher.update(chunk as Buffer);
+  }
   return hasher.digest("hex");
 }
 
@@ -120,15 +148,27 @@ export async function verifyPausedState(
     if (got !== want)
       return { ok: false, reason: `the saved state was made with ${k}=${got}, the workspace has ${want}` };
   }
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch {
-    return { ok: false, reason: "the memory file is missing" };
+  const names = meta.files ?? [memoryFileName];
+  if (names[0] !== memoryFileName) return { ok: false, reason: "the saved state's file list is invalid" };
+  const paths = names.map((n) => join(pausedDir(home, id), n));
+  const one = paths.length === 1;
+  let size = 0;
+  for (const [i, p] of paths.entries()) {
+    try {
+      size += statSync(p).size;
+    } catch {
+      return {
+        ok: false,
+        reason: one ? "the memory file is missing" : `the state file ${names[i]} is missing`,
+      };
+    }
   }
-  if (size !== meta.bytes)
-    return { ok: false, reason: `the memory file has ${size} bytes, ${meta.bytes} were saved` };
-  if ((await sha256File(path)) !== meta.sha256)
-    return { ok: false, reason: "the memory file's sha256 does not match" };
+  const what = one ? "the memory file has" : `the state files (${names.join(", ")}) have`;
+  if (size !== meta.bytes) return { ok: false, reason: `${what} ${size} bytes, ${meta.bytes} were saved` };
+  if ((await sha256Files(paths)) !== meta.sha256)
+    return {
+      ok: false,
+      reason: one ? "the memory file's sha256 does not match" : "the state files' sha256 does not match",
+    };
   return { ok: true, path, meta };
 }

@@ -71,6 +71,68 @@ describe("FirecrackerApi", () => {
     ]);
   });
 
+  test("snapshot variants and PATCH /drives send the documented bodies (swagger 1.14.4)", async () => {
+    const { api, seen } = fakeApi();
+    await api.createSnapshot({
+      snapshot_path: "/s/d.state",
+      mem_file_path: "/s/d.mem",
+      snapshot_type: "Diff",
+    });
+    await api.loadSnapshot({
+      snapshot_path: "/s/vm.state",
+      mem_file_path: "/s/vm.mem", // the deprecated form, still accepted by 1.14
+      enable_diff_snapshots: true,
+      resume_vm: false,
+      network_overrides: [{ iface_id: "eth0", host_dev_name: "pyt0123456789ab" }],
+    });
+    await api.patchDrive({ drive_id: "data", path_on_host: "/w/clone/data.ext4" });
+    expect(seen).toEqual([
+      {
+        method: "PUT",
+        path: "/snapshot/create",
+        body: { snapshot_path: "/s/d.state", mem_file_path: "/s/d.mem", snapshot_type: "Diff" },
+      },
+      {
+        method: "PUT",
+        path: "/snapshot/load",
+        body: {
+          snapshot_path: "/s/vm.state",
+          mem_file_path: "/s/vm.mem",
+          enable_diff_snapshots: true,
+          resume_vm: false,
+          network_overrides: [{ iface_id: "eth0", host_dev_name: "pyt0123456789ab" }],
+        },
+      },
+      {
+        method: "PATCH",
+        path: "/drives/data",
+        body: { drive_id: "data", path_on_host: "/w/clone/data.ext4" },
+      },
+    ]);
+  });
+
+  test("snapshot and drive bodies outside the schema are never sent", async () => {
+    const { api, seen } = fakeApi();
+    const bad = [
+      api.createSnapshot({ snapshot_path: "/a", mem_file_path: "/b", snapshot_type: "Incremental" } as any),
+      api.createSnapshot({ snapshot_path: "/a" } as any), // mem_file_path is required
+      api.loadSnapshot({ snapshot_path: "/a" }), // neither memory source
+      api.loadSnapshot({
+        snapshot_path: "/a",
+        mem_backend: { backend_type: "Mmap", backend_path: "/m" },
+      } as any),
+      api.loadSnapshot({
+        snapshot_path: "/a",
+        mem_file_path: "/m",
+        vsock_override: { uds_path: "/v" },
+      } as any),
+      api.patchDrive({ drive_id: "data", is_read_only: true } as any), // not a PartialDrive field
+      api.patchDrive({ drive_id: "" }),
+    ];
+    for (const p of bad) expect((await rejection(p)).code).toBe("INVALID_INPUT");
+    expect(seen).toEqual([]);
+  });
+
   test("describeInstance parses InstanceInfo", async () => {
     const info = {
       app_name: "Firecracker",

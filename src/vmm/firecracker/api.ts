@@ -12,6 +12,7 @@ import {
   InstanceActionInfo,
   type InstanceActionType,
   InstanceInfo,
+  PartialDrive,
   SnapshotCreateParams,
   SnapshotLoadParams,
   VmState,
@@ -40,14 +41,25 @@ export class FirecrackerApi {
     return this.send("PATCH", "/vm", VmState, { state: "Resumed" });
   }
 
-  /** The VM must be paused first (swagger: PUT /snapshot/create). */
-  createSnapshot(params: SnapshotCreateParams): Promise<void> {
-    return this.send("PUT", "/snapshot/create", SnapshotCreateParams, params);
+  /**
+   * The VM must be paused first (swagger: PUT /snapshot/create). Writes the whole guest
+   * memory: `timeoutMs` overrides the per-request limit.
+   */
+  createSnapshot(params: SnapshotCreateParams, opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.send("PUT", "/snapshot/create", SnapshotCreateParams, params, opts.timeoutMs);
   }
 
   /** Only on a fresh Firecracker process with nothing configured (swagger: PUT /snapshot/load). */
-  loadSnapshot(params: SnapshotLoadParams): Promise<void> {
-    return this.send("PUT", "/snapshot/load", SnapshotLoadParams, params);
+  loadSnapshot(params: SnapshotLoadParams, opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.send("PUT", "/snapshot/load", SnapshotLoadParams, params, opts.timeoutMs);
+  }
+
+  /**
+   * swagger PATCH /drives/{drive_id} (post-boot only): e.g. point a restored template clone's
+   * data drive at the clone's own disk before the guest is resumed.
+   */
+  patchDrive(params: PartialDrive): Promise<void> {
+    return this.send("PATCH", `/drives/${encodeURIComponent(params.drive_id)}`, PartialDrive, params);
   }
 
   /** x86_64: the guest sees Ctrl-Alt-Del on its i8042 keyboard (needs SERIO_I8042 + KEYBOARD_ATKBD). */

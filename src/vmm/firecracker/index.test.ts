@@ -15,6 +15,7 @@ import {
   parseConfig,
 } from "./index.ts";
 import { hostPath, jailerArgv, jailerSettings, jailId, jailLayout } from "./jailer.ts";
+import { installStandIn, seenRequests, standInArgv } from "./standin.testing.ts";
 
 const dirs: string[] = [];
 const handles: FirecrackerVmHandle[] = [];
@@ -206,6 +207,145 @@ describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () =
     expect((await rejection(vm.connect(Date.now() + 200))).code).toBe("GUEST_BOOT_TIMEOUT");
     await vm.stop(200);
     expect(await vm.exited).toBeNull(); // killed by a signal
+  });
+});
+
+/** One round trip through the agent channel (the stand-in's "guest" echoes). */
+async function echoOver(vm: FirecrackerVmHandle, text: string): Promise<string> {
+  const ch = await vm.connect(Date.now() + 10_000);
+  const got = new Promise<string>((resolve) => {
+    let s = "";
+    ch.onData((b) => {
+      s += new TextDecoder().decode(b);
+      if (s.includes(text)) resolve(s);
+    });
+  });
+  ch.write(new TextEncoder().encode(text));
+  const out = await Promise.race([got, Bun.sleep(10_000).then(() => "no echo")]);
+  ch.close();
+  return out;
+}
+
+describe("pause/resume through the API (stand-in firecracker answering the API socket)", () => {
+  function setup() {
+    const dir = tempDir();
+    installStandIn(dir);
+    writeFileSync(join(dir, "kvm"), "");
+    const s = spec(dir, { dataDiskPath: join(dir, "disk.ext4") });
+    writeFileSync(s.dataDiskPath!, "");
+    const be = createFirecrackerBackend({ env: { PATH: `${dir}:/usr/bin:/bin` }, kvmPath: join(dir, "kvm") });
+    const paused = join(dir, "paused");
+    mkdirSync(paused);
+    return { dir, s, be, statePath: join(paused, "memory") };
+  }
+
+  test("saveState pauses, snapshots both files and hashes them; a restore loads them with resume_vm and the agent answers again", async () => {
+    const { dir, s, be, statePath } = setup();
+    const vm1 = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm1);
+    expect(await echoOver(vm1, "before-pause")).toContain("before-pause");
+    const saved = await vm1.saveState!(statePath, Date.now() + 30_000);
+    // state file first, then the memory file beside it (snapshot.ts; paused-state.ts checks the same order)
+    const both = Buffer.concat([readFileSync(statePath), readFileSync(`${statePath}.mem`)]);
+    expect(saved).toEqual({
+      bytes: both.length,
+      sha256: new Bun.CryptoHasher("sha256").update(both).digest("hex"),
+    });
+    expect((await vm1.api.describeInstance()).state).toBe("Paused");
+    vm1.kill();
+    await vm1.exited;
+    expect(seenRequests(dir)).toEqual([
+      { method: "GET", path: "/" }, // the API socket is up
+      { method: "PATCH", path: "/vm", body: { state: "Paused" } },
+      {
+        method: "PUT",
+        path: "/snapshot/create",
+        body: { snapshot_type: "Full", snapshot_path: statePath, mem_file_path: `${statePath}.mem` },
+      },
+      { method: "GET", path: "/" }, // the test's describeInstance
+    ]);
+    rmSync(join(dir, "requests.jsonl"));
+
+    const vm2 = (await be.boot({ ...s, restoreFrom: statePath })) as FirecrackerVmHandle;
+    handles.push(vm2);
+    // API only: a snapshot load is refused by a process that was given a config
+    expect(standInArgv(dir)).toEqual(["--api-sock", join(s.runDir, "fc.sock")]);
+    expect(existsSync(join(s.runDir, "fc.json"))).toBe(false);
+    expect(seenRequests(dir)).toEqual([
+      { method: "GET", path: "/" },
+      {
+        method: "PUT",
+        path: "/snapshot/load",
+        body: {
+          snapshot_path: statePath,
+          mem_backend: { backend_type: "File", backend_path: `${statePath}.mem` },
+          resume_vm: true,
+        },
+      },
+    ]);
+    expect((await vm2.api.describeInstance()).state).toBe("Running");
+    // a fresh vsock connection after the restore (old ones do not survive a snapshot)
+    expect(await echoOver(vm2, "after-resume")).toContain("after-resume");
+    await vm2.stop(5000);
+    expect(await vm2.exited).toBe(0);
+    expect(seenRequests(dir).at(-1)).toEqual({
+      method: "PUT",
+      path: "/actions",
+      body: { action_type: "SendCtrlAltDel" },
+    });
+    expect(existsSync(vm2.apiSocketPath)).toBe(false);
+    expect(existsSync(vm2.vsockPath)).toBe(false);
+  });
+
+  test("a failing load kills firecracker and is VMM_FAILED with the fault (resume then boots cold); the cold boot uses the config again", async () => {
+    const { dir, s, be, statePath } = setup();
+    const vm1 = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm1);
+    await vm1.saveState!(statePath, Date.now() + 30_000);
+    vm1.kill();
+    await vm1.exited;
+    writeFileSync(
+      join(dir, "fail-load"),
+      "Load snapshot error: Cannot restore devices: tap pytdeadbeef not found",
+    );
+    const err = await rejection(be.boot({ ...s, restoreFrom: statePath }));
+    expect(err.code).toBe("VMM_FAILED");
+    expect(err.message).toContain("resume failed");
+    expect(err.message).toContain("tap pytdeadbeef not found");
+    expect(err.details?.faultMessage).toContain("Cannot restore devices");
+    // nothing left running or bound
+    expect(existsSync(join(s.runDir, "fc.sock"))).toBe(false);
+    expect(
+      Bun.spawnSync(["pgrep", "-f", join(dir, "firecracker-standin.ts")])
+        .stdout.toString()
+        .trim(),
+    ).toBe("");
+    // src/manager/pause.ts then boots cold: a plain boot with the config file
+    rmSync(join(dir, "fail-load"));
+    const vm3 = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm3);
+    expect(await echoOver(vm3, "cold")).toContain("cold"); // (the stand-in has written its argv by now)
+    expect(standInArgv(dir)).toEqual([
+      "--api-sock",
+      join(s.runDir, "fc.sock"),
+      "--config-file",
+      join(s.runDir, "fc.json"),
+    ]);
+  });
+
+  test("a restore whose files are missing fails at the load; saveState after exit and ignoreShared are refused", async () => {
+    const { s, be, statePath } = setup();
+    const err = await rejection(be.boot({ ...s, restoreFrom: statePath }));
+    expect(err.code).toBe("VMM_FAILED");
+    expect(err.message).toContain("snapshot file missing");
+    const vm = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm);
+    expect((await rejection(vm.saveState!(statePath, Date.now() + 5000, { ignoreShared: true }))).code).toBe(
+      "INVALID_INPUT",
+    );
+    vm.kill();
+    await vm.exited;
+    expect((await rejection(vm.saveState!(statePath, Date.now() + 5000))).code).toBe("VMM_FAILED");
   });
 });
 

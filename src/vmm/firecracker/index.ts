@@ -2,6 +2,12 @@
  * The Firecracker backend: write a `--config-file` JSON into the run dir, spawn Firecracker
  * (optionally under its jailer), reach the guest agent over hybrid vsock, and use the API
  * socket only for runtime calls (Ctrl-Alt-Del, pause, snapshots).
+ *
+ * Pause/resume (docs/firecracker.md): `saveState` pauses the VM and writes a Full snapshot
+ * (state file at the given path, guest memory beside it, snapshot.ts); a boot with
+ * `spec.restoreFrom` starts Firecracker with no config file (API only), loads that snapshot
+ * with resume_vm, and the agent is reached over vsock again (Firecracker resets the vsock
+ * transport on restore: the guest's listener survives, its connections do not).
  */
 import {
   chownSync,
@@ -11,6 +17,7 @@ import {
   linkSync,
   mkdirSync,
   openSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -24,6 +31,7 @@ import { FirecrackerApi } from "./api.ts";
 import { type Env, findFirecracker, kvmAccessible } from "./binary.ts";
 import { buildFirecrackerConfig, firecrackerKernelArgs, type TapDevice } from "./config.ts";
 import { hostPath, type JailLayout, jailerArgv, jailerSettings, jailLayout } from "./jailer.ts";
+import { hashStateFiles, memoryFileOf, resumeLoadParams, snapshotFiles } from "./snapshot.ts";
 import { AGENT_VSOCK_PORT, connectVsock } from "./vsock.ts";
 
 export { FirecrackerApi } from "./api.ts";
@@ -36,6 +44,7 @@ export {
   type TapDevice,
 } from "./config.ts";
 export { FIRECRACKER_API_VERSION } from "./schema.ts";
+export { hashStateFiles, memoryFileOf, resumeLoadParams, snapshotFiles } from "./snapshot.ts";
 export { AGENT_VSOCK_PORT, connectVsock } from "./vsock.ts";
 
 export interface FirecrackerBackendOptions {
@@ -68,6 +77,8 @@ interface LaunchPlan {
   configHostPath: string;
   configPaths?: { kernel: string; rootfs: string; dataDisk?: string };
   vsockInConfig: string;
+  /** Snapshot files as Firecracker names them (inside the jail when jailed; else null: the caller's paths). */
+  snapshotInside: { state: string; mem: string } | null;
   /** Files Firecracker must be able to read (and the data disk: write) as its own uid. */
   chownTo?: { uid: number; gid: number };
   jail?: JailLayout;
@@ -102,18 +113,40 @@ async function bootFirecracker(
     );
   }
 
+  // A resume starts Firecracker without a config file: PUT /snapshot/load is only accepted
+  // by a process with nothing configured. The snapshot brings back drives, vsock and net
+  // device with the paths and tap name they had (same run dir, same jail layout, and a tap
+  // name that follows from the workspace id).
+  const restoreFrom = spec.restoreFrom;
+  const withConfig = restoreFrom === undefined;
   const jailer = jailerSettings(env, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
-  const plan = jailer ? planJailed(spec, fcBin, jailer) : planDirect(spec, fcBin);
+  const plan = jailer ? planJailed(spec, fcBin, jailer, withConfig) : planDirect(spec, fcBin, withConfig);
   prepareSocketPaths([plan.apiSock, plan.vsock]);
-  const config = buildFirecrackerConfig(spec, {
-    vsockUdsPath: plan.vsockInConfig,
-    guestCid: opts.guestCid,
-    tap: tap ?? undefined,
-    kernelArgs: firecrackerKernelArgs(spec, tap ?? undefined),
-    paths: plan.configPaths,
-  });
-  writeFileSync(plan.configHostPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  if (plan.chownTo) chownSync(plan.configHostPath, plan.chownTo.uid, plan.chownTo.gid);
+  if (withConfig) {
+    const config = buildFirecrackerConfig(spec, {
+      vsockUdsPath: plan.vsockInConfig,
+      guestCid: opts.guestCid,
+      tap: tap ?? undefined,
+      kernelArgs: firecrackerKernelArgs(spec, tap ?? undefined),
+      paths: plan.configPaths,
+    });
+    writeFileSync(plan.configHostPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    if (plan.chownTo) chownSync(plan.configHostPath, plan.chownTo.uid, plan.chownTo.gid);
+  } else {
+    rmSync(plan.configHostPath, { force: true }); // a cold boot's config must not look current
+    if (plan.jail && plan.snapshotInside) {
+      // The jailed Firecracker sees only its root: bring the saved files in (links, read-only use).
+      const [state, mem] = snapshotFiles(restoreFrom);
+      for (const [from, inside] of [
+        [state, plan.snapshotInside.state],
+        [mem, plan.snapshotInside.mem],
+      ] as const) {
+        const to = hostPath(plan.jail, inside);
+        linkOrCopy(from, to);
+        if (plan.chownTo) chownSync(to, plan.chownTo.uid, plan.chownTo.gid);
+      }
+    }
+  }
 
   // The VMM must never outlive the supervisor (binary.ts). Under the jailer with another
   // uid/gid the kernel clears the death signal at the credential change; the supervisor's
@@ -137,19 +170,22 @@ async function bootFirecracker(
   } finally {
     closeSync(logFd);
   }
-  return new FirecrackerVm(proc, plan, spec.consoleLogPath);
+  const vm = new FirecrackerVm(proc, plan, spec.consoleLogPath);
+  if (restoreFrom !== undefined) await vm.restore(restoreFrom, Date.now() + spec.bootTimeoutMs);
+  return vm;
 }
 
-function planDirect(spec: BootSpec, fcBin: string): LaunchPlan {
+function planDirect(spec: BootSpec, fcBin: string, withConfig: boolean): LaunchPlan {
   const apiSock = join(spec.runDir, "fc.sock");
   const vsock = join(spec.runDir, "vsock.sock");
   const configHostPath = join(spec.runDir, "fc.json");
   return {
-    argv: [fcBin, "--api-sock", apiSock, "--config-file", configHostPath],
+    argv: [fcBin, "--api-sock", apiSock, ...(withConfig ? ["--config-file", configHostPath] : [])],
     apiSock,
     vsock,
     configHostPath,
     vsockInConfig: vsock,
+    snapshotInside: null,
   };
 }
 
@@ -157,6 +193,7 @@ function planJailed(
   spec: BootSpec,
   fcBin: string,
   s: NonNullable<ReturnType<typeof jailerSettings>>,
+  withConfig: boolean,
 ): LaunchPlan {
   const env = spec.environment!;
   const layout = jailLayout(spec.runDir, fcBin, spec.workspaceId);
@@ -182,7 +219,11 @@ function planJailed(
     const st = statSync(spec.dataDiskPath);
     if (st.uid !== s.uid || st.gid !== s.gid) chownSync(spec.dataDiskPath, s.uid, s.gid);
   }
-  const fcArgs = ["--api-sock", layout.inside.apiSock, "--config-file", layout.inside.config];
+  const fcArgs = [
+    "--api-sock",
+    layout.inside.apiSock,
+    ...(withConfig ? ["--config-file", layout.inside.config] : []),
+  ];
   return {
     argv: jailerArgv(s, layout, fcBin, fcArgs),
     apiSock: inJail(layout.inside.apiSock),
@@ -194,9 +235,20 @@ function planJailed(
       dataDisk: spec.dataDiskPath ? layout.inside.dataDisk : undefined,
     },
     vsockInConfig: layout.inside.vsock,
+    snapshotInside: { state: layout.inside.snapshotState, mem: layout.inside.snapshotMem },
     chownTo: { uid: s.uid, gid: s.gid },
     jail: layout,
   };
+}
+
+/** rename, or copy + remove across filesystems (a jail on another mount than the workspace). */
+function moveFile(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch {
+    copyFileSync(from, to);
+    rmSync(from, { force: true });
+  }
 }
 
 function linkOrCopy(from: string, to: string): void {
@@ -221,7 +273,7 @@ class FirecrackerVm implements FirecrackerVmHandle {
 
   constructor(
     private readonly proc: ReturnType<typeof Bun.spawn>,
-    plan: LaunchPlan,
+    private readonly plan: LaunchPlan,
     private readonly consoleLogPath: string,
   ) {
     this.pid = proc.pid;
@@ -282,6 +334,91 @@ class FirecrackerVm implements FirecrackerVmHandle {
     } finally {
       settled = true;
     }
+  }
+
+  /**
+   * Resume from a snapshot on this fresh, unconfigured process: wait for the API socket, then
+   * PUT /snapshot/load with resume_vm. Any failure kills Firecracker and is VMM_FAILED (the
+   * caller then boots cold from the disk, src/manager/pause.ts).
+   */
+  async restore(statePath: string, deadlineMs: number): Promise<void> {
+    const inside = this.plan.snapshotInside;
+    const params = inside ? resumeLoadParams(inside.state, inside.mem) : resumeLoadParams(statePath);
+    try {
+      await this.waitForApi(deadlineMs);
+      await this.api.loadSnapshot(params, { timeoutMs: Math.max(1000, deadlineMs - Date.now()) });
+    } catch (err) {
+      this.kill();
+      await this.exited;
+      throw new PyroError("VMM_FAILED", `firecracker resume failed: ${(err as Error).message}`, {
+        details: {
+          snapshotPath: params.snapshot_path,
+          consoleTail: tailFile(this.consoleLogPath),
+          ...(err instanceof PyroError ? { faultMessage: err.details?.faultMessage } : {}),
+        },
+        cause: err,
+      });
+    }
+  }
+
+  /** The API socket answers GET / (Firecracker is up), or why not. */
+  private async waitForApi(deadlineMs: number): Promise<void> {
+    for (;;) {
+      if (this.hasExited)
+        throw new PyroError("VMM_FAILED", "firecracker exited before its API socket answered");
+      try {
+        await this.api.describeInstance();
+        return;
+      } catch (err) {
+        if (Date.now() >= deadlineMs) {
+          throw new PyroError("VMM_FAILED", "firecracker's API socket did not answer in time", {
+            cause: err,
+          });
+        }
+      }
+      await Bun.sleep(20);
+    }
+  }
+
+  /**
+   * Pause: PATCH /vm Paused, then PUT /snapshot/create (Full) with the state at `path` and the
+   * memory at `path + ".mem"` (snapshot.ts); both fsynced and hashed as one. The VM stays
+   * paused until stop/kill. Templates (`ignoreShared`) are a QEMU notion: a Firecracker
+   * snapshot always holds the whole memory; template clones restore through template.ts.
+   */
+  async saveState(
+    path: string,
+    deadlineMs: number,
+    opts: { ignoreShared?: boolean } = {},
+  ): Promise<{ bytes: number; sha256: string }> {
+    if (opts.ignoreShared) {
+      throw new PyroError(
+        "INVALID_INPUT",
+        "firecracker snapshots always contain the guest memory (no ignoreShared)",
+      );
+    }
+    if (this.hasExited) throw new PyroError("VMM_FAILED", "firecracker has exited");
+    const [hostState, hostMem] = snapshotFiles(path);
+    const inside = this.plan.snapshotInside;
+    const jail = this.plan.jail;
+    const written =
+      inside && jail ? [hostPath(jail, inside.state), hostPath(jail, inside.mem)] : [hostState, hostMem];
+    for (const f of written) rmSync(f, { force: true });
+    await this.waitForApi(deadlineMs); // a pause right after spawn: the socket may not be bound yet
+    await this.api.pause();
+    await this.api.createSnapshot(
+      {
+        snapshot_type: "Full",
+        snapshot_path: inside?.state ?? hostState,
+        mem_file_path: inside?.mem ?? hostMem,
+      },
+      { timeoutMs: Math.max(1000, deadlineMs - Date.now()) },
+    );
+    if (inside && jail) {
+      moveFile(written[0]!, hostState);
+      moveFile(written[1]!, hostMem);
+    }
+    return hashStateFiles([hostState, memoryFileOf(hostState)]);
   }
 
   /** Ctrl-Alt-Del (the guest reboots → Firecracker exits), then SIGKILL once timeoutMs is up. */

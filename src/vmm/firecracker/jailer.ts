@@ -56,6 +56,9 @@ export interface JailLayout {
     config: string;
     apiSock: string;
     vsock: string;
+    /** A snapshot (pause) is written here and moved out; a restore links it back in. */
+    snapshotState: string;
+    snapshotMem: string;
   };
 }
 
@@ -75,6 +78,8 @@ export function jailLayout(runDir: string, firecrackerBin: string, workspaceId: 
       config: "/fc.json",
       apiSock: "/fc.sock",
       vsock: "/vsock.sock",
+      snapshotState: "/snapshot.state",
+      snapshotMem: "/snapshot.mem",
     },
   };
 }

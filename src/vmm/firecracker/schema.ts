@@ -167,6 +167,17 @@ export const SnapshotCreateParams = v.strictObject({
   snapshot_type: v.optional(v.picklist(["Full", "Diff"])),
 });
 
+/**
+ * swagger PartialDrive (PATCH /drives/{drive_id}, "post-boot only"; after a snapshot load the
+ * VM counts as booted): drive_id required; path_on_host swaps a virtio-block drive's backing
+ * file, rate_limiter replaces its limiter.
+ */
+export const PartialDrive = v.strictObject({
+  drive_id: v.pipe(v.string(), v.minLength(1)),
+  path_on_host: v.optional(v.pipe(v.string(), v.minLength(1))),
+  rate_limiter: v.optional(RateLimiter),
+});
+
 /** swagger MemoryBackend. */
 export const MemoryBackend = v.strictObject({
   backend_type: v.picklist(["File", "Uffd"]),
@@ -183,6 +194,8 @@ export const NetworkOverride = v.strictObject({
  * swagger SnapshotLoadParams (PUT /snapshot/load): snapshot_path required and exactly one of
  * mem_file_path (deprecated) / mem_backend. Left out: `clock_realtime` and `vsock_override`,
  * which the 1.17.0-dev definition has and a 1.14 Firecracker may reject as unknown.
+ * `network_overrides` exists from Firecracker 1.13 on (an older one rejects the field), so
+ * pyro sends it only when a tap name really changes (template clones, template.ts).
  */
 export const SnapshotLoadParams = v.pipe(
   v.strictObject({
@@ -223,5 +236,6 @@ export type DriveConfig = v.InferOutput<typeof Drive>;
 export type NetworkInterfaceConfig = v.InferOutput<typeof NetworkInterface>;
 export type SnapshotCreateParams = v.InferOutput<typeof SnapshotCreateParams>;
 export type SnapshotLoadParams = v.InferOutput<typeof SnapshotLoadParams>;
+export type PartialDrive = v.InferOutput<typeof PartialDrive>;
 export type InstanceActionType = v.InferOutput<typeof InstanceActionInfo>["action_type"];
 export type InstanceInfo = v.InferOutput<typeof InstanceInfo>;
