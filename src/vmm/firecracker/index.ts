@@ -270,6 +270,8 @@ class FirecrackerVm implements FirecrackerVmHandle {
   readonly configPath: string;
   private hasExited = false;
   private connectedOnce = false;
+  /** Paused by saveState: the guest cannot answer Ctrl-Alt-Del any more. */
+  private paused = false;
 
   constructor(
     private readonly proc: ReturnType<typeof Bun.spawn>,
@@ -406,6 +408,7 @@ class FirecrackerVm implements FirecrackerVmHandle {
     for (const f of written) rmSync(f, { force: true });
     await this.waitForApi(deadlineMs); // a pause right after spawn: the socket may not be bound yet
     await this.api.pause();
+    this.paused = true;
     await this.api.createSnapshot(
       {
         snapshot_type: "Full",
@@ -424,6 +427,12 @@ class FirecrackerVm implements FirecrackerVmHandle {
   /** Ctrl-Alt-Del (the guest reboots → Firecracker exits), then SIGKILL once timeoutMs is up. */
   async stop(timeoutMs: number): Promise<void> {
     if (this.hasExited) return;
+    if (this.paused) {
+      // A paused guest never sees Ctrl-Alt-Del; its state is saved (pause), so end it at once.
+      this.kill();
+      await this.exited;
+      return;
+    }
     // No API socket (yet), or the VM already going down, fails the ask: the kill covers it.
     await stopProcess(this.proc, this.exited, timeoutMs, () =>
       this.api.sendCtrlAltDel({ timeoutMs: Math.max(1, Math.min(2000, timeoutMs)) }),
