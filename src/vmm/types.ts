@@ -49,6 +49,13 @@ export interface BootSpec {
    * same spec (verified by the caller). Only backends with `saveState` accept it.
    */
   restoreFrom?: string;
+  /**
+   * QEMU: the guest RAM is this file (a VM template's, src/manager/templates.ts) instead of
+   * anonymous memory. `shared`: the template boot (guest writes land in the file); not
+   * shared: a clone (private copy-on-write mapping), with `restoreFrom` the template's
+   * device state, loaded without RAM (`x-ignore-shared`).
+   */
+  memoryFile?: { path: string; shared: boolean };
 }
 
 export interface VmHandle {
@@ -64,8 +71,13 @@ export interface VmHandle {
   /**
    * Stop the guest and write its full state (RAM + devices) to `path` (pause). The VMM keeps
    * running, stopped, until `stop`/`kill`. Absent on backends that cannot (host).
+   * `ignoreShared`: leave RAM in a shared memory file out of the stream (a template's save).
    */
-  saveState?(path: string, deadlineMs: number): Promise<{ bytes: number; sha256: string }>;
+  saveState?(
+    path: string,
+    deadlineMs: number,
+    opts?: { ignoreShared?: boolean },
+  ): Promise<{ bytes: number; sha256: string }>;
   /**
    * The VMM's run state (QEMU: query-status `status`, e.g. running, paused, io-error,
    * guest-panicked). Absent on backends that cannot tell.

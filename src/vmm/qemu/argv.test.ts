@@ -38,13 +38,40 @@ describe("buildQemuArgv", () => {
   test("machine, memory and the no-surprises flags", () => {
     const argv = buildQemuArgv(spec(), { ...base, accelerator: "tcg" });
     expect(argv[0]).toBe(base.qemuBin);
-    expect(values(argv, "-M")).toEqual(["microvm,acpi=off"]);
+    expect(values(argv, "-M")).toEqual(["microvm,acpi=off,memory-backend=microvm.ram"]);
     expect(values(argv, "-m")).toEqual(["512"]);
     expect(values(argv, "-smp")).toEqual(["2"]);
     for (const f of ["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]) expect(argv).toContain(f);
     expect(values(argv, "-kernel")).toEqual(["/env/vmlinux"]);
     expect(values(argv, "-serial")).toEqual(["chardev:console"]);
     expect(values(argv, "-chardev")).toContain("file,id=console,path=/ws/w1/logs/console.log");
+  });
+
+  test("guest RAM: one named backend for cold boots, template boots and clones", () => {
+    const cold = buildQemuArgv(spec(), { ...base, accelerator: "tcg" });
+    expect(values(cold, "-object")).toEqual(["memory-backend-ram,id=microvm.ram,size=512M"]);
+    expect(cold).not.toContain("-incoming");
+    const make = buildQemuArgv(spec({ memoryFile: { path: "/t/k,1/ram", shared: true } }), {
+      ...base,
+      accelerator: "tcg",
+    });
+    expect(values(make, "-object")).toEqual([
+      "memory-backend-file,id=microvm.ram,size=512M,mem-path=/t/k,,1/ram,share=on",
+    ]);
+    expect(make).not.toContain("-incoming");
+    const clone = buildQemuArgv(
+      spec({ memoryFile: { path: "/t/k/ram", shared: false }, restoreFrom: "/t/k/state" }),
+      { ...base, accelerator: "tcg" },
+    );
+    expect(values(clone, "-object")).toEqual([
+      "memory-backend-file,id=microvm.ram,size=512M,mem-path=/t/k/ram,share=off",
+    ]);
+    expect(values(clone, "-incoming")).toEqual(["defer"]);
+    // the same machine otherwise: a clone's devices must match the template's one for one
+    const strip = (a: string[]) =>
+      a.filter((x) => !x.startsWith("memory-backend") && x !== "-incoming" && x !== "defer");
+    expect(strip(clone)).toEqual(strip(make));
+    expect(strip(make)).toEqual(strip(cold));
   });
 
   test("accelerator picks the CPU model", () => {

@@ -69,6 +69,30 @@ export function qemuKernelArgs(spec: BootSpec, accelerator: QemuAccelerator, hos
   return args;
 }
 
+/**
+ * The guest RAM's backend id. It is QEMU's own default for microvm (the id `-m` alone
+ * gives), so the RAMBlock is named as before and machine states saved by a pyro that
+ * passed only `-m` still load.
+ */
+export const RAM_ID = "microvm.ram";
+
+/**
+ * The guest RAM object. Cold boots and resumes: anonymous memory. Template boots
+ * (src/manager/templates.ts): the RAM is the template's file, mapped shared, so the guest's
+ * pages land in it; clones map the same file private (copy-on-write: every clone reads the
+ * template's pages from the one page cache and copies only what it writes) and load the
+ * device state with `x-ignore-shared` (migrate.ts), the RAM not being in the stream.
+ */
+export function qemuMemoryArgs(spec: BootSpec): string[] {
+  const size = `size=${spec.memMib}M`;
+  const f = spec.memoryFile;
+  if (!f) return ["-object", `memory-backend-ram,id=${RAM_ID},${size}`];
+  return [
+    "-object",
+    `memory-backend-file,id=${RAM_ID},${size},mem-path=${qemuOptValue(f.path)},share=${f.shared ? "on" : "off"}`,
+  ];
+}
+
 export function buildQemuArgv(spec: BootSpec, opts: QemuArgvOptions): string[] {
   const env = spec.environment;
   if (!env) throw new Error("qemu backend needs an environment (kernel + rootfs)");
@@ -79,8 +103,11 @@ export function buildQemuArgv(spec: BootSpec, opts: QemuArgvOptions): string[] {
     `pyro-${spec.workspaceId}`,
     // microvm: no PCI, no firmware. acpi=off makes QEMU describe the virtio-mmio devices on
     // the kernel command line (MP table); that path never hung in ~20 TCG boots.
+    // The guest RAM is an explicit backend object (qemuMemoryArgs) so its RAMBlock has one
+    // name for every kind of boot: cold, template, clone and pause/resume.
     "-M",
-    "microvm,acpi=off",
+    `microvm,acpi=off,memory-backend=${RAM_ID}`,
+    ...qemuMemoryArgs(spec),
     "-accel",
     // TCG's translation cache defaults to far more than a small guest needs
     // (measured: 231 of QEMU's 441 MiB RSS); 64 MiB keeps idle workspaces light.

@@ -149,7 +149,11 @@ class QemuVm implements VmHandle {
   /** Stream the saved state in (QEMU waits under `-incoming defer`); kills QEMU on failure. */
   async restore(statePath: string, deadlineMs: number): Promise<void> {
     try {
-      await loadVmState(this.qmp as QmpClient, this.paths.migrateSocket, statePath, deadlineMs);
+      // A clone of a template: its RAM is the template's file, not in the stream.
+      const ignoreShared = this.spec.memoryFile !== undefined;
+      await loadVmState(this.qmp as QmpClient, this.paths.migrateSocket, statePath, deadlineMs, {
+        ignoreShared,
+      });
     } catch (err) {
       this.kill();
       await this.exited;
@@ -158,9 +162,13 @@ class QemuVm implements VmHandle {
     }
   }
 
-  async saveState(path: string, deadlineMs: number): Promise<SavedState> {
+  async saveState(
+    path: string,
+    deadlineMs: number,
+    opts: { ignoreShared?: boolean } = {},
+  ): Promise<SavedState> {
     if (this.hasExited || !this.qmp) throw this.failure("QEMU has exited");
-    return saveVmState(this.qmp, this.paths.migrateSocket, path, deadlineMs);
+    return saveVmState(this.qmp, this.paths.migrateSocket, path, deadlineMs, opts);
   }
 
   async runState(): Promise<string> {

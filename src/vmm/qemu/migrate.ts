@@ -51,6 +51,18 @@ async function waitMigration(qmp: QmpClient, deadlineMs: number, what: string): 
   }
 }
 
+/**
+ * `x-ignore-shared`: RAM in a shared memory file (a VM template's, share=on) stays out of the
+ * stream; the loading side must set it too (it then expects no pages for that block and keeps
+ * what its file mapping holds). A per-process setting: set explicitly on every save and load,
+ * so a clone's later pause (its RAM private, never "shared") saves whole either way.
+ */
+async function setIgnoreShared(qmp: QmpClient, on: boolean): Promise<void> {
+  await qmp.execute("migrate-set-capabilities", {
+    capabilities: [{ capability: "x-ignore-shared", state: on }],
+  });
+}
+
 /** No bandwidth cap: the stream goes to a local file, not over a network. */
 async function uncap(qmp: QmpClient): Promise<void> {
   await qmp.execute("migrate-set-parameters", { "max-bandwidth": 1024 * 1024 * 1024 * 1024 });
@@ -61,6 +73,7 @@ export async function saveVmState(
   sockPath: string,
   outPath: string,
   deadlineMs: number,
+  opts: { ignoreShared?: boolean } = {},
 ): Promise<SavedState> {
   rmSync(sockPath, { force: true });
   const fd = openSync(outPath, "w", 0o600);
@@ -95,6 +108,7 @@ export async function saveVmState(
   try {
     await qmp.execute("stop");
     await uncap(qmp);
+    await setIgnoreShared(qmp, opts.ignoreShared ?? false);
     await qmp.execute("migrate", { uri: `unix:${sockPath}` });
     await waitMigration(qmp, deadlineMs, "saving the machine state");
     await Promise.race([
@@ -119,8 +133,10 @@ export async function loadVmState(
   sockPath: string,
   inPath: string,
   deadlineMs: number,
+  opts: { ignoreShared?: boolean } = {},
 ): Promise<void> {
   rmSync(sockPath, { force: true });
+  await setIgnoreShared(qmp, opts.ignoreShared ?? false);
   await qmp.execute("migrate-incoming", { uri: `unix:${sockPath}` });
   try {
     await new Promise<void>((resolve, reject) => {
