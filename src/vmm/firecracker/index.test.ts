@@ -156,6 +156,11 @@ describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () =
     const be = createFirecrackerBackend({ env: { PATH: dir }, kvmPath: join(dir, "kvm") });
     expect((await rejection(be.boot(spec(dir, { network: true })))).code).toBe("BACKEND_UNAVAILABLE");
     expect((await rejection(be.boot(spec(dir, { environment: null })))).code).toBe("INVALID_INPUT");
+    const qemuTemplate = {
+      memoryFile: { path: join(dir, "ram"), shared: false },
+      restoreFrom: join(dir, "state"),
+    };
+    expect((await rejection(be.boot(spec(dir, qemuTemplate)))).code).toBe("INVALID_INPUT");
   });
 
   test("writes a valid config, passes it by argv, logs to the console file, reports the exit", async () => {

@@ -93,6 +93,14 @@ async function bootFirecracker(
   if (!spec.environment) {
     throw new PyroError("INVALID_INPUT", "the firecracker backend needs an environment (kernel + rootfs)");
   }
+  if (spec.memoryFile) {
+    // QEMU's template notion (guest RAM in a file, state without RAM); Firecracker clones go
+    // through template.ts. Refused before anything is spawned.
+    throw new PyroError(
+      "INVALID_INPUT",
+      "the firecracker backend does not take a QEMU memory file (templates: template.ts)",
+    );
+  }
   const fcBin = findFirecracker(env);
   if (!fcBin) {
     throw new PyroError("VMM_NOT_FOUND", "firecracker binary not found", {
