@@ -20,6 +20,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { expectSettled, type Listed, processesOf, violation } from "./faults-cases.ts";
 import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, type PyroResult, pyro, waitFor } from "./helpers.ts";
 
@@ -75,77 +76,9 @@ const CASES: Case[] = Object.entries(MATRIX)
   )
   .filter((c) => `${c.op}/${c.step}/${c.proc}`.includes(process.env.PYRO_FAULT_ONLY ?? ""));
 
-/** A process that belongs to a home: its argv or its environment names the home. */
-interface Proc_ {
-  pid: number;
-  text: string;
-}
-function processesOf(home: string): Proc_[] {
-  const out: Proc_[] = [];
-  for (const pid of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue;
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-      const env = readFileSync(`/proc/${pid}/environ`, "utf8").replaceAll("\0", " ");
-      if (
-        Number(pid) !== process.pid &&
-        (cmd.includes(home) || env.includes(`${home} `) || env.includes(`${home}/`))
-      )
-        out.push({ pid: Number(pid), text: `${cmd} ${env}` });
-    } catch {}
-  }
-  return out;
-}
-
-interface Listed {
-  workspace_id: string;
-  name: string | null;
-  state: string;
-}
-
-/** Everything that must hold once the home has settled; the first violation, or null. */
-async function violation(home: string, env: Record<string, string>): Promise<string | null> {
-  const list = await pyro(["workspace", "list", "--json"], { home, env });
-  if (list.code !== 0) return `list failed: ${list.stdout}${list.stderr}`;
-  const listed = list.json.workspaces as Listed[];
-  if ((list.json.corrupt ?? []).length) return `corrupt records: ${JSON.stringify(list.json.corrupt)}`;
-  const dir = join(home, "workspaces");
-  const entries = existsSync(dir) ? readdirSync(dir).sort() : [];
-  const ids = listed.map((w) => w.workspace_id).sort();
-  if (JSON.stringify(entries) !== JSON.stringify(ids))
-    return `workspaces/ holds ${JSON.stringify(entries)} but list shows ${JSON.stringify(ids)}`;
-  const started = listed.filter((w) => w.state === "started").map((w) => w.workspace_id);
-  const leaks = processesOf(home).filter((p) => !started.some((id) => p.text.includes(id)));
-  if (leaks.length) return `leaked processes: ${leaks.map((p) => p.text.slice(0, 200)).join(" | ")}`;
-  for (const w of listed) {
-    const st = await pyro(["workspace", "status", w.workspace_id, "--json"], { home, env });
-    if (st.json?.state !== w.state) return `status says ${st.json?.state}, list says ${w.state}`;
-    const sock = join(dir, w.workspace_id, "run", "supervisor.sock");
-    const sup = processesOf(home).filter(
-      (p) => p.text.includes(w.workspace_id) && p.text.includes("__supervise"),
-    );
-    if (w.state === "started" && (sup.length !== 1 || !existsSync(sock)))
-      return `${w.workspace_id} is listed started with ${sup.length} supervisors, socket ${existsSync(sock)}`;
-    if (w.state !== "started" && (sup.length || existsSync(sock)))
-      return `${w.workspace_id} is listed ${w.state} with ${sup.length} supervisors, socket ${existsSync(sock)}`;
-  }
-  return null;
-}
-
-/** Wait until the home settles (a supervisor noticing a death needs a moment), then assert it. */
-async function expectSettled(
-  home: string,
-  env: Record<string, string>,
-  timeoutMs = 20000,
-): Promise<Listed[]> {
-  let last: string | null = "not checked";
-  await waitFor(async () => {
-    last = await violation(home, env);
-    return last === null;
-  }, timeoutMs);
-  expect(last).toBeNull();
-  return (await pyro(["workspace", "list", "--json"], { home, env })).json.workspaces;
+/** A command that must succeed; its whole output in the error when it did not. */
+function succeeded(r: PyroResult, what: string): void {
+  if (r.code !== 0) throw new Error(`${what} exited ${r.code}: ${r.stdout}${r.stderr}`);
 }
 
 /** The next commands repair: start what is stopped, read a.txt (old or new), delete; the name is free. */
@@ -160,13 +93,13 @@ async function expectRepairs(home: string, env: Record<string, string>, listed: 
       env,
     });
     expect(["old\n", "new\n"]).toContain(cat.json?.stdout);
-    expect((await pyro(["workspace", "delete", w.workspace_id, "--json"], { home, env })).code).toBe(0);
+    succeeded(await pyro(["workspace", "delete", w.workspace_id, "--json"], { home, env }), "delete");
   }
   const again = await pyro(
     ["workspace", "create", "debian:12", "--allow-host-compat", "--name", "w", "--json"],
     { home, env },
   );
-  expect(again.code).toBe(0);
+  succeeded(again, "create w again");
   const del = await pyro(["workspace", "delete", "w", "--json"], { home, env });
   expect(del.stdout).toContain('"deleted": true');
   expect(await violation(home, env)).toBeNull();
@@ -262,7 +195,10 @@ async function runCase(c: Case, env: Record<string, string>, home = freshHome())
   const res: PyroResult = await pyro(command(c.op, seed, home), { home, env: faulty });
   // the probe: the crash point was reached in the intended process
   const marks = existsSync(markFile) ? readFileSync(markFile, "utf8") : "";
-  expect(marks).toContain(`${c.step} ${c.proc}`);
+  if (!marks.includes(`${c.step} ${c.proc}`))
+    throw new Error(
+      `${c.op}/${c.step}/${c.proc}: the step was not reached (marks ${JSON.stringify(marks)}); the command exited ${res.code}: ${res.stdout}${res.stderr}`,
+    );
   if (c.proc === "cli") expect(res.code).not.toBe(0);
 
   const listed = await expectSettled(home, env);

@@ -8,8 +8,12 @@
  * `PYRO_FAULT_PROC=vmm` instead kills the workspace's VMM (the pid `vmm()` gives) and
  * carries on, from whichever process reaches the step first.
  *
- * `PYRO_FAULT_MARK=FILE` appends `<step> <role|vmm>` to FILE before acting, so a test can
- * prove the step was reached.
+ * `PYRO_FAULT_PROC=hold` instead stops the process that reaches the step (SIGSTOP on
+ * itself) so a test can kill any other process at that exact point (the supervisor or the
+ * VMM while the CLI is inside a snapshot or a reset) and then let it go on (SIGCONT).
+ *
+ * `PYRO_FAULT_MARK=FILE` appends `<step> <role|vmm>` (hold: `<step> hold <role> <pid>`) to
+ * FILE before acting, so a test can prove the step was reached.
  *
  * Invariants: the environment is read once at load; with PYRO_FAULT unset a call is one
  * comparison. The hook never changes behaviour except by killing.
@@ -40,6 +44,11 @@ export function fault(step: string, vmm?: () => number | null | undefined): void
     try {
       process.kill(pid, "SIGKILL");
     } catch {}
+    return;
+  }
+  if (PROC === "hold") {
+    mark(`hold ${role} ${process.pid}`);
+    process.kill(process.pid, "SIGSTOP");
     return;
   }
   if (PROC !== undefined && PROC !== role) return;

@@ -13,7 +13,7 @@ import {
   printHostConfig,
   repairHost,
 } from "../manager/host-onramps/index.ts";
-import { selfCommand } from "../manager/self.ts";
+import { selfPathCommand } from "../manager/self.ts";
 import { ERROR_EXIT_CODES } from "../protocol/errors.ts";
 import * as out from "./outputs.ts";
 import { renderTable } from "./render.ts";
@@ -127,7 +127,7 @@ export const hostDoctorOp = defineOperation({
   run: async (ctx) => {
     const hosts = await hostDoctor(ctx);
     const ok = hosts.every((h) => h.status !== "stale" && h.status !== "unreadable");
-    return { ok, pyro: selfCommand(), hosts };
+    return { ok, pyro: selfPathCommand(), hosts };
   },
   render: (o) =>
     `${renderTable([

@@ -4,7 +4,7 @@
  * each client's documented config locations and formats; this file does the work.
  *
  * Invariants:
- * - The registration always names this pyro by absolute path (`selfCommand()`), followed by
+ * - The registration always names this pyro by absolute path (`selfPathCommand()`), followed by
  *   `mcp serve` and the flags given (passed through as given).
  * - Config files are only ever rewritten through a module's `render` (pyro's one entry
  *   changes, every other key stays) and written atomically, keeping the file's mode; a
@@ -17,7 +17,7 @@ import { writeFileAtomic } from "../../base/atomic.ts";
 import type { Env } from "../../base/paths.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import type { Ctx } from "../context.ts";
-import { selfCommand } from "../self.ts";
+import { selfPathCommand } from "../self.ts";
 import { claudeCode } from "./claude-code.ts";
 import { codex } from "./codex.ts";
 import { opencode } from "./opencode.ts";
@@ -48,7 +48,7 @@ export function serveArgs(flags: ServeFlags): string[] {
 }
 
 /** How the client starts this pyro's MCP server. */
-export function registration(flags: ServeFlags, self: string[] = selfCommand()): Registration {
+export function registration(flags: ServeFlags, self: string[] = selfPathCommand()): Registration {
   const [command, ...pre] = self as [string, ...string[]];
   return { command, args: [...pre, ...serveArgs(flags)] };
 }
@@ -248,7 +248,7 @@ async function checkRegistration(
   return { status: "stale", detail: `${exe} is not pyro (\`--version\` did not answer "pyro VERSION")` };
 }
 
-export async function hostDoctor(ctx: Ctx, self: string[] = selfCommand()): Promise<HostReport[]> {
+export async function hostDoctor(ctx: Ctx, self: string[] = selfPathCommand()): Promise<HostReport[]> {
   const reports: HostReport[] = [];
   for (const id of HOST_IDS) {
     const mod = HOSTS[id];
@@ -317,7 +317,7 @@ export interface RepairedEntry {
 export async function repairHost(
   ctx: Ctx,
   host: HostId,
-  self: string[] = selfCommand(),
+  self: string[] = selfPathCommand(),
 ): Promise<{ repaired: RepairedEntry[]; unchanged: number }> {
   const mod = HOSTS[host];
   const { found } = findAll(mod, ctx.env);
