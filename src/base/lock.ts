@@ -46,3 +46,16 @@ export async function withLock<T>(path: string, fn: () => Promise<T> | T, timeou
     closeSync(fd); // closing the descriptor releases the lock
   }
 }
+
+/**
+ * Take the lock on `path` only if it is free right now, and keep it for the rest of the process
+ * (the kernel drops it when the process exits): for a holder that ends by exiting, such as a
+ * supervisor pausing its workspace. False when another process holds it.
+ */
+export function holdLockUntilExit(path: string): boolean {
+  mkdirSync(dirname(path), { recursive: true });
+  const fd = openSync(path, "a", 0o600);
+  if (flock(fd, LOCK_EX | LOCK_NB) === 0) return true; // fd deliberately left open
+  closeSync(fd);
+  return false;
+}

@@ -66,6 +66,8 @@ export const PROFILE_OMIT: Record<Profile, readonly string[]> = {
     "secret_env",
     "detach",
     "idempotency_key",
+    // core has no workspace_pause/resume, so its workspace_create offers no auto-pause either
+    "auto_pause_after_seconds",
   ],
   "workspace-full": [],
 };

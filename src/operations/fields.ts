@@ -1,5 +1,6 @@
 /** Input fields shared by several operations, each described once (for --help and the model). */
 import * as v from "valibot";
+import { AUTO_PAUSE_MAX_SECONDS, AUTO_PAUSE_MIN_SECONDS } from "../manager/auto-pause.ts";
 import { READ_MAX_BYTES } from "../protocol/limits.ts";
 
 export const environment = v.pipe(
@@ -49,6 +50,19 @@ export const ttlSeconds = v.pipe(
   v.maxValue(TTL_MAX_SECONDS),
   v.description(
     "Delete the workspace this many seconds after creation, whether it is running or stopped (default 600; 0 = never; at most 2592000 = 30 days).",
+  ),
+);
+export const autoPauseAfterSeconds = v.pipe(
+  v.number(),
+  v.integer(),
+  v.minValue(0),
+  v.maxValue(AUTO_PAUSE_MAX_SECONDS),
+  v.check(
+    (n) => n === 0 || n >= AUTO_PAUSE_MIN_SECONDS,
+    `must be 0 (off) or ${AUTO_PAUSE_MIN_SECONDS}..${AUTO_PAUSE_MAX_SECONDS}`,
+  ),
+  v.description(
+    `Pause the workspace (its memory saved to disk and its RAM freed, as workspace_pause does) after this many seconds without activity; the next operation that needs the machine (exec, file, diff, shell, service...) resumes it first, and status shows paused_by/resumed_by. Activity: any call that reaches the machine; status and list do not count. It is never paused while a call runs, a shell's process runs, a service runs, a detached exec runs or a port is published (the pause would end them); background processes started by exec are frozen and continue on resume. 0 = off (the default); else ${AUTO_PAUSE_MIN_SECONDS}..${AUTO_PAUSE_MAX_SECONDS}. Needs a backend that can pause (not host compat).`,
   ),
 );
 export const allowHostCompat = v.pipe(

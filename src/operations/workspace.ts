@@ -58,6 +58,7 @@ export const createOp = defineOperation({
     allow_hosts: v.optional(f.allowHosts),
     allow_cidrs: v.optional(f.allowCidrs),
     secrets: v.optional(f.secrets),
+    auto_pause_after_seconds: v.optional(f.autoPauseAfterSeconds),
     allow_host_compat: v.optional(f.allowHostCompat),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -68,6 +69,7 @@ export const createOp = defineOperation({
     "pyro workspace create --id-only",
     "pyro workspace create --name api --secret-file API_TOKEN=./token.txt --secret DB_PASSWORD=hunter2-example",
     "pyro workspace create --allow-host pypi.org --allow-host files.pythonhosted.org --allow-cidr 203.0.113.0/24",
+    "pyro workspace create --name dev --auto-pause-after-seconds 300   # paused after 5 idle minutes; the next exec resumes it",
   ],
   run: async (ctx, input) => publicRecord(await createWorkspace(ctx, input)),
   render: (out) => renderWorkspace(out),
@@ -155,9 +157,9 @@ export const updateOp = defineOperation({
   mutates: true,
   cli: ["workspace", "update"],
   positionals: ["workspace_id"],
-  summary: "Rename a workspace or change its labels.",
+  summary: "Rename a workspace, change its labels or its auto-pause.",
   description:
-    "Change a workspace's name and labels. labels are merged into the existing ones; clear_labels removes keys.",
+    "Change a workspace's name, labels and auto_pause_after_seconds. labels are merged into the existing ones; clear_labels removes keys; auto_pause_after_seconds 0 turns auto-pause off. A new auto-pause applies to a running workspace at once, counted from its last activity.",
   input: v.strictObject({
     workspace_id: f.workspaceRef,
     name: v.optional(f.name),
@@ -165,6 +167,7 @@ export const updateOp = defineOperation({
     clear_labels: v.optional(
       v.pipe(v.array(v.string()), v.description("Label keys to remove (CLI: --clear-label K, repeatable).")),
     ),
+    auto_pause_after_seconds: v.optional(f.autoPauseAfterSeconds),
   }),
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-core", "workspace-full"],

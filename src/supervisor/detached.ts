@@ -76,6 +76,13 @@ export class DetachedExecs {
     }
   }
 
+  /** detached execs still running (auto-pause waits for them: idle.ts) */
+  get runningCount(): number {
+    let n = 0;
+    for (const r of this.running.values()) if (!r.ended) n++;
+    return n;
+  }
+
   /** Answer a `sup.exec.*` request. */
   serve(client: ServerStream, op: string): void {
     (async () => {

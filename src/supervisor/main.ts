@@ -32,9 +32,11 @@ import { DetachedExecs } from "./detached.ts";
 import { Ending, watchCreator } from "./ending.ts";
 import { PortForwards } from "./forward.ts";
 import { CommandHistory } from "./history.ts";
+import { IdleTracker } from "./idle.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
 import { log } from "./log.ts";
+import { saveMachine } from "./pause.ts";
 import { relayCall } from "./relay.ts";
 import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
@@ -73,9 +75,26 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   const shells = new Shells(agent, redactor);
   const services = new Services(home, id, agent, forwards, redactor);
   ending.onEnd((reason) => services.endAll(reason));
+  // auto_pause_after_seconds (idle.ts): paused like `sup.pause` once idle that long
+  const idle = new IdleTracker(home, id, {
+    canPause: !!machine.handle.saveState,
+    busy: () =>
+      shells.live
+        ? "a shell's process runs"
+        : services.runningCount
+          ? "a service runs"
+          : execs.runningCount
+            ? "a detached exec runs"
+            : forwards.list().length
+              ? "a port is published"
+              : null,
+    pause: (why) => ending?.end(`paused: ${why}`, { pause: () => saveMachine(home, id, machine, "idle") }),
+  });
+  ending.onEnd(() => idle.stop());
   const server = listenUnix(supervisorSocket(home, id), (ch) => {
     const clientConn: Connection = new Connection(ch, {
       onStream: (client) => {
+        idle.track(client);
         const op = String(client.request.op ?? "");
         if (op.startsWith("sup.exec.")) execs.serve(client, op);
         else if (op.startsWith("sup.shell.")) shells.serve(client, op);
@@ -89,5 +108,6 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   ending.onEnd(() => server.stop());
   fault("boot.agent-hello", () => machine.handle.pid);
   await announceStarted(home, id, machine);
+  idle.start();
   ending.trapSignals();
 }

@@ -14,6 +14,7 @@
 import type { Machine } from "../manager/machine.ts";
 import { beginPausedState, commitPausedState } from "../manager/paused-state.ts";
 import { readRecord } from "../manager/record.ts";
+import { updateRecord } from "../manager/store.ts";
 import { call } from "../protocol/call.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { log } from "./log.ts";
@@ -23,7 +24,13 @@ const SAVE_DEADLINE_MS = 300_000;
 /** How long the guest gets to notice the host closed the port before it is stopped. */
 const DISCONNECT_SETTLE_MS = 500;
 
-export async function saveMachine(home: string, id: string, machine: Machine): Promise<void> {
+/** `by`: a `sup.pause` request, or auto-pause after idleness (idle.ts); the record keeps it as paused_by. */
+export async function saveMachine(
+  home: string,
+  id: string,
+  machine: Machine,
+  by: "request" | "idle" = "request",
+): Promise<void> {
   const save = machine.handle.saveState?.bind(machine.handle);
   if (!save) throw new PyroError("BACKEND_UNAVAILABLE", `the ${machine.handle.backend} backend cannot pause`);
   const record = readRecord(home, id);
@@ -38,5 +45,6 @@ export async function saveMachine(home: string, id: string, machine: Machine): P
   const t0 = Date.now();
   const saved = await save(memory, Date.now() + SAVE_DEADLINE_MS);
   commitPausedState(home, record, saved);
+  await updateRecord(home, id, (r) => ({ ...r, paused_by: by })).catch(() => {});
   log(`paused: ${saved.bytes} bytes of machine state in ${Date.now() - t0} ms`);
 }

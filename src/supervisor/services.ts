@@ -142,6 +142,13 @@ export class Services {
     }
   }
 
+  /** services starting or ready (auto-pause waits for them: idle.ts) */
+  get runningCount(): number {
+    let n = 0;
+    for (const svc of this.services.values()) if (svc.running) n++;
+    return n;
+  }
+
   serve(client: ServerStream, op: string): void {
     (async () => {
       if (op === "sup.service.start") return this.start(parseRequest(SupServiceStartRequest, client.request));

@@ -209,6 +209,13 @@ export class Shells {
     return this.shells.size;
   }
 
+  /** shells whose process still runs (auto-pause waits for them: idle.ts) */
+  get live(): number {
+    let n = 0;
+    for (const sh of this.shells.values()) if (sh.state === "running") n++;
+    return n;
+  }
+
   serve(client: ServerStream, op: string): void {
     this.handle(client, op).then(
       (result) => client.result(result),
