@@ -187,10 +187,8 @@ test("output schemas parse what the schema-checked faces return (valibot round t
     agent_unresponsive_since: null,
     command_count: 0,
     reset_at: null,
-    auto_pause_after_seconds: null,
-    paused_by: null,
-    resumed_at: null,
-    resumed_by: null,
+    boot: "template",
+    boot_note: null,
     shells: 1,
     services: 0,
   };

@@ -7,7 +7,6 @@ import { ensureEnvironment } from "../env/prepare.ts";
 import { findInstalled } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend } from "../vmm/select.ts";
-import { autoPauseSetting } from "./auto-pause.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import { acquireSupervisor, callWorkspace } from "./client.ts";
 import { type Ctx, maxActive } from "./context.ts";
@@ -60,19 +59,19 @@ import {
   withLifecycle,
 } from "./store.ts";
 import { Teardown } from "./teardown.ts";
+import { ensureTemplate, shapeOf, TEMPLATE_DATA_DISK_MIB } from "./templates.ts";
 import { classifySource, importIntoWorkspace, importTar } from "./transfer.ts";
 
 export const DEFAULT_ENVIRONMENT = "debian:12";
 export const DEFAULT_VCPU = 1;
 export const DEFAULT_MEM_MIB = 1024;
 export const DEFAULT_TTL_SECONDS = 600;
-export const DATA_DISK_MIB = 8192;
+/** Every workspace disk's size; a VM template's placeholder disk has the same (templates.ts). */
+export const DATA_DISK_MIB = TEMPLATE_DATA_DISK_MIB;
 
 export interface CreateInput {
   environment: string;
   seed_path?: string;
-  /** src/manager/auto-pause.ts */
-  auto_pause_after_seconds?: number;
   name?: string;
   labels?: Record<string, string>;
   vcpu_count?: number;
@@ -182,6 +181,17 @@ async function stopCorrupt(home: string, c: CorruptRecord): Promise<void> {
   await terminate(vmms, c.workspace_id, 3000);
 }
 
+/**
+ * A QEMU workspace boots from its environment's VM template (src/manager/templates.ts): made
+ * here, before the supervisor starts, the first time one is needed (the supervisor only uses
+ * a ready one). Never fails the create: without a template the machine boots cold.
+ */
+async function ensureTemplateFor(ctx: Ctx, r: WorkspaceRecord | null): Promise<void> {
+  if (!r) return;
+  const s = shapeOf(r, ctx.env);
+  if (s.ok) await ensureTemplate(ctx, s.shape);
+}
+
 /** Launch the detached supervisor and wait until it says ready (or why not); `resume`: restore the paused state. */
 async function launchSupervisor(ctx: Ctx, id: string, resume = false): Promise<void> {
   const run = runDir(ctx.home, id);
@@ -250,7 +260,6 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     kernelPath: installed ? join(installed.dir, installed.manifest.kernel.file) : null,
     network: net.policy !== "off",
   });
-  const autoPause = autoPauseSetting(choice.name, input.auto_pause_after_seconds); // before anything is made
   if (net.allow && choice.name === "host") {
     throw new PyroError(
       "NETWORK_UNSUPPORTED",
@@ -302,7 +311,6 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         mem_mib: mem,
         ttl_seconds: ttl,
         command_count: 0,
-        ...(autoPause ? { auto_pause_after_seconds: autoPause } : {}),
         ...(secrets.length ? { secrets: secretDigests(secrets) } : {}),
         // until cleared below: this process dying discards the workspace (store.ts repairRecord)
         in_progress: inProgress("create"),
@@ -324,6 +332,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         } catch {}
       }
     });
+    await ensureTemplateFor(ctx, readRecord(ctx.home, id));
     ctx.progress(
       `booting ${input.environment} (${choice.name}${choice.accelerator ? `/${choice.accelerator}` : ""})...`,
     );
@@ -397,15 +406,9 @@ export async function workspaceStatus(ctx: Ctx, ref: string): Promise<WorkspaceR
 export async function updateWorkspace(
   ctx: Ctx,
   ref: string,
-  input: {
-    name?: string | null;
-    labels?: Record<string, string>;
-    clear_labels?: string[];
-    auto_pause_after_seconds?: number;
-  },
+  input: { name?: string | null; labels?: Record<string, string>; clear_labels?: string[] },
 ): Promise<WorkspaceRecord> {
   const r = await resolveWorkspace(ctx.home, ref);
-  const autoPause = autoPauseSetting(r.backend, input.auto_pause_after_seconds);
   const name = input.name === undefined || input.name === null ? undefined : validateName(input.name);
   if (input.labels) validateLabels(input.labels);
   return withLock(registryLock(ctx.home), async () => {
@@ -418,7 +421,6 @@ export async function updateWorkspace(
         ...cur,
         name: input.name === null ? null : (name ?? cur.name),
         labels,
-        ...(autoPause !== undefined ? { auto_pause_after_seconds: autoPause } : {}),
         last_activity_at: now(),
       };
     });
@@ -585,6 +587,7 @@ export async function startWorkspaceLocked(
   });
   fault("start.record");
   try {
+    if (!opts.resume) await ensureTemplateFor(ctx, r);
     await launchSupervisor(ctx, r.workspace_id, opts.resume);
   } catch (err) {
     clearRunMarks(ctx.home, r.workspace_id);

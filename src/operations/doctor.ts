@@ -10,7 +10,7 @@ import { canBuildLocally } from "../env/prepare.ts";
 import { findInstalled, verifyEnvironment } from "../env/store.ts";
 import type { Ctx } from "../manager/context.ts";
 import { scanRecords } from "../manager/record.ts";
-import { DEFAULT_ENVIRONMENT } from "../manager/workspaces.ts";
+import { DEFAULT_ENVIRONMENT, DEFAULT_MEM_MIB, DEFAULT_VCPU } from "../manager/workspaces.ts";
 import { ERROR_EXIT_CODES, type ErrorCode } from "../protocol/errors.ts";
 import { agentCommand } from "../vmm/agent-path.ts";
 import { tapUnavailableReason } from "../vmm/net/host.ts";
@@ -101,6 +101,7 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
 
   const names = only ? [only] : CATALOG.map((r) => r.name);
   let kernel: string | null = null;
+  const verified: string[] = [];
   for (const n of names) {
     const inst = findInstalled(ctx.home, n);
     if (!inst) {
@@ -120,6 +121,7 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
       await verifyEnvironment(inst);
       kernel ??= join(inst.dir, inst.manifest.kernel.file);
       add(`env ${n}`, true, `installed ${inst.manifest.version}, digests verified`);
+      verified.push(n);
     } catch (err) {
       add(`env ${n}`, false, (err as Error).message, `pyro env build ${n} --force`);
     }
@@ -130,6 +132,28 @@ async function runChecks(ctx: Ctx, only?: string): Promise<Check[]> {
     else warn("kvm_usable", `no: ${kvm.reason} — guests run under QEMU TCG (slower)`, null);
   } else {
     add("kvm_usable", true, "not probed (needs an installed environment and qemu)");
+  }
+  if (kernel && qemu) {
+    // VM templates (src/manager/templates.ts) for the default machine shape, per environment
+    const accelerator = (await kvmUsable(ctx.home, kernel, ctx.env)).usable ? "kvm" : "tcg";
+    const { templateReport } = await import("../manager/templates.ts");
+    const report = await templateReport(
+      ctx.home,
+      ctx.env,
+      { accelerator, vcpu_count: DEFAULT_VCPU, mem_mib: DEFAULT_MEM_MIB, network: "off" },
+      verified,
+    );
+    for (const t of report) {
+      const name = `template ${t.environment}`;
+      if (t.status === "ready") add(name, true, "ready: workspaces start from it (no cold boot)");
+      else if (t.status === "off") add(name, true, "off (PYRO_TEMPLATES=off): every workspace boots cold");
+      else
+        warn(
+          name,
+          `${t.status}: ${t.reason} — workspaces boot cold until it is made`,
+          `\`pyro prepare ${t.environment}\` makes it (else the next create does)`,
+        );
+    }
   }
   mkdirSync(ctx.home, { recursive: true });
   const s = statfsSync(ctx.home);

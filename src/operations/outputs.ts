@@ -86,26 +86,16 @@ export const workspaceRecord = v.strictObject({
   ),
   command_count: int,
   reset_at: v.nullable(time),
-  auto_pause_after_seconds: v.pipe(
-    v.nullable(int),
+  boot: v.pipe(
+    v.nullable(v.picklist(["template", "cold", "memory"])),
     v.description(
-      "Pause the workspace after this many seconds without activity (set at create or with workspace_update); null: never. The next operation that needs the machine resumes it.",
+      "How the machine last came up: `template` (restored from the environment's VM template), `cold` (a full boot), `memory` (resumed from a pause); null in host compat and before the first boot.",
     ),
   ),
-  paused_by: v.pipe(
-    v.nullable(v.picklist(["request", "idle"])),
-    v.description(
-      'What paused it last: "request" (workspace_pause) or "idle" (auto_pause_after_seconds); null if it never was.',
-    ),
-  ),
-  resumed_at: v.pipe(
-    v.nullable(time),
-    v.description("When it was last resumed from a pause; null if never."),
-  ),
-  resumed_by: v.pipe(
+  boot_note: v.pipe(
     v.nullable(str),
     v.description(
-      "What resumed it last: workspace_resume, or the operation that needed the paused machine (e.g. workspace_exec) and resumed it first.",
+      "Why a guest machine booted cold (no template yet, a stale one, PYRO_TEMPLATES=off, ...); null otherwise.",
     ),
   ),
 });
@@ -347,6 +337,21 @@ export const prepareResult = v.strictObject({
   environment: str,
   backend,
   accelerator,
+  template: v.pipe(
+    v.nullable(
+      v.strictObject({
+        status: v.picklist(["ready", "missing", "stale", "broken", "off"]),
+        reason: v.nullable(str),
+      }),
+    ),
+    v.description(
+      "The environment's VM template for the default machine shape (QEMU only; null otherwise): ready, or why not (workspaces then boot cold).",
+    ),
+  ),
+  boot: v.pipe(
+    v.nullable(v.picklist(["template", "cold", "memory"])),
+    v.description("How the throwaway workspace's machine came up."),
+  ),
   steps: v.array(v.strictObject({ step: str, ms: v.number() })),
   ok: v.literal(true),
 });

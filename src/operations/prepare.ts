@@ -1,17 +1,29 @@
 /** `pyro prepare`: make an environment ready, then prove it with one throwaway workspace. */
+
+import { join } from "node:path";
 import * as v from "valibot";
 import { ensureEnvironment } from "../env/prepare.ts";
+import { findInstalled } from "../env/store.ts";
 import { resetWorkspace } from "../manager/reset.ts";
+import { ensureTemplate } from "../manager/templates.ts";
 import {
   createWorkspace,
   DEFAULT_ENVIRONMENT,
+  DEFAULT_MEM_MIB,
+  DEFAULT_VCPU,
   deleteWorkspace,
   execWorkspace,
 } from "../manager/workspaces.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { chooseBackend } from "../vmm/select.ts";
 import * as f from "./fields.ts";
 import * as out from "./outputs.ts";
 import { defineOperation } from "./types.ts";
+
+function kernelOf(home: string, name: string): string | null {
+  const inst = findInstalled(home, name);
+  return inst ? join(inst.dir, inst.manifest.kernel.file) : null;
+}
 
 export const prepareOp = defineOperation({
   name: "prepare",
@@ -22,7 +34,7 @@ export const prepareOp = defineOperation({
   positionals: ["environment"],
   summary: "Install an environment and prove it: create → exec → reset → delete.",
   description:
-    "Build or pull the environment if needed (force: rebuild), then run one throwaway workspace through create, exec, reset and delete, timing each step. Run it once after installing pyro so the first real call is fast.",
+    "Build or pull the environment if needed (force: rebuild), make its VM template (QEMU: a booted machine saved once, which later workspaces restore instead of booting; a failed one is retried), then run one throwaway workspace through create, exec, reset and delete, timing each step. Run it once after installing pyro so the first real call is fast.",
   input: v.strictObject({
     environment: v.optional(f.environment, DEFAULT_ENVIRONMENT),
     network: v.optional(
@@ -47,6 +59,34 @@ export const prepareOp = defineOperation({
       await time("build", () => buildInstall(ctx, input.environment, { force: true }));
     } else
       await time("environment", () => ensureEnvironment(ctx, input.environment, { allowMissing: false }));
+    // the VM template for the default machine shape (a failed one is retried here, at once)
+    const choice = await chooseBackend({
+      home: ctx.home,
+      env: ctx.env,
+      allowHostCompat: false,
+      kernelPath: kernelOf(ctx.home, input.environment),
+      network: input.network ?? false,
+    });
+    let template: { status: string; reason: string | null } | null = null;
+    if (choice.name === "qemu" && choice.accelerator) {
+      const shape = {
+        environment: input.environment,
+        accelerator: choice.accelerator,
+        vcpu_count: DEFAULT_VCPU,
+        mem_mib: DEFAULT_MEM_MIB,
+        network: input.network ? ("user" as const) : ("off" as const),
+      };
+      if (ctx.env.PYRO_TEMPLATES === "off") template = { status: "off", reason: "PYRO_TEMPLATES=off" };
+      else {
+        const r = await time("template", () => ensureTemplate(ctx, shape, { retryFailed: true }));
+        template = {
+          status: r.status.status,
+          reason: r.status.status === "ready" ? null : r.status.reason,
+        };
+        if (template.reason)
+          ctx.progress(`prepare: no VM template (${template.reason}); workspaces boot cold`);
+      }
+    }
     const ws = await time("create", () =>
       createWorkspace(ctx, {
         environment: input.environment,
@@ -69,10 +109,12 @@ export const prepareOp = defineOperation({
       environment: input.environment,
       backend: ws.backend,
       accelerator: ws.accelerator,
+      template,
+      boot: ws.boot ?? null,
       steps,
       ok: true,
     };
   },
   render: (out) =>
-    `${out.environment} is ready (${out.backend}${out.accelerator ? `/${out.accelerator}` : ""}): ${(out.steps as Array<{ step: string; ms: number }>).map((s) => `${s.step} ${s.ms} ms`).join(", ")}`,
+    `${out.environment} is ready (${out.backend}${out.accelerator ? `/${out.accelerator}` : ""}${out.template ? `, template ${out.template.status}` : ""}): ${(out.steps as Array<{ step: string; ms: number }>).map((s) => `${s.step} ${s.ms} ms`).join(", ")}`,
 });

@@ -15,9 +15,17 @@ import { discardPausedState } from "../manager/paused-state.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { loadSecrets } from "../manager/secrets.ts";
 import { updateRecord } from "../manager/store.ts";
+import { dropTemplate, templateFor } from "../manager/templates.ts";
 import { call } from "../protocol/call.ts";
 import { toPyroError } from "../protocol/errors.ts";
 import { log } from "./log.ts";
+
+/** How the machine came up (the record's `boot` and `boot_note`). */
+interface BootKind {
+  boot: "cold" | "template" | "memory";
+  note: string | null;
+  key?: string;
+}
 
 /** Boot the workspace's machine and shake hands with its agent; null (and recorded) on failure. */
 export async function bootMachine(
@@ -34,7 +42,37 @@ export async function bootMachine(
     net = await setupNetwork(home, record, (n) => updateRecord(home, id, (r) => ({ ...r, net: n })));
     const { backend, spec } = await prepareBoot(home, record, opts);
     if (net) spec.tap = net.tap;
-    const machine = releasedAfter(await startMachine(backend, spec), net);
+    // create, start and reset restore the environment's VM template when one is ready
+    // (src/manager/templates.ts); anything else, or a restore that fails, boots cold
+    let boot: BootKind = opts.resume ? { boot: "memory", note: null } : { boot: "cold", note: null };
+    if (!opts.resume && record.backend !== "host") {
+      const t = spec.tap
+        ? { ok: false as const, reason: "a tap network boots cold" }
+        : await templateFor(home, process.env, record);
+      if (t.ok) {
+        spec.memoryFile = { path: t.ram, shared: false };
+        spec.restoreFrom = t.state;
+        boot = { boot: "template", note: null, key: t.key };
+      } else boot = { boot: "cold", note: t.reason };
+    }
+    let started: Machine;
+    try {
+      started = await startMachine(backend, spec);
+    } catch (err) {
+      if (boot.boot !== "template") throw err;
+      // the template did not restore: drop it (the next need makes a new one), boot cold now
+      log(`template restore failed: ${(err as Error).message}`);
+      if (boot.key) dropTemplate(home, boot.key);
+      spec.memoryFile = undefined;
+      spec.restoreFrom = undefined;
+      boot = {
+        boot: "cold",
+        note: `restoring the template failed (${(err as Error).message.slice(0, 300)})`,
+      };
+      started = await startMachine(backend, spec);
+    }
+    const machine = releasedAfter(started, net);
+    await updateRecord(home, id, (r) => ({ ...r, boot: boot.boot, boot_note: boot.note }));
     // the workspace's secrets, after every boot (create, start, reset); a failure is a boot failure
     await giveSecrets(home, id, machine).catch(async (err) => {
       await machine.shutdown();
@@ -43,7 +81,7 @@ export async function bootMachine(
     // A resumed machine has moved on from its saved state; a booted one never had one.
     discardPausedState(home, id);
     log(
-      `machine ${opts.resume ? "resumed" : "up"}: backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
+      `machine ${opts.resume ? "resumed" : "up"} (${boot.boot}${boot.note ? `: ${boot.note}` : ""}): backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
     );
     return machine;
   } catch (err) {

@@ -1,0 +1,522 @@
+/**
+ * VM templates (QEMU): a freshly booted, still-detached guest saved once, so workspaces start
+ * by restoring it instead of booting (Kata Containers' VM templating). docs/templates.md.
+ *
+ * `<home>/templates/<key>/` holds
+ * - `ram`: the guest RAM. The template boot maps it shared (the guest's pages land in the
+ *   file); every clone maps it private (copy-on-write), so clones share its untouched pages
+ *   through the page cache;
+ * - `state`: the device state, saved with `x-ignore-shared` (no RAM in it: small);
+ * - `meta.json`: the key's parts and both files' size and sha256.
+ *
+ * Invariants:
+ * - The key is the sha256 of everything the saved machine depends on (templateKeyParts): the
+ *   environment's kernel and rootfs (the agent is in the rootfs) digests, the protocol, QEMU's
+ *   version, accelerator and CPU model, vCPUs, memory, the data disk's size, the network mode
+ *   and TEMPLATE_FORMAT. A change to any of them is another key: the old template is never
+ *   used (and is removed when the new one is made).
+ * - A template is made in `.tmp-<key>-<pid>-<rand>/` and renamed into place only when whole and
+ *   fsynced; a make killed midway leaves only that temp dir (never read; swept by the next make).
+ * - A published template is never modified (clones map it: a changed file would change their
+ *   memory). Before each use `state` is hashed (small) and `ram` is hashed once, its verdict
+ *   then cached by (size, mtime, ctime, dev, inode) like environments (env/store.ts).
+ * - Making one runs under a per-key lock; other creates wait for it. A failed make is recorded
+ *   (`.failed-<key>.json`) and not retried for an hour (or until `pyro prepare` asks), so a host
+ *   where templates cannot work pays the failure once, not on every create.
+ * - Any failure to make or use a template means a cold boot, and the record says which boot
+ *   happened and why (`boot`, `boot_note`).
+ */
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import * as v from "valibot";
+import { writeFileAtomic } from "../base/atomic.ts";
+import { fault } from "../base/fault.ts";
+import { pidAlive, withLock } from "../base/lock.ts";
+import type { Env } from "../base/paths.ts";
+import type { ProgressSink } from "../base/progress.ts";
+import { artifactsOf, findInstalled, type InstalledEnvironment, sha256File } from "../env/store.ts";
+import { PyroError } from "../protocol/errors.ts";
+import { PROTOCOL_VERSION } from "../protocol/version.ts";
+import { findQemu, qemuVersion } from "../vmm/qemu/binary.ts";
+import { loadBackend } from "../vmm/select.ts";
+import type { BootSpec } from "../vmm/types.ts";
+import { bootTimeoutMs } from "./boot.ts";
+import { helloAgent } from "./handshake.ts";
+import { usesTap } from "./network.ts";
+import type { WorkspaceRecord } from "./record.ts";
+
+/** Bump when what a template holds or how it is made changes: older ones are then never used. */
+export const TEMPLATE_FORMAT = 1;
+/** The size of every workspace data disk (the template's placeholder has the same). */
+export const TEMPLATE_DATA_DISK_MIB = 8192;
+/**
+ * The first protocol whose guests boot detached (pyro-init leaves /dev/vdb alone; the host
+ * sends sys.attach). An older environment's guest mounts its disk at boot: never a template.
+ */
+export const DETACHED_BOOT_PROTOCOL = 4;
+/** A failed make is not retried sooner than this (`pyro prepare` retries at once). */
+const RETRY_AFTER_MS = 3_600_000;
+/** How long the guest gets to notice the host closed its port before it is stopped. */
+const DISCONNECT_SETTLE_MS = 500;
+
+export const templatesDir = (home: string) => join(home, "templates");
+
+/** The machine a template is for. */
+export interface TemplateShape {
+  environment: string;
+  accelerator: "kvm" | "tcg";
+  vcpu_count: number;
+  mem_mib: number;
+  /** "user": QEMU user-mode networking (slirp's fixed layout, the same for every guest) */
+  network: "off" | "user";
+}
+
+const KeyParts = v.strictObject({
+  format: v.number(),
+  environment: v.string(),
+  env_version: v.string(),
+  kernel_sha256: v.string(),
+  rootfs_sha256: v.string(),
+  agent_sha256: v.nullable(v.string()),
+  protocol_version: v.number(),
+  qemu_version: v.string(),
+  accelerator: v.picklist(["kvm", "tcg"]),
+  cpu_model: v.string(),
+  vcpu_count: v.number(),
+  mem_mib: v.number(),
+  data_disk_mib: v.number(),
+  network: v.picklist(["off", "user"]),
+});
+export type TemplateKeyParts = v.InferOutput<typeof KeyParts>;
+
+const FileMeta = v.strictObject({ bytes: v.number(), sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)) });
+const Meta = v.strictObject({
+  key: v.string(),
+  parts: KeyParts,
+  ram: FileMeta,
+  state: FileMeta,
+  made_at: v.string(),
+  make_ms: v.number(),
+});
+export type TemplateMeta = v.InferOutput<typeof Meta>;
+
+/**
+ * QEMU's version, cached in `<home>/cache/qemu-version.json` by the binary's path and stamp
+ * (asking QEMU costs a process start on every create otherwise).
+ */
+async function cachedQemuVersion(home: string, env: Env): Promise<string | null> {
+  const bin = findQemu(env);
+  if (!bin) return null;
+  const cache = join(home, "cache", "qemu-version.json");
+  let stamp: string;
+  try {
+    stamp = `${bin}|${stampOf(realpathSync(bin))}`;
+  } catch {
+    return null;
+  }
+  try {
+    const c = JSON.parse(readFileSync(cache, "utf8"));
+    if (c.stamp === stamp && typeof c.version === "string") return c.version;
+  } catch {}
+  const version = await qemuVersion(bin);
+  if (version) {
+    mkdirSync(join(home, "cache"), { recursive: true });
+    writeFileAtomic(cache, JSON.stringify({ stamp, version }), 0o644);
+  }
+  return version;
+}
+
+export function keyParts(
+  installed: InstalledEnvironment,
+  shape: TemplateShape,
+  qemu: string,
+): TemplateKeyParts {
+  const m = installed.manifest;
+  return {
+    format: TEMPLATE_FORMAT,
+    environment: m.name,
+    env_version: m.version,
+    kernel_sha256: m.kernel.sha256,
+    rootfs_sha256: m.rootfs.sha256,
+    agent_sha256: m.agent_sha256 ?? null,
+    protocol_version: PROTOCOL_VERSION,
+    qemu_version: qemu,
+    accelerator: shape.accelerator,
+    // what the QEMU backend passes for a record's accelerator (qemu/argv.ts)
+    cpu_model: shape.accelerator === "kvm" ? "host" : "max",
+    vcpu_count: shape.vcpu_count,
+    mem_mib: shape.mem_mib,
+    data_disk_mib: TEMPLATE_DATA_DISK_MIB,
+    network: shape.network,
+  };
+}
+
+/** sha256 over the parts in a fixed order. */
+export function templateKey(parts: TemplateKeyParts): string {
+  const ordered = Object.keys(parts)
+    .sort()
+    .map((k) => [k, parts[k as keyof TemplateKeyParts]]);
+  return new Bun.CryptoHasher("sha256").update(JSON.stringify(ordered)).digest("hex");
+}
+
+/**
+ * The template shape a workspace boots with, or why it boots cold. Only QEMU machines without
+ * a tap network (an allow-list's per-workspace /30 is given by the kernel's ip= autoconfig).
+ */
+export function shapeOf(
+  r: WorkspaceRecord,
+  env: Env,
+): { ok: true; shape: TemplateShape } | { ok: false; reason: string | null } {
+  if (env.PYRO_TEMPLATES === "off") return { ok: false, reason: "PYRO_TEMPLATES=off" };
+  // Firecracker: its own snapshot/load is the seam for this (not done here); host: no machine.
+  if (r.backend !== "qemu" || !r.accelerator) return { ok: false, reason: null };
+  if (usesTap(r)) return { ok: false, reason: "a tap network (egress allow-list) boots cold" };
+  return {
+    ok: true,
+    shape: {
+      environment: r.environment,
+      accelerator: r.accelerator,
+      vcpu_count: r.vcpu_count,
+      mem_mib: r.mem_mib,
+      network: r.network_policy === "off" ? "off" : "user",
+    },
+  };
+}
+
+function readMeta(dir: string): TemplateMeta | null {
+  try {
+    const parsed = v.safeParse(Meta, JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")));
+    return parsed.success ? parsed.output : null;
+  } catch {
+    return null;
+  }
+}
+
+function stampOf(path: string): string {
+  const s = statSync(path, { bigint: true });
+  return `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.dev}:${s.ino}`;
+}
+
+export type TemplateStatus =
+  | { status: "ready"; key: string; dir: string; meta: TemplateMeta }
+  | { status: "missing" | "stale" | "broken"; key: string; reason: string };
+
+/** Published templates (their meta), any key. */
+function published(home: string): { dir: string; meta: TemplateMeta }[] {
+  const root = templatesDir(home);
+  if (!existsSync(root)) return [];
+  const out: { dir: string; meta: TemplateMeta }[] = [];
+  for (const name of readdirSync(root)) {
+    if (name.startsWith(".")) continue;
+    const meta = readMeta(join(root, name));
+    if (meta) out.push({ dir: join(root, name), meta });
+  }
+  return out;
+}
+
+const sameShape = (a: TemplateKeyParts, b: TemplateKeyParts) =>
+  a.environment === b.environment &&
+  a.vcpu_count === b.vcpu_count &&
+  a.mem_mib === b.mem_mib &&
+  a.network === b.network &&
+  a.accelerator === b.accelerator;
+
+/** Why an older template for the same machine shape is not this key's: the first part that differs. */
+function staleReason(want: TemplateKeyParts, have: TemplateKeyParts): string {
+  for (const k of Object.keys(want) as (keyof TemplateKeyParts)[]) {
+    if (want[k] !== have[k])
+      return `made with another ${k.replaceAll("_", " ")} (${String(have[k]).slice(0, 16)})`;
+  }
+  return "made for another key";
+}
+
+function failedPath(home: string, key: string): string {
+  return join(templatesDir(home), `.failed-${key}.json`);
+}
+
+function recordedFailure(home: string, key: string): { at: number; reason: string } | null {
+  try {
+    const f = JSON.parse(readFileSync(failedPath(home, key), "utf8"));
+    return typeof f.at === "number" && typeof f.reason === "string" ? f : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The template for these key parts, verified: `state` hashed every time, `ram` once per
+ * (size, mtime, ctime, dev, inode). Never makes one.
+ */
+export async function findTemplate(home: string, parts: TemplateKeyParts): Promise<TemplateStatus> {
+  const key = templateKey(parts);
+  const dir = join(templatesDir(home), key);
+  if (!existsSync(dir)) {
+    const failure = recordedFailure(home, key);
+    if (failure) return { status: "broken", key, reason: `making it failed: ${failure.reason}` };
+    const older = published(home).find((t) => sameShape(t.meta.parts, parts));
+    if (older) return { status: "stale", key, reason: staleReason(parts, older.meta.parts) };
+    return { status: "missing", key, reason: "no template made yet" };
+  }
+  const meta = readMeta(dir);
+  if (!meta || meta.key !== key)
+    return { status: "broken", key, reason: "its meta.json is missing or invalid" };
+  for (const f of ["state", "ram"] as const) {
+    let size: number;
+    try {
+      size = statSync(join(dir, f)).size;
+    } catch {
+      return { status: "broken", key, reason: `its ${f} file is missing` };
+    }
+    if (size !== meta[f].bytes) return { status: "broken", key, reason: `its ${f} file has the wrong size` };
+  }
+  if ((await sha256File(join(dir, "state"))) !== meta.state.sha256)
+    return { status: "broken", key, reason: "its state file does not match its sha256" };
+  const ram = join(dir, "ram");
+  const stampPath = join(dir, ".ram-verified");
+  const stamp = stampOf(ram);
+  if (!(existsSync(stampPath) && readFileSync(stampPath, "utf8") === stamp)) {
+    if ((await sha256File(ram)) !== meta.ram.sha256)
+      return { status: "broken", key, reason: "its ram file does not match its sha256" };
+    writeFileAtomic(stampPath, stamp, 0o600);
+  }
+  return { status: "ready", key, dir, meta };
+}
+
+/** The key parts for a shape on this host, or why there are none. */
+export async function partsFor(
+  home: string,
+  env: Env,
+  shape: TemplateShape,
+): Promise<{ parts: TemplateKeyParts; installed: InstalledEnvironment } | { reason: string }> {
+  const installed = findInstalled(home, shape.environment);
+  if (!installed) return { reason: `environment ${shape.environment} is not installed` };
+  if (installed.manifest.protocol_version < DETACHED_BOOT_PROTOCOL)
+    return {
+      reason: `environment ${shape.environment} was built for protocol ${installed.manifest.protocol_version}: its guest attaches its disk at boot (rebuild it for templates)`,
+    };
+  const qemu = await cachedQemuVersion(home, env);
+  if (!qemu) return { reason: "QEMU's version is unknown" };
+  return { parts: keyParts(installed, shape, qemu), installed };
+}
+
+/** Remove a template that failed in use (the next need makes a new one). */
+export function dropTemplate(home: string, key: string): void {
+  const root = templatesDir(home);
+  const doomed = join(root, `.old-${key}-${process.pid}`);
+  try {
+    renameSync(join(root, key), doomed);
+  } catch {
+    return;
+  }
+  rmSync(doomed, { recursive: true, force: true });
+}
+
+/** Remove debris of makes that died (temp dirs of dead pids) and unpublished leftovers. */
+function sweep(home: string): void {
+  const root = templatesDir(home);
+  if (!existsSync(root)) return;
+  for (const name of readdirSync(root)) {
+    const m = /^\.(?:tmp|old)-[0-9a-f]{64}-(\d+)/.exec(name);
+    if (m && !pidAlive(Number(m[1]))) rmSync(join(root, name), { recursive: true, force: true });
+  }
+}
+
+export interface EnsureResult {
+  status: TemplateStatus;
+  /** made by this call */
+  made: boolean;
+}
+
+/**
+ * Make sure the template for `shape` exists (made under its lock if missing; other callers
+ * wait). Never throws: a failure is the status (`broken`) with the reason.
+ */
+export async function ensureTemplate(
+  ctx: { home: string; env: Env; progress: ProgressSink },
+  shape: TemplateShape,
+  opts: { retryFailed?: boolean } = {},
+): Promise<EnsureResult> {
+  const p = await partsFor(ctx.home, ctx.env, shape);
+  if ("reason" in p) return { status: { status: "missing", key: "", reason: p.reason }, made: false };
+  const first = await findTemplate(ctx.home, p.parts);
+  if (first.status === "ready") return { status: first, made: false };
+  const key = first.key;
+  if (!opts.retryFailed) {
+    const failure = recordedFailure(ctx.home, key);
+    if (failure && Date.now() - failure.at < RETRY_AFTER_MS) return { status: first, made: false };
+  }
+  mkdirSync(templatesDir(ctx.home), { recursive: true, mode: 0o700 });
+  return withLock(
+    join(templatesDir(ctx.home), `.lock-${key}`),
+    async () => {
+      const again = await findTemplate(ctx.home, p.parts);
+      if (again.status === "ready") return { status: again, made: false };
+      sweep(ctx.home);
+      if (again.status === "broken") dropTemplate(ctx.home, key);
+      ctx.progress(`making a VM template for ${shape.environment} (once)`);
+      try {
+        await makeTemplate(ctx.home, ctx.env, p.installed, p.parts, key);
+        rmSync(failedPath(ctx.home, key), { force: true });
+      } catch (err) {
+        const reason = (err as Error).message;
+        writeFileAtomic(failedPath(ctx.home, key), JSON.stringify({ at: Date.now(), reason }));
+        return {
+          status: { status: "broken" as const, key, reason: `making it failed: ${reason}` },
+          made: false,
+        };
+      }
+      // the template it replaces (same machine shape, older key) goes
+      for (const t of published(ctx.home)) {
+        if (t.meta.key !== key && sameShape(t.meta.parts, p.parts)) dropTemplate(ctx.home, t.meta.key);
+      }
+      return { status: await findTemplate(ctx.home, p.parts), made: true };
+    },
+    // a make is a boot plus a save; others wait for it rather than make their own
+    bootTimeoutMs(ctx.env) * 2 + 60_000,
+  );
+}
+
+function fsyncFile(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Boot the template machine (RAM in `ram`, shared; a placeholder data disk of a workspace
+ * disk's size at /dev/vdb, never mounted), wait for the agent's hello (not attached), close
+ * the channel, save the device state without RAM, kill QEMU, and publish.
+ */
+async function makeTemplate(
+  home: string,
+  env: Env,
+  installed: InstalledEnvironment,
+  parts: TemplateKeyParts,
+  key: string,
+): Promise<void> {
+  const t0 = Date.now();
+  const root = templatesDir(home);
+  const tmp = join(root, `.tmp-${key}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
+  mkdirSync(join(tmp, "run"), { recursive: true, mode: 0o700 });
+  try {
+    const disk = join(tmp, "placeholder.ext4");
+    const { createDataDisk } = await import("../env/build/datadisk.ts");
+    await createDataDisk(disk, parts.data_disk_mib);
+    const deadline = Date.now() + bootTimeoutMs(env);
+    const spec: BootSpec = {
+      workspaceId: `template-${key.slice(0, 12)}`,
+      runDir: join(tmp, "run"),
+      workspaceDir: tmp,
+      dataDiskPath: disk,
+      environment: artifactsOf(installed),
+      vcpuCount: parts.vcpu_count,
+      memMib: parts.mem_mib,
+      network: parts.network === "user",
+      consoleLogPath: join(tmp, "console.log"),
+      bootTimeoutMs: bootTimeoutMs(env),
+      memoryFile: { path: join(tmp, "ram"), shared: true },
+    };
+    const backend = await loadBackend({ name: "qemu", accelerator: parts.accelerator });
+    const handle = await backend.boot(spec);
+    try {
+      const channel = await handle.connect(deadline);
+      const { conn, hello } = await helloAgent(channel, deadline, undefined, installed.manifest.name);
+      // A guest that attached itself at boot has the placeholder disk mounted: never a template.
+      if ((hello as { attached?: boolean }).attached !== false) {
+        conn.close();
+        throw new PyroError(
+          "AGENT_VERSION_MISMATCH",
+          `the agent of ${installed.manifest.name} attaches its disk at boot (built before detached boots)`,
+        );
+      }
+      conn.close();
+      await Bun.sleep(DISCONNECT_SETTLE_MS);
+      fault("template.booted", () => handle.pid);
+      if (!handle.saveState) throw new PyroError("BACKEND_UNAVAILABLE", "the backend cannot save a machine");
+      await handle.saveState(join(tmp, "state"), Date.now() + 120_000, { ignoreShared: true });
+    } finally {
+      handle.kill();
+      await handle.exited;
+    }
+    fault("template.saved");
+    rmSync(disk, { force: true });
+    rmSync(join(tmp, "run"), { recursive: true, force: true });
+    fsyncFile(join(tmp, "ram"));
+    const file = async (f: string) => ({
+      bytes: statSync(join(tmp, f)).size,
+      sha256: await sha256File(join(tmp, f)),
+    });
+    const meta: TemplateMeta = {
+      key,
+      parts,
+      ram: await file("ram"),
+      state: await file("state"),
+      made_at: new Date().toISOString(),
+      make_ms: Date.now() - t0,
+    };
+    writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(meta, null, 2));
+    // the hash just computed is the verdict for this very file
+    writeFileSync(join(tmp, ".ram-verified"), stampOf(join(tmp, "ram")), { mode: 0o600 });
+    fsyncFile(tmp);
+    fault("template.written");
+    renameSync(tmp, join(root, key));
+    fsyncFile(root);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** What the supervisor boots a workspace from: a verified template's files, or why cold. */
+export async function templateFor(
+  home: string,
+  env: Env,
+  r: WorkspaceRecord,
+): Promise<{ ok: true; key: string; ram: string; state: string } | { ok: false; reason: string | null }> {
+  const s = shapeOf(r, env);
+  if (!s.ok) return s;
+  const p = await partsFor(home, env, s.shape);
+  if ("reason" in p) return { ok: false, reason: p.reason };
+  const t = await findTemplate(home, p.parts);
+  if (t.status !== "ready") return { ok: false, reason: `template ${t.status}: ${t.reason}` };
+  return { ok: true, key: t.key, ram: join(t.dir, "ram"), state: join(t.dir, "state") };
+}
+
+/** `doctor`: every installed environment's template for the default machine shape. */
+export async function templateReport(
+  home: string,
+  env: Env,
+  shape: Omit<TemplateShape, "environment">,
+  environments: string[],
+): Promise<{ environment: string; status: TemplateStatus["status"] | "off"; reason: string | null }[]> {
+  const out = [];
+  for (const name of environments) {
+    if (env.PYRO_TEMPLATES === "off") {
+      out.push({ environment: name, status: "off" as const, reason: "PYRO_TEMPLATES=off" });
+      continue;
+    }
+    const p = await partsFor(home, env, { ...shape, environment: name });
+    if ("reason" in p) {
+      out.push({ environment: name, status: "missing" as const, reason: p.reason });
+      continue;
+    }
+    const t = await findTemplate(home, p.parts);
+    out.push({ environment: name, status: t.status, reason: t.status === "ready" ? null : t.reason });
+  }
+  return out;
+}
