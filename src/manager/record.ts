@@ -58,6 +58,13 @@ export const WorkspaceRecord = v.object({
   /** why a guest machine booted cold (no template, a stale one, PYRO_TEMPLATES=off, a failed restore) */
   boot_note: v.optional(v.nullable(v.string())),
   command_count: v.optional(v.number()),
+  /** pause after this many seconds without activity (src/supervisor/idle.ts); null/absent: never */
+  auto_pause_after_seconds: v.optional(v.nullable(v.number())),
+  /** what paused it last: `workspace pause` ("request") or auto_pause_after_seconds ("idle") */
+  paused_by: v.optional(v.nullable(v.picklist(["request", "idle"]))),
+  /** the last resume: when, and the operation that asked for it (workspace_resume, or one that needed the machine) */
+  resumed_at: v.optional(v.nullable(v.string())),
+  resumed_by: v.optional(v.nullable(v.string())),
   /** when the workspace was last reset (history, summary and exports count from here) */
   reset_at: v.optional(v.nullable(v.string())),
   /** names and sha256 digests of its secrets; the values are sealed apart (secrets.ts) */
@@ -83,6 +90,10 @@ export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
     stop_reason: rest.stop_reason ?? null,
     agent_unresponsive_since: rest.agent_unresponsive_since ?? null,
     command_count: rest.command_count ?? 0,
+    auto_pause_after_seconds: rest.auto_pause_after_seconds ?? null,
+    paused_by: rest.paused_by ?? null,
+    resumed_at: rest.resumed_at ?? null,
+    resumed_by: rest.resumed_by ?? null,
     reset_at: rest.reset_at ?? null,
     boot: rest.boot ?? null,
     boot_note: rest.boot_note ?? null,

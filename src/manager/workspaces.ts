@@ -7,6 +7,7 @@ import { ensureEnvironment } from "../env/prepare.ts";
 import { findInstalled } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend } from "../vmm/select.ts";
+import { autoPauseSetting } from "./auto-pause.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import { acquireSupervisor, callWorkspace } from "./client.ts";
 import { type Ctx, maxActive } from "./context.ts";
@@ -72,6 +73,8 @@ export const DATA_DISK_MIB = TEMPLATE_DATA_DISK_MIB;
 export interface CreateInput {
   environment: string;
   seed_path?: string;
+  /** src/manager/auto-pause.ts */
+  auto_pause_after_seconds?: number;
   name?: string;
   labels?: Record<string, string>;
   vcpu_count?: number;
@@ -260,6 +263,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     kernelPath: installed ? join(installed.dir, installed.manifest.kernel.file) : null,
     network: net.policy !== "off",
   });
+  const autoPause = autoPauseSetting(choice.name, input.auto_pause_after_seconds); // before anything is made
   if (net.allow && choice.name === "host") {
     throw new PyroError(
       "NETWORK_UNSUPPORTED",
@@ -311,6 +315,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
         mem_mib: mem,
         ttl_seconds: ttl,
         command_count: 0,
+        ...(autoPause ? { auto_pause_after_seconds: autoPause } : {}),
         ...(secrets.length ? { secrets: secretDigests(secrets) } : {}),
         // until cleared below: this process dying discards the workspace (store.ts repairRecord)
         in_progress: inProgress("create"),
@@ -406,9 +411,15 @@ export async function workspaceStatus(ctx: Ctx, ref: string): Promise<WorkspaceR
 export async function updateWorkspace(
   ctx: Ctx,
   ref: string,
-  input: { name?: string | null; labels?: Record<string, string>; clear_labels?: string[] },
+  input: {
+    name?: string | null;
+    labels?: Record<string, string>;
+    clear_labels?: string[];
+    auto_pause_after_seconds?: number;
+  },
 ): Promise<WorkspaceRecord> {
   const r = await resolveWorkspace(ctx.home, ref);
+  const autoPause = autoPauseSetting(r.backend, input.auto_pause_after_seconds);
   const name = input.name === undefined || input.name === null ? undefined : validateName(input.name);
   if (input.labels) validateLabels(input.labels);
   return withLock(registryLock(ctx.home), async () => {
@@ -421,6 +432,7 @@ export async function updateWorkspace(
         ...cur,
         name: input.name === null ? null : (name ?? cur.name),
         labels,
+        ...(autoPause !== undefined ? { auto_pause_after_seconds: autoPause } : {}),
         last_activity_at: now(),
       };
     });

@@ -86,6 +86,28 @@ export const workspaceRecord = v.strictObject({
   ),
   command_count: int,
   reset_at: v.nullable(time),
+  auto_pause_after_seconds: v.pipe(
+    v.nullable(int),
+    v.description(
+      "Pause the workspace after this many seconds without activity (set at create or with workspace_update); null: never. The next operation that needs the machine resumes it.",
+    ),
+  ),
+  paused_by: v.pipe(
+    v.nullable(v.picklist(["request", "idle"])),
+    v.description(
+      'What paused it last: "request" (workspace_pause) or "idle" (auto_pause_after_seconds); null if it never was.',
+    ),
+  ),
+  resumed_at: v.pipe(
+    v.nullable(time),
+    v.description("When it was last resumed from a pause; null if never."),
+  ),
+  resumed_by: v.pipe(
+    v.nullable(str),
+    v.description(
+      "What resumed it last: workspace_resume, or the operation that needed the paused machine (e.g. workspace_exec) and resumed it first.",
+    ),
+  ),
   boot: v.pipe(
     v.nullable(v.picklist(["template", "cold", "memory"])),
     v.description(
