@@ -185,6 +185,7 @@ test("output schemas parse what the schema-checked faces return (valibot round t
     secrets: [],
     stop_reason: null,
     agent_unresponsive_since: null,
+    vm_status: null,
     command_count: 0,
     reset_at: null,
     auto_pause_after_seconds: null,

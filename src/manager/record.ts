@@ -50,6 +50,8 @@ export const WorkspaceRecord = v.object({
   stop_reason: v.optional(v.nullable(v.string())),
   /** set by the supervisor while the guest agent does not answer (calls fail with AGENT_UNRESPONSIVE) */
   agent_unresponsive_since: v.optional(v.nullable(v.string())),
+  /** with agent_unresponsive_since: the VMM's run state when it halted the guest (e.g. io-error) */
+  vm_status: v.optional(v.nullable(v.string())),
   supervisor_pid: v.optional(v.nullable(v.number())),
   vmm_pid: v.optional(v.nullable(v.number())),
   boot_id: v.optional(v.nullable(v.string())),
@@ -89,6 +91,8 @@ export function publicRecord(r: WorkspaceRecord): Record<string, unknown> {
     allow_cidrs: rest.allow_cidrs ?? [],
     stop_reason: rest.stop_reason ?? null,
     agent_unresponsive_since: rest.agent_unresponsive_since ?? null,
+    // only while the mark it explains is set (a boot clears the mark)
+    vm_status: rest.agent_unresponsive_since ? (rest.vm_status ?? null) : null,
     command_count: rest.command_count ?? 0,
     auto_pause_after_seconds: rest.auto_pause_after_seconds ?? null,
     paused_by: rest.paused_by ?? null,

@@ -84,6 +84,12 @@ export const workspaceRecord = v.strictObject({
       "Set while the guest agent does not answer: calls fail with AGENT_UNRESPONSIVE until it answers again or the workspace is stopped and started.",
     ),
   ),
+  vm_status: v.pipe(
+    v.nullable(str),
+    v.description(
+      "Set with agent_unresponsive_since when the VMM has halted the guest: io-error (the VM is paused on a host I/O error, e.g. the host disk holding the workspace is full; free space, then stop and start), guest-panicked, internal-error or shutdown. Calls fail with IO_ERROR or VMM_FAILED naming it.",
+    ),
+  ),
   command_count: int,
   reset_at: v.nullable(time),
   auto_pause_after_seconds: v.pipe(

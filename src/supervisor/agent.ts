@@ -11,13 +11,24 @@
  *   once and every new call fails fast with AGENT_UNRESPONSIVE (in memory, and as
  *   `agent_unresponsive_since` in the record), until it answers the ping sent when it was
  *   marked (an agent that was only stopped or starved) or the workspace is restarted.
+ * - A silent agent is first explained by its VMM when it can be: if the run state says the
+ *   VMM halted the guest (QEMU: io-error, guest-panicked, internal-error, shutdown), the
+ *   verdict names that (a host I/O error is IO_ERROR with the free bytes of the filesystem
+ *   holding the data disk; the others VMM_FAILED), and the record carries `vm_status`.
  */
+import { statfsSync } from "node:fs";
+import { dataDiskPath } from "../manager/paths.ts";
 import { updateRecord } from "../manager/store.ts";
 import type { ClientStream, Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { settlesWithin } from "../vmm/process.ts";
+import { haltedReason } from "../vmm/qemu/qmp.ts";
+import type { VmHandle } from "../vmm/types.ts";
 import type { Probe } from "./deadline.ts";
 import { log } from "./log.ts";
+
+/** How long a silent agent's VMM gets to tell its run state. */
+const RUN_STATE_MS = 2_000;
 
 export class AgentLink {
   /** the restart advice every AGENT_UNRESPONSIVE error carries */
@@ -26,12 +37,14 @@ export class AgentLink {
   private lastResume = 0;
   /** calls waiting on the agent, so a dead agent can fail them all at once */
   private readonly active = new Set<ClientStream>();
-  private unresponsive: { since: string; op: string } | null = null;
+  private unresponsive: { since: string; op: string; halted: PyroError | null } | null = null;
 
   constructor(
     readonly conn: Connection,
     private readonly home: string,
     private readonly id: string,
+    /** the VMM, asked for its run state when the agent is silent */
+    private readonly vm?: Pick<VmHandle, "runState">,
   ) {
     this.hint = `restart the workspace: \`pyro workspace stop ${id} && pyro workspace start ${id}\``;
   }
@@ -39,7 +52,8 @@ export class AgentLink {
   /** Open a relayed call on the agent, or throw AGENT_UNRESPONSIVE if it is marked so. */
   open(request: Record<string, unknown>): ClientStream {
     if (this.unresponsive) {
-      const { since, op } = this.unresponsive;
+      const { since, op, halted } = this.unresponsive;
+      if (halted) throw halted;
       throw new PyroError(
         "AGENT_UNRESPONSIVE",
         `the agent of workspace ${this.id} has not answered since ${since} (it stopped responding during ${op})`,
@@ -76,29 +90,66 @@ export class AgentLink {
     // an error answer (e.g. an older agent) still proves it is alive
     if (await settlesWithin(s.done, ms)) return "answered";
     s.abort(new PyroError("AGENT_UNRESPONSIVE", "probe abandoned"));
-    return this.pauses > 0 || this.lastResume > sent ? "inconclusive" : "silent";
+    if (this.pauses > 0 || this.lastResume > sent) return "inconclusive";
+    const halted = await this.haltedError();
+    return halted ? { halted } : "silent";
   };
+
+  /** The VMM's explanation of a silent agent: an error naming its halted run state, or null. */
+  async haltedError(): Promise<PyroError | null> {
+    if (!this.vm?.runState) return null;
+    let status: string;
+    try {
+      const asked = this.vm.runState();
+      asked.catch(() => {});
+      if (!(await settlesWithin(asked, RUN_STATE_MS))) return null;
+      status = await asked;
+    } catch {
+      return null; // the VMM cannot say (exited: the ending says so)
+    }
+    const reason = haltedReason(status);
+    if (!reason) return null;
+    let free: number | null = null;
+    for (const path of [dataDiskPath(this.home, this.id), this.home]) {
+      try {
+        const fs = statfsSync(path);
+        free = fs.bavail * fs.bsize;
+        break;
+      } catch {}
+    }
+    const details = { workspace_id: this.id, vm_status: status, host_free_bytes: free };
+    const hint =
+      status === "io-error"
+        ? `free space on the host filesystem holding the workspace (${free ?? "unknown"} bytes free), then ${this.hint}`
+        : this.hint;
+    return new PyroError(status === "io-error" ? "IO_ERROR" : "VMM_FAILED", reason, { hint, details });
+  }
 
   /** The agent did not answer during `op`: fail every waiting call with `err` and refuse new ones. */
   markUnresponsive(op: string, err: PyroError): void {
     if (this.unresponsive) return;
     const since = new Date().toISOString();
-    this.unresponsive = { since, op };
+    const vmStatus = typeof err.details?.vm_status === "string" ? err.details.vm_status : null;
+    this.unresponsive = { since, op, halted: vmStatus ? err : null };
     log(`agent unresponsive during ${op}: ${err.message}`);
     for (const s of [...this.active]) s.abort(err);
-    this.writeMark(since);
+    this.writeMark(since, vmStatus);
     this.conn.open({ op: "ping" }).done.then(
       () => {
         if (this.unresponsive?.since !== since) return;
         this.unresponsive = null;
         log("agent answers again");
-        this.writeMark(null);
+        this.writeMark(null, null);
       },
       () => {},
     );
   }
 
-  private writeMark(since: string | null): void {
-    void updateRecord(this.home, this.id, (r) => ({ ...r, agent_unresponsive_since: since })).catch(() => {});
+  private writeMark(since: string | null, vmStatus: string | null): void {
+    void updateRecord(this.home, this.id, (r) => ({
+      ...r,
+      agent_unresponsive_since: since,
+      vm_status: vmStatus,
+    })).catch((err) => log(`cannot write the unresponsive mark: ${(err as Error).message}`));
   }
 }

@@ -14,6 +14,8 @@
  *   without progress.
  * - "Dead" is only concluded from silence while the supervisor was reading the agent: if
  *   flow control paused that reading during a probe, the probe is inconclusive.
+ * - A silent agent whose VMM has halted the guest (agent.ts asks the VMM's run state) is
+ *   reported as that halt, e.g. "the VM is paused on a host I/O error (host disk full?)".
  */
 import { PyroError } from "../protocol/errors.ts";
 import { sleep } from "../vmm/process.ts";
@@ -40,7 +42,11 @@ export interface WatchedCall {
   pid: number | null;
 }
 
-export type ProbeOutcome = "answered" | "silent" | "inconclusive";
+/**
+ * "halted": the agent was silent because its VMM has halted the guest (a host I/O error, a
+ * panic); the error says why, and replaces the generic AGENT_UNRESPONSIVE verdict.
+ */
+export type ProbeOutcome = "answered" | "silent" | "inconclusive" | { halted: PyroError };
 /** Send `request` on a fresh stream and report whether the agent answered within `ms`. */
 export type Probe = (request: Record<string, unknown>, ms: number) => Promise<ProbeOutcome>;
 
@@ -77,6 +83,7 @@ export async function overdue(
     const req = call.pid ? { op: "exec.kill", pid: call.pid } : { op: "ping" };
     const outcome = await probe(req, Math.max(giveUpAt - Date.now(), 1));
     if (signal.aborted) return null;
+    if (typeof outcome === "object") return { error: outcome.halted, agentDead: true };
     if (outcome === "silent") {
       return dead(
         `the command had no result ${secs(EXEC_GRACE_MS)} after its ${secs(call.timeoutMs)} timeout and the workspace agent did not answer a request to kill it`,
@@ -93,6 +100,7 @@ export async function overdue(
     }
     const outcome = await probe({ op: "ping" }, PROBE_ANSWER_MS);
     if (signal.aborted) return null;
+    if (typeof outcome === "object") return { error: outcome.halted, agentDead: true };
     if (outcome === "silent") {
       return dead(
         `${call.op}: nothing moved for ${secs(Date.now() - call.lastProgress)} and the workspace agent did not answer a ping within ${secs(PROBE_ANSWER_MS)}`,

@@ -125,6 +125,7 @@ export class Ending {
       state: paused ? "paused" : "stopped",
       stop_reason: paused ? null : why,
       agent_unresponsive_since: null,
+      vm_status: null,
       supervisor_pid: null,
       vmm_pid: null,
     })).catch(() => {});

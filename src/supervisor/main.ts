@@ -66,7 +66,7 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   ending = new Ending(home, id, machine);
   ending.armTtl(record.expires_at);
 
-  const agent = new AgentLink(machine.conn, home, id);
+  const agent = new AgentLink(machine.conn, home, id, machine.handle);
   const history = new CommandHistory(home, id, redactor);
   const execs = new DetachedExecs(home, id, agent, history, redactor);
   ending.onEnd((reason) => execs.endAll(reason));

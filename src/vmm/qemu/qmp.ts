@@ -17,6 +17,24 @@ export interface QmpStatus {
   running: boolean;
 }
 
+/**
+ * QEMU run states (query-status `status`) in which the VMM itself has halted the guest, so
+ * its agent cannot answer and cannot say why, each with what it means for the user.
+ * `io-error`: a drive's write failed on the host and the drive's `werror` policy (QEMU's
+ * default: `enospc`) paused the VM; nothing is lost and `cont` retries once there is room.
+ */
+export const HALTED_RUN_STATES: Readonly<Record<string, string>> = {
+  "io-error": "the VM is paused on a host I/O error (host disk full?)",
+  "guest-panicked": "the guest kernel panicked and QEMU halted the VM",
+  "internal-error": "QEMU stopped the VM on an internal error (emulation failure)",
+  shutdown: "the guest has shut down but its VMM has not exited",
+};
+
+/** What a halted run state means (HALTED_RUN_STATES), or null for any other state. */
+export function haltedReason(status: string): string | null {
+  return Object.hasOwn(HALTED_RUN_STATES, status) ? (HALTED_RUN_STATES[status] as string) : null;
+}
+
 interface Pending {
   command: string;
   resolve: (value: unknown) => void;
