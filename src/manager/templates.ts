@@ -15,7 +15,7 @@
  *   version, accelerator and CPU model, vCPUs, memory, the data disk's size, the network mode
  *   and TEMPLATE_FORMAT. A change to any of them is another key: the old template is never
  *   used (and is removed when the new one is made).
- * - A template is made in `.tmp-<key>-<pid>-<rand>/` and renamed into place only when whole and
+ * - A template is made in `.tmp-<key prefix>-<pid>-<rand>/` and renamed into place only when whole and
  *   fsynced; a make killed midway leaves only that temp dir (never read; swept by the next make).
  * - A published template is never modified (clones map it: a changed file would change their
  *   memory). Before each use `state` is hashed (small) and `ram` is hashed once, its verdict
@@ -315,7 +315,7 @@ export async function partsFor(
 /** Remove a template that failed in use (the next need makes a new one). */
 export function dropTemplate(home: string, key: string): void {
   const root = templatesDir(home);
-  const doomed = join(root, `.old-${key}-${process.pid}`);
+  const doomed = join(root, `.old-${key}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
   try {
     renameSync(join(root, key), doomed);
   } catch {
@@ -329,7 +329,7 @@ function sweep(home: string): void {
   const root = templatesDir(home);
   if (!existsSync(root)) return;
   for (const name of readdirSync(root)) {
-    const m = /^\.(?:tmp|old)-[0-9a-f]{64}-(\d+)/.exec(name);
+    const m = /^\.(?:tmp|old)-[0-9a-f]{12,64}-(\d+)-/.exec(name);
     if (m && !pidAlive(Number(m[1]))) rmSync(join(root, name), { recursive: true, force: true });
   }
 }
@@ -412,7 +412,8 @@ async function makeTemplate(
 ): Promise<void> {
   const t0 = Date.now();
   const root = templatesDir(home);
-  const tmp = join(root, `.tmp-${key}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
+  // short: QEMU's sockets live under it (sun_path holds 107 bytes)
+  const tmp = join(root, `.tmp-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
   mkdirSync(join(tmp, "run"), { recursive: true, mode: 0o700 });
   try {
     const disk = join(tmp, "placeholder.ext4");

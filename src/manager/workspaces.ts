@@ -192,7 +192,13 @@ async function stopCorrupt(home: string, c: CorruptRecord): Promise<void> {
 async function ensureTemplateFor(ctx: Ctx, r: WorkspaceRecord | null): Promise<void> {
   if (!r) return;
   const s = shapeOf(r, ctx.env);
-  if (s.ok) await ensureTemplate(ctx, s.shape);
+  if (!s.ok) return;
+  try {
+    await ensureTemplate(ctx, s.shape);
+  } catch (err) {
+    // e.g. another process still making it past the lock's wait: this boot goes cold
+    ctx.progress(`no VM template (${(err as Error).message}); booting cold`);
+  }
 }
 
 /** Launch the detached supervisor and wait until it says ready (or why not); `resume`: restore the paused state. */
