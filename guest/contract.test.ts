@@ -97,6 +97,16 @@ describe("every op's result passes its schema (through the host's call())", () =
   test("session: hello, ping, clock, info", async () => {
     const hello = await run({ op: "hello", protocol_version: PROTOCOL_VERSION, host_version: "test" });
     expect(hello.root).toBe("/workspace");
+    // host compat is attached from the start; sys.attach is a no-op answering its boot id
+    expect(hello.attached).toBe(true);
+    const attached = await run({
+      op: "sys.attach",
+      unix_ms: Date.now(),
+      entropy: Buffer.alloc(32, 1).toString("base64"),
+      boot_id: crypto.randomUUID(),
+      data_disk: true,
+    });
+    expect(attached).toEqual({ boot_id: hello.boot_id, attached_ms: 0 });
     expect((await run({ op: "ping" })).pong).toBe(true);
     expect((await run({ op: "clock.set", unix_ms: Date.now() })).set).toBe(false);
     const info = await run({ op: "info" });

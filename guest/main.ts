@@ -1,10 +1,9 @@
 /**
  * pyro-agent: `pyro-agent serve --guest` inside a microVM (started by /sbin/pyro-init via
- * tini), or `pyro-agent serve --stdio --root DIR --state DIR` as the host-compat backend's
+ * tini, on the read-only root; the host's sys.attach then attaches the workspace), or `pyro-agent serve --stdio --root DIR --state DIR` as the host-compat backend's
  * child. `--state` holds what the agent keeps outside /workspace (the diff baseline); in a
  * guest it defaults to the workspace data disk's root, outside the overlay.
  */
-import { mkdirSync } from "node:fs";
 import { streamChannel } from "../src/protocol/channels.ts";
 import { AGENT_VSOCK_PORT as VSOCK_PORT } from "../src/protocol/transport.ts";
 import { PYRO_VERSION } from "../src/protocol/version.ts";
@@ -14,7 +13,7 @@ import { protectAgent, startTaskGuard } from "./system.ts";
 import { findVirtioPort, serveVirtioPort } from "./virtio-serial.ts";
 
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/** On the workspace's data disk (mounted by pyro-init), outside the overlay and /workspace. */
+/** On the workspace's data disk (mounted by sys.attach), outside the overlay and /workspace. */
 const GUEST_STATE_DIR = "/run/pyro/data/pyro-state";
 
 function usage(): never {
@@ -45,7 +44,8 @@ async function main(argv: string[]): Promise<void> {
   if (guest) {
     for (const p of protectAgent()) console.error(`pyro-agent: self-protection: ${p}`);
     startTaskGuard(execGuardPolicy, (line) => console.error(`pyro-agent: task guard: ${line}`));
-    mkdirSync(root, { recursive: true });
+    // The agent starts on the read-only root, detached from the workspace disk: sys.attach
+    // (guest/attach.ts) mounts it, pivots into the overlay and makes /workspace.
     const opts: AgentOptions = {
       root,
       guest: true,

@@ -116,6 +116,40 @@ describe("hello", () => {
     expect(typeof result.boot_id).toBe("string");
   });
 
+  test("a guest agent is detached until sys.attach: workspace requests are INVALID_STATE, a second attach too", async () => {
+    // guest: true without attaching (attaching would mount on this host): only the refusals
+    const { client, opts, root } = agent({ guest: true });
+    const hello = await call(client, { op: "hello", protocol_version: PROTOCOL_VERSION, host_version: "t" });
+    expect(hello.result.attached).toBe(false);
+    expect((await call(client, { op: "ping" })).result.pong).toBe(true);
+    writeFileSync(join(root, "a.txt"), "x");
+    for (const req of [
+      { op: "exec", command: "echo ran" },
+      { op: "fs.read", path: "a.txt" },
+      { op: "fs.list", path: "." },
+      { op: "archive.export", path: "." },
+      { op: "secrets.set", secrets: [{ name: "T", value: "v" }] },
+    ]) {
+      const err = await failure(client, req);
+      expect(err.code).toBe("INVALID_STATE");
+      expect(err.message).toContain("not attached");
+    }
+    // once attached (as sys.attach leaves it), the same requests run and a second attach is refused
+    opts.attachedBootId = "0b6f9c7e-2d4a-4c1b-9e8f-3a5d7c9b1e2f";
+    const after = await call(client, { op: "hello", protocol_version: PROTOCOL_VERSION, host_version: "t" });
+    expect(after.result).toMatchObject({ attached: true, boot_id: opts.attachedBootId });
+    expect(dec.decode((await call(client, { op: "fs.read", path: "a.txt" })).out)).toBe("x");
+    const again = await failure(client, {
+      op: "sys.attach",
+      unix_ms: Date.now(),
+      entropy: Buffer.alloc(32, 1).toString("base64"),
+      boot_id: crypto.randomUUID(),
+      data_disk: true,
+    });
+    expect(again.code).toBe("INVALID_STATE");
+    expect(again.message).toContain("already attached");
+  });
+
   test("a wrong protocol_version is AGENT_VERSION_MISMATCH with the agent's versions", async () => {
     const { client } = agent();
     for (const version of [0, PROTOCOL_VERSION + 1, 999]) {

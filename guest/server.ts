@@ -38,6 +38,27 @@ export interface AgentOptions {
    * baseline.capture and diff are refused.
    */
   stateDir?: string;
+  /**
+   * Guest only: the boot id sys.attach gave, once it ran (until then the guest is detached
+   * from its workspace disk and refuses workspace requests). Host compat: always attached.
+   */
+  attachedBootId?: string;
+}
+
+/** Requests a guest serves before sys.attach: none touches the workspace. */
+const BEFORE_ATTACH = new Set([
+  "hello",
+  "ping",
+  "clock.set",
+  "info",
+  "shutdown",
+  "sys.attach",
+  "exec.kill",
+  "fs.thaw",
+]);
+
+function isAttached(opts: AgentOptions): boolean {
+  return !opts.guest || opts.attachedBootId !== undefined;
 }
 
 function stateDirOf(opts: AgentOptions): string {
@@ -50,7 +71,8 @@ function stateDirOf(opts: AgentOptions): string {
   return opts.stateDir;
 }
 
-function bootId(): string {
+function bootId(opts: AgentOptions): string {
+  if (opts.attachedBootId) return opts.attachedBootId;
   try {
     return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
   } catch {
@@ -75,9 +97,18 @@ async function collect(input: AsyncIterable<Uint8Array>, max: number): Promise<U
   return out;
 }
 
+/** A sys.attach is running (it is synchronous, but its module loads asynchronously). */
+let attaching = false;
+
 async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
   const req = parseRequest(Request, stream.request);
   const root = opts.root;
+  if (!isAttached(opts) && !BEFORE_ATTACH.has(req.op)) {
+    throw new PyroError(
+      "INVALID_STATE",
+      `${req.op}: the guest is not attached to its workspace yet (the host sends sys.attach after the hello)`,
+    );
+  }
   switch (req.op) {
     case "hello": {
       if (req.protocol_version !== PROTOCOL_VERSION) {
@@ -93,9 +124,35 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
         agent_version: PYRO_VERSION,
         pid1: process.pid === 1,
         kernel: os.release(),
-        boot_id: bootId(),
+        boot_id: bootId(opts),
         root: "/workspace",
+        attached: isAttached(opts),
       });
+    }
+    case "sys.attach": {
+      // Host compat has no machine to attach: its agent is attached from the start.
+      if (!opts.guest) return stream.result({ boot_id: bootId(opts), attached_ms: 0 });
+      if (opts.attachedBootId !== undefined) {
+        throw new PyroError(
+          "INVALID_STATE",
+          `the guest is already attached (boot id ${opts.attachedBootId})`,
+        );
+      }
+      if (attaching) throw new PyroError("INVALID_STATE", "the guest is attaching already");
+      attaching = true;
+      try {
+        const t0 = performance.now();
+        const { attach } = await import("./attach.ts");
+        const loaded = Math.round(performance.now() - t0);
+        const { attached_ms, steps } = attach(req);
+        opts.attachedBootId = req.boot_id;
+        console.error(
+          `pyro-agent: attached in ${attached_ms} ms (boot id ${req.boot_id}; ms: load ${loaded}, ${steps})`,
+        );
+        return stream.result({ boot_id: bootId(opts), attached_ms });
+      } finally {
+        attaching = false;
+      }
     }
     case "ping":
       return stream.result({ pong: true });
@@ -117,7 +174,7 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
         kernel: os.release(),
         hostname: os.hostname(),
         uptime_s: Math.round(os.uptime()),
-        boot_id: bootId(),
+        boot_id: bootId(opts),
         memory: { total_bytes: os.totalmem(), available_bytes: os.freemem() },
         disk,
         agent_rss_bytes: process.memoryUsage().rss,

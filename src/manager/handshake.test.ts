@@ -27,6 +27,7 @@ describe("hello handshake", () => {
       boot_id: "b",
       pid1: false,
       root: "/workspace",
+      attached: true,
     }));
     const err = await helloAgent(ch, Date.now() + 2000).catch((e) => e);
     expect(err).toBeInstanceOf(PyroError);
@@ -57,6 +58,7 @@ describe("hello handshake", () => {
       boot_id: "id",
       pid1: false,
       root: "/workspace",
+      attached: true,
     }));
     const { conn, hello } = await helloAgent(ch, Date.now() + 2000);
     expect(hello.kernel).toBe("6.1.0-pyro");
@@ -72,6 +74,7 @@ describe("hello handshake", () => {
       boot_id: "id",
       pid1: false,
       root: "/workspace",
+      attached: true,
     }));
     const err = await helloAgent(ch, Date.now() + 2000).catch((e) => e);
     expect(err).toBeInstanceOf(PyroError);

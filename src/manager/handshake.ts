@@ -56,6 +56,11 @@ export async function helloAgent(
     );
   }
   // The hello sat in the channel while the guest booted; its clock is seconds old by now.
-  await Promise.race([call(conn, { op: "clock.set", unix_ms: Date.now() }).catch(() => {}), Bun.sleep(2000)]);
+  // A guest not attached yet gets the clock with sys.attach (manager/machine.ts).
+  if (hello.attached)
+    await Promise.race([
+      call(conn, { op: "clock.set", unix_ms: Date.now() }).catch(() => {}),
+      Bun.sleep(2000),
+    ]);
   return { conn, hello };
 }

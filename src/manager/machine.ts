@@ -1,12 +1,19 @@
 /**
  * Boot a machine and shake hands with its agent. Shared by the workspace supervisor and
  * one-shot `run`; on any failure everything started so far is torn down.
+ *
+ * Every guest comes up detached from its workspace disk (rootfs/init/pyro-init); when the
+ * hello says `attached: false` the host sends sys.attach (guest/attach.ts) with its clock,
+ * fresh entropy, a fresh boot id, the resolver and whether a data disk is there. The same
+ * path serves cold boots and machines restored from a template.
  */
+import { randomBytes, randomUUID } from "node:crypto";
 import { fault } from "../base/fault.ts";
 import { call } from "../protocol/call.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { tailFile } from "../vmm/process.ts";
+import { USER_NET } from "../vmm/qemu/argv.ts";
 import type { Backend, BootSpec, VmHandle } from "../vmm/types.ts";
 import { type AgentHello, helloAgent } from "./handshake.ts";
 import { Teardown } from "./teardown.ts";
@@ -14,7 +21,10 @@ import { Teardown } from "./teardown.ts";
 export interface Machine {
   handle: VmHandle;
   conn: Connection;
+  /** The agent's hello, with `boot_id` and `attached` as they are after sys.attach. */
   hello: AgentHello;
+  /** sys.attach timings (null: the agent was attached already, e.g. host compat or a resume). */
+  attach: { host_ms: number; guest_ms: number } | null;
   /** Ask the agent to power off, then stop the VMM; idempotent. */
   shutdown(timeoutMs?: number): Promise<void>;
 }
@@ -22,6 +32,26 @@ export interface Machine {
 /** The console log's last lines (for boot errors). */
 function consoleTail(path: string, lines = 20): string {
   return tailFile(path, 8192).split("\n").slice(-lines).join("\n");
+}
+
+/** sys.attach for this boot: host clock, 32 random bytes, a fresh boot id, the resolver. */
+export function attachRequest(backend: Backend, spec: BootSpec) {
+  // The resolver the kernel command line used to carry: the tap's, or QEMU slirp's fixed one.
+  const dns = spec.network
+    ? (spec.tap?.dns ?? (backend.name === "qemu" ? USER_NET.dns : undefined))
+    : undefined;
+  const hostname = spec.extraKernelArgs
+    ?.find((a) => a.startsWith("pyro.hostname="))
+    ?.slice("pyro.hostname=".length);
+  return {
+    op: "sys.attach" as const,
+    unix_ms: Date.now(),
+    entropy: randomBytes(32).toString("base64"),
+    boot_id: randomUUID(),
+    ...(hostname ? { hostname } : {}),
+    ...(dns ? { dns } : {}),
+    data_disk: !!spec.dataDiskPath,
+  };
 }
 
 export async function startMachine(backend: Backend, spec: BootSpec): Promise<Machine> {
@@ -42,15 +72,42 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
     });
     died.catch(() => {});
     const channel = await Promise.race([handle.connect(deadline), died]);
-    const { conn, hello } = await Promise.race([
+    const shaken = await Promise.race([
       helloAgent(channel, deadline, undefined, spec.environment?.name),
       died,
     ]);
+    const conn = shaken.conn;
+    td.push("conn", () => conn.close());
+    let hello = shaken.hello;
+    let attach: Machine["attach"] = null;
+    if (!hello.attached) {
+      const t0 = performance.now();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new PyroError("GUEST_UNREACHABLE", "the guest did not answer sys.attach in time")),
+          Math.max(deadline - Date.now(), 1),
+        );
+      });
+      const r = await Promise.race([call(conn, attachRequest(backend, spec)), died, timeout])
+        .catch((err) => {
+          const e = toPyroError(err);
+          if (e.code === "GUEST_UNREACHABLE" || e.code === "VMM_FAILED") throw e;
+          // the guest could not attach (its console says which step failed)
+          throw new PyroError(e.code, `the guest could not attach its workspace: ${e.message}`, {
+            details: { ...e.details, console_tail: consoleTail(spec.consoleLogPath) },
+          });
+        })
+        .finally(() => clearTimeout(timer));
+      hello = { ...hello, boot_id: r.boot_id, attached: true };
+      attach = { host_ms: Math.round(performance.now() - t0), guest_ms: r.attached_ms };
+    }
     let stopped = false;
     const machine: Machine = {
       handle,
       conn,
       hello,
+      attach,
       async shutdown(timeoutMs = 10000) {
         if (stopped) return;
         stopped = true;

@@ -59,6 +59,7 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
     kernel: "6.1.0-pyro",
     boot_id: "b",
     root: "/workspace",
+    attached: true,
   },
   ping: { pong: true },
   "clock.set": { previous_offset_ms: -1500, set: true },
@@ -75,6 +76,7 @@ const SAMPLES: { [Op in CallOp]: ResultOf<Op> } = {
     guest: true,
   },
   shutdown: { shutting_down: true },
+  "sys.attach": { boot_id: "b", attached_ms: 120 },
   exec: {
     exit_code: 0,
     signal: null,
@@ -608,6 +610,12 @@ describe("call(): requests and results checked on the wire", () => {
 const REQUEST_FIELDS: Partial<Record<CallOp, Record<string, unknown>>> = {
   hello: { protocol_version: 2, host_version: "t" },
   "clock.set": { unix_ms: 1 },
+  "sys.attach": {
+    unix_ms: 1,
+    entropy: Buffer.alloc(32, 1).toString("base64"),
+    boot_id: "0b6f9c7e-2d4a-4c1b-9e8f-3a5d7c9b1e2f",
+    data_disk: true,
+  },
   "exec.kill": { pid: 2 },
   exec: { command: "true" },
   "fs.stat": { path: "a" },

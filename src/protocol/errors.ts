@@ -28,6 +28,8 @@ export const ERROR_EXIT_CODES = {
   WORKSPACE_NOT_STARTED: 75,
   WORKSPACE_NOT_STOPPED: 75,
   WORKSPACE_BUSY: 75,
+  /** the request does not fit the state it met (a guest not attached yet, or attached twice) */
+  INVALID_STATE: 75,
   WORKSPACE_LIMIT_REACHED: 75,
   SHELL_LIMIT_REACHED: 75,
   LOCK_TIMEOUT: 75,

@@ -27,6 +27,8 @@ import {
   MESSAGE_TABLE,
   Request,
   SignalMessage,
+  SysAttachRequest,
+  SysAttachResult,
 } from "./messages.ts";
 import { SUPERVISOR_OP_PREFIX, SUPERVISOR_TABLE } from "./supervisor.ts";
 import { AGENT_PORT_NAME, AGENT_VSOCK_PORT } from "./transport.ts";
@@ -162,6 +164,13 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
   "clock.set": { op: "clock.set", unix_ms: 1 },
   info: { op: "info" },
   shutdown: { op: "shutdown" },
+  "sys.attach": {
+    op: "sys.attach",
+    unix_ms: 1,
+    entropy: Buffer.alloc(32, 7).toString("base64"),
+    boot_id: "0b6f9c7e-2d4a-4c1b-9e8f-3a5d7c9b1e2f",
+    data_disk: true,
+  },
   exec: { op: "exec", command: "true" },
   "exec.kill": { op: "exec.kill", pid: 2 },
   "fs.stat": { op: "fs.stat", path: "a" },
@@ -237,6 +246,24 @@ describe("request schemas", () => {
     expect(v.safeParse(HelloRequest, { ...base, config: { env: { "1BAD": "x" } } }).success).toBe(false);
     expect(v.safeParse(HelloRequest, { ...base, protocol_version: -1 }).success).toBe(false);
     expect(v.safeParse(HelloRequest, { ...base, protocol_version: 1.5 }).success).toBe(false);
+  });
+
+  test("sys.attach: at least 32 bytes of base64 entropy, a UUID boot id, a host name, an IP resolver", () => {
+    const base = VALID_REQUESTS["sys.attach"] as Record<string, unknown>;
+    const ok = (r: Record<string, unknown>) => v.safeParse(SysAttachRequest, { ...base, ...r }).success;
+    expect(ok({ hostname: "ws-1.example", dns: "10.0.2.3" })).toBe(true);
+    expect(ok({ dns: "fd00::1", data_disk: false })).toBe(true);
+    expect(ok({ entropy: Buffer.alloc(31, 7).toString("base64") })).toBe(false); // 31 bytes
+    expect(ok({ entropy: "!".repeat(44) })).toBe(false); // not base64
+    expect(ok({ boot_id: "not-a-uuid" })).toBe(false);
+    expect(ok({ hostname: "bad name" })).toBe(false);
+    expect(ok({ hostname: "-x" })).toBe(false);
+    expect(ok({ dns: "resolver.example" })).toBe(false);
+    expect(ok({ data_disk: undefined })).toBe(false);
+    expect(ok({ unix_ms: -1 })).toBe(false);
+    const result = { boot_id: base.boot_id, attached_ms: 12 };
+    expect(v.safeParse(SysAttachResult, result).success).toBe(true);
+    expect(v.safeParse(SysAttachResult, { ...result, attached_ms: -1 }).success).toBe(false);
   });
 
   test("ExecRequest requires exactly one of command and argv", () => {

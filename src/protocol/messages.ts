@@ -45,6 +45,42 @@ export const ClockSetRequest = v.strictObject({ op: v.literal("clock.set"), unix
 export const InfoRequest = v.strictObject({ op: v.literal("info") });
 export const ShutdownRequest = v.strictObject({ op: v.literal("shutdown") });
 
+/** RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
+const hostName = v.pipe(
+  v.string(),
+  v.maxLength(64),
+  v.regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/),
+);
+/**
+ * A guest boots detached from its workspace disk (pyro-init only mounts /proc, /sys, /dev and
+ * starts the agent on the read-only root); this request attaches it: mount the data disk,
+ * build the overlay root, pivot into it, set hostname, DNS, lo, the clock, mix in the host's
+ * entropy and take the host's boot id (guest/attach.ts). Sent once per boot, right after the
+ * hello when `hello.attached` is false; a second one is INVALID_STATE. Until it ran, a guest
+ * agent refuses every request that touches the workspace. Host-compat agents are always
+ * attached and answer it as a no-op.
+ */
+export const SysAttachRequest = v.strictObject({
+  op: v.literal("sys.attach"),
+  /** host clock, set in the guest */
+  unix_ms: posInt,
+  /** base64 of 32..4096 random bytes from the host, mixed into the guest kernel's CRNG */
+  entropy: v.pipe(
+    v.string(),
+    v.maxLength(5464),
+    v.base64(),
+    v.check((s) => (s.length / 4) * 3 - (s.match(/=*$/)?.[0].length ?? 0) >= 32, "at least 32 bytes"),
+  ),
+  /** the boot id the host made; the guest reports it from /proc/sys/kernel/random/boot_id */
+  boot_id: v.pipe(v.string(), v.uuid()),
+  /** else /etc/hostname */
+  hostname: v.optional(hostName),
+  /** resolver written to /etc/resolv.conf; else the kernel's `ip=` autoconfig's, if any */
+  dns: v.optional(v.pipe(v.string(), v.ip())),
+  /** the workspace disk is /dev/vdb; false: changes live in a tmpfs (one-shot runs) */
+  data_disk: v.boolean(),
+});
+
 export const ExecRequest = v.pipe(
   v.strictObject({
     op: v.literal("exec"),
@@ -327,6 +363,8 @@ export const HelloResult = v.strictObject({
   boot_id: text,
   /** the root as users see it: always /workspace */
   root: text,
+  /** sys.attach ran (always true in host compat); false: send it before anything else */
+  attached: v.boolean(),
 });
 export const PingResult = v.strictObject({ pong: v.literal(true) });
 export const ClockSetResult = v.strictObject({
@@ -349,6 +387,12 @@ export const InfoResult = v.strictObject({
   guest: v.boolean(),
 });
 export const ShutdownResult = v.strictObject({ shutting_down: v.literal(true) });
+export const SysAttachResult = v.strictObject({
+  /** the guest's boot id now (the request's; in host compat the host's own) */
+  boot_id: text,
+  /** time the guest spent attaching (0 in host compat) */
+  attached_ms: posInt,
+});
 
 /** Sent as a JSON event on an exec stream once the process runs (its group id). */
 export const ExecStarted = v.strictObject({ type: v.literal("started"), pid: posInt });
@@ -527,6 +571,7 @@ export const MESSAGE_TABLE = {
   "clock.set": { request: ClockSetRequest, result: ClockSetResult },
   info: { request: InfoRequest, result: InfoResult },
   shutdown: { request: ShutdownRequest, result: ShutdownResult },
+  "sys.attach": { request: SysAttachRequest, result: SysAttachResult },
   exec: { request: ExecRequest, result: ExecResult, events: ExecStarted, control: SignalMessage },
   "exec.kill": { request: ExecKillRequest, result: ExecKillResult },
   "fs.stat": { request: FsStatRequest, result: FileStat },

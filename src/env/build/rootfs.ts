@@ -3,7 +3,7 @@
  * agent, the init and a few per-image files, turned into ext4 by `mkfs.ext4 -d` (no mount,
  * no loop device). Changing only the agent re-runs only this step (seconds).
  *
- * The image is attached read-only and shared by every workspace (pyro-init overlays it with
+ * The image is attached read-only and shared by every workspace (the agent's attach overlays it with
  * the workspace's own disk), so it has no journal and no reserved blocks.
  */
 import { existsSync } from "node:fs";
@@ -39,10 +39,10 @@ export function imageInodes(entries: number): number {
 export const IMAGE_FILES: Record<string, string> = {
   "etc/hostname": "pyro\n",
   "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-  "etc/resolv.conf": "# written at boot by pyro-init from the pyro.dns= kernel argument\n",
+  "etc/resolv.conf": "# written at boot by the pyro agent (sys.attach) from the host's resolver\n",
 };
 
-/** Empty directories: the mount points of pyro-init's stage 1 and the workspace. */
+/** Empty directories: the mount points of the attach step (guest/attach.ts) and the workspace. */
 export const IMAGE_DIRS = ["workspace", "mnt/data", "mnt/root", "usr/local/bin"];
 
 export async function buildRootfs(opts: {

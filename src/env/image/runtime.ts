@@ -3,8 +3,8 @@
  * everything pyro itself runs lives under `/.pyro` and never depends on the image.
  *
  *   /.pyro/bin/busybox, sh -> busybox   pyro's private shell (busybox-static from the host):
- *                                       /sbin/pyro-init runs on it (its applets stand in for
- *                                       mount, mkdir, pivot_root, ip, ... when the image has none)
+ *                                       /sbin/pyro-init runs on it (its `mount` applet stands in
+ *                                       when the image has none)
  *   /.pyro/bin/tini                     tini-static from the host (reaps orphans), if installed
  *   /.pyro/bin/pyro-agent               the agent (a glibc-dynamic Bun executable)
  *   /.pyro/lib/                         the host's glibc pieces the agent needs (ld-linux,
@@ -51,8 +51,9 @@ exec /.pyro/lib/ld-linux-x86-64.so.2 --library-path /.pyro/lib /.pyro/bin/pyro-a
 `;
 
 /** Busybox applets pyro-init runs (linked in /.pyro/bin: without /proc mounted, busybox's
- * shell cannot run its own applets by /proc/self/exe, so they must be on PATH). */
-export const INIT_APPLETS = ["mount", "umount", "mkdir", "pivot_root", "ip"] as const;
+ * shell cannot run its own applets by /proc/self/exe, so they must be on PATH). The rest
+ * of the boot (data disk, overlay, pivot_root, lo) is the agent's sys.attach, in-process. */
+export const INIT_APPLETS = ["mount"] as const;
 const INIT_PATH = /^PATH=(\S+)$/m;
 
 /**
