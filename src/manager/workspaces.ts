@@ -235,9 +235,13 @@ async function launchSupervisor(ctx: Ctx, id: string, resume = false): Promise<v
       const tail = existsSync(supervisorLogPath(ctx.home, id))
         ? readFileSync(supervisorLogPath(ctx.home, id), "utf8").slice(-2000)
         : "";
-      throw new PyroError("INTERNAL", `the workspace supervisor exited before it was ready`, {
-        details: { log_tail: tail },
-      });
+      throw new PyroError(
+        "SUPERVISOR_UNREACHABLE",
+        `the workspace supervisor exited before it was ready${proc.signalCode ? ` (${proc.signalCode})` : ""}`,
+        {
+          details: { log_tail: tail },
+        },
+      );
     }
     if (Date.now() > deadline) {
       proc.kill("SIGKILL");
@@ -609,7 +613,12 @@ export async function startWorkspaceLocked(
     await launchSupervisor(ctx, r.workspace_id, opts.resume);
   } catch (err) {
     clearRunMarks(ctx.home, r.workspace_id);
-    await updateRecord(ctx.home, r.workspace_id, (x) => ({ ...x, state: "stopped", in_progress: null }));
+    await updateRecord(ctx.home, r.workspace_id, (x) => ({
+      ...x,
+      state: "stopped",
+      in_progress: null,
+      stop_reason: `the start failed: ${(err as Error).message}`,
+    }));
     throw err;
   }
   fault("start.done", vmmOf(ctx.home, r.workspace_id));
