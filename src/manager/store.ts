@@ -209,10 +209,18 @@ export async function repairRecord(home: string, r: WorkspaceRecord): Promise<Wo
   return cur;
 }
 
-/** Remove a dead supervisor's socket and ready mark: a stopped workspace has neither. */
+/**
+ * Remove a dead supervisor's socket and ready mark, and the sockets its VMM left (QEMU unlinks
+ * its QMP and agent sockets only on a clean exit; killed with its supervisor, it leaves them):
+ * a stopped workspace has none of them.
+ */
 export function clearRunMarks(home: string, id: string): void {
   rmSync(supervisorSocket(home, id), { force: true });
   rmSync(join(runDir(home, id), READY_FILE), { force: true });
+  try {
+    for (const e of readdirSync(runDir(home, id), { withFileTypes: true }))
+      if (e.isSocket()) rmSync(join(runDir(home, id), e.name), { force: true });
+  } catch {}
 }
 
 /** Kill an abandoned create's supervisor and VMM (verified by cmdline), then remove its files. */
