@@ -10,7 +10,9 @@
  *   across stop/start (the host makes a fresh one per boot);
  * - hostname and its /etc/hosts line as the old init made them; lo is up;
  * - the guest clock is within a few seconds of the host's;
- * - the guest console carries the attach time, and no failed step.
+ * - the same holds whichever way the machine came up: the environment's VM template
+ *   (restored, then attached) or a cold boot (PYRO_TEMPLATES=off);
+ * - the supervisor log and the guest console carry the attach time; no attach step failed.
  */
 import { afterAll, beforeAll, expect } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -46,8 +48,8 @@ async function sh(script: string): Promise<string> {
   return String(r.json.stdout);
 }
 
-const recordBootId = (): string =>
-  JSON.parse(readFileSync(join(home, "workspaces", ws, "workspace.json"), "utf8")).boot_id;
+const record = () => JSON.parse(readFileSync(join(home, "workspaces", ws, "workspace.json"), "utf8"));
+const recordBootId = (): string => record().boot_id;
 
 /** What a freshly attached guest must look like; returns its boot id. */
 async function checkAttached(): Promise<string> {
@@ -100,6 +102,7 @@ async function checkAttached(): Promise<string> {
 
 guest.describe("real guest: attach", () => {
   let firstBoot = "";
+  let secondBoot = "";
 
   guest.test(
     "real guest: after create the guest is attached: overlay root on the data disk, host's boot id and clock, hostname, lo",
@@ -108,6 +111,8 @@ guest.describe("real guest: attach", () => {
       // /workspace is the overlay's: its files land in the upper layer on the data disk
       await sh("echo kept > /workspace/attach-probe.txt; sync");
       expect(await sh("cat /run/pyro/data/upper/workspace/attach-probe.txt")).toBe("kept\n");
+      const log = readFileSync(join(home, "workspaces", ws, "logs", "supervisor.log"), "utf8");
+      expect(log).toMatch(/machine up .* attach=\d+ms \(guest \d+ms\)/);
       // the agent logs the attach on the console; no step of it failed (each prints "pyro-init: ...")
       const console = readFileSync(join(home, "workspaces", ws, "logs", "console.log"), "utf8");
       expect(console).toContain(`pyro-agent: attached in `);
@@ -125,6 +130,22 @@ guest.describe("real guest: attach", () => {
       expect((await pyro(["workspace", "start", ws, "--json"], { home })).code).toBe(0);
       const second = await checkAttached();
       expect(second).not.toBe(firstBoot);
+      expect(await sh("cat /workspace/attach-probe.txt")).toBe("kept\n");
+      secondBoot = second;
+    },
+    600_000,
+  );
+
+  guest.test(
+    "real guest: a cold boot (templates off) attaches through the same path",
+    async () => {
+      expect(secondBoot).not.toBe("");
+      const env = { PYRO_TEMPLATES: "off" };
+      expect((await pyro(["workspace", "stop", ws, "--json"], { home, env })).code).toBe(0);
+      expect((await pyro(["workspace", "start", ws, "--json"], { home, env })).code).toBe(0);
+      expect(record().boot).toBe("cold");
+      const third = await checkAttached();
+      expect([firstBoot, secondBoot]).not.toContain(third);
       expect(await sh("cat /workspace/attach-probe.txt")).toBe("kept\n");
     },
     600_000,

@@ -81,7 +81,7 @@ export async function bootMachine(
     // A resumed machine has moved on from its saved state; a booted one never had one.
     discardPausedState(home, id);
     log(
-      `machine ${opts.resume ? "resumed" : "up"} (${boot.boot}${boot.note ? `: ${boot.note}` : ""}): backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}`,
+      `machine ${opts.resume ? "resumed" : "up"} (${boot.boot}${boot.note ? `: ${boot.note}` : ""}): backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}${machine.attach ? ` attach=${machine.attach.host_ms}ms (guest ${machine.attach.guest_ms}ms)` : ""}`,
     );
     return machine;
   } catch (err) {
