@@ -4,7 +4,7 @@
  * needs (dist/ and the debian:12 environment, from the build cache), runs each measurement
  * several times and reports median, p90 and min–max with N, next to each target.
  *
- * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached, pause, image-import, services (see
+ * Sections: cli, exec-host, boot, guest-exec, footprint, diff, transfer, snapshots, detached, pause, image-import, services, templates (see
  * scripts/bench/*.ts).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -25,6 +25,7 @@ import { sectionBlock, writeReport } from "./bench/report.ts";
 import { servicesSection } from "./bench/services.ts";
 import { shellSection } from "./bench/shell.ts";
 import { snapshots } from "./bench/snapshots.ts";
+import { templatesSection } from "./bench/templates.ts";
 import { pauseSection } from "./bench/templates-pause.ts";
 import { transfer } from "./bench/transfer.ts";
 
@@ -43,6 +44,7 @@ const SECTIONS: Section[] = [
   shellSection,
   imageImport,
   servicesSection,
+  templatesSection,
 ];
 const NEEDS_GUEST = new Set([
   "boot",
@@ -56,6 +58,7 @@ const NEEDS_GUEST = new Set([
   "forward",
   "shell",
   "services",
+  "templates",
 ]);
 const REPORT = join(ROOT, "docs", "benchmarks.md");
 
