@@ -101,7 +101,13 @@ async function expectRepairs(home: string, env: Record<string, string>, listed: 
   );
   succeeded(again, "create w again");
   const del = await pyro(["workspace", "delete", "w", "--json"], { home, env });
-  expect(del.stdout).toContain('"deleted": true');
+  if (!del.stdout.includes('"deleted": true')) {
+    const dir = join(home, "workspaces");
+    const list = await pyro(["workspace", "list", "--json"], { home, env });
+    throw new Error(
+      `delete w after create w (${again.stdout.slice(0, 300)}): ${del.stdout}; workspaces/ holds ${JSON.stringify(existsSync(dir) ? readdirSync(dir) : null)}; list: ${list.stdout.slice(0, 500)}`,
+    );
+  }
   expect(await violation(home, env)).toBeNull();
   expect(readdirSync(join(home, "workspaces"))).toEqual([]);
 }
