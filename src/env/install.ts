@@ -3,8 +3,10 @@
  * packages) or pull from an OCI registry. Either way the version directory appears by one
  * rename, complete and verified, or not at all.
  */
+import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import initScript from "../../rootfs/init/pyro-init" with { type: "text" };
 import type { HostCtx } from "../base/context.ts";
 import { withLock } from "../base/lock.ts";
 import { buildCacheDir } from "../base/paths.ts";
@@ -22,6 +24,12 @@ import {
   sha256File,
   verifyEnvironment,
 } from "./store.ts";
+
+/**
+ * sha256 of the /sbin/pyro-init this pyro bakes in. The init ships inside the pyro executable,
+ * not the agent, so a changed init alone must also make an installed environment stale.
+ */
+export const INIT_SHA256 = createHash("sha256").update(initScript).digest("hex");
 
 function requireRecipe(name: string) {
   const recipe = findRecipe(name);
@@ -48,14 +56,16 @@ export async function buildInstall(
   const recipe = requireRecipe(name);
   const existing = findInstalled(ctx.home, name);
   if (existing && !opts.force) {
-    // Up to date only if it carries exactly the agent this pyro ships (rebuilding then
-    // costs one mkfs: the kernel and package tree come from the build cache).
+    // Up to date only if it carries exactly the agent and the init this pyro ships
+    // (rebuilding then costs one mkfs: the kernel and package tree come from the build cache).
     const agentSha = await sha256File(agentBinary(ctx.env));
-    if (existing.manifest.agent_sha256 === agentSha) {
+    const sameAgent = existing.manifest.agent_sha256 === agentSha;
+    if (sameAgent && existing.manifest.init_sha256 === INIT_SHA256) {
       await verifyEnvironment(existing);
       return existing;
     }
-    ctx.progress(`environment ${name} holds another pyro-agent; rebuilding its root filesystem`);
+    const other = sameAgent ? "/sbin/pyro-init" : "pyro-agent";
+    ctx.progress(`environment ${name} holds another ${other}; rebuilding its root filesystem`);
   }
   if (process.getuid?.() !== 0) {
     throw new PyroError("PERMISSION_DENIED", "building an environment needs root (debootstrap)", {
@@ -109,6 +119,7 @@ async function buildLocked(
       },
       agent_version: PYRO_VERSION,
       agent_sha256: await sha256File(agentBinary(ctx.env)),
+      init_sha256: INIT_SHA256,
       protocol_version: PROTOCOL_VERSION,
       built_at: new Date().toISOString(),
       packages: [...recipe.packages],

@@ -25,6 +25,8 @@ export const EnvironmentManifest = v.object({
   agent_version: v.string(),
   /** sha256 of the pyro-agent baked in: a rebuild is due when the host's agent differs */
   agent_sha256: v.optional(v.string()),
+  /** sha256 of the /sbin/pyro-init baked in (catalog builds): a rebuild is due when pyro's differs */
+  init_sha256: v.optional(v.string()),
   protocol_version: v.number(),
   built_at: v.string(),
   packages: v.array(v.string()),

@@ -392,6 +392,7 @@ const manifest = v.strictObject({
   rootfs: fileEntry,
   agent_version: str,
   agent_sha256: v.optional(str),
+  init_sha256: v.optional(str),
   protocol_version: int,
   built_at: time,
   packages: v.array(str),
