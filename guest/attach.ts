@@ -2,9 +2,9 @@
  * The guest's attach step (sys.attach): the second half of every boot, done by the agent
  * in-process through bun:ffi (no mount/ip/perl exec: under TCG each costs 50-100 ms).
  *
- * Boot sequence (docs/architecture.md, "Boot"):
+ * Boot sequence (docs/architecture.md, "Guest"; docs/environments.md, "Disk layout in a guest"):
  * 1. The kernel mounts the environment's rootfs (/dev/vda) read-only and runs
- *    /sbin/pyro-init, which mounts /proc, /sys, /dev and a tmpfs on /tmp, then execs tini
+ *    /sbin/pyro-init, which mounts /proc, /sys and /dev, then execs tini
  *    in front of `pyro-agent serve --guest`. Nothing has touched /dev/vdb, the workspace
  *    disk, yet: a machine saved at this point (a VM template) is no workspace's.
  * 2. The host's hello finds `attached: false` and sends sys.attach; `attach()` below then:
@@ -13,11 +13,11 @@
  *    at /mnt/data, or a tmpfs when the request says there is no data disk or vdb is absent
  *    or does not mount; makes upper/ and work/ there; mounts the overlay (lower: the
  *    read-only root) at /mnt/root; moves /proc, /sys (with the cgroup2 mount under it),
- *    /dev and /tmp into it; mounts a tmpfs on /mnt/root/run holding /run/pyro/oldroot and
+ *    /dev (and /tmp, if something mounted one) into it; mounts a tmpfs on /mnt/root/run holding /run/pyro/oldroot and
  *    /run/pyro/data (0700) and moves /mnt/data to /run/pyro/data (the agent's handle on the
  *    data disk: state, freeze); pivot_root(".", "run/pyro/oldroot") from /mnt/root, which
  *    moves the root and cwd of every process (tini, the agent) into the overlay; lazily
- *    unmounts the old root and chdirs to /. Then /dev/pts, /dev/shm, /workspace, the host
+ *    unmounts the old root and chdirs to /. Then /dev/pts, /dev/shm, /tmp, /workspace, the host
  *    name (the request's, else /etc/hostname; a 127.0.1.1 line in /etc/hosts), resolv.conf
  *    (the request's dns, else the nameservers of the kernel's ip= autoconfig), lo up
  *    (SIOCSIFFLAGS). Last: the clock (unix_ms), the host's entropy (RNDADDENTROPY on
