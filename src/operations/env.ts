@@ -1,5 +1,7 @@
 /** Environment operations: catalog, inspect, build, pull, push, prune. */
 import * as v from "valibot";
+import { buildCacheDir } from "../base/paths.ts";
+import { sweepBuildCache } from "../env/build/cache.ts";
 import { CATALOG, findRecipe } from "../env/catalog.ts";
 import {
   findInstalled,
@@ -208,13 +210,14 @@ export const envPruneOp = defineOperation({
   positionals: ["environment"],
   summary: "Remove installed environments (one, or all when none is named).",
   description:
-    "Delete installed environment artifacts from the local store. Workspaces using them cannot boot until it is installed again.",
+    "Delete installed environment artifacts from the local store. Workspaces using them cannot boot until it is installed again. Also removes the scratch trees that killed environment builds left in the build cache (a kernel build's is ~1.5 GB); a running build's is kept.",
   input: v.strictObject({ environment: v.optional(f.environment) }),
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   profiles: [],
   notOverMcp:
     "it deletes installed environments, which other workspaces need to boot: host administration, for the user.",
   run: async (ctx, input) => {
+    sweepBuildCache(buildCacheDir(ctx.env));
     // Bare prune: the catalog's (re-installable) and custom ones no workspace uses.
     const used = input.environment ? new Set<string>() : await environmentsInUse(ctx);
     const custom = customEnvironments(ctx.home)
