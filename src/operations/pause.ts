@@ -25,7 +25,7 @@ export const pauseOp = defineOperation({
   ],
   summary: "Save a running workspace's memory to disk and free its RAM.",
   description:
-    "Freeze the workspace's machine and save its full memory and device state to the host, then stop the VM so it holds no RAM. Processes started by exec (background jobs, daemons) continue where they were on workspace_resume; shells, detached execs (recorded lost) and services started with service_start end with the paused session. Pausing a paused workspace does nothing.",
+    "Freeze the workspace's machine and save its full memory and device state to the host, then stop the VM so it holds no RAM. Processes started by exec (background jobs, daemons) continue where they were on workspace_resume (or on the next operation that needs the machine, which resumes it first); shells, detached execs (recorded lost) and services started with service_start end with the paused session. Pausing a paused workspace does nothing.",
   input: ref,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-full"],
@@ -48,7 +48,7 @@ export const resumeOp = defineOperation({
   examples: ["pyro workspace resume dev --json   # resumed_from: memory (or cold_boot with a note)"],
   summary: "Continue a paused workspace from its saved memory.",
   description:
-    "Restore a paused workspace's machine from its saved memory: processes continue where they were and the guest clock is set to now. If the saved state cannot be used the workspace boots from its disk instead (resumed_from says which). Resuming a running workspace does nothing.",
+    "Restore a paused workspace's machine from its saved memory: processes continue where they were and the guest clock is set to now. If the saved state cannot be used the workspace boots from its disk instead (resumed_from says which). Resuming a running workspace does nothing. Calling it is optional: any operation that needs the machine (exec, file, diff, shell...) resumes a paused workspace first, and workspace_create's auto_pause_after_seconds pauses an idle one by itself.",
   input: ref,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   profiles: ["workspace-full"],
