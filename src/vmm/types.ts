@@ -83,6 +83,11 @@ export interface VmHandle {
    * guest-panicked). Absent on backends that cannot tell.
    */
   runState?(): Promise<string>;
+  /**
+   * Continue a guest the VMM halted on a recoverable error (QEMU: `cont` after io-error; the
+   * failed writes are retried). Absent on backends that cannot.
+   */
+  continueVm?(): Promise<void>;
   /** Resolves with the VMM's exit code (null when killed by a signal). */
   readonly exited: Promise<number | null>;
 }

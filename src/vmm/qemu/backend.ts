@@ -176,6 +176,11 @@ class QemuVm implements VmHandle {
     return (await this.qmp.queryStatus()).status;
   }
 
+  async continueVm(): Promise<void> {
+    if (this.hasExited || !this.qmp) throw this.failure("QEMU has exited");
+    await this.qmp.execute("cont");
+  }
+
   failure(message: string, cause?: unknown): PyroError {
     const code = this.proc.signalCode ?? this.proc.exitCode;
     const qemuLog = tailFile(this.paths.qemuLog, 2048);
