@@ -5,7 +5,8 @@
  * say why instead of a bare AGENT_UNRESPONSIVE: the supervisor asks QMP `query-status`, finds
  * `io-error`, and the exec fails with "the VM is paused on a host I/O error (host disk
  * full?)", the VMM's run state and the free bytes of the filesystem holding the data disk;
- * `status` carries `vm_status: "io-error"`; after space is freed, stop + start repair it.
+ * `status` carries `vm_status: "io-error"`; once space is freed the VM continues by itself (QMP
+ * `cont`: the failed writes are retried, the mark clears), and stop + start work too.
  *
  * The data disk is moved onto a small tmpfs this test mounts (root) and linked back into the
  * workspace directory, so only the disk's filesystem fills (the record stays writable, as on
@@ -16,7 +17,7 @@ import { existsSync, lstatSync, mkdtempSync, rmSync, statSync, symlinkSync } fro
 import { join } from "node:path";
 import { needs } from "./capabilities.ts";
 import { guestHome } from "./guest-env.ts";
-import { pyro } from "./helpers.ts";
+import { pyro, waitFor } from "./helpers.ts";
 
 const gate = needs("guest", "root");
 const NO_TEMPLATES = { PYRO_TEMPLATES: "off" };
@@ -115,8 +116,27 @@ gate.describe("real guest: host disk full under the data disk", () => {
         expect(st.json?.vm_status).toBe("io-error");
         expect(st.json?.agent_unresponsive_since).toBeTruthy();
 
-        // room again, then stop + start repair it
+        // room again: the VM continues by itself (its failed writes retried), the mark clears
         sh(["mount", "-o", "remount,size=512m", small]);
+        const resumed = await waitFor(
+          async () =>
+            (await pyro(["workspace", "status", id, "--json"], { home, env })).json
+              ?.agent_unresponsive_since === null,
+          90_000,
+        );
+        expect(resumed).toBe(true);
+        const st1 = await pyro(["workspace", "status", id, "--json"], { home, env });
+        expect(st1.json?.vm_status).toBeNull();
+        const after = await pyro(
+          ["workspace", "exec", id, "--json", "--", "sh", "-c", "cat a.txt; sync; ls big"],
+          {
+            home,
+            env,
+          },
+        );
+        expect(after.json?.stdout).toBe("kept\nbig\n");
+
+        // and stop + start repair it too
         const stop = await pyro(["workspace", "stop", id, "--json"], { home, env });
         expect(stop.code).toBe(0);
         const st2 = await pyro(["workspace", "status", id, "--json"], { home, env });

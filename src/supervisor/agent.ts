@@ -15,6 +15,8 @@
  *   VMM halted the guest (QEMU: io-error, guest-panicked, internal-error, shutdown), the
  *   verdict names that (a host I/O error is IO_ERROR with the free bytes of the filesystem
  *   holding the data disk; the others VMM_FAILED), and the record carries `vm_status`.
+ * - A VM paused on a host I/O error continues by itself once there is room again
+ *   (continueWhenRoom): its failed writes are retried and nothing is lost.
  */
 import { statfsSync } from "node:fs";
 import { dataDiskPath } from "../manager/paths.ts";
@@ -29,6 +31,10 @@ import { log } from "./log.ts";
 
 /** How long a silent agent's VMM gets to tell its run state. */
 const RUN_STATE_MS = 2_000;
+/** A VM paused on a host I/O error continues by itself once its data disk's filesystem has this much free. */
+export const RESUME_FREE_BYTES = 64 * 1024 * 1024;
+/** How often the free space is looked at while such a VM waits. */
+const ROOM_POLL_MS = 2_000;
 
 export class AgentLink {
   /** the restart advice every AGENT_UNRESPONSIVE error carries */
@@ -44,7 +50,7 @@ export class AgentLink {
     private readonly home: string,
     private readonly id: string,
     /** the VMM, asked for its run state when the agent is silent */
-    private readonly vm?: Pick<VmHandle, "runState">,
+    private readonly vm?: Pick<VmHandle, "runState" | "continueVm">,
   ) {
     this.hint = `restart the workspace: \`pyro workspace stop ${id} && pyro workspace start ${id}\``;
   }
@@ -109,20 +115,53 @@ export class AgentLink {
     }
     const reason = haltedReason(status);
     if (!reason) return null;
-    let free: number | null = null;
-    for (const path of [dataDiskPath(this.home, this.id), this.home]) {
-      try {
-        const fs = statfsSync(path);
-        free = fs.bavail * fs.bsize;
-        break;
-      } catch {}
-    }
+    const free = this.freeBytes();
     const details = { workspace_id: this.id, vm_status: status, host_free_bytes: free };
     const hint =
       status === "io-error"
-        ? `free space on the host filesystem holding the workspace (${free ?? "unknown"} bytes free), then ${this.hint}`
+        ? `free space on the host filesystem holding the workspace (${free ?? "unknown"} bytes free): the VM continues by itself once ${RESUME_FREE_BYTES / 1048576} MiB are free, or ${this.hint}`
         : this.hint;
     return new PyroError(status === "io-error" ? "IO_ERROR" : "VMM_FAILED", reason, { hint, details });
+  }
+
+  /** Free bytes of the filesystem holding the data disk (the home's, without one); null if unknown. */
+  private freeBytes(): number | null {
+    for (const path of [dataDiskPath(this.home, this.id), this.home]) {
+      try {
+        const fs = statfsSync(path);
+        return fs.bavail * fs.bsize;
+      } catch {}
+    }
+    return null;
+  }
+
+  /**
+   * While the mark `since` stands for a VM paused on a host I/O error: once the data disk's
+   * filesystem has RESUME_FREE_BYTES free and the VM is still in io-error, continue it (the
+   * failed writes are retried); the agent then answers the outstanding ping, which clears
+   * the mark.
+   */
+  private continueWhenRoom(since: string): void {
+    let busy = false;
+    const timer = setInterval(async () => {
+      if (this.unresponsive?.since !== since) return clearInterval(timer);
+      const free = this.freeBytes();
+      if (busy || free === null || free < RESUME_FREE_BYTES || !this.vm?.runState || !this.vm.continueVm)
+        return;
+      busy = true;
+      try {
+        const asked = this.vm.runState();
+        asked.catch(() => {});
+        if (!(await settlesWithin(asked, RUN_STATE_MS)) || (await asked) !== "io-error") return;
+        log(`the host filesystem has ${free} bytes free again: continuing the VM`);
+        await this.vm.continueVm();
+      } catch (err) {
+        log(`cannot continue the VM: ${(err as Error).message}`);
+      } finally {
+        busy = false;
+      }
+    }, ROOM_POLL_MS);
+    timer.unref?.();
   }
 
   /** The agent did not answer during `op`: fail every waiting call with `err` and refuse new ones. */
@@ -134,6 +173,7 @@ export class AgentLink {
     log(`agent unresponsive during ${op}: ${err.message}`);
     for (const s of [...this.active]) s.abort(err);
     this.writeMark(since, vmStatus);
+    if (vmStatus === "io-error") this.continueWhenRoom(since);
     this.conn.open({ op: "ping" }).done.then(
       () => {
         if (this.unresponsive?.since !== since) return;
