@@ -8,7 +8,16 @@
  * Skips work when the inputs' hash matches the last build (dist/.build-hash).
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join, relative } from "node:path";
 
 const root = join(import.meta.dir, "..");
@@ -57,12 +66,28 @@ if (
   process.exit(0);
 }
 mkdirSync(dist, { recursive: true });
+// temp outputs of builds that were killed (their pid is gone): ~100 MB each
+for (const name of readdirSync(dist)) {
+  const m = /^\..+\.tmp-(\d+)$/.exec(name);
+  if (!m) continue;
+  try {
+    process.kill(Number(m[1]), 0);
+  } catch {
+    rmSync(join(dist, name), { force: true });
+  }
+}
 
+/**
+ * Each executable is written beside its final name and renamed over it: a process spawning
+ * dist/pyro while another build writes it in place got ETXTBSY (tests of parallel sessions
+ * rebuild dist/ all the time); a rename leaves running copies and spawners a whole file.
+ */
 async function compile(entry: string, outfile: string, plugins: Bun.BunPlugin[] = []): Promise<void> {
   const started = performance.now();
+  const tmp = join(dist, `.${outfile}.tmp-${process.pid}`);
   const result = await Bun.build({
     entrypoints: [join(root, entry)],
-    compile: { outfile: join(dist, outfile), autoloadBunfig: false, autoloadDotenv: false },
+    compile: { outfile: tmp, autoloadBunfig: false, autoloadDotenv: false },
     minify: { syntax: true, whitespace: true },
     sourcemap: "none",
     // Precompiled bytecode: the CLI starts without parsing its bundle (start time is per call).
@@ -71,8 +96,10 @@ async function compile(entry: string, outfile: string, plugins: Bun.BunPlugin[] 
   } as Parameters<typeof Bun.build>[0]);
   if (!result.success) {
     for (const log of result.logs) console.error(log);
+    rmSync(tmp, { force: true });
     throw new Error(`build of ${entry} failed`);
   }
+  renameSync(tmp, join(dist, outfile));
   console.error(
     `build: ${outfile} (${Math.round(statSync(join(dist, outfile)).size / 2 ** 20)} MB) in ${Math.round(performance.now() - started)} ms`,
   );
@@ -81,7 +108,8 @@ async function compile(entry: string, outfile: string, plugins: Bun.BunPlugin[] 
 await compile("guest/main.ts", "pyro-agent");
 const agent = new Uint8Array(readFileSync(join(dist, "pyro-agent")));
 const packed = join(dist, "pyro-agent.zst");
-writeFileSync(packed, Bun.zstdCompressSync(agent, { level: 3 }));
+writeFileSync(`${packed}.tmp-${process.pid}`, Bun.zstdCompressSync(agent, { level: 3 }));
+renameSync(`${packed}.tmp-${process.pid}`, packed);
 const embedded = `import path from ${JSON.stringify(packed)} with { type: "file" };
 export default { path, sha256: ${JSON.stringify(new Bun.CryptoHasher("sha256").update(agent).digest("hex"))}, size: ${agent.byteLength} };
 `;
