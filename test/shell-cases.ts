@@ -81,7 +81,9 @@ const lines = (s: string) => s.split("\n");
 export async function replEcho(run: Run, ws: string): Promise<void> {
   const sh = await openShell(run, ws);
   await write(run, ws, sh, `while read -r -p '>>> ' x; do echo $((x)); done`);
-  await readUntil(run, ws, sh, 0, (o) => o.includes(">>> "));
+  // the prompt itself, on a line of its own: the terminal's echo of the typed loop also holds
+  // ">>> ", and typing 1+1 before bash prints the prompt puts it before ">>> " on screen
+  await readUntil(run, ws, sh, 0, (o) => /^>>>/m.test(o));
   await write(run, ws, sh, "1+1");
   const { output, json } = await readUntil(run, ws, sh, 0, (o) => /^2$/m.test(o));
   expect(lines(output)).toContain(">>> 1+1");
