@@ -32,7 +32,7 @@ import { constants as C, type Stats } from "node:fs";
 import { rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createDeflate, deflateSync } from "node:zlib";
+import { createDeflate, deflate, deflateSync } from "node:zlib";
 import git from "isomorphic-git";
 import { type FileObserver, fsError, type UnpackObserver } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
@@ -303,6 +303,23 @@ export function writeBlobBytes(gitdir: string, data: Uint8Array): string {
   return oid;
 }
 
+/** writeBlobBytes, deflating on zlib's thread pool so the event loop stays free meanwhile. */
+async function writeBlobBytesAsync(gitdir: string, data: Uint8Array): Promise<string> {
+  const oid = blobOid(data);
+  if (existsSync(objectPath(gitdir, oid))) return oid;
+  const header = enc.encode(`blob ${data.byteLength}\0`);
+  const raw = new Uint8Array(header.length + data.byteLength);
+  raw.set(header);
+  raw.set(data, header.length);
+  const packed = await new Promise<Uint8Array>((res, rej) =>
+    deflate(raw, { level: 1 }, (err, out) => (err ? rej(err) : res(out))),
+  );
+  const tmp = `${gitdir}/objects/tmp-${tmpSuffix()}`;
+  writeFileSync(tmp, packed, { mode: 0o444 });
+  placeObject(gitdir, oid, tmp);
+  return oid;
+}
+
 /** Store a large file as a loose blob without holding it in memory. */
 async function writeBlobStreaming(gitdir: string, abs: string, shown: string): Promise<string> {
   for (let attempt = 0; ; attempt++) {
@@ -491,9 +508,10 @@ function smallBlobSink(
       if (got + c.byteLength <= size) buf.set(c, got);
       got += c.byteLength;
     },
-    done(st) {
+    async done(st) {
       if (got !== size || st.size !== size) return; // not what the header said: read it later
-      stored(writeBlobBytes(gitdir, buf), st);
+      // deflated off the event loop: the import's stream keeps being read and pings answered
+      stored(await writeBlobBytesAsync(gitdir, buf), st);
     },
     abort() {},
   };
