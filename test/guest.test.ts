@@ -225,7 +225,8 @@ guest.describe("real guest: failures are clear and leak nothing", () => {
   test("real guest: the VMM killed mid-boot → VMM_FAILED, nothing left", async () => {
     const run = pyro(["run", "--json", "debian:12", "--", "true"], { home });
     let killed = false;
-    for (let i = 0; i < 200 && !killed; i++) {
+    // up to 30 s: the first run in this home makes the VM template first (another QEMU, not under runs/)
+    for (let i = 0; i < 1200 && !killed; i++) {
       const q = processesMatching("qemu-system-x86_64").filter((p) => p.includes(join(home, "runs")));
       if (q.length) {
         process.kill(Number(q[0]?.split(" ")[0]), "SIGKILL");

@@ -50,7 +50,7 @@ export function attachRequest(backend: Backend, spec: BootSpec) {
     boot_id: randomUUID(),
     ...(hostname ? { hostname } : {}),
     ...(dns ? { dns } : {}),
-    data_disk: !!spec.dataDiskPath,
+    data_disk: !!spec.dataDiskPath && !spec.dataDiskPlaceholder,
   };
 }
 

@@ -11,12 +11,13 @@
  * machine is then torn down.
  */
 
-import { mkdirSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, rmSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { withImageDefaults } from "../env/image/defaults.ts";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { chooseBackend, loadBackend } from "../vmm/select.ts";
+import type { BootSpec } from "../vmm/types.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import type { Ctx } from "./context.ts";
 import { DEFAULT_EXEC_TIMEOUT_SECONDS, type ExecResult, execOn } from "./exec.ts";
@@ -24,6 +25,7 @@ import { randomHex } from "./ids.ts";
 import { startMachine } from "./machine.ts";
 import { runsDir } from "./paths.ts";
 import { Teardown } from "./teardown.ts";
+import { ensureTemplate, readyTemplate, TEMPLATE_DATA_DISK_MIB, templateMayBeAtFault } from "./templates.ts";
 import { DEFAULT_TTL_SECONDS } from "./workspaces.ts";
 
 export interface RunInput {
@@ -37,6 +39,44 @@ export interface RunInput {
   network?: boolean;
   allow_host_compat?: boolean;
   max_output_bytes?: number;
+}
+
+/**
+ * A one-shot machine from the environment's VM template (src/manager/templates.ts): the
+ * template's device layout includes a data disk, so the run gets a sparse placeholder of the
+ * same size at that position (never formatted: the guest is told it has no data disk and
+ * keeps its changes in a tmpfs, as a cold run does). False: boot cold.
+ */
+async function runTemplate(
+  ctx: Ctx,
+  choice: { name: string; accelerator: "kvm" | "tcg" | null },
+  spec: BootSpec,
+  dir: string,
+): Promise<boolean> {
+  if (choice.name !== "qemu" || !choice.accelerator || !spec.environment) return false;
+  if (ctx.env.PYRO_TEMPLATES === "off") return false;
+  const shape = {
+    environment: spec.environment.name,
+    accelerator: choice.accelerator,
+    vcpu_count: spec.vcpuCount,
+    mem_mib: spec.memMib,
+    network: spec.network ? ("user" as const) : ("off" as const),
+  };
+  try {
+    await ensureTemplate(ctx, shape);
+    const t = await readyTemplate(ctx.home, ctx.env, shape);
+    if (!t.ok) return false;
+    const disk = join(dir, "placeholder.img");
+    closeSync(openSync(disk, "w", 0o600));
+    truncateSync(disk, TEMPLATE_DATA_DISK_MIB * 1024 * 1024);
+    spec.dataDiskPath = disk;
+    spec.dataDiskPlaceholder = true;
+    spec.memoryFile = { path: t.ram, shared: false };
+    spec.restoreFrom = t.state;
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
@@ -62,11 +102,7 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     const { artifactsOf } = await import("../env/store.ts");
-    const ttlSeconds = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
-    const expiresAt = ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : Number.POSITIVE_INFINITY;
-    const bootLimitMs = Math.min(bootTimeoutMs(ctx.env), expiresAt - Date.now());
-    const ttlBoundsBoot = bootLimitMs < bootTimeoutMs(ctx.env);
-    const machine = await startMachine(backend, {
+    const spec: BootSpec = {
       workspaceId: id,
       runDir: dir,
       workspaceDir: join(dir, "workspace"),
@@ -75,20 +111,40 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
       memMib: input.mem_mib ?? 1024,
       network: input.network ?? false,
       consoleLogPath: join(dir, "console.log"),
-      bootTimeoutMs: bootLimitMs,
-    }).catch((err) => {
-      if (ttlBoundsBoot && err instanceof PyroError && err.code === "GUEST_BOOT_TIMEOUT") {
-        throw new PyroError(
-          "GUEST_BOOT_TIMEOUT",
-          `the run's ttl_seconds (${ttlSeconds}) ran out while the machine was booting; it was destroyed`,
-          {
-            details: { ...err.details, ttl_seconds: ttlSeconds },
-            hint: "raise --ttl-seconds (0 = no bound)",
-          },
-        );
-      }
-      throw err;
-    });
+      bootTimeoutMs: bootTimeoutMs(ctx.env),
+    };
+    // QEMU: restore the environment's VM template when there is one (made on first need,
+    // like a missing environment, before the ttl starts counting)
+    const template = await runTemplate(ctx, choice, spec, dir);
+    const ttlSeconds = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
+    const expiresAt = ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : Number.POSITIVE_INFINITY;
+    const bootLimitMs = Math.min(bootTimeoutMs(ctx.env), expiresAt - Date.now());
+    const ttlBoundsBoot = bootLimitMs < bootTimeoutMs(ctx.env);
+    spec.bootTimeoutMs = bootLimitMs;
+    const machine = await startMachine(backend, spec)
+      .catch(async (err) => {
+        if (!template || !templateMayBeAtFault(err)) throw err;
+        // the template did not restore: boot cold (the next workspace boot drops and remakes it)
+        ctx.progress(`restoring the VM template failed (${(err as Error).message}); booting cold`);
+        spec.memoryFile = undefined;
+        spec.restoreFrom = undefined;
+        spec.dataDiskPath = undefined;
+        spec.dataDiskPlaceholder = undefined;
+        return startMachine(backend, spec);
+      })
+      .catch((err) => {
+        if (ttlBoundsBoot && err instanceof PyroError && err.code === "GUEST_BOOT_TIMEOUT") {
+          throw new PyroError(
+            "GUEST_BOOT_TIMEOUT",
+            `the run's ttl_seconds (${ttlSeconds}) ran out while the machine was booting; it was destroyed`,
+            {
+              details: { ...err.details, ttl_seconds: ttlSeconds },
+              hint: "raise --ttl-seconds (0 = no bound)",
+            },
+          );
+        }
+        throw err;
+      });
     td.push("machine", () => machine.shutdown());
     const timeout = input.timeout_seconds ?? DEFAULT_EXEC_TIMEOUT_SECONDS;
     // at least 1 ms, so a ttl that ran out at the last moment still gives a timed-out result

@@ -491,11 +491,32 @@ export async function templateFor(
 ): Promise<{ ok: true; key: string; ram: string; state: string } | { ok: false; reason: string | null }> {
   const s = shapeOf(r, env);
   if (!s.ok) return s;
-  const p = await partsFor(home, env, s.shape);
+  return readyTemplate(home, env, s.shape);
+}
+
+/** The verified files of the ready template for `shape`, or why there is none (never makes one). */
+export async function readyTemplate(
+  home: string,
+  env: Env,
+  shape: TemplateShape,
+): Promise<{ ok: true; key: string; ram: string; state: string } | { ok: false; reason: string | null }> {
+  const p = await partsFor(home, env, shape);
   if ("reason" in p) return { ok: false, reason: p.reason };
   const t = await findTemplate(home, p.parts);
   if (t.status !== "ready") return { ok: false, reason: `template ${t.status}: ${t.reason}` };
   return { ok: true, key: t.key, ram: join(t.dir, "ram"), state: join(t.dir, "state") };
+}
+
+/**
+ * Did a restore from a template fail because of the template (then boot cold instead), or
+ * was the VMM killed from outside (a signal: the boot failed, as a cold boot's would)?
+ */
+export function templateMayBeAtFault(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; details?: { exit?: unknown } };
+  // out of time: no room for a cold boot either
+  if (e?.code === "GUEST_BOOT_TIMEOUT") return false;
+  if (typeof e?.details?.exit === "string" && e.details.exit.startsWith("SIG")) return false;
+  return !/exited during boot \(code null\)/.test(e?.message ?? "");
 }
 
 /** `doctor`: every installed environment's template for the default machine shape. */

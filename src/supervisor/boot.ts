@@ -15,7 +15,7 @@ import { discardPausedState } from "../manager/paused-state.ts";
 import type { WorkspaceRecord } from "../manager/record.ts";
 import { loadSecrets } from "../manager/secrets.ts";
 import { updateRecord } from "../manager/store.ts";
-import { dropTemplate, templateFor } from "../manager/templates.ts";
+import { dropTemplate, templateFor, templateMayBeAtFault } from "../manager/templates.ts";
 import { call } from "../protocol/call.ts";
 import { toPyroError } from "../protocol/errors.ts";
 import { log } from "./log.ts";
@@ -59,7 +59,7 @@ export async function bootMachine(
     try {
       started = await startMachine(backend, spec);
     } catch (err) {
-      if (boot.boot !== "template") throw err;
+      if (boot.boot !== "template" || !templateMayBeAtFault(err)) throw err;
       // the template did not restore: drop it (the next need makes a new one), boot cold now
       log(`template restore failed: ${(err as Error).message}`);
       if (boot.key) dropTemplate(home, boot.key);

@@ -27,6 +27,11 @@ export interface BootSpec {
   workspaceDir: string;
   /** guest backends: the sparse writable ext4 disk the guest overlays (/workspace + upper layer). */
   dataDiskPath?: string;
+  /**
+   * The data disk is only a placeholder holding the device position a VM template was saved
+   * with (a one-shot run restored from a template): the guest is told it has none.
+   */
+  dataDiskPlaceholder?: boolean;
   environment: EnvironmentArtifacts | null;
   vcpuCount: number;
   memMib: number;

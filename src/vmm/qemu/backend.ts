@@ -94,7 +94,22 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         stderr: Bun.file(paths.qemuLog),
       });
       const vm = new QemuVm(proc, spec, paths, accelerator);
-      await vm.waitStarted(Date.now() + Math.min(spec.bootTimeoutMs, STARTUP_CAP_MS));
+      const startDeadline = Date.now() + Math.min(spec.bootTimeoutMs, STARTUP_CAP_MS);
+      await vm.waitStarted(startDeadline).catch((err) => {
+        // QEMU alive but not answering by the caller's own (short) boot deadline: a timeout,
+        // not a broken QEMU (which exits by itself, with its own last words)
+        const e = err as PyroError;
+        if (
+          spec.bootTimeoutMs <= STARTUP_CAP_MS &&
+          Date.now() >= startDeadline &&
+          e.details?.exit === "SIGKILL"
+        )
+          throw new PyroError("GUEST_BOOT_TIMEOUT", `QEMU did not start within ${spec.bootTimeoutMs} ms`, {
+            details: { ...e.details, console_tail: String(e.details?.console ?? "") },
+            cause: err,
+          });
+        throw err;
+      });
       if (spec.restoreFrom) await vm.restore(spec.restoreFrom, Date.now() + spec.bootTimeoutMs);
       return vm;
     },
@@ -157,6 +172,14 @@ class QemuVm implements VmHandle {
     } catch (err) {
       this.kill();
       await this.exited;
+      // Out of time (a loaded host, a tiny boot timeout): the boot timed out, as a cold one would.
+      if (Date.now() >= deadlineMs) {
+        const f = this.failure("restoring the machine state did not finish in time", err);
+        throw new PyroError("GUEST_BOOT_TIMEOUT", f.message, {
+          details: { ...f.details, console_tail: String(f.details?.console ?? "") },
+          cause: err,
+        });
+      }
       // QEMU's own last words (e.g. a state that does not fit this machine) say most.
       throw this.failure(`resume failed (${(err as Error).message})`, err);
     }
