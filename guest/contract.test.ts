@@ -377,6 +377,156 @@ describe("every op's result passes its schema (through the host's call())", () =
     });
   });
 
+  test("kept sessions: sys.keep, the connection closes, a new one adopts (shell, service, exec); sys.release ends the rest", async () => {
+    const agentOpts = {
+      root,
+      guest: false,
+      stateDir: state,
+      baseEnv: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    };
+    const connect = () => {
+      const [serverSide, clientSide] = channelPair();
+      serveChannel(agentOpts, serverSide);
+      return new Connection(clientSide);
+    };
+    const drive = async <Op extends AgentOp>(
+      conn: Connection,
+      request: RequestOf<Op> & { op: Op },
+      opts: CallOptions = {},
+    ): Promise<ResultOf<Op>> => {
+      const r = await call<Op>(conn, request, opts);
+      covered.add(request.op);
+      return r;
+    };
+    const groupAlive = (pid: number) => {
+      try {
+        process.kill(-pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const text = (parts: Uint8Array[]) => Buffer.concat(parts).toString();
+    const a = connect();
+    const shellOut: Uint8Array[] = [];
+    const shell_id = "sh_0000000000a1";
+    void call(
+      a,
+      { op: "shell.open", shell_id },
+      { onEvent: (e) => e.kind === "data" && shellOut.push(e.bytes) },
+    ).catch(() => {});
+    const execOut: Uint8Array[] = [];
+    let execPid = 0;
+    let otherPid = 0;
+    const onExec = (e: Parameters<NonNullable<CallOptions["onEvent"]>>[0]) => {
+      if (e.kind === "json" && typeof e.message.pid === "number") execPid = e.message.pid;
+      else if (e.kind === "data" && e.channel === Channel.STDOUT) execOut.push(e.bytes);
+    };
+    void call(
+      a,
+      { op: "exec", command: "i=0; while [ $i -lt 30 ]; do echo n$i; i=$((i+1)); sleep 0.05; done" },
+      { onEvent: onExec },
+    ).catch(() => {});
+    // not kept: ends with the connection, as always
+    void call(
+      a,
+      { op: "exec", command: "exec sleep 30" },
+      {
+        onEvent: (e) => {
+          if (e.kind === "json" && typeof e.message.pid === "number") otherPid = e.message.pid;
+        },
+      },
+    ).catch(() => {});
+    const svcEvents: string[] = [];
+    void call(
+      a,
+      {
+        op: "service.start",
+        service_name: "kept",
+        command: "touch kept.ready; exec sleep 30",
+        readiness: { type: "file", path: "kept.ready" },
+        ready_timeout_ms: 10_000,
+        ready_interval_ms: 20,
+        stop_grace_ms: 1000,
+      },
+      { onEvent: (e) => e.kind === "json" && svcEvents.push(String(e.message.type)) },
+    ).catch(() => {});
+    for (let i = 0; i < 400 && !(execPid && otherPid && svcEvents.includes("ready")); i++)
+      await Bun.sleep(25);
+    expect(svcEvents).toEqual(["started", "ready"]);
+    expect(
+      await drive(a, {
+        op: "sys.keep",
+        shell_ids: [shell_id],
+        service_names: ["kept"],
+        exec_pids: [execPid],
+      }),
+    ).toEqual({ kept: 3 });
+    a.close();
+    await Bun.sleep(300);
+    // the probe works: the exec not kept died with its connection; the kept one runs on
+    expect(groupAlive(otherPid)).toBe(false);
+    expect(groupAlive(execPid)).toBe(true);
+
+    const b = connect();
+    const adoptedShell: Uint8Array[] = [];
+    const shellEvents: Array<Record<string, unknown>> = [];
+    const shellEnd = drive(
+      b,
+      { op: "shell.adopt", shell_id },
+      {
+        onEvent: (e) => (e.kind === "json" ? shellEvents.push(e.message) : adoptedShell.push(e.bytes)),
+      },
+    );
+    for (let i = 0; i < 200 && !shellEvents.length; i++) await Bun.sleep(10);
+    expect(shellEvents[0]).toMatchObject({ type: "adopted", dropped_bytes: 0, ended: false });
+    await call(b, { op: "shell.write", shell_id, input: "echo $((6*7))\n" });
+    for (let i = 0; i < 200 && !text(adoptedShell).includes("42"); i++) await Bun.sleep(25);
+    expect(text(adoptedShell)).toContain("42");
+    await call(b, { op: "shell.close", shell_id });
+    await shellEnd;
+
+    const execResult = await drive(b, { op: "exec.adopt", pid: execPid }, { onEvent: onExec });
+    expect(execResult.exit_code).toBe(0);
+    // the whole output, before and after the close, once and in order
+    expect(text(execOut)).toBe(Array.from({ length: 30 }, (_, i) => `n${i}\n`).join(""));
+
+    const svcEnd = drive(b, { op: "service.adopt", service_name: "kept" });
+    for (let i = 0; i < 50; i++) await Bun.sleep(10);
+    expect(await call(b, { op: "service.stop", service_name: "kept", grace_ms: 1000 })).toEqual({
+      stopped: true,
+    });
+    expect(await svcEnd).toEqual({ exit_code: null, signal: "SIGTERM", ready: true });
+
+    await expect(call(b, { op: "exec.adopt", pid: execPid })).rejects.toMatchObject({
+      code: "SESSION_NOT_FOUND",
+    });
+
+    // kept but never adopted: sys.release ends it
+    const c = connect();
+    let lonePid = 0;
+    void call(
+      c,
+      { op: "exec", command: "exec sleep 30" },
+      {
+        onEvent: (e) => {
+          if (e.kind === "json" && typeof e.message.pid === "number") lonePid = e.message.pid;
+        },
+      },
+    ).catch(() => {});
+    for (let i = 0; i < 200 && !lonePid; i++) await Bun.sleep(10);
+    expect(
+      (await call(c, { op: "sys.keep", shell_ids: [], service_names: [], exec_pids: [lonePid] })).kept,
+    ).toBe(1);
+    c.close();
+    await Bun.sleep(200);
+    expect(groupAlive(lonePid)).toBe(true);
+    expect(await drive(b, { op: "sys.release" })).toEqual({ ended: 1 });
+    for (let i = 0; i < 100 && groupAlive(lonePid); i++) await Bun.sleep(20);
+    expect(groupAlive(lonePid)).toBe(false);
+    b.close();
+  });
+
   test("shutdown, and every op of the table was driven", async () => {
     expect((await run({ op: "shutdown" })).shutting_down).toBe(true);
     await Bun.sleep(100);

@@ -18,6 +18,7 @@ import { Request } from "../src/protocol/messages.ts";
 import { PROTOCOL_VERSION, PYRO_VERSION } from "../src/protocol/version.ts";
 import { killExecGroup, runExec } from "./exec.ts";
 import { listPath, makeDirectory, movePath, readFile, removePath, statPath, writeFile } from "./fs.ts";
+import { adoptSession, keepable, keepSessions, releaseSessions } from "./keep.ts";
 import { connectPort } from "./net.ts";
 import { setSecrets } from "./secrets.ts";
 import { startService, stopService } from "./service.ts";
@@ -186,7 +187,7 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       setTimeout(() => (opts.guest ? powerOff() : opts.onShutdown?.()), 50);
       return;
     case "exec":
-      return runExec({ root, baseEnv: opts.baseEnv }, req, stream);
+      return runExec({ root, baseEnv: opts.baseEnv }, req, keepable(stream, "exec", null));
     case "exec.kill":
       return stream.result({ killed: killExecGroup(req.pid) });
     case "fs.stat":
@@ -272,7 +273,7 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
       return stream.result({ ...rest, patch_bytes: bytes.byteLength });
     }
     case "shell.open":
-      return openShell({ root, baseEnv: opts.baseEnv }, req, stream);
+      return openShell({ root, baseEnv: opts.baseEnv }, req, keepable(stream, "shell", req.shell_id));
     case "shell.write":
       return stream.result(writeShell(req.shell_id, req.input));
     case "shell.signal":
@@ -286,9 +287,24 @@ async function handle(opts: AgentOptions, stream: ServerStream): Promise<void> {
     case "secrets.set":
       return stream.result(setSecrets(req.secrets, opts.guest));
     case "service.start":
-      return startService({ root, baseEnv: opts.baseEnv }, req, stream);
+      return startService(
+        { root, baseEnv: opts.baseEnv },
+        req,
+        keepable(stream, "service", req.service_name),
+      );
     case "service.stop":
       return stream.result(await stopService(req.service_name, req.grace_ms));
+    // pause/resume: sessions kept across the host connection's close (keep.ts)
+    case "sys.keep":
+      return stream.result(keepSessions(req));
+    case "sys.release":
+      return stream.result(releaseSessions());
+    case "shell.adopt":
+      return adoptSession("shell", req.shell_id, stream);
+    case "service.adopt":
+      return adoptSession("service", req.service_name, stream);
+    case "exec.adopt":
+      return adoptSession("exec", String(req.pid), stream);
   }
 }
 

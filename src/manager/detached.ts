@@ -157,7 +157,9 @@ export function execView(home: string, r: WorkspaceRecord, execId: string): Deta
   const start = EXEC_ID_RE.test(execId) ? readStart(home, r.workspace_id, execId) : null;
   if (!start) throw notFound(execId, r);
   let end = readEnd(home, r.workspace_id, execId);
-  const owned = r.state === "started" && r.supervisor_pid === start.supervisor_pid;
+  // paused: a running exec was kept by the pause (src/supervisor/pause.ts), one that was not
+  // has its end written; a resume's supervisor adopts it and takes it over in start.json
+  const owned = (r.state === "started" && r.supervisor_pid === start.supervisor_pid) || r.state === "paused";
   if (!end && !owned)
     end = lostEnd("the workspace's supervisor ended before the command did (it died with its machine)", null);
   const { supervisor_pid: _pid, ...what } = start;

@@ -103,7 +103,8 @@ export async function resumeWorkspace(ctx: Ctx, ref: string, by = "workspace_res
       note = `the saved state could not be restored (${(err as Error).message}); booted from the disk instead`;
     }
     ctx.progress(note);
-    discardPausedState(ctx.home, id);
+    // what the pause kept running (shells, services, detached execs) is gone with the state
+    discardPausedState(ctx.home, id, note);
     const record = await mark(await startWorkspaceLocked(ctx, id));
     return { record, resumed_from: "cold_boot" as const, note };
   });

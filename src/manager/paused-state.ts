@@ -15,6 +15,12 @@
  *   the memory file's size and sha256 match it: anything else is refused with the reason.
  * - Resume, stop and delete of a paused workspace remove the state (delete with the
  *   workspace's directory); after a successful resume it is stale and goes at once.
+ * - `sessions.json` beside it is the supervisor's own state for what the pause kept running
+ *   (shells, services, detached execs: src/supervisor/pause.ts), its sha256 in `state.json`;
+ *   the resumed machine's new supervisor reads it (verified) to adopt them. Mode 0600: a
+ *   service's command as given (secret values typed into it included, as the memory file
+ *   beside it holds them too). A state discarded instead of resumed (a cold-boot fallback,
+ *   stop while paused) records what it kept as ended, with the reason.
  */
 import {
   createReadStream,
@@ -29,8 +35,10 @@ import {
 import { join } from "node:path";
 import * as v from "valibot";
 import { writeFileAtomic } from "./atomic.ts";
+import { listExecIds, lostEnd, readEnd, writeEnd } from "./detached.ts";
 import { workspaceDir } from "./paths.ts";
 import type { WorkspaceRecord } from "./record.ts";
+import { readServiceRecord, serviceNames, serviceRecordPath } from "./services.ts";
 
 export const PAUSED_STATE_FORMAT = 1;
 
@@ -50,6 +58,8 @@ const StateMeta = v.strictObject({
   paused_at: v.string(),
   /** The state's files in hash order; absent = ["memory"] (a one-file state). */
   files: v.optional(v.array(v.pipe(v.string(), v.regex(/^memory(\.[a-z0-9]+)?$/)))),
+  /** sha256 of sessions.json (what the pause kept running), when there is one */
+  sessions_sha256: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/))),
 });
 export type StateMeta = v.InferOutput<typeof StateMeta>;
 
@@ -78,6 +88,7 @@ export function commitPausedState(
   home: string,
   r: WorkspaceRecord,
   saved: { bytes: number; sha256: string },
+  sessionsSha256?: string,
 ): StateMeta {
   const tmp = pausedTmpDir(home, r.workspace_id);
   const files = stateFilesIn(tmp);
@@ -88,14 +99,20 @@ export function commitPausedState(
     ...shapeOf(r),
     paused_at: new Date().toISOString(),
     ...(files.length > 1 ? { files } : {}),
+    ...(sessionsSha256 ? { sessions_sha256: sessionsSha256 } : {}),
   };
   writeFileAtomic(join(tmp, "state.json"), JSON.stringify(meta, null, 2));
   renameSync(tmp, pausedDir(home, r.workspace_id));
   return meta;
 }
 
-/** Remove a workspace's saved state (and any half-written one). */
-export function discardPausedState(home: string, id: string): void {
+/**
+ * Remove a workspace's saved state (and any half-written one). `endedBecause`: the state is
+ * dropped, not resumed — what the pause kept running is gone with it; its records say so
+ * (services `stopped`, detached execs `lost`, with this reason).
+ */
+export function discardPausedState(home: string, id: string, endedBecause?: string): void {
+  if (endedBecause) endKeptSessions(home, id, endedBecause);
   rmSync(pausedTmpDir(home, id), { recursive: true, force: true });
   rmSync(pausedDir(home, id), { recursive: true, force: true });
 }
@@ -171,4 +188,65 @@ export async function verifyPausedState(
       reason: one ? "the memory file's sha256 does not match" : "the state files' sha256 does not match",
     };
   return { ok: true, path, meta };
+}
+
+const SESSIONS_FILE = "sessions.json";
+
+/** Write the supervisor's sessions state into the pause being written; its sha256. */
+export function writePausedSessions(home: string, id: string, data: unknown): string {
+  const text = JSON.stringify(data);
+  writeFileAtomic(join(pausedTmpDir(home, id), SESSIONS_FILE), text, 0o600);
+  return new Bun.CryptoHasher("sha256").update(text).digest("hex");
+}
+
+/**
+ * The sessions state saved with the paused machine: null when the pause kept none, else
+ * the parsed JSON once its sha256 matches state.json's, or why it cannot be used.
+ */
+export function readPausedSessions(
+  home: string,
+  id: string,
+): null | { ok: true; data: unknown } | { ok: false; reason: string } {
+  const meta = readPausedMeta(home, id);
+  if (!meta?.sessions_sha256) return null;
+  let text: string;
+  try {
+    text = readFileSync(join(pausedDir(home, id), SESSIONS_FILE), "utf8");
+  } catch {
+    return { ok: false, reason: "the saved sessions file is missing" };
+  }
+  if (new Bun.CryptoHasher("sha256").update(text).digest("hex") !== meta.sessions_sha256)
+    return { ok: false, reason: "the saved sessions file's sha256 does not match" };
+  try {
+    return { ok: true, data: JSON.parse(text) };
+  } catch {
+    return { ok: false, reason: "the saved sessions file is not JSON" };
+  }
+}
+
+/** The state is dropped: services it kept are `stopped`, detached execs `lost`, for `why`. */
+function endKeptSessions(home: string, id: string, why: string): void {
+  if (!readPausedMeta(home, id)?.sessions_sha256) return;
+  const at = new Date().toISOString();
+  try {
+    for (const name of serviceNames(home, id)) {
+      const rec = readServiceRecord(home, id, name);
+      if (!rec || (rec.state !== "starting" && rec.state !== "ready")) continue;
+      writeFileAtomic(
+        serviceRecordPath(home, id, name),
+        JSON.stringify({
+          ...rec,
+          state: "stopped",
+          pid: null,
+          published_ports: [],
+          ended_at: at,
+          end_reason: `ended with the paused machine: ${why}`,
+        }),
+      );
+    }
+    for (const execId of listExecIds(home, id)) {
+      if (!readEnd(home, id, execId))
+        writeEnd(home, id, execId, lostEnd(`ended with the paused machine: ${why}`, null));
+    }
+  } catch {}
 }

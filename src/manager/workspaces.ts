@@ -556,7 +556,7 @@ export async function stopWorkspaceLocked(ctx: Ctx, id: string): Promise<Workspa
   const r = await resolveWorkspace(ctx.home, id);
   if (r.state === "paused") {
     // Nothing runs: stopping drops the saved machine state (the disk was synced at pause).
-    discardPausedState(ctx.home, id);
+    discardPausedState(ctx.home, id, "the workspace was stopped while paused");
     return updateRecord(ctx.home, id, (x) => ({
       ...x,
       state: "stopped",

@@ -17,6 +17,8 @@ export const ERROR_EXIT_CODES = {
   SHELL_NOT_FOUND: 66,
   SECRET_NOT_FOUND: 66,
   SERVICE_NOT_FOUND: 66,
+  /** an adopt found no session the agent kept across a pause (sys.keep) */
+  SESSION_NOT_FOUND: 66,
   // refused by policy / state (65 = EX_DATAERR family, 75 = temporary)
   PATH_OUTSIDE_WORKSPACE: 65,
   PATCH_REJECTED: 65,

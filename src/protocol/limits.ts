@@ -16,6 +16,8 @@ export const LIST_MAX_ENTRIES = 100_000;
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 /** shell.write: the largest input one call may carry (a PTY line holds at most 4095 bytes). */
 export const SHELL_INPUT_MAX_CHARS = 65536;
+/** sys.keep: output kept per session while no connection holds it (oldest dropped past it). */
+export const KEPT_STREAM_BYTES = 4 * 1024 * 1024;
 /** net.connect: bytes either side may send past the peer's last ack (per forwarded connection). */
 export const NET_WINDOW_BYTES = 1024 * 1024;
 /**

@@ -202,6 +202,11 @@ const VALID_REQUESTS: Record<AgentOp, Record<string, unknown>> = {
     stop_grace_ms: 100,
   },
   "service.stop": { op: "service.stop", service_name: "web", grace_ms: 100 },
+  "sys.keep": { op: "sys.keep", shell_ids: ["sh_0123456789ab"], service_names: ["web"], exec_pids: [42] },
+  "sys.release": { op: "sys.release" },
+  "shell.adopt": { op: "shell.adopt", shell_id: "sh_0123456789ab" },
+  "service.adopt": { op: "service.adopt", service_name: "web" },
+  "exec.adopt": { op: "exec.adopt", pid: 42 },
   "net.connect": { op: "net.connect", port: 8000 },
 };
 const REQUEST_CASES: Array<[string, v.GenericSchema, Record<string, unknown>]> = [

@@ -354,6 +354,37 @@ export const NetControl = v.variant("op", [
 const count = posInt;
 const text = v.string();
 
+/**
+ * Pause/resume (src/supervisor/pause.ts): the running sessions the supervisor will save —
+ * shells by id, services by name, detached execs by pid — survive the close of this
+ * connection: their processes go on, and what they send meanwhile (output, events, their
+ * end) is kept in the agent (KEPT_STREAM_BYTES of output per session, oldest dropped) until a
+ * new connection adopts them (shell.adopt, service.adopt, exec.adopt) or sys.release ends them.
+ * Anything else open on the connection ends with it, as always.
+ */
+export const SysKeepRequest = v.strictObject({
+  op: v.literal("sys.keep"),
+  shell_ids: v.array(shellId),
+  service_names: v.array(serviceName),
+  exec_pids: v.array(v.pipe(posInt, v.minValue(1))),
+});
+/** End every kept session no connection adopted (their processes are killed, as an abandoned stream's are). */
+export const SysReleaseRequest = v.strictObject({ op: v.literal("sys.release") });
+/**
+ * Continue a kept session on this connection: an `adopted` event, then what was kept (events
+ * and output in their order), then the session's own stream goes on here and ends with its
+ * own result (shell.open's, service.start's, exec's). Not kept: SESSION_NOT_FOUND.
+ */
+export const ShellAdoptRequest = v.strictObject({ op: v.literal("shell.adopt"), shell_id: shellId });
+export const ServiceAdoptRequest = v.strictObject({
+  op: v.literal("service.adopt"),
+  service_name: serviceName,
+});
+export const ExecAdoptRequest = v.strictObject({
+  op: v.literal("exec.adopt"),
+  pid: v.pipe(posInt, v.minValue(1)),
+});
+
 export const HelloResult = v.strictObject({
   protocol_version: posInt,
   agent_version: text,
@@ -536,6 +567,20 @@ export const ServiceStartResult = v.strictObject({
 /** `stopped` is false when no run of that name was going. */
 export const ServiceStopResult = v.strictObject({ stopped: v.boolean() });
 
+/** sys.keep: how many of the named sessions run and are now kept across this connection's close. */
+export const SysKeepResult = v.strictObject({ kept: count });
+export const SysReleaseResult = v.strictObject({ ended: count });
+/** The first event of an adopt stream. */
+export const SessionAdopted = v.strictObject({
+  type: v.literal("adopted"),
+  /** the session's process (group) */
+  pid: posInt,
+  /** output bytes dropped while no connection held it (the oldest) */
+  dropped_bytes: count,
+  /** the session already ended; its result follows what was kept */
+  ended: v.boolean(),
+});
+
 /** The end of a net.connect stream: the connection closed, cleanly or by a reset. */
 export const NetConnectResult = v.strictObject({
   /** bytes written to the guest's connection */
@@ -602,6 +647,24 @@ export const MESSAGE_TABLE = {
   "secrets.set": { request: SecretsSetRequest, result: SecretsSetResult },
   "service.start": { request: ServiceStartRequest, result: ServiceStartResult, events: ServiceEvent },
   "service.stop": { request: ServiceStopRequest, result: ServiceStopResult },
+  "sys.keep": { request: SysKeepRequest, result: SysKeepResult },
+  "sys.release": { request: SysReleaseRequest, result: SysReleaseResult },
+  "shell.adopt": {
+    request: ShellAdoptRequest,
+    result: ShellOpenResult,
+    events: v.union([SessionAdopted, ShellStarted]),
+  },
+  "service.adopt": {
+    request: ServiceAdoptRequest,
+    result: ServiceStartResult,
+    events: v.union([SessionAdopted, ServiceEvent]),
+  },
+  "exec.adopt": {
+    request: ExecAdoptRequest,
+    result: ExecResult,
+    events: v.union([SessionAdopted, ExecStarted]),
+    control: SignalMessage,
+  },
 } as const;
 
 export type AgentOp = keyof typeof MESSAGE_TABLE;

@@ -14,6 +14,10 @@
  *   and each spool through its own stream redactor (flushed when the exec ends).
  * - Spool writes are synchronous appends as each data frame arrives: the supervisor holds no
  *   output in memory and needs no flow control for it.
+ * - Pause (pause.ts): suspend() hands over what runs (ids, pids, the requests) and from then on
+ *   this supervisor writes nothing more for them; the resumed machine's supervisor adopts
+ *   them (exec.adopt) and goes on appending to the same spools, so one exec's output is
+ *   whole across the pause. One not yet started when the pause came is recorded `lost`.
  * - One idempotency key names one exec of the workspace (until reset clears the spools):
  *   a start with a key already used answers with that exec, even while the first start is
  *   still waiting for the command to run.
@@ -41,7 +45,18 @@ import type { AgentLink } from "./agent.ts";
 import type { CommandHistory } from "./history.ts";
 import { log } from "./log.ts";
 
+/** A running exec as a pause hands it to the next supervisor (sessions.json). */
+export interface SavedExec {
+  exec_id: string;
+  pid: number;
+  started_at: string;
+  killed_by: string | null;
+  exec: Record<string, unknown>;
+}
+
 interface Running {
+  pid: number;
+  exec: Record<string, unknown>;
   upstream: ClientStream;
   startedAt: string;
   fds: { stdout: number; stderr: number };
@@ -61,12 +76,14 @@ export class DetachedExecs {
     private readonly agent: AgentLink,
     private readonly history: CommandHistory,
     private readonly redactor: Redactor | null = null,
+    /** execs a resume adopts (adopt()): not ended here */
+    adopting: ReadonlySet<string> = new Set(),
   ) {
     mkdirSync(execsDir(home, id), { recursive: true, mode: 0o700 });
     for (const execId of listExecIds(home, id)) {
       const start = readStart(home, id, execId);
       if (start?.idempotency_key) this.keys.set(start.idempotency_key, Promise.resolve(execId));
-      if (!readEnd(home, id, execId))
+      if (!readEnd(home, id, execId) && !adopting.has(execId))
         writeEnd(
           home,
           id,
@@ -81,6 +98,11 @@ export class DetachedExecs {
     let n = 0;
     for (const r of this.running.values()) if (!r.ended) n++;
     return n;
+  }
+
+  /** process groups of the running execs (a pause keeps them) */
+  get runningPids(): number[] {
+    return [...this.running.values()].filter((r) => !r.ended && r.pid > 0).map((r) => r.pid);
   }
 
   /** Answer a `sup.exec.*` request. */
@@ -135,8 +157,7 @@ export class DetachedExecs {
       started_at: startedAt,
       supervisor_pid: process.pid,
     });
-    const open = (s: "stdout" | "stderr") => openSync(spoolPath(this.home, this.id, execId, s), "a", 0o600);
-    const fds = { stdout: open("stdout"), stderr: open("stderr") };
+    const fds = this.openSpools(execId);
     let upstream: ClientStream;
     try {
       upstream = this.agent.open(exec);
@@ -144,8 +165,35 @@ export class DetachedExecs {
       this.discard(dir, fds);
       throw err;
     }
+    const { neverRan } = this.follow(execId, exec, upstream, fds, startedAt, null);
+    const why = await neverRan;
+    if (why !== null) {
+      this.discard(dir, null);
+      throw why;
+    }
+    return execId;
+  }
+
+  private openSpools(execId: string): { stdout: number; stderr: number } {
+    const open = (s: "stdout" | "stderr") => openSync(spoolPath(this.home, this.id, execId, s), "a", 0o600);
+    return { stdout: open("stdout"), stderr: open("stderr") };
+  }
+
+  /**
+   * Spool what `upstream` (exec or exec.adopt) sends and record the end. `neverRan` resolves
+   * once the command runs (null), or with the error when it ended without ever running.
+   */
+  private follow(
+    execId: string,
+    exec: Record<string, unknown>,
+    upstream: ClientStream,
+    fds: { stdout: number; stderr: number },
+    startedAt: string,
+    killedBy: string | null,
+  ): { upstream: ClientStream; neverRan: Promise<unknown> } {
+    const shown = <T>(x: T): T => (this.redactor ? this.redactor.value(x) : x);
     const redact = this.redactor ? { stdout: this.redactor.stream(), stderr: this.redactor.stream() } : null;
-    const run: Running = { upstream, startedAt, fds, redact, ended: false, killedBy: null };
+    const run: Running = { pid: 0, exec, upstream, startedAt, fds, redact, ended: false, killedBy };
     this.running.set(execId, run);
     const recordHistory = this.history.hookFor(exec);
 
@@ -156,7 +204,14 @@ export class DetachedExecs {
     });
     const spooled = (async () => {
       for await (const ev of upstream.events) {
-        if (ev.kind === "json" && ev.message.type === "started") {
+        if (ev.kind === "json" && (ev.message.type === "started" || ev.message.type === "adopted")) {
+          if (typeof ev.message.pid === "number") run.pid = ev.message.pid;
+          const dropped = Number(ev.message.dropped_bytes ?? 0);
+          if (dropped > 0 && !run.ended)
+            writeSync(
+              fds.stderr,
+              `[pyro: ${dropped} bytes of output were dropped while the workspace paused]\n`,
+            );
           sawStarted = true;
           runs();
         } else if (ev.kind === "data" && !run.ended) {
@@ -201,7 +256,7 @@ export class DetachedExecs {
       },
     );
     // Answer once the command runs, or once it ended without running (e.g. 127: not found).
-    const neverRan = await Promise.race([
+    const neverRan = Promise.race([
       running.then(() => null),
       upstream.done.then(
         () => null,
@@ -210,13 +265,61 @@ export class DetachedExecs {
           return sawStarted ? null : err;
         },
       ),
-    ]);
-    if (neverRan !== null) {
-      await outcome;
-      this.discard(dir, null);
-      throw neverRan;
+    ]).then(async (why) => {
+      if (why !== null) await outcome;
+      return why;
+    });
+    return { upstream, neverRan };
+  }
+
+  /**
+   * A pause: hand over every running exec (the pause keeps it in the guest) and write nothing
+   * more for them; one that has not started yet is recorded lost.
+   */
+  suspend(): SavedExec[] {
+    const saved: SavedExec[] = [];
+    for (const [execId, run] of [...this.running]) {
+      if (run.pid > 0) {
+        saved.push({
+          exec_id: execId,
+          pid: run.pid,
+          started_at: run.startedAt,
+          killed_by: run.killedBy,
+          exec: run.exec,
+        });
+        this.close(execId, run);
+      } else {
+        this.close(execId, run);
+        writeEnd(
+          this.home,
+          this.id,
+          execId,
+          lostEnd("the workspace paused before the command started", run.startedAt),
+        );
+      }
     }
-    return execId;
+    return saved;
+  }
+
+  /** A pause failed after suspend(): the execs it handed over ended with the machine. */
+  endSuspended(saved: readonly SavedExec[], reason: string): void {
+    for (const e of saved)
+      if (!readEnd(this.home, this.id, e.exec_id))
+        writeEnd(this.home, this.id, e.exec_id, lostEnd(reason, e.started_at));
+  }
+
+  /** A resume: continue the execs a pause kept (their spools go on where they stopped). */
+  async adopt(saved: readonly SavedExec[]): Promise<void> {
+    for (const e of saved) {
+      // this supervisor owns it now (a client judges a running exec by its owner: manager/detached.ts)
+      const start = readStart(this.home, this.id, e.exec_id);
+      if (start) writeStart(this.home, this.id, { ...start, supervisor_pid: process.pid });
+      const fds = this.openSpools(e.exec_id);
+      const upstream = this.agent.open({ op: "exec.adopt", pid: e.pid });
+      const { neverRan } = this.follow(e.exec_id, e.exec, upstream, fds, e.started_at, e.killed_by);
+      const why = await neverRan;
+      if (why !== null) log(`detached exec ${e.exec_id} was not adopted: ${(why as Error).message}`);
+    }
   }
 
   private close(execId: string, run: Running): void {

@@ -62,6 +62,8 @@ export interface EndOptions {
 
 export class Ending {
   private ending = false;
+  /** the end under way is a pause (closers leave what the pause keeps: src/supervisor/pause.ts) */
+  pausing = false;
   private readonly closers: Array<(reason: string) => void> = [];
 
   constructor(
@@ -100,6 +102,7 @@ export class Ending {
   end(reason: string, opts: EndOptions = {}): void {
     if (this.ending) return;
     this.ending = true;
+    this.pausing = !!opts.pause;
     void this.run(reason, opts);
   }
 

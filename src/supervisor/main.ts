@@ -24,6 +24,7 @@ import { supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
 import { workspaceRedactor } from "../manager/secrets.ts";
 import { removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
+import { call } from "../protocol/call.ts";
 import { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { AgentLink } from "./agent.ts";
@@ -36,7 +37,7 @@ import { IdleTracker } from "./idle.ts";
 import { listenUnix } from "./listen.ts";
 import { serveLocal } from "./local.ts";
 import { log } from "./log.ts";
-import { saveMachine } from "./pause.ts";
+import { keepSessionsWith, keptSessions, type PausedSessions, saveMachine } from "./pause.ts";
 import { relayCall } from "./relay.ts";
 import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
@@ -58,6 +59,8 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
     removeWorkspaceFiles(home, id);
     process.exit(1);
   });
+  // what the pause kept running (read before the boot, which drops the saved state)
+  const kept = opts.resume ? keptSessions(home, id) : null;
   const machine = await bootMachine(home, record, opts);
   if (!machine) process.exit(1);
   // The agent has the workspace's secrets (boot.ts); every output this supervisor relays or
@@ -68,13 +71,62 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
 
   const agent = new AgentLink(machine.conn, home, id, machine.handle);
   const history = new CommandHistory(home, id, redactor);
-  const execs = new DetachedExecs(home, id, agent, history, redactor);
-  ending.onEnd((reason) => execs.endAll(reason));
+  const adopt = kept?.ok ? kept.sessions : null;
+  const execs = new DetachedExecs(
+    home,
+    id,
+    agent,
+    history,
+    redactor,
+    new Set(adopt?.execs.map((e) => e.exec_id)),
+  );
+  // a pause keeps them (pause.ts); any other end ends them
+  ending.onEnd((reason) => ending?.pausing || execs.endAll(reason));
   const forwards = new PortForwards(agent);
   ending.onEnd(() => forwards.closeAll());
   const shells = new Shells(agent, redactor);
-  const services = new Services(home, id, agent, forwards, redactor);
-  ending.onEnd((reason) => services.endAll(reason));
+  const services = new Services(
+    home,
+    id,
+    agent,
+    forwards,
+    redactor,
+    new Set(adopt?.services.map((s) => s.service_name)),
+  );
+  ending.onEnd((reason) => ending?.pausing || services.endAll(reason));
+  let suspended: PausedSessions | null = null;
+  keepSessionsWith({
+    names: () => ({
+      shell_ids: shells.runningIds,
+      service_names: services.runningNames,
+      exec_pids: execs.runningPids,
+    }),
+    suspend: () => {
+      suspended = {
+        format: 1,
+        shells: shells.suspend(),
+        services: services.suspend(),
+        execs: execs.suspend(),
+      };
+      return suspended;
+    },
+    endSuspended: (reason) => {
+      services.endSuspended(reason);
+      if (suspended) execs.endSuspended(suspended.execs, reason);
+    },
+  });
+  if (opts.resume) {
+    // the resumed machine's agent holds what the pause kept: adopt it, end the rest
+    if (adopt) {
+      await shells.adopt(adopt.shells);
+      await services.adopt(adopt.services);
+      await execs.adopt(adopt.execs);
+    } else if (kept && !kept.ok) log(`the paused sessions cannot be adopted: ${kept.reason}`);
+    await call(machine.conn, { op: "sys.release" }).then(
+      (r) => r.ended && log(`${r.ended} kept sessions were not adopted and ended`),
+      () => {},
+    );
+  }
   // auto_pause_after_seconds (idle.ts): paused like `sup.pause` once idle that long
   const idle = new IdleTracker(home, id, {
     canPause: !!machine.handle.saveState,

@@ -19,11 +19,17 @@
  * - restart on-failure: a ready run that ends with a non-zero code or a signal (not a stop) is
  *   started again after 1 s, 2 s, 4 s ... at most 30 s; a run that stayed up 60 s resets the
  *   backoff; after RESTART_LIMIT failures in a row the service is `failed`.
+ * - Pause (pause.ts): suspend() hands over every running service (its run as given, its
+ *   restart state) and from then on this supervisor writes nothing for them; the records stay
+ *   as they were (published_ports: the host ports a resume listens on again). The resumed
+ *   machine's supervisor adopts each run (service.adopt), appends to the same logs, and
+ *   listens on the same host ports again; a port taken meanwhile is said in end_reason and the
+ *   service goes on without it.
  * - The supervisor's end ends every service (`stopped`, with the reason): the machine goes
  *   with it. A supervisor that finds records of running services when it starts (its
  *   predecessor died) writes them `stopped`.
  */
-import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import net from "node:net";
 import { writeFileAtomic } from "../manager/atomic.ts";
 import {
@@ -76,8 +82,21 @@ interface LogFile {
   size: number;
 }
 
+/** A running service as a pause hands it to the next supervisor (sessions.json). */
+export interface SavedService {
+  service_name: string;
+  run: StartRequest["service"];
+  failures_in_row: number;
+  not_ready: string | null;
+  /** it was between runs (an on-failure restart was due) */
+  restart_pending: boolean;
+}
+
 class Service {
   upstream: ClientStream | null = null;
+  /** handed to the next supervisor by a pause: nothing more is written for it here */
+  suspended = false;
+  flushLogs: () => void = () => {};
   stopping: string | null = null;
   restartTimer: ReturnType<typeof setTimeout> | null = null;
   failuresInRow = 0;
@@ -126,11 +145,13 @@ export class Services {
     private readonly agent: AgentLink,
     private readonly forwards: PortForwards | null,
     private readonly redactor: LogRedactor | null = null,
+    /** services a resume adopts (adopt()): not ended here */
+    adopting: ReadonlySet<string> = new Set(),
   ) {
     mkdirSync(servicesDir(home, id), { recursive: true, mode: 0o700 });
     for (const name of serviceNames(home, id)) {
       const rec = readServiceRecord(home, id, name);
-      if (rec && (rec.state === "starting" || rec.state === "ready"))
+      if (rec && (rec.state === "starting" || rec.state === "ready") && !adopting.has(name))
         this.write({
           ...rec,
           state: "stopped",
@@ -147,6 +168,11 @@ export class Services {
     let n = 0;
     for (const svc of this.services.values()) if (svc.running) n++;
     return n;
+  }
+
+  /** services with a run on the agent (a pause keeps them) */
+  get runningNames(): string[] {
+    return [...this.services.values()].filter((s) => s.upstream !== null).map((s) => s.rec.service_name);
   }
 
   serve(client: ServerStream, op: string): void {
@@ -298,9 +324,11 @@ export class Services {
    * Run the service once: resolves with "ready" or "ended" once the first verdict (or the end)
    * is known, or with the error (neverRan: the agent refused to start the first run).
    */
-  private launch(svc: Service): Promise<Outcome> {
-    const request = { op: "service.start" as const, ...svc.run };
-    parseRequest(MESSAGE_TABLE["service.start"].request, request);
+  private launch(svc: Service, adopt = false): Promise<Outcome> {
+    const request = adopt
+      ? { op: "service.adopt" as const, service_name: svc.rec.service_name }
+      : { op: "service.start" as const, ...svc.run };
+    parseRequest(MESSAGE_TABLE[request.op].request, request);
     svc.notReady = null;
     let upstream: ClientStream;
     try {
@@ -315,6 +343,7 @@ export class Services {
       this.append(svc, "stdout", redact.stdout.flush());
       this.append(svc, "stderr", redact.stderr.flush());
     };
+    svc.flushLogs = flush;
     let settle!: (v: Outcome) => void;
     const first = new Promise<Outcome>((res) => {
       settle = res;
@@ -326,6 +355,7 @@ export class Services {
     });
     const pumped = (async () => {
       for await (const ev of upstream.events) {
+        if (svc.suspended) continue;
         if (ev.kind === "data") {
           const stream = ev.channel === Channel.STDERR ? "stderr" : "stdout";
           this.append(svc, stream, redact ? redact[stream].push(ev.bytes) : ev.bytes);
@@ -335,6 +365,19 @@ export class Services {
         if (m.type === "started" && typeof m.pid === "number") {
           started = true;
           this.update(svc, { pid: m.pid });
+        } else if (m.type === "adopted" && typeof m.pid === "number") {
+          started = true;
+          const dropped = Number(m.dropped_bytes ?? 0);
+          if (dropped > 0)
+            this.append(
+              svc,
+              "stderr",
+              new TextEncoder().encode(
+                `[pyro: ${dropped} bytes of output were dropped while the workspace paused]\n`,
+              ),
+            );
+          this.update(svc, { pid: m.pid, supervisor_pid: process.pid });
+          settle("ready");
         } else if (m.type === "ready") {
           await this.becameReady(svc).then(
             () => settle("ready"),
@@ -353,6 +396,7 @@ export class Services {
     upstream.done.then(
       async (raw) => {
         await pumped.catch(() => {});
+        if (svc.suspended) return settle("ended");
         flush();
         this.ended(svc, parseResult("service.start", raw));
         endRun();
@@ -360,11 +404,12 @@ export class Services {
       },
       async (err: unknown) => {
         await pumped.catch(() => {});
+        if (svc.suspended) return settle("ended");
         flush();
         svc.upstream = null;
         this.closePorts(svc);
         const error = toPyroError(err);
-        if (!started && svc.rec.restart_count === 0) {
+        if (!started && svc.rec.restart_count === 0 && !adopt) {
           endRun();
           settle({ error, neverRan: true });
           return;
@@ -447,6 +492,10 @@ export class Services {
       state: "starting",
       end_reason: `${why}; restarting in ${delay / 1000} s`,
     });
+    this.scheduleRestart(svc, delay);
+  }
+
+  private scheduleRestart(svc: Service, delay: number): void {
     svc.restartTimer = setTimeout(() => {
       svc.restartTimer = null;
       if (svc.stopping) return;
@@ -502,6 +551,109 @@ export class Services {
       await svc.runEnded;
     }
     return svc.rec;
+  }
+
+  /**
+   * A pause: hand over every service that runs or waits for a restart (the pause keeps its
+   * run in the guest); nothing more is written for them here.
+   */
+  suspend(): SavedService[] {
+    const saved: SavedService[] = [];
+    for (const svc of this.services.values()) {
+      const pending = svc.restartTimer !== null;
+      if (!svc.running && !pending) continue;
+      if (svc.restartTimer) clearTimeout(svc.restartTimer);
+      svc.restartTimer = null;
+      svc.flushLogs();
+      svc.suspended = true;
+      for (const f of Object.values(svc.logs)) {
+        try {
+          if (f.fd >= 0) closeSync(f.fd);
+        } catch {}
+        f.fd = -1;
+      }
+      saved.push({
+        service_name: svc.rec.service_name,
+        run: svc.run,
+        failures_in_row: svc.failuresInRow,
+        not_ready: svc.notReady,
+        restart_pending: pending || !svc.upstream,
+      });
+    }
+    return saved;
+  }
+
+  /** A resume: continue the services a pause kept, on the same logs and host ports. */
+  async adopt(saved: readonly SavedService[]): Promise<void> {
+    for (const s of saved) {
+      const rec = readServiceRecord(this.home, this.id, s.service_name);
+      if (!rec) continue;
+      const reopen = (stream: ServiceStream): LogFile => {
+        const path = serviceLogPath(this.home, this.id, s.service_name, stream);
+        let size = 0;
+        try {
+          size = statSync(path).size;
+        } catch {}
+        return { fd: openSync(path, "a", 0o600), size };
+      };
+      const svc = new Service({ ...rec, supervisor_pid: process.pid }, s.run, {
+        stdout: reopen("stdout"),
+        stderr: reopen("stderr"),
+      });
+      svc.failuresInRow = s.failures_in_row;
+      svc.notReady = s.not_ready;
+      this.services.set(s.service_name, svc);
+      this.write(svc.rec);
+      if (s.restart_pending) {
+        this.scheduleRestart(svc, RESTART_BACKOFF_MS.first);
+        continue;
+      }
+      const wasReady = rec.state === "ready";
+      const outcome = await this.launch(svc, true);
+      if (typeof outcome === "object" || !wasReady || !svc.upstream) {
+        if (typeof outcome === "object")
+          log(`service ${s.service_name} was not adopted: ${outcome.error.message}`);
+        continue;
+      }
+      await this.relisten(svc, rec.published_ports);
+    }
+  }
+
+  /** Listen again on the host ports a ready service had before the pause (same ports). */
+  private async relisten(svc: Service, before: ServiceRecord["published_ports"]): Promise<void> {
+    const ports: ServiceRecord["published_ports"] = [];
+    const missed: string[] = [];
+    for (const p of svc.rec.publish) {
+      const host = before.find((b) => b.guest_port === p.guest_port)?.host_port ?? p.host_port ?? 0;
+      try {
+        if (!this.forwards) throw new PyroError("PUBLISH_NOT_ALLOWED", "ports cannot be published here");
+        ports.push(await this.forwards.open(p.guest_port, host));
+      } catch (err) {
+        missed.push(`guest port ${p.guest_port} is not published: ${(err as Error).message}`);
+      }
+    }
+    if (!svc.upstream || svc.rec.state !== "ready") {
+      for (const p of ports) this.forwards?.close(p.host_port);
+      return;
+    }
+    this.update(svc, {
+      published_ports: ports,
+      end_reason: missed.length ? `resumed; ${missed.join("; ")}` : svc.rec.end_reason,
+    });
+  }
+
+  /** A pause failed after suspend(): what it handed over ended with the machine. */
+  endSuspended(reason: string): void {
+    for (const svc of this.services.values()) {
+      if (!svc.suspended) continue;
+      this.update(svc, {
+        state: "stopped",
+        pid: null,
+        published_ports: [],
+        ended_at: now(),
+        end_reason: reason,
+      });
+    }
   }
 
   /** The supervisor is ending for `reason`: every service ends with the machine. */

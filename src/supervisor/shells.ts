@@ -21,6 +21,10 @@
  *   and from every error.
  * - Shells end with the supervisor (stop, reset, delete): the agent's machine goes, and a
  *   host-compat agent kills its shells' sessions when it exits.
+ * - Pause (pause.ts): suspend() hands over every shell (its kept output and cursors, size,
+ *   state); the pause keeps the running ones in the guest, and the resumed machine's
+ *   supervisor adopts them (shell.adopt), so a read goes on from the same cursor with the
+ *   same process. Output the agent had to drop meanwhile is marked in the output.
  */
 import { randomBytes } from "node:crypto";
 import type * as v from "valibot";
@@ -46,6 +50,20 @@ const AGENT_ANSWER_MS = 15_000;
 
 type Info = ResultOf<"sup.shell.open">;
 type ShellOp = "shell.write" | "shell.signal" | "shell.resize" | "shell.close";
+
+/** A shell as a pause hands it to the next supervisor (sessions.json). */
+export interface SavedShell {
+  shell_id: string;
+  state: "running" | "exited";
+  cwd: string;
+  cols: number;
+  rows: number;
+  started_at: string;
+  ended_at: string | null;
+  exit_code: number | null;
+  start: number;
+  kept: string;
+}
 
 class Shell {
   state: "running" | "exited" = "running";
@@ -75,6 +93,41 @@ class Shell {
 
   get end(): number {
     return this.start + this.kept.length;
+  }
+
+  save(): SavedShell {
+    const rest =
+      this.state === "running" ? this.decoder.decode(this.redact?.flush() ?? new Uint8Array(0)) : "";
+    return {
+      shell_id: this.id,
+      state: this.state,
+      cwd: this.cwd,
+      cols: this.cols,
+      rows: this.rows,
+      started_at: this.startedAt,
+      ended_at: this.endedAt,
+      exit_code: this.exitCode,
+      start: this.start,
+      kept: this.kept + rest,
+    };
+  }
+
+  restore(s: SavedShell): void {
+    this.cwd = s.cwd;
+    this.start = s.start;
+    this.kept = s.kept;
+    this.endedAt = s.ended_at;
+    this.exitCode = s.exit_code;
+    if (s.state === "exited") {
+      this.state = "exited";
+      this.markEnded();
+    }
+  }
+
+  /** A marker in the output itself (output the agent dropped while paused). */
+  note(text: string): void {
+    this.kept += text;
+    this.lastOutput = Date.now();
   }
 
   append(raw: Uint8Array): void {
@@ -211,9 +264,12 @@ export class Shells {
 
   /** shells whose process still runs (auto-pause waits for them: idle.ts) */
   get live(): number {
-    let n = 0;
-    for (const sh of this.shells.values()) if (sh.state === "running") n++;
-    return n;
+    return this.runningIds.length;
+  }
+
+  /** ids of the shells whose process runs (a pause keeps them) */
+  get runningIds(): string[] {
+    return [...this.shells.values()].filter((s) => s.state === "running").map((s) => s.id);
   }
 
   serve(client: ServerStream, op: string): void {
@@ -309,7 +365,14 @@ export class Shells {
     const request = { op: "shell.open" as const, shell_id: id, ...withoutOp(req) };
     parseRequest(MESSAGE_TABLE["shell.open"].request, request);
     const sh = new Shell(id, req.cols ?? 120, req.rows ?? 30, this.redactor?.stream() ?? null);
-    const upstream = this.agent.open(request);
+    await this.follow(sh, this.agent.open(request));
+    this.shells.set(id, sh);
+    return sh.info();
+  }
+
+  /** Keep what `upstream` (shell.open or shell.adopt) sends; resolves once the shell runs, rejects if it never did. */
+  private async follow(sh: Shell, upstream: ReturnType<AgentLink["open"]>): Promise<void> {
+    const id = sh.id;
     let started = () => {};
     const running = new Promise<void>((res) => {
       started = res;
@@ -319,6 +382,11 @@ export class Shells {
         if (ev.kind === "data") sh.append(ev.bytes);
         else if (ev.message.type === "started") {
           if (typeof ev.message.cwd === "string") sh.cwd = ev.message.cwd;
+          started();
+        } else if (ev.message.type === "adopted") {
+          const dropped = Number(ev.message.dropped_bytes ?? 0);
+          if (dropped > 0)
+            sh.note(`\r\n[pyro: ${dropped} bytes of output were dropped while the workspace paused]\r\n`);
           started();
         }
       }
@@ -339,8 +407,25 @@ export class Shells {
       const why = (err as Error).message;
       log(`shell ${id} ended: ${this.redactor ? this.redactor.text(why) : why}`);
     });
-    this.shells.set(id, sh);
-    return sh.info();
+  }
+
+  /** A pause: every shell as it is now (the pause keeps the running ones in the guest). */
+  suspend(): { shells: SavedShell[]; closed: string[] } {
+    return { shells: [...this.shells.values()].map((s) => s.save()), closed: [...this.closed] };
+  }
+
+  /** A resume: the shells a pause kept, their output and cursors as they were. */
+  async adopt(saved: { shells: readonly SavedShell[]; closed: readonly string[] }): Promise<void> {
+    for (const c of saved.closed) this.closed.add(c);
+    for (const s of saved.shells) {
+      const sh = new Shell(s.shell_id, s.cols, s.rows, this.redactor?.stream() ?? null, s.started_at);
+      sh.restore(s);
+      this.shells.set(sh.id, sh);
+      if (s.state !== "running") continue;
+      await this.follow(sh, this.agent.open({ op: "shell.adopt", shell_id: sh.id })).catch((err) => {
+        log(`shell ${sh.id} was not adopted: ${(err as Error).message}`);
+      });
+    }
   }
 
   private async agentCall<Op extends ShellOp>(request: RequestOf<Op> & { op: Op }): Promise<ResultOf<Op>> {
