@@ -78,3 +78,58 @@ test("a one-file state (QEMU) records no file list and is verified as before", a
     reason: "the saved state was made with backend=qemu, the workspace has firecracker",
   });
 });
+
+test("sessions.json is hashed with the state, read back only whole; a discarded state ends what it kept, with the reason", async () => {
+  const { home, id, r } = setup();
+  const { readPausedSessions, writePausedSessions, discardPausedState } = await import("./paused-state.ts");
+  const { serviceRecordPath, readServiceRecord } = await import("./services.ts");
+  const { execDir, readEnd, writeStart } = await import("./detached.ts");
+  const statePath = beginPausedState(home, id);
+  writeFileSync(statePath, "machine");
+  const sha = writePausedSessions(home, id, {
+    format: 1,
+    shells: { shells: [], closed: [] },
+    services: [],
+    execs: [],
+  });
+  commitPausedState(home, r, await hashStateFiles([statePath]), sha);
+  expect(readPausedSessions(home, id)).toMatchObject({ ok: true, data: { format: 1 } });
+  // a changed byte is refused by its hash
+  const file = join(pausedDir(home, id), "sessions.json");
+  writeFileSync(file, readFileSync(file, "utf8").replace("1", "2"));
+  expect(readPausedSessions(home, id)).toEqual({
+    ok: false,
+    reason: "the saved sessions file's sha256 does not match",
+  });
+
+  // a ready service and a running exec of the paused machine, then the state is dropped
+  const svc = {
+    service_name: "web",
+    state: "ready",
+    pid: 42,
+    published_ports: [],
+    ended_at: null,
+    end_reason: null,
+  };
+  mkdirSync(join(serviceRecordPath(home, id, "web"), ".."), { recursive: true });
+  writeFileSync(serviceRecordPath(home, id, "web"), JSON.stringify(svc));
+  const execId = "ex_0123456789ab";
+  mkdirSync(execDir(home, id, execId), { recursive: true });
+  writeStart(home, id, {
+    exec_id: execId,
+    command: "sleep 1000",
+    argv: null,
+    cwd: null,
+    idempotency_key: null,
+    started_at: new Date().toISOString(),
+    supervisor_pid: 1,
+  });
+  discardPausedState(home, id, "the saved state could not be restored");
+  const rec =
+    readServiceRecord(home, id, "web") ??
+    (JSON.parse(readFileSync(serviceRecordPath(home, id, "web"), "utf8")) as typeof svc);
+  expect(rec.state).toBe("stopped");
+  expect(rec.end_reason).toBe("ended with the paused machine: the saved state could not be restored");
+  expect(readEnd(home, id, execId)).toMatchObject({ state: "lost" });
+  expect(readPausedSessions(home, id)).toBeNull();
+});
