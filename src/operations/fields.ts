@@ -62,7 +62,7 @@ export const autoPauseAfterSeconds = v.pipe(
     `must be 0 (off) or ${AUTO_PAUSE_MIN_SECONDS}..${AUTO_PAUSE_MAX_SECONDS}`,
   ),
   v.description(
-    `Pause the workspace (its memory saved to disk and its RAM freed, as workspace_pause does) after this many seconds without activity; the next operation that needs the machine (exec, file, diff, shell, service...) resumes it first, and status shows paused_by/resumed_by. Activity: any call that reaches the machine; status and list do not count. It is never paused while a call runs, a shell's process runs, a service runs, a detached exec runs or a port is published (the pause would end them); background processes started by exec are frozen and continue on resume. 0 = off (the default); else ${AUTO_PAUSE_MIN_SECONDS}..${AUTO_PAUSE_MAX_SECONDS}. Needs a backend that can pause (not host compat).`,
+    `Pause the workspace (its memory saved to disk and its RAM freed, as workspace_pause does) after this many seconds without activity; the next operation that needs the machine (exec, file, diff, shell, service...) resumes it first, and status shows paused_by/resumed_by. Activity: any call that reaches the machine; status and list do not count. It is never paused while a call runs, a shell's process runs, a service runs, a detached exec runs or a port is published (work in progress counts as activity); background processes started by exec are frozen and continue on resume. 0 = off (the default); else ${AUTO_PAUSE_MIN_SECONDS}..${AUTO_PAUSE_MAX_SECONDS}. Needs a VM backend that can pause (QEMU, Firecracker).`,
   ),
 );
 export const allowHostCompat = v.pipe(
