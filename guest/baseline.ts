@@ -476,14 +476,36 @@ interface Known {
 /** Paths a capture would never take (walkTree's rules): no blob is stored for them. */
 const untracked = (path: string) => path.includes("\ufffd") || path.split("/").includes(".git");
 
+/** Bytes hashed/deflated between two turns of the event loop (see importObserver). */
+const YIELD_EVERY_BYTES = 256 * 1024;
+
 function importObserver(gitdir: string, known: Map<string, Known>): UnpackObserver {
+  // The extraction loop runs on already-buffered tar data as one chain of microtasks; the
+  // blob work added here would keep the agent from reading its connection (pings included:
+  // the supervisor's liveness deadline) for seconds under TCG. A macrotask turn every
+  // YIELD_EVERY_BYTES lets I/O in.
+  let sinceYield = 0;
+  const paced = (sink: FileObserver): FileObserver => ({
+    async chunk(c) {
+      await sink.chunk(c);
+      sinceYield += c.byteLength;
+      if (sinceYield >= YIELD_EVERY_BYTES) {
+        sinceYield = 0;
+        await yieldNow();
+      }
+    },
+    done: (st) => sink.done(st),
+    abort: () => sink.abort(),
+  });
   return {
     file(path, size): FileObserver | undefined {
       known.delete(path); // whatever was written here before is replaced
       if (untracked(path)) return undefined;
-      return size <= STREAM_THRESHOLD
-        ? smallBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st }))
-        : largeBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st }));
+      return paced(
+        size <= STREAM_THRESHOLD
+          ? smallBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st }))
+          : largeBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st })),
+      );
     },
     hardlink(path, target) {
       const k = known.get(target);
