@@ -76,6 +76,17 @@ export function ms(x: number): string {
   return `${Math.round(x)} ms`;
 }
 
+/** Proportional set size (shared pages split among their users) from smaps_rollup; NaN when gone. */
+export function pss(pid: number | null | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 export function mib(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : "—";
 }

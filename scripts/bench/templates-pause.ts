@@ -9,7 +9,6 @@
  * workspaces side by side: host PSS each (VMM + supervisor), then paused (no process; the
  * memory file on disk).
  */
-import { readFileSync } from "node:fs";
 import { readRecord } from "../../src/manager/record.ts";
 import { Pyro } from "../../src/sdk/index.ts";
 import { createWorkspaceCli, deleteWorkspaceCli, QUIESCE_MS } from "./exec-host.ts";
@@ -17,6 +16,7 @@ import { withGuestWorkspace } from "./guest-exec.ts";
 import {
   type BenchCtx,
   mib,
+  pss,
   type Section,
   type SectionResult,
   statHeader,
@@ -29,17 +29,6 @@ const SERVICE =
   "setsid -f sh -c 'echo $$ > /tmp/svc.pid; i=0; while :; do i=$((i+1)); echo $i > /tmp/svc.count; sleep 0.2; done' </dev/null >/dev/null 2>&1";
 
 const IDLE_SETTLE_MS = 5000;
-
-/** Proportional set size (shared pages split among their users) from smaps_rollup; NaN when gone. */
-function pss(pid: number | null | undefined): number {
-  if (!pid) return Number.NaN;
-  try {
-    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
-    return m ? Number(m[1]) * 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 export const pauseSection: Section = {
   id: "pause",

@@ -7,7 +7,7 @@
  *   templated workspaces side by side (QEMU + supervisor each), and of cold ones for comparison.
  * The one-time cost of making the template is reported too.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readRecord } from "../../src/manager/record.ts";
@@ -17,6 +17,7 @@ import {
   met,
   mib,
   PYRO,
+  pss,
   type Section,
   type SectionResult,
   sh,
@@ -27,16 +28,6 @@ import {
 } from "./lib.ts";
 
 const IDLE_SETTLE_MS = 8000;
-
-function pss(pid: number | null | undefined): number {
-  if (!pid) return Number.NaN;
-  try {
-    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
-    return m ? Number(m[1]) * 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 async function create(
   ctx: BenchCtx,

@@ -178,7 +178,7 @@ async function guestSide(ctx: BenchCtx, tree: TreeInfo, s: Samples): Promise<voi
       // Each round into its own directory: the same work as into an empty /workspace.
       s.push.push((await timed(() => pyro.syncPush(id, tree.dir, { dest: `/workspace/p${i}` })))[0]);
       if (i === 0) {
-        // The rest of what a seeded create does (src/manager/workspaces.ts: captureBaseline).
+        // The rest of what a seeded create does (before the baseline came from the seed stream: baseline.capture).
         s.capture.push((await timed(() => callWorkspace(ctx.home, r, { op: "baseline.capture" })))[0]);
         s.baselineTar.push((await timed(() => captureBaselineSnapshot(ctx.home, r)))[0]);
       }

@@ -377,12 +377,6 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
   }
 }
 
-/** The diff baseline (a git tree in the agent's state, outside /workspace), then the baseline snapshot for resets. */
-export async function captureBaseline(home: string, r: WorkspaceRecord): Promise<void> {
-  await callWorkspace(home, r, { op: "baseline.capture" });
-  await captureBaselineSnapshot(home, r);
-}
-
 /** A corrupt record as `list` shows it: its id, the name it still claims, why, and whether it runs. */
 export interface CorruptListing {
   workspace_id: string;
