@@ -27,11 +27,8 @@
  *   happened and why (`boot`, `boot_note`).
  */
 import {
-  closeSync,
   existsSync,
-  fsyncSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
   realpathSync,
@@ -54,6 +51,7 @@ import { findQemu, qemuVersion } from "../vmm/qemu/binary.ts";
 import { loadBackend } from "../vmm/select.ts";
 import type { BootSpec } from "../vmm/types.ts";
 import { bootTimeoutMs } from "./boot.ts";
+import { fsyncPath } from "./disk-image.ts";
 import { helloAgent } from "./handshake.ts";
 import { usesTap } from "./network.ts";
 import type { WorkspaceRecord } from "./record.ts";
@@ -389,15 +387,6 @@ export async function ensureTemplate(
   );
 }
 
-function fsyncFile(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
  * Boot the template machine (RAM in `ram`, shared; a placeholder data disk of a workspace
  * disk's size at /dev/vdb, never mounted), wait for the agent's hello (not attached), close
@@ -458,7 +447,7 @@ async function makeTemplate(
     fault("template.saved");
     rmSync(disk, { force: true });
     rmSync(join(tmp, "run"), { recursive: true, force: true });
-    fsyncFile(join(tmp, "ram"));
+    fsyncPath(join(tmp, "ram"));
     const file = async (f: string) => ({
       bytes: statSync(join(tmp, f)).size,
       sha256: await sha256File(join(tmp, f)),
@@ -474,10 +463,10 @@ async function makeTemplate(
     writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(meta, null, 2));
     // the hash just computed is the verdict for this very file
     writeFileSync(join(tmp, ".ram-verified"), stampOf(join(tmp, "ram")), { mode: 0o600 });
-    fsyncFile(tmp);
+    fsyncPath(tmp);
     fault("template.written");
     renameSync(tmp, join(root, key));
-    fsyncFile(root);
+    fsyncPath(root);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
