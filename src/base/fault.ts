@@ -12,6 +12,9 @@
  * itself) so a test can kill any other process at that exact point (the supervisor or the
  * VMM while the CLI is inside a snapshot or a reset) and then let it go on (SIGCONT).
  *
+ * `PYRO_FAULT=a,b` arms several steps at once (e.g. hold two processes at two points, to
+ * force an interleaving of them).
+ *
  * `PYRO_FAULT_MARK=FILE` appends `<step> <role|vmm>` (hold: `<step> hold <role> <pid>`) to
  * FILE before acting, so a test can prove the step was reached.
  *
@@ -20,12 +23,13 @@
  */
 import { appendFileSync } from "node:fs";
 
-const STEP = process.env.PYRO_FAULT;
+/** the armed steps: PYRO_FAULT names one, or several separated by commas (each acts alike) */
+const STEPS = process.env.PYRO_FAULT === undefined ? null : new Set(process.env.PYRO_FAULT.split(","));
 const PROC = process.env.PYRO_FAULT_PROC;
 const MARK = process.env.PYRO_FAULT_MARK;
 
-function mark(who: string): void {
-  if (MARK) appendFileSync(MARK, `${STEP} ${who}\n`);
+function mark(step: string, who: string): void {
+  if (MARK) appendFileSync(MARK, `${step} ${who}\n`);
 }
 let role: "cli" | "supervisor" = "cli";
 
@@ -36,22 +40,22 @@ export function setFaultRole(r: "cli" | "supervisor"): void {
 
 /** A named crash point (see the header). `vmm` finds the VMM's pid for PYRO_FAULT_PROC=vmm. */
 export function fault(step: string, vmm?: () => number | null | undefined): void {
-  if (STEP === undefined || STEP !== step) return;
+  if (STEPS === null || !STEPS.has(step)) return;
   if (PROC === "vmm") {
     const pid = vmm?.();
     if (!pid) return;
-    mark("vmm");
+    mark(step, "vmm");
     try {
       process.kill(pid, "SIGKILL");
     } catch {}
     return;
   }
   if (PROC === "hold") {
-    mark(`hold ${role} ${process.pid}`);
+    mark(step, `hold ${role} ${process.pid}`);
     process.kill(process.pid, "SIGSTOP");
     return;
   }
   if (PROC !== undefined && PROC !== role) return;
-  mark(role);
+  mark(step, role);
   process.kill(process.pid, "SIGKILL");
 }

@@ -97,6 +97,41 @@ export function ownerAlive(p: InProgress): boolean {
   return processStart(p.pid) === p.pid_start;
 }
 
+/** A create whose process died before it finished (judged on `r` as given: see `confirmed`). */
+export const createAbandoned = (r: WorkspaceRecord): boolean =>
+  r.in_progress?.op === "create" && !ownerAlive(r.in_progress);
+
+/** What a verdict on a record's processes rests on: its state and the processes it names. */
+const owners = (r: WorkspaceRecord) =>
+  JSON.stringify([r.state, r.supervisor_pid ?? null, r.vmm_pid ?? null, r.in_progress ?? null]);
+
+/**
+ * Judge a record by its processes (`judge`: a process it names is gone), then read it again:
+ * the verdict stands only when the record did not change meanwhile; else the new record is
+ * judged. The order is the point: processes first, the record after. A record read before
+ * the liveness check may be stale — a create's process can clear `in_progress`, answer
+ * `started` and exit in between, and judged on the stale record that finished create looked
+ * abandoned and was discarded (docs/reliability.md, the vanished directory). A process seen
+ * dead cannot write the record any more, so a record read after that and unchanged is the
+ * truth. `record` is null when the workspace was removed meanwhile; a record that turned
+ * corrupt is left to its own report (no verdict).
+ */
+export function confirmed(
+  home: string,
+  r: WorkspaceRecord,
+  judge: (r: WorkspaceRecord) => boolean,
+): { record: WorkspaceRecord | null; verdict: boolean } {
+  for (let i = 0; i < 20; i++) {
+    if (!judge(r)) return { record: r, verdict: false };
+    const l = loadRecord(home, r.workspace_id);
+    if (!l) return { record: null, verdict: false };
+    if (!l.ok) return { record: r, verdict: false };
+    if (owners(l.record) === owners(r)) return { record: l.record, verdict: true };
+    r = l.record;
+  }
+  return { record: r, verdict: false }; // changing under us all along: someone is at work on it
+}
+
 /** Has a workspace's TTL run out? (a running one's supervisor ends it itself; repairRecord the rest) */
 export function expired(r: WorkspaceRecord, at = Date.now()): boolean {
   return r.expires_at !== null && Date.parse(r.expires_at) <= at;
@@ -168,16 +203,20 @@ export function supervisorAlive(r: WorkspaceRecord): boolean {
  *   while stopped; a running workspace's supervisor ends it itself).
  */
 export async function repairRecord(home: string, r: WorkspaceRecord): Promise<WorkspaceRecord | null> {
-  const p = r.in_progress;
-  if (p?.op === "create" && !ownerAlive(p)) {
-    await discardWorkspace(home, r);
+  const create = confirmed(home, r, createAbandoned);
+  if (!create.record) return null; // removed meanwhile
+  if (create.verdict) {
+    await discardWorkspace(home, create.record);
     return null;
   }
   const dead = (x: WorkspaceRecord) =>
     !supervisorAlive(x) &&
     (x.state === "started" || (x.state === "created" && !(x.in_progress && ownerAlive(x.in_progress))));
+  const judged = confirmed(home, create.record, dead);
+  if (!judged.record) return null;
+  r = judged.record;
   let cur: WorkspaceRecord = r;
-  if (dead(r)) {
+  if (judged.verdict) {
     if (pidOfWorkspace(r.vmm_pid, r.workspace_id)) {
       try {
         process.kill(r.vmm_pid as number, "SIGKILL");

@@ -20,7 +20,7 @@
 import { fault } from "../base/fault.ts";
 import type { Machine } from "../manager/machine.ts";
 import { readRecord } from "../manager/record.ts";
-import { ownerAlive, removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
+import { confirmed, createAbandoned, removeWorkspaceFiles, updateRecord } from "../manager/store.ts";
 import { log } from "./log.ts";
 
 /** The longest delay setTimeout honours (2^31 - 1 ms, ~24.8 days). */
@@ -38,7 +38,12 @@ export function watchCreator(home: string, id: string, onGone: () => void): void
     try {
       const r = readRecord(home, id);
       if (r && r.in_progress?.op !== "create") return clearInterval(timer);
-      gone = !r || !ownerAlive(r.in_progress as NonNullable<typeof r.in_progress>);
+      fault("creator.poll"); // test-only: hold here with a record that may go stale (test/vanished-create.test.ts)
+      // the creator seen dead, then the record read again (store.ts confirmed): a creator that
+      // cleared in_progress and exited after `r` was read finished its create
+      const c = r ? confirmed(home, r, createAbandoned) : null;
+      gone = !c?.record || c.verdict;
+      if (c?.record && !gone && c.record.in_progress?.op !== "create") return clearInterval(timer);
     } catch {
       gone = false; // a record being rewritten or damaged: look again next time
     }
