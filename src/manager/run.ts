@@ -41,20 +41,28 @@ export interface RunInput {
   max_output_bytes?: number;
 }
 
+/** How a run's machine came up (its result's `boot` and `boot_note`). */
+export interface RunBoot {
+  boot: "template" | "cold" | null;
+  boot_note: string | null;
+}
+
 /**
  * A one-shot machine from the environment's VM template (src/manager/templates.ts): the
  * template's device layout includes a data disk, so the run gets a sparse placeholder of the
  * same size at that position (never formatted: the guest is told it has no data disk and
- * keeps its changes in a tmpfs, as a cold run does). False: boot cold.
+ * keeps its changes in a tmpfs, as a cold run does). Not ok: boot cold, for this reason.
  */
 async function runTemplate(
   ctx: Ctx,
   choice: { name: string; accelerator: "kvm" | "tcg" | null },
   spec: BootSpec,
   dir: string,
-): Promise<boolean> {
-  if (choice.name !== "qemu" || !choice.accelerator || !spec.environment) return false;
-  if (ctx.env.PYRO_TEMPLATES === "off") return false;
+): Promise<{ ok: true } | { ok: false; reason: string | null }> {
+  if (choice.name === "host" || !spec.environment) return { ok: false, reason: null };
+  if (ctx.env.PYRO_TEMPLATES === "off") return { ok: false, reason: "PYRO_TEMPLATES=off" };
+  if (choice.name !== "qemu" || !choice.accelerator)
+    return { ok: false, reason: `no VM templates on the ${choice.name} backend` };
   const shape = {
     environment: spec.environment.name,
     accelerator: choice.accelerator,
@@ -65,7 +73,7 @@ async function runTemplate(
   try {
     await ensureTemplate(ctx, shape);
     const t = await readyTemplate(ctx.home, ctx.env, shape);
-    if (!t.ok) return false;
+    if (!t.ok) return { ok: false, reason: t.reason };
     const disk = join(dir, "placeholder.img");
     closeSync(openSync(disk, "w", 0o600));
     truncateSync(disk, TEMPLATE_DATA_DISK_MIB * 1024 * 1024);
@@ -73,13 +81,13 @@ async function runTemplate(
     spec.dataDiskPlaceholder = true;
     spec.memoryFile = { path: t.ram, shared: false };
     spec.restoreFrom = t.state;
-    return true;
-  } catch {
-    return false;
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: `no template (${(err as Error).message.slice(0, 300)})` };
   }
 }
 
-export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
+export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult & RunBoot> {
   const installed = await ensureEnvironment(ctx, input.environment, {
     allowMissing: input.allow_host_compat ?? false,
   });
@@ -116,6 +124,9 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     // QEMU: restore the environment's VM template when there is one (made on first need,
     // like a missing environment, before the ttl starts counting)
     const template = await runTemplate(ctx, choice, spec, dir);
+    let boot: RunBoot = template.ok
+      ? { boot: "template", boot_note: null }
+      : { boot: spec.environment ? "cold" : null, boot_note: template.reason };
     const ttlSeconds = input.ttl_seconds ?? DEFAULT_TTL_SECONDS;
     const expiresAt = ttlSeconds > 0 ? Date.now() + ttlSeconds * 1000 : Number.POSITIVE_INFINITY;
     const bootLimitMs = Math.min(bootTimeoutMs(ctx.env), expiresAt - Date.now());
@@ -123,9 +134,13 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     spec.bootTimeoutMs = bootLimitMs;
     const machine = await startMachine(backend, spec)
       .catch(async (err) => {
-        if (!template || !templateMayBeAtFault(err)) throw err;
+        if (!template.ok || !templateMayBeAtFault(err)) throw err;
         // the template did not restore: boot cold (the next workspace boot drops and remakes it)
         ctx.progress(`restoring the VM template failed (${(err as Error).message}); booting cold`);
+        boot = {
+          boot: "cold",
+          boot_note: `restoring the template failed (${(err as Error).message.slice(0, 300)})`,
+        };
         spec.memoryFile = undefined;
         spec.restoreFrom = undefined;
         spec.dataDiskPath = undefined;
@@ -149,7 +164,7 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
     const timeout = input.timeout_seconds ?? DEFAULT_EXEC_TIMEOUT_SECONDS;
     // at least 1 ms, so a ttl that ran out at the last moment still gives a timed-out result
     const ttlLeft = Math.max(expiresAt - Date.now(), 1) / 1000;
-    return await execOn(
+    const result = await execOn(
       machine.conn,
       // an image environment's Env and WorkingDir (env/image/defaults.ts); none in host compat
       withImageDefaults(machine.handle.backend === "host" ? null : installed?.manifest, {
@@ -160,6 +175,7 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult> {
       { backend: machine.handle.backend, accelerator: machine.handle.accelerator },
       ctx.live,
     );
+    return { ...result, ...(machine.handle.backend === "host" ? { boot: null, boot_note: null } : boot) };
   } finally {
     await td.run();
     process.off("SIGINT", onSignal);

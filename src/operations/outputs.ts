@@ -141,6 +141,22 @@ const execFields = {
   ...where,
 };
 export const execResult = v.strictObject(execFields);
+/** `run`: an exec result plus how its disposable machine came up. */
+export const runResult = v.strictObject({
+  ...execFields,
+  boot: v.pipe(
+    v.nullable(v.picklist(["template", "cold"])),
+    v.description(
+      "How the disposable machine came up: `template` (restored from the environment's VM template), `cold` (a full boot); null in host compat.",
+    ),
+  ),
+  boot_note: v.pipe(
+    v.nullable(str),
+    v.description(
+      "Why the machine booted cold (PYRO_TEMPLATES=off, no template for this machine shape, the restore failed, ...); null otherwise.",
+    ),
+  ),
+});
 export const workspaceExecResult = v.strictObject({ workspace_id: str, ...execFields });
 
 export const fileStat = v.strictObject({

@@ -8,14 +8,14 @@ import { defineOperation } from "./types.ts";
 export const runOp = defineOperation({
   name: "vm_run",
   sdk: "run",
-  output: out.execResult,
+  output: out.runResult,
   mutates: false,
   cli: ["run"],
   positionals: ["environment"],
   rest: "command",
   summary: "Run one command in a fresh, disposable microVM and return its output.",
   description:
-    "Boot a fresh disposable Linux microVM from an environment, run one command in /workspace, return exit_code, stdout and stderr, and destroy the VM. Nothing persists between calls: use workspace_create for state. The result says where it ran (execution_mode, backend, accelerator). A timeout is a result (timed_out: true, exit_code 124), not an error.",
+    "Boot a fresh disposable Linux microVM from an environment, run one command in /workspace, return exit_code, stdout and stderr, and destroy the VM. Nothing persists between calls: use workspace_create for state. The result says where it ran (execution_mode, backend, accelerator) and how the VM came up (boot: template or cold, boot_note: why cold). A timeout is a result (timed_out: true, exit_code 124), not an error.",
   input: v.strictObject({
     environment: v.optional(f.environment, DEFAULT_ENVIRONMENT),
     command: f.command,
