@@ -69,7 +69,8 @@ export async function importArchive(
 
 /**
  * Extract a seed into /workspace and capture the diff baseline from the same stream: every
- * file's blob is stored as its bytes pass, so the capture reads nothing back (guest/baseline.ts
+ * file is hashed and its bytes kept raw in the seed pack as they pass, so the capture reads
+ * nothing back (guest/baseline.ts
  * captureBaselineFromImport). The baseline equals the one `baseline.capture` would take after
  * the import.
  */

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { PyroError } from "../src/protocol/errors.ts";
 import { needs } from "../test/capabilities.ts";
 import { importArchive, importArchiveWithBaseline } from "./archive.ts";
-import { BASELINE_GITDIR, blobOid, captureBaseline, readBaselineBlob } from "./baseline.ts";
+import { BASELINE_GITDIR, blobOid, captureBaseline, readBaselineBlob, SEED_PACK_DIR } from "./baseline.ts";
 import { diffWorkspace } from "./diff.ts";
 import {
   comparePaths,
@@ -243,15 +243,84 @@ describe("a baseline captured from the seed stream (archive.import with baseline
     expect(r.baseline.tree).toBe(plain.tree);
     expect(r.baseline.files).toBe(plain.files);
     expect(await indexOf(streamed.state)).toEqual(await indexOf(old.state));
-    // every blob is there and whole (git's own check of the object store)
-    git(join(streamed.state, BASELINE_GITDIR), streamed.root, "fsck", "--full", "--strict");
-    // .git contents get no objects (a capture never takes them); proj/x.c beside it does
+    // the seed's blobs are not loose objects: they stay raw in the seed pack, read on demand
+    const gitdir = join(streamed.state, BASELINE_GITDIR);
     const has = (text: string) => {
       const oid = blobOid(new TextEncoder().encode(text));
-      return existsSync(join(streamed.state, BASELINE_GITDIR, "objects", oid.slice(0, 2), oid.slice(2)));
+      return existsSync(join(gitdir, "objects", oid.slice(0, 2), oid.slice(2)));
     };
+    expect(has("int x;\n")).toBe(false);
+    const packs = readdirSync(join(gitdir, SEED_PACK_DIR)).sort();
+    expect(packs.length).toBe(2);
+    expect(packs[0]!.endsWith(".idx") && packs[1]!.endsWith(".pack")).toBe(true);
+    // every blob the index names reads back whole (checked against its oid)
+    for (const [, , oid] of await indexOf(streamed.state)) {
+      expect(blobOid(await readBaselineBlob(gitdir, oid as string))).toBe(oid as string);
+    }
+    // .git contents are not stored (a capture never takes them); proj/x.c beside it is
+    const idx = readFileSync(join(gitdir, SEED_PACK_DIR, packs[0]!), "utf8");
+    expect(idx).toContain(blobOid(new TextEncoder().encode("int x;\n")));
+    expect(idx).not.toContain(blobOid(new TextEncoder().encode("ref: refs/heads/main\n")));
+    // system git: the index and trees are whole, so status works (it reads no blob); a plain
+    // capture afterwards stores every blob loose, drops the pack, and fsck is clean
+    expect(git(gitdir, streamed.root, "status", "--porcelain")).toBe("");
+    const again = await captureBaseline(streamed.root, streamed.state);
+    expect(again.tree).toBe(plain.tree);
+    expect(readdirSync(join(gitdir, SEED_PACK_DIR))).toEqual([]);
     expect(has("int x;\n")).toBe(true);
-    expect(has("ref: refs/heads/main\n")).toBe(false);
+    git(gitdir, streamed.root, "fsck", "--full", "--strict");
+  });
+
+  test("a diff of a modified, a deleted and a large seeded file shows the old content from the seed pack", async () => {
+    const { root, state } = setup();
+    await importArchiveWithBaseline(root, state, "/workspace", source(seedTar()));
+    writeFileSync(join(root, "README.md"), "# changed\n");
+    rmSync(join(root, "src/main.py"));
+    rmSync(join(root, "hard-readme"));
+    const d = await diffWorkspace(root, state);
+    expect(d.files.map((f) => [f.path, f.status]).sort()).toEqual(
+      [
+        ["README.md", "modified"],
+        ["hard-readme", "deleted"],
+        ["src/main.py", "deleted"],
+      ].sort(),
+    );
+    expect(d.patch).toContain("-# hi\n+# changed");
+    expect(d.patch).toContain("-print('x')");
+    // the 9 MiB file (streamed past the pack writer in many chunks) reads back whole
+    const index = await indexOf(state);
+    const bigOid = index.find(([p]) => p === "src/big.bin")![2] as string;
+    const big = await readBaselineBlob(join(state, BASELINE_GITDIR), bigOid);
+    expect(big.byteLength).toBe(9 * 1024 * 1024 + 77);
+    expect(blobOid(big)).toBe(bigOid);
+  });
+
+  test("a damaged seed pack is an IO_ERROR, never other content; a failed import leaves no pack", async () => {
+    const { root, state } = setup();
+    await importArchiveWithBaseline(root, state, "/workspace", source(seedTar()));
+    const gitdir = join(state, BASELINE_GITDIR);
+    const pack = readdirSync(join(gitdir, SEED_PACK_DIR)).find((n) => n.endsWith(".pack"))!;
+    const packPath = join(gitdir, SEED_PACK_DIR, pack);
+    const bytes = new Uint8Array(readFileSync(packPath));
+    for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0x55;
+    chmodSync(packPath, 0o644);
+    writeFileSync(packPath, bytes);
+    const oid = blobOid(new TextEncoder().encode("# hi\n"));
+    const err = await readBaselineBlob(gitdir, oid).catch((e) => e);
+    expect(err).toBeInstanceOf(PyroError);
+    expect(err.code).toBe("IO_ERROR");
+
+    // an import that fails half way: its temp pack is removed and no baseline ref is written
+    const fresh = setup();
+    const tar = seedTar();
+    const broken = (async function* () {
+      yield tar.subarray(0, 512 * 40);
+      throw new Error("connection lost");
+    })();
+    await expect(importArchiveWithBaseline(fresh.root, fresh.state, "/workspace", broken)).rejects.toThrow();
+    const freshGit = join(fresh.state, BASELINE_GITDIR);
+    expect(readdirSync(join(freshGit, SEED_PACK_DIR))).toEqual([]);
+    expect(existsSync(join(freshGit, "refs/heads/baseline"))).toBe(false);
   });
 
   test("the diff after a seeded import is empty; one changed file is exactly that file", async () => {

@@ -6,14 +6,35 @@
  *
  * What is stored:
  * - one blob per regular file (mode 100644, or 100755 when the owner may execute it) and per
- *   symlink (mode 120000, the blob is the link target); written as loose objects by us
+ *   symlink (mode 120000, the blob is the link target); a capture writes them as loose objects
  *   (zlib level 1 like git's default, temp file + rename so a crash never leaves a truncated
  *   object; files over 8 MiB are streamed, never held in memory);
+ * - a seeded create's blobs instead stay raw in a seed pack (below);
  * - trees and one commit written with isomorphic-git, `refs/heads/baseline` (HEAD) → it;
  * - the git index (DIRC version 2, the format git itself reads) with the baseline's oids and
  *   each file's stat data at capture time. diff.ts uses it as a stat cache; system git can
  *   use it too: `git --git-dir=<state>/baseline.git --work-tree=/workspace status`. The
  *   index format and stat signatures are git-index.ts.
+ *
+ * The seed pack (decision, measured; docs/benchmarks.md §7): a seeded create takes its baseline
+ * from the seed stream (archive.import with baseline: true). Profiled in a TCG guest (1 vCPU,
+ * per 32 MiB): sha1 0.46 s, zlib level 1 1.5 s, level 0 6.7 s, adler32 1.6 s; before this, the
+ * stream path hashed AND deflated every file into a loose object (one temp file + rename per
+ * object, deflate on a thread pool the single vCPU cannot run in parallel) and measured slower
+ * (94 s for 200 MB) than extracting and then reading everything back (69 s). Now the guest
+ * only hashes each file as it passes (sha1, the cheapest step) and appends its bytes, raw, to
+ * one sequential file `baseline.git/pyro-seed/<id>.pack`; `<id>.idx` maps oid → (offset, size).
+ * No deflate, no per-object files. A git packfile was not used: its per-object zlib framing
+ * needs adler32 and its trailer a second sha1 over everything, both measured too slow here.
+ * readBaselineBlob() reads a loose object if there is one, else the pack's bytes, checked
+ * against the oid (a damaged pack is IO_ERROR, never other content). Crash safety: the pack is
+ * written under a temp name and renamed, then its index (the index's presence publishes it),
+ * and only then are the commit and ref written; a pack without its index is never read and
+ * any leftover is removed by the next capture. The next capture (reset, baseline.capture)
+ * writes loose objects again and drops every seed pack. What system git can do with it: the
+ * index and the trees are complete, so `git status` works (it reads no blob); `git diff`,
+ * `cat-file` or `fsck` of a seeded blob do not find it (git does not know this pack format)
+ * until the next capture.
  *
  * Like git, the tree holds files and symlinks only: empty directories, fifos, sockets and
  * devices are not part of the baseline. `.git` directories are left out, as git itself does,
@@ -32,7 +53,7 @@ import { constants as C, type Stats } from "node:fs";
 import { rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createDeflate, deflate, deflateSync } from "node:zlib";
+import { createDeflate, deflateSync } from "node:zlib";
 import git from "isomorphic-git";
 import { type FileObserver, fsError, type UnpackObserver } from "../src/protocol/archive/index.ts";
 import { PyroError } from "../src/protocol/errors.ts";
@@ -303,23 +324,6 @@ export function writeBlobBytes(gitdir: string, data: Uint8Array): string {
   return oid;
 }
 
-/** writeBlobBytes, deflating on zlib's thread pool so the event loop stays free meanwhile. */
-async function writeBlobBytesAsync(gitdir: string, data: Uint8Array): Promise<string> {
-  const oid = blobOid(data);
-  if (existsSync(objectPath(gitdir, oid))) return oid;
-  const header = enc.encode(`blob ${data.byteLength}\0`);
-  const raw = new Uint8Array(header.length + data.byteLength);
-  raw.set(header);
-  raw.set(data, header.length);
-  const packed = await new Promise<Uint8Array>((res, rej) =>
-    deflate(raw, { level: 1 }, (err, out) => (err ? rej(err) : res(out))),
-  );
-  const tmp = `${gitdir}/objects/tmp-${tmpSuffix()}`;
-  writeFileSync(tmp, packed, { mode: 0o444 });
-  placeObject(gitdir, oid, tmp);
-  return oid;
-}
-
 /** Store a large file as a loose blob without holding it in memory. */
 async function writeBlobStreaming(gitdir: string, abs: string, shown: string): Promise<string> {
   for (let attempt = 0; ; attempt++) {
@@ -375,6 +379,10 @@ async function writeBlobStreaming(gitdir: string, abs: string, shown: string): P
 
 /** Content of a baseline blob. */
 export async function readBaselineBlob(gitdir: string, oid: string): Promise<Uint8Array> {
+  if (!existsSync(objectPath(gitdir, oid))) {
+    const packed = readSeedPackBlob(gitdir, oid);
+    if (packed) return packed;
+  }
   const { blob } = await git.readBlob({ fs: nodefs, gitdir, oid });
   return blob;
 }
@@ -440,10 +448,10 @@ export async function captureBaseline(root: string, stateDir: string): Promise<C
 
 /**
  * A capture fed by an import (a seeded create): `run` extracts a tar with the observer this
- * hands it, which stores each regular file's blob from the bytes as they stream past and
- * remembers the file's identity (inode, size, mtime right after it was written). The capture
- * that follows walks the root with lstat only and takes a remembered blob for every file whose
- * identity still matches, so no file is read back; anything else (a file that was there before,
+ * hands it, which hashes each regular file's bytes as they stream past, appends them to the
+ * seed pack (see the header) and remembers the file's identity (inode, size, mtime right after
+ * it was written). The capture that follows walks the root with lstat only and takes a
+ * remembered blob for every file whose identity still matches, so no file is read back; anything else (a file that was there before,
  * changed since, or a symlink: its target is one readlink) is read as in a plain capture.
  * `files_read` counts those. The result is the same baseline a plain capture makes.
  */
@@ -458,8 +466,19 @@ export async function captureBaselineFromImport<T>(
     serialized(`state:${stateReal}`, async () => {
       const gitdir = await initGitdir(stateReal);
       const known = new Map<string, Known>();
-      const result = await run(importObserver(gitdir, known));
-      const { result: baseline, filesRead } = await capture(rootReal, stateReal, known);
+      const pack = new SeedPackWriter(`${gitdir}/${SEED_PACK_DIR}`);
+      let result: T;
+      let packId: string | undefined;
+      try {
+        result = await run(importObserver(pack, known));
+        packId = pack.finish();
+      } catch (err) {
+        pack.abort();
+        throw err;
+      }
+      // a pack that could not be written whole stores nothing: those files are read back
+      if (!packId) known.clear();
+      const { result: baseline, filesRead } = await capture(rootReal, stateReal, known, packId);
       return { result, baseline: { ...baseline, files_read: filesRead } };
     }),
   );
@@ -476,36 +495,31 @@ interface Known {
 /** Paths a capture would never take (walkTree's rules): no blob is stored for them. */
 const untracked = (path: string) => path.includes("\ufffd") || path.split("/").includes(".git");
 
-/** Bytes hashed/deflated between two turns of the event loop (see importObserver). */
-const YIELD_EVERY_BYTES = 256 * 1024;
-
-function importObserver(gitdir: string, known: Map<string, Known>): UnpackObserver {
-  // The extraction loop runs on already-buffered tar data as one chain of microtasks; the
-  // blob work added here would keep the agent from reading its connection (pings included:
-  // the supervisor's liveness deadline) for seconds under TCG. A macrotask turn every
-  // YIELD_EVERY_BYTES lets I/O in.
-  let sinceYield = 0;
-  const paced = (sink: FileObserver): FileObserver => ({
-    async chunk(c) {
-      await sink.chunk(c);
-      sinceYield += c.byteLength;
-      if (sinceYield >= YIELD_EVERY_BYTES) {
-        sinceYield = 0;
-        await yieldNow();
-      }
-    },
-    done: (st) => sink.done(st),
-    abort: () => sink.abort(),
-  });
+function importObserver(pack: SeedPackWriter, known: Map<string, Known>): UnpackObserver {
+  // (the extraction itself gives the event loop a turn every MiB: src/protocol/archive/unpack.ts)
   return {
     file(path, size): FileObserver | undefined {
       known.delete(path); // whatever was written here before is replaced
       if (untracked(path)) return undefined;
-      return paced(
-        size <= STREAM_THRESHOLD
-          ? smallBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st }))
-          : largeBlobSink(gitdir, size, (oid, st) => known.set(path, { oid, ...st })),
-      );
+      const h = new Bun.CryptoHasher("sha1");
+      h.update(`blob ${size}\0`);
+      const offset = pack.offset;
+      let got = 0;
+      return {
+        chunk(c) {
+          got += c.byteLength;
+          h.update(c);
+          pack.append(c);
+        },
+        done(st) {
+          // not what the header said (or appended short): read it back in the capture
+          if (got !== size || st.size !== size || pack.offset !== offset + size) return;
+          const oid = h.digest("hex");
+          pack.add(oid, offset, size);
+          known.set(path, { oid, ...st });
+        },
+        abort() {},
+      };
     },
     hardlink(path, target) {
       const k = known.get(target);
@@ -515,72 +529,151 @@ function importObserver(gitdir: string, known: Map<string, Known>): UnpackObserv
   };
 }
 
-type Identity = { ino: number; size: number; mtimeMs: number };
+// ---------------------------------------------------------------------------------------
+// The seed pack: a seeded create's blobs, stored raw (see the header)
 
-/** A file held whole (it is small), stored as one blob once written. */
-function smallBlobSink(
-  gitdir: string,
-  size: number,
-  stored: (oid: string, st: Identity) => void,
-): FileObserver {
-  const buf = new Uint8Array(size);
-  let got = 0;
-  return {
-    chunk(c) {
-      if (got + c.byteLength <= size) buf.set(c, got);
-      got += c.byteLength;
-    },
-    async done(st) {
-      if (got !== size || st.size !== size) return; // not what the header said: read it later
-      // deflated off the event loop: the import's stream keeps being read and pings answered
-      stored(await writeBlobBytesAsync(gitdir, buf), st);
-    },
-    abort() {},
-  };
+/** Under the gitdir (git ignores it): `<id>.pack` (blob contents back to back), `<id>.idx`. */
+export const SEED_PACK_DIR = "pyro-seed";
+const IDX_MAGIC = "pyro-seed-idx 1";
+
+/** The pack being written during an import: a temp file, renamed by finish(). */
+class SeedPackWriter {
+  offset = 0;
+  readonly entries = new Map<string, [number, number]>();
+  private readonly fd: number;
+  private readonly tmp: string;
+  private failed = false;
+  readonly id = `${Date.now().toString(36)}-${tmpSuffix()}`;
+
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+    this.tmp = `${dir}/tmp-${this.id}.pack`;
+    this.fd = openSync(this.tmp, "w", 0o444);
+  }
+
+  append(c: Uint8Array): void {
+    if (this.failed) return;
+    try {
+      let off = 0;
+      while (off < c.byteLength) off += nodefs.writeSync(this.fd, c, off, c.byteLength - off);
+      this.offset += c.byteLength;
+    } catch {
+      // (e.g. ENOSPC) the blobs not stored here are read back by the capture instead
+      this.failed = true;
+    }
+  }
+
+  add(oid: string, offset: number, size: number): void {
+    if (!this.failed && !this.entries.has(oid)) this.entries.set(oid, [offset, size]);
+  }
+
+  /**
+   * Close and publish: the pack under its final name first, then its index (the index's
+   * presence is what makes the pack usable), both before the baseline's ref names any of its
+   * blobs. Returns the pack's id, or undefined when it holds nothing (then it is removed).
+   */
+  finish(): string | undefined {
+    closeSync(this.fd);
+    if (this.failed || this.entries.size === 0) {
+      this.drop();
+      if (this.failed) for (const oid of this.entries.keys()) this.entries.delete(oid);
+      return undefined;
+    }
+    const lines = [IDX_MAGIC];
+    for (const [oid, [off, size]] of this.entries) lines.push(`${oid} ${off} ${size}`);
+    renameSync(this.tmp, `${this.dir}/${this.id}.pack`);
+    const idxTmp = `${this.dir}/tmp-${this.id}.idx`;
+    writeFileSync(idxTmp, `${lines.join("\n")}\n`, { mode: 0o444 });
+    renameSync(idxTmp, `${this.dir}/${this.id}.idx`);
+    return this.id;
+  }
+
+  /** Give up: nothing of this pack stays. */
+  abort(): void {
+    try {
+      closeSync(this.fd);
+    } catch {}
+    this.drop();
+  }
+
+  private drop(): void {
+    try {
+      unlinkSync(this.tmp);
+    } catch {}
+  }
 }
 
-/** A large file's blob, hashed and deflated into a temp object as the bytes pass. */
-function largeBlobSink(
-  gitdir: string,
-  size: number,
-  stored: (oid: string, st: Identity) => void,
-): FileObserver {
-  const h = new Bun.CryptoHasher("sha1");
-  const header = enc.encode(`blob ${size}\0`);
-  h.update(header);
-  const tmp = `${gitdir}/objects/tmp-${tmpSuffix()}`;
-  const def = createDeflate({ level: 1 });
-  const finished = pipeline(def, nodefs.createWriteStream(tmp, { mode: 0o444 }));
-  finished.catch(() => {}); // awaited in done(); an abort's error is expected
-  const drop = () => {
+type PackIndex = Map<string, { pack: string; offset: number; size: number }>;
+const packIndexMemo = new Map<string, { key: string; index: PackIndex }>();
+
+/** Every published seed pack's entries (memoised on the set of index files). */
+function seedPackIndex(gitdir: string): PackIndex {
+  const dir = `${gitdir}/${SEED_PACK_DIR}`;
+  let names: string[];
+  try {
+    names = readdirSync(dir)
+      .filter((n) => n.endsWith(".idx") && !n.startsWith("tmp-"))
+      .sort();
+  } catch {
+    names = [];
+  }
+  const key = names.join("/");
+  const memo = packIndexMemo.get(gitdir);
+  if (memo && memo.key === key) return memo.index;
+  const index: PackIndex = new Map();
+  for (const name of names) {
+    const pack = `${dir}/${name.slice(0, -4)}.pack`;
+    const lines = nodefs.readFileSync(`${dir}/${name}`, "utf8").split("\n");
+    if (lines[0] !== IDX_MAGIC) continue;
+    for (const line of lines.slice(1)) {
+      const [oid, off, size] = line.split(" ");
+      if (oid && off && size) index.set(oid, { pack, offset: Number(off), size: Number(size) });
+    }
+  }
+  packIndexMemo.set(gitdir, { key, index });
+  return index;
+}
+
+/** A blob from a seed pack, checked against its oid; undefined when no pack has it. */
+function readSeedPackBlob(gitdir: string, oid: string): Uint8Array | undefined {
+  const at = seedPackIndex(gitdir).get(oid);
+  if (!at) return undefined;
+  const buf = new Uint8Array(at.size);
+  const fd = openSync(at.pack, "r");
+  try {
+    let got = 0;
+    while (got < at.size) {
+      const n = readSync(fd, buf, got, at.size - got, at.offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got !== at.size || blobOid(buf) !== oid) {
+      throw new PyroError("IO_ERROR", `baseline blob ${oid} is damaged in its seed pack`);
+    }
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Remove every seed pack (and leftover temp file) except `keep`'s. */
+function dropSeedPacks(gitdir: string, keep: string | undefined): void {
+  const dir = `${gitdir}/${SEED_PACK_DIR}`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  // indexes first: a pack without its index is never read
+  names.sort((a, b) => Number(b.endsWith(".idx")) - Number(a.endsWith(".idx")));
+  for (const name of names) {
+    if (keep && (name === `${keep}.idx` || name === `${keep}.pack`)) continue;
     try {
-      unlinkSync(tmp);
+      unlinkSync(`${dir}/${name}`);
     } catch {}
-  };
-  def.write(header);
-  let got = 0;
-  return {
-    async chunk(c) {
-      got += c.byteLength;
-      h.update(c);
-      // copied: the reader may reuse its buffer once this returns
-      if (!def.write(Buffer.from(c))) {
-        await Promise.race([new Promise((r) => def.once("drain", r)), finished]);
-      }
-    },
-    async done(st) {
-      def.end();
-      await finished;
-      if (got !== size || st.size !== size) return drop();
-      const oid = h.digest("hex");
-      placeObject(gitdir, oid, tmp);
-      stored(oid, st);
-    },
-    abort() {
-      def.destroy();
-      drop();
-    },
-  };
+  }
+  packIndexMemo.delete(gitdir);
 }
 
 async function initGitdir(stateReal: string): Promise<string> {
@@ -594,6 +687,7 @@ async function capture(
   rootReal: string,
   stateReal: string,
   known: Map<string, Known> | null,
+  packId?: string,
 ): Promise<{ result: CaptureResult; filesRead: number }> {
   const gitdir = `${stateReal}/${BASELINE_GITDIR}`;
   const refMs = Date.now();
@@ -639,6 +733,8 @@ async function capture(
     commit: { message: "baseline\n", tree, parent: [], author: when, committer: when },
   });
   await git.writeRef({ fs: nodefs, gitdir, ref: BASELINE_REF, value: commit, force: true });
+  // the previous baseline's seed pack (or, after a plain capture, every one) is unreferenced now
+  dropSeedPacks(gitdir, packId);
   writeIndexFileMemo(`${gitdir}/index`, entries, refMs);
   forgetIndexMemo(`${stateReal}/${DIFF_CACHE_FILE}`);
   await rm(`${stateReal}/${DIFF_CACHE_FILE}`, { force: true });

@@ -3,7 +3,9 @@
  * true; guest/baseline.ts captureBaselineFromImport), on a real guest (QEMU; TCG here): the
  * diff right after create is empty, one changed file is exactly that file, and the baseline
  * equals the one a plain `baseline.capture` (the old way: read every file back) takes of the
- * same tree — same root tree id, and git's own fsck passes on the stored objects — for a seed
+ * same tree — same root tree id; system git's status is clean on the seed pack's baseline and
+ * its fsck passes once the plain capture stored every blob loose — and a deleted seeded file's
+ * diff shows its old content (read from the seed pack, guest/baseline.ts) — for a seed
  * with symlinks, a hardlinked file (sent as a copy by the directory packer), modes, an empty
  * directory and a file over the 8 MiB streaming threshold.
  */
@@ -72,7 +74,9 @@ guest.describe("real guest: seeded create's baseline from the seed stream", () =
 
     const streamed = await sh(`git --git-dir=${GITDIR} rev-parse 'refs/heads/baseline^{tree}'`);
     expect(streamed).toMatch(/^[0-9a-f]{40}$/);
-    await sh(`git --git-dir=${GITDIR} fsck --full --strict >/dev/null 2>&1 && echo fsck-ok`);
+    // the seed's blobs are raw in the seed pack; the index and trees are git's own formats
+    expect(await sh(`git --git-dir=${GITDIR} --work-tree=/workspace status --porcelain`)).toBe("");
+    expect(await sh(`ls ${GITDIR}/pyro-seed | sed 's/.*\\.//' | sort | tr '\\n' ' '`)).toBe("idx pack");
     // what git lists in the baseline: files, the executable bit, symlinks (no empty dir)
     const listing = await sh(`git --git-dir=${GITDIR} ls-tree -r --format='%(objectmode) %(path)' baseline`);
     expect(listing.split("\n").sort()).toEqual(
@@ -89,11 +93,24 @@ guest.describe("real guest: seeded create's baseline from the seed stream", () =
       ].sort(),
     );
 
+    // a deleted seeded file: its old content comes from the seed pack; put back, no change
+    await sh("rm src/main.py");
+    const del = await pyro(["workspace", "diff", ws, "--json"], { home });
+    expect(del.code).toBe(0);
+    expect(del.json.files.map((f: any) => [f.path, f.status])).toEqual([["src/main.py", "deleted"]]);
+    expect(del.json.patch).toContain("-print('hello')");
+    await sh("printf \"print('hello')\\n\" > src/main.py");
+    const back = await pyro(["workspace", "diff", ws, "--json"], { home });
+    expect(back.json.files).toEqual([]);
+
     // the old way: the agent reads every file back and captures again; same tree
     const r = readRecord(home, ws)!;
     const plain = await callWorkspace(home, r, { op: "baseline.capture" });
     expect(plain.tree).toBe(streamed);
     expect(plain.files).toBe(9);
+    // every blob is loose now and whole (git's own check), the seed pack gone
+    await sh(`git --git-dir=${GITDIR} fsck --full --strict >/dev/null 2>&1 && echo fsck-ok`);
+    expect(await sh(`ls ${GITDIR}/pyro-seed | wc -l`)).toBe("0");
 
     await sh("echo 'line three' >> README.md");
     const one = await pyro(["workspace", "diff", ws, "--json"], { home });
