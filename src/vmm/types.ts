@@ -55,10 +55,13 @@ export interface BootSpec {
    */
   restoreFrom?: string;
   /**
-   * QEMU: the guest RAM is this file (a VM template's, src/manager/templates.ts) instead of
-   * anonymous memory. `shared`: the template boot (guest writes land in the file); not
-   * shared: a clone (private copy-on-write mapping), with `restoreFrom` the template's
-   * device state, loaded without RAM (`x-ignore-shared`).
+   * A VM template's memory (src/manager/templates.ts). QEMU: the guest RAM is this file
+   * instead of anonymous memory; `shared`: the template boot (guest writes land in the file);
+   * not shared: a clone (private copy-on-write mapping), with `restoreFrom` the template's
+   * device state, loaded without RAM (`x-ignore-shared`). Firecracker: `shared` is a template
+   * boot whose snapshot (`saveState` with `ignoreShared`) writes its memory to this path; not
+   * shared is a clone loading the snapshot `restoreFrom` with this file mapped private
+   * (src/vmm/firecracker/template.ts).
    */
   memoryFile?: { path: string; shared: boolean };
 }

@@ -40,3 +40,16 @@ export function firecrackerAvailable(env: Env = process.env, kvmPath = "/dev/kvm
   if (!kvmAccessible(kvmPath)) return { ok: false, reason: `${kvmPath} is missing or not read/writable` };
   return { ok: true, binary };
 }
+
+/** `firecracker --version` ("Firecracker v1.14.4" → "1.14.4"), or null when it does not say. */
+export async function firecrackerVersion(bin: string): Promise<string | null> {
+  try {
+    const p = Bun.spawn([bin, "--version"], { stdout: "pipe", stderr: "ignore", stdin: "ignore", env: {} });
+    const timer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    const [out] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    clearTimeout(timer);
+    return /\bv?(\d+\.\d+\.\d+)\b/.exec(out)?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}

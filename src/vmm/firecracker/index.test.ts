@@ -1,7 +1,17 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import * as v from "valibot";
 import { needs } from "../../../test/capabilities.ts";
 import { Connection } from "../../protocol/connection.ts";
 import { rejection } from "../../protocol/testing.ts";
@@ -15,7 +25,14 @@ import {
   parseConfig,
 } from "./index.ts";
 import { hostPath, jailerArgv, jailerSettings, jailId, jailLayout } from "./jailer.ts";
+import { PartialDrive, SnapshotCreateParams, SnapshotLoadParams, VmState } from "./schema.ts";
 import { installStandIn, seenRequests, standInArgv } from "./standin.testing.ts";
+import {
+  TEMPLATE_DATA_DRIVE_PATH,
+  TEMPLATE_DESCRIPTOR,
+  TEMPLATE_VSOCK_PATH,
+  templateDescriptorJson,
+} from "./template.ts";
 
 const dirs: string[] = [];
 const handles: FirecrackerVmHandle[] = [];
@@ -156,6 +173,7 @@ describe("firecrackerBackend.boot (with stand-in binaries, no KVM needed)", () =
     const be = createFirecrackerBackend({ env: { PATH: dir }, kvmPath: join(dir, "kvm") });
     expect((await rejection(be.boot(spec(dir, { network: true })))).code).toBe("BACKEND_UNAVAILABLE");
     expect((await rejection(be.boot(spec(dir, { environment: null })))).code).toBe("INVALID_INPUT");
+    // a template clone without its data disk (and without the template's descriptor)
     const qemuTemplate = {
       memoryFile: { path: join(dir, "ram"), shared: false },
       restoreFrom: join(dir, "state"),
@@ -352,6 +370,157 @@ describe("pause/resume through the API (stand-in firecracker answering the API s
     vm.kill();
     await vm.exited;
     expect((await rejection(vm.saveState!(statePath, Date.now() + 5000))).code).toBe("VMM_FAILED");
+  });
+});
+
+describe("VM templates through the stand-in (template boot, snapshot, clones; docs/firecracker.md)", () => {
+  const sha = (p: string) => new Bun.CryptoHasher("sha256").update(readFileSync(p)).digest("hex");
+
+  /** A template booted, saved and described the way src/manager/templates-firecracker.ts does. */
+  async function makeTemplate() {
+    const dir = tempDir();
+    installStandIn(dir);
+    writeFileSync(join(dir, "kvm"), "");
+    const be = createFirecrackerBackend({ env: { PATH: `${dir}:/usr/bin:/bin` }, kvmPath: join(dir, "kvm") });
+    const tpl = join(dir, "tpl");
+    mkdirSync(tpl);
+    const placeholder = join(dir, "placeholder.ext4");
+    writeFileSync(placeholder, "");
+    const s = spec(dir, { dataDiskPath: placeholder, memoryFile: { path: join(tpl, "mem"), shared: true } });
+    const vm = (await be.boot(s)) as FirecrackerVmHandle;
+    handles.push(vm);
+    // the per-clone files are named relative to Firecracker's cwd (the run dir)
+    const config = parseConfig(JSON.parse(readFileSync(vm.configPath, "utf8")));
+    expect(config.vsock?.uds_path).toBe(TEMPLATE_VSOCK_PATH);
+    expect(config.drives.find((d) => d.drive_id === "data")?.path_on_host).toBe(TEMPLATE_DATA_DRIVE_PATH);
+    expect(config.drives.find((d) => d.drive_id === "rootfs")?.path_on_host).toBe(s.environment!.rootfsPath);
+    expect(readlinkSync(join(s.runDir, TEMPLATE_DATA_DRIVE_PATH))).toBe(placeholder);
+    expect(await echoOver(vm, "template-up")).toContain("template-up");
+    const saved = await vm.saveState!(join(tpl, "state"), Date.now() + 30_000, { ignoreShared: true });
+    // the memory goes where the template boot said (spec.memoryFile), not beside the state
+    expect(existsSync(join(tpl, "mem"))).toBe(true);
+    expect(existsSync(join(tpl, "state.mem"))).toBe(false);
+    expect(saved.bytes).toBe(readFileSync(join(tpl, "state")).length + readFileSync(join(tpl, "mem")).length);
+    const create = seenRequests(dir).find((r) => r.path === "/snapshot/create");
+    expect(create?.body).toEqual({
+      snapshot_type: "Full",
+      snapshot_path: join(tpl, "state"),
+      mem_file_path: join(tpl, "mem"),
+    });
+    expect(v.safeParse(SnapshotCreateParams, create?.body).success).toBe(true);
+    writeFileSync(
+      join(tpl, TEMPLATE_DESCRIPTOR),
+      templateDescriptorJson({ firecracker_version: "1.14.4", config }),
+    );
+    vm.kill();
+    await vm.exited;
+    rmSync(join(dir, "requests.jsonl"));
+    return { dir, be, tpl, state: join(tpl, "state"), mem: join(tpl, "mem") };
+  }
+
+  function cloneSpec(dir: string, name: string, t: { state: string; mem: string }): BootSpec {
+    const base = join(dir, name);
+    mkdirSync(base);
+    const s = spec(base, {
+      workspaceId: name,
+      dataDiskPath: join(base, "data.ext4"),
+      memoryFile: { path: t.mem, shared: false },
+      restoreFrom: t.state,
+    });
+    writeFileSync(s.dataDiskPath!, name);
+    return s;
+  }
+
+  test("two clones each load the snapshot paused with the memory mapped private, get their own data disk, then resume; the template is never written", async () => {
+    const t = await makeTemplate();
+    const before = [sha(t.state), sha(t.mem)];
+    const sa = cloneSpec(t.dir, "a", t);
+    const a = (await t.be.boot(sa)) as FirecrackerVmHandle;
+    handles.push(a);
+    expect(standInArgv(t.dir)).toEqual(["--api-sock", join(sa.runDir, "fc.sock")]); // bare: no config
+    expect(existsSync(join(sa.runDir, "fc.json"))).toBe(false);
+    const calls = seenRequests(t.dir);
+    expect(calls).toEqual([
+      { method: "GET", path: "/" }, // up, and the release that saved the template
+      {
+        method: "PUT",
+        path: "/snapshot/load",
+        body: {
+          snapshot_path: t.state,
+          mem_backend: { backend_type: "File", backend_path: t.mem },
+          resume_vm: false,
+        },
+      },
+      { method: "PATCH", path: "/drives/data", body: { drive_id: "data", path_on_host: sa.dataDiskPath } },
+      { method: "PATCH", path: "/vm", body: { state: "Resumed" } },
+    ]);
+    // each body as the transcribed swagger has it
+    expect(v.safeParse(SnapshotLoadParams, calls[1]!.body).success).toBe(true);
+    expect(v.safeParse(PartialDrive, calls[2]!.body).success).toBe(true);
+    expect(v.safeParse(VmState, calls[3]!.body).success).toBe(true);
+    rmSync(join(t.dir, "requests.jsonl"));
+
+    const sb = cloneSpec(t.dir, "b", t);
+    const b = (await t.be.boot(sb)) as FirecrackerVmHandle;
+    handles.push(b);
+    expect(seenRequests(t.dir)[2]).toEqual({
+      method: "PATCH",
+      path: "/drives/data",
+      body: { drive_id: "data", path_on_host: sb.dataDiskPath },
+    });
+    // both run at once, each with its own vsock socket and its own disk behind the relative drive path
+    expect(a.vsockPath).toBe(join(sa.runDir, TEMPLATE_VSOCK_PATH));
+    expect(b.vsockPath).toBe(join(sb.runDir, TEMPLATE_VSOCK_PATH));
+    expect(await echoOver(a, "clone-a")).toContain("clone-a");
+    expect(await echoOver(b, "clone-b")).toContain("clone-b");
+    expect(readlinkSync(join(sa.runDir, TEMPLATE_DATA_DRIVE_PATH))).toBe(sa.dataDiskPath!);
+    expect(readlinkSync(join(sb.runDir, TEMPLATE_DATA_DRIVE_PATH))).toBe(sb.dataDiskPath!);
+    expect((await a.api.describeInstance()).state).toBe("Running");
+    // a clone pauses like any workspace: a full snapshot beside its own state path
+    const paused = join(t.dir, "a", "memory");
+    await a.saveState!(paused, Date.now() + 30_000);
+    expect(existsSync(`${paused}.mem`)).toBe(true);
+    for (const vm of [a, b]) {
+      vm.kill();
+      await vm.exited;
+    }
+    expect([sha(t.state), sha(t.mem)]).toEqual(before);
+  });
+
+  test("a template saved by another firecracker release, or with a refused load, is VMM_FAILED with nothing left running; bad specs are INVALID_INPUT", async () => {
+    const t = await makeTemplate();
+    const d = JSON.parse(readFileSync(join(t.tpl, TEMPLATE_DESCRIPTOR), "utf8"));
+    writeFileSync(join(t.tpl, TEMPLATE_DESCRIPTOR), JSON.stringify({ ...d, firecracker_version: "1.13.1" }));
+    const sa = cloneSpec(t.dir, "a", t);
+    const err = await rejection(t.be.boot(sa));
+    expect(err.code).toBe("VMM_FAILED");
+    expect(err.message).toContain("saved by firecracker 1.13.1, this is 1.14.4");
+    expect(seenRequests(t.dir).map((r) => r.path)).toEqual(["/"]); // never loaded
+    const standIns = () =>
+      Bun.spawnSync(["pgrep", "-f", join(t.dir, "firecracker-standin.ts")])
+        .stdout.toString()
+        .trim();
+    expect(standIns()).toBe("");
+
+    writeFileSync(join(t.tpl, TEMPLATE_DESCRIPTOR), JSON.stringify(d));
+    writeFileSync(join(t.dir, "fail-load"), "Load snapshot error: memory file truncated");
+    const err2 = await rejection(t.be.boot(cloneSpec(t.dir, "b", t)));
+    expect(err2.code).toBe("VMM_FAILED");
+    expect(err2.message).toContain("memory file truncated");
+    expect(standIns()).toBe("");
+
+    // a clone needs its data disk and the template's descriptor; a template boot is never jailed
+    const noDisk = { ...cloneSpec(t.dir, "c", t), dataDiskPath: undefined };
+    expect((await rejection(t.be.boot(noDisk))).code).toBe("INVALID_INPUT");
+    const noDescriptor = cloneSpec(t.dir, "e", { state: join(t.dir, "nowhere", "state"), mem: t.mem });
+    expect((await rejection(t.be.boot(noDescriptor))).message).toContain(TEMPLATE_DESCRIPTOR);
+    const jailed = createFirecrackerBackend({
+      env: { PATH: `${t.dir}:/usr/bin:/bin`, PYRO_FIRECRACKER_JAILER: "/usr/bin/jailer" },
+      kvmPath: join(t.dir, "kvm"),
+    });
+    const tplBoot = spec(join(t.dir, "a"), { memoryFile: { path: join(t.dir, "m2"), shared: true } });
+    expect((await rejection(jailed.boot(tplBoot))).message).toContain("jailer");
+    expect(standIns()).toBe("");
   });
 });
 

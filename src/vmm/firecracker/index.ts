@@ -8,6 +8,13 @@
  * `spec.restoreFrom` starts Firecracker with no config file (API only), loads that snapshot
  * with resume_vm, and the agent is reached over vsock again (Firecracker resets the vsock
  * transport on restore: the guest's listener survives, its connections do not).
+ *
+ * VM templates (docs/firecracker.md "Templates"; src/manager/templates-firecracker.ts stores
+ * them): a boot with `spec.memoryFile` shared is a template boot (its per-clone files, the data
+ * drive and the vsock socket, named relative to the run dir; `saveState` with `ignoreShared`
+ * writes the memory to `spec.memoryFile.path`); a boot with `spec.memoryFile` not shared and
+ * `spec.restoreFrom` is a clone (template.ts: load paused with the memory file mapped private,
+ * PATCH the data drive to the clone's disk, resume).
  */
 import {
   chownSync,
@@ -20,6 +27,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
@@ -31,7 +39,16 @@ import { FirecrackerApi } from "./api.ts";
 import { type Env, findFirecracker, kvmAccessible } from "./binary.ts";
 import { buildFirecrackerConfig, firecrackerKernelArgs, type TapDevice } from "./config.ts";
 import { hostPath, type JailLayout, jailerArgv, jailerSettings, jailLayout } from "./jailer.ts";
+import type { InstanceInfo } from "./schema.ts";
 import { hashStateFiles, memoryFileOf, resumeLoadParams, snapshotFiles } from "./snapshot.ts";
+import {
+  type ClonePlan,
+  planTemplateClone,
+  readTemplateDescriptor,
+  runClonePlan,
+  TEMPLATE_DATA_DRIVE_PATH,
+  TEMPLATE_VSOCK_PATH,
+} from "./template.ts";
 import { AGENT_VSOCK_PORT, connectVsock } from "./vsock.ts";
 
 export { FirecrackerApi } from "./api.ts";
@@ -93,12 +110,12 @@ async function bootFirecracker(
   if (!spec.environment) {
     throw new PyroError("INVALID_INPUT", "the firecracker backend needs an environment (kernel + rootfs)");
   }
-  if (spec.memoryFile) {
-    // QEMU's template notion (guest RAM in a file, state without RAM); Firecracker clones go
-    // through template.ts. Refused before anything is spawned.
+  // a template boot (memory file shared) or a template clone (not shared, with the template's state)
+  const template = spec.memoryFile?.shared ? "make" : spec.memoryFile ? "clone" : null;
+  if (template === "clone" && spec.restoreFrom === undefined) {
     throw new PyroError(
       "INVALID_INPUT",
-      "the firecracker backend does not take a QEMU memory file (templates: template.ts)",
+      "a firecracker template clone needs the template's state (restoreFrom)",
     );
   }
   const fcBin = findFirecracker(env);
@@ -113,6 +130,12 @@ async function bootFirecracker(
       hint: "Firecracker needs KVM; use the qemu backend (TCG) on hosts without it",
     });
   }
+  if (template && jailerSettings(env, { uid: 0, gid: 0 })) {
+    throw new PyroError(
+      "INVALID_INPUT",
+      "firecracker VM templates are not used under the jailer (boot cold)",
+    );
+  }
   const tap = spec.network ? (spec.tap ?? (await opts.tapFor?.(spec)) ?? null) : null;
   if (spec.network && !tap) {
     throw new PyroError(
@@ -125,10 +148,13 @@ async function bootFirecracker(
   // by a process with nothing configured. The snapshot brings back drives, vsock and net
   // device with the paths and tap name they had (same run dir, same jail layout, and a tap
   // name that follows from the workspace id).
+  if (template === "clone") return cloneFirecracker(spec, fcBin, tap, env);
   const restoreFrom = spec.restoreFrom;
   const withConfig = restoreFrom === undefined;
   const jailer = jailerSettings(env, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
-  const plan = jailer ? planJailed(spec, fcBin, jailer, withConfig) : planDirect(spec, fcBin, withConfig);
+  const plan = jailer
+    ? planJailed(spec, fcBin, jailer, withConfig)
+    : planDirect(spec, fcBin, withConfig, template === "make");
   prepareSocketPaths([plan.apiSock, plan.vsock]);
   if (withConfig) {
     const config = buildFirecrackerConfig(spec, {
@@ -156,15 +182,78 @@ async function bootFirecracker(
     }
   }
 
-  // The VMM must never outlive the supervisor (binary.ts). Under the jailer with another
-  // uid/gid the kernel clears the death signal at the credential change; the supervisor's
-  // pid check covers that case.
-  const argv = [...pdeathsigPrefix("KILL", env), ...plan.argv];
+  const proc = spawnFirecracker(plan.argv, spec, env);
+  const vm = new FirecrackerVm(
+    proc,
+    plan,
+    spec.consoleLogPath,
+    spec.memoryFile?.shared ? spec.memoryFile.path : null,
+  );
+  if (restoreFrom !== undefined) await vm.restore(restoreFrom, Date.now() + spec.bootTimeoutMs);
+  return vm;
+}
+
+/**
+ * A clone of a template (template.ts): a bare Firecracker in the clone's run dir, the snapshot
+ * loaded paused with the template's memory file mapped private, the data drive patched to the
+ * clone's own disk, then resumed. Checks that the running Firecracker is the one that saved
+ * the template. Any failure kills it and is VMM_FAILED (the supervisor then boots cold).
+ */
+async function cloneFirecracker(
+  spec: BootSpec,
+  fcBin: string,
+  tap: TapDevice | null,
+  env: Env,
+): Promise<FirecrackerVmHandle> {
+  const statePath = spec.restoreFrom as string;
+  const memPath = spec.memoryFile?.path as string;
+  if (!spec.dataDiskPath)
+    throw new PyroError("INVALID_INPUT", "a firecracker template clone needs a data disk");
+  const descriptor = readTemplateDescriptor(statePath);
+  const cp = planTemplateClone(
+    { statePath, memPath, config: descriptor.config, firecrackerVersion: descriptor.firecracker_version },
+    {
+      firecrackerBin: fcBin,
+      runDir: spec.runDir,
+      dataDiskPath: spec.dataDiskPath,
+      tapName: tap?.hostDevName,
+      // checked against the running process (GET /) before the load
+      firecrackerVersion: descriptor.firecracker_version,
+    },
+  );
+  prepareSocketPaths(cp.removeBeforeStart);
+  const configHostPath = join(spec.runDir, "fc.json");
+  rmSync(configHostPath, { force: true }); // a cold boot's config must not look current
+  for (const l of cp.links) {
+    rmSync(l.path, { force: true });
+    symlinkSync(l.target, l.path);
+  }
+  const plan: LaunchPlan = {
+    argv: cp.argv,
+    apiSock: cp.apiSocketPath,
+    vsock: cp.vsockPath,
+    configHostPath,
+    vsockInConfig: descriptor.config.vsock?.uds_path ?? TEMPLATE_VSOCK_PATH,
+    snapshotInside: null,
+  };
+  const proc = spawnFirecracker(plan.argv, spec, env);
+  const vm = new FirecrackerVm(proc, plan, spec.consoleLogPath, null);
+  await vm.clone(cp, descriptor.firecracker_version, Date.now() + spec.bootTimeoutMs);
+  return vm;
+}
+
+/**
+ * Spawn Firecracker in the run dir, its output (the guest console) to the console log. The VMM
+ * must never outlive the supervisor (binary.ts). Under the jailer with another uid/gid the
+ * kernel clears the death signal at the credential change; the supervisor's pid check covers
+ * that case.
+ */
+function spawnFirecracker(fcArgv: string[], spec: BootSpec, env: Env): ReturnType<typeof Bun.spawn> {
+  const argv = [...pdeathsigPrefix("KILL", env), ...fcArgv];
   mkdirSync(dirname(spec.consoleLogPath), { recursive: true });
   const logFd = openSync(spec.consoleLogPath, "a", 0o600);
-  let proc: ReturnType<typeof Bun.spawn>;
   try {
-    proc = Bun.spawn(argv, {
+    return Bun.spawn(argv, {
       cwd: spec.runDir,
       // Firecracker needs no environment; the supervisor's may hold secrets.
       env: { PATH: env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
@@ -178,21 +267,35 @@ async function bootFirecracker(
   } finally {
     closeSync(logFd);
   }
-  const vm = new FirecrackerVm(proc, plan, spec.consoleLogPath);
-  if (restoreFrom !== undefined) await vm.restore(restoreFrom, Date.now() + spec.bootTimeoutMs);
-  return vm;
 }
 
-function planDirect(spec: BootSpec, fcBin: string, withConfig: boolean): LaunchPlan {
+/**
+ * Firecracker run directly. A template boot names the vsock socket and the data drive relative
+ * to its cwd (the run dir; the data disk linked in there), so each clone, loading the same
+ * snapshot in its own run dir, gets its own (template.ts).
+ */
+function planDirect(spec: BootSpec, fcBin: string, withConfig: boolean, template = false): LaunchPlan {
   const apiSock = join(spec.runDir, "fc.sock");
-  const vsock = join(spec.runDir, "vsock.sock");
+  const vsock = join(spec.runDir, TEMPLATE_VSOCK_PATH);
   const configHostPath = join(spec.runDir, "fc.json");
+  let configPaths: LaunchPlan["configPaths"];
+  if (template && spec.environment && spec.dataDiskPath) {
+    const link = join(spec.runDir, TEMPLATE_DATA_DRIVE_PATH);
+    rmSync(link, { force: true });
+    symlinkSync(spec.dataDiskPath, link);
+    configPaths = {
+      kernel: spec.environment.kernelPath,
+      rootfs: spec.environment.rootfsPath,
+      dataDisk: TEMPLATE_DATA_DRIVE_PATH,
+    };
+  }
   return {
     argv: [fcBin, "--api-sock", apiSock, ...(withConfig ? ["--config-file", configHostPath] : [])],
     apiSock,
     vsock,
     configHostPath,
-    vsockInConfig: vsock,
+    configPaths,
+    vsockInConfig: template ? TEMPLATE_VSOCK_PATH : vsock,
     snapshotInside: null,
   };
 }
@@ -285,6 +388,8 @@ class FirecrackerVm implements FirecrackerVmHandle {
     private readonly proc: ReturnType<typeof Bun.spawn>,
     private readonly plan: LaunchPlan,
     private readonly consoleLogPath: string,
+    /** A template boot: where `saveState` with `ignoreShared` writes the guest memory. */
+    private readonly templateMemPath: string | null,
   ) {
     this.pid = proc.pid;
     this.apiSocketPath = plan.apiSock;
@@ -371,14 +476,41 @@ class FirecrackerVm implements FirecrackerVmHandle {
     }
   }
 
+  /**
+   * Clone a template on this fresh, unconfigured process: the running Firecracker must be the
+   * release that saved it (GET /), then the plan's calls (load paused, patch the data drive,
+   * resume). Any failure kills Firecracker and is VMM_FAILED (the caller boots cold).
+   */
+  async clone(plan: ClonePlan, madeBy: string, deadlineMs: number): Promise<void> {
+    try {
+      const info = await this.waitForApi(deadlineMs);
+      if (info.vmm_version !== madeBy) {
+        throw new PyroError(
+          "VMM_FAILED",
+          `the template was saved by firecracker ${madeBy}, this is ${info.vmm_version}`,
+        );
+      }
+      await runClonePlan(this.api, plan, { loadTimeoutMs: Math.max(1000, deadlineMs - Date.now()) });
+    } catch (err) {
+      this.kill();
+      await this.exited;
+      throw new PyroError("VMM_FAILED", `firecracker template restore failed: ${(err as Error).message}`, {
+        details: {
+          consoleTail: tailFile(this.consoleLogPath),
+          ...(err instanceof PyroError ? { faultMessage: err.details?.faultMessage } : {}),
+        },
+        cause: err,
+      });
+    }
+  }
+
   /** The API socket answers GET / (Firecracker is up), or why not. */
-  private async waitForApi(deadlineMs: number): Promise<void> {
+  private async waitForApi(deadlineMs: number): Promise<InstanceInfo> {
     for (;;) {
       if (this.hasExited)
         throw new PyroError("VMM_FAILED", "firecracker exited before its API socket answered");
       try {
-        await this.api.describeInstance();
-        return;
+        return await this.api.describeInstance();
       } catch (err) {
         if (Date.now() >= deadlineMs) {
           throw new PyroError("VMM_FAILED", "firecracker's API socket did not answer in time", {
@@ -393,22 +525,24 @@ class FirecrackerVm implements FirecrackerVmHandle {
   /**
    * Pause: PATCH /vm Paused, then PUT /snapshot/create (Full) with the state at `path` and the
    * memory at `path + ".mem"` (snapshot.ts); both fsynced and hashed as one. The VM stays
-   * paused until stop/kill. Templates (`ignoreShared`) are a QEMU notion: a Firecracker
-   * snapshot always holds the whole memory; template clones restore through template.ts.
+   * paused until stop/kill. A template boot's save (`ignoreShared`) writes the memory to the
+   * boot's `spec.memoryFile.path` instead (clones map it private; template.ts); only a template
+   * boot takes it.
    */
   async saveState(
     path: string,
     deadlineMs: number,
     opts: { ignoreShared?: boolean } = {},
   ): Promise<{ bytes: number; sha256: string }> {
-    if (opts.ignoreShared) {
+    if (opts.ignoreShared && !this.templateMemPath) {
       throw new PyroError(
         "INVALID_INPUT",
-        "firecracker snapshots always contain the guest memory (no ignoreShared)",
+        "only a firecracker template boot (spec.memoryFile shared) saves with ignoreShared",
       );
     }
     if (this.hasExited) throw new PyroError("VMM_FAILED", "firecracker has exited");
-    const [hostState, hostMem] = snapshotFiles(path);
+    const hostState = path;
+    const hostMem = opts.ignoreShared && this.templateMemPath ? this.templateMemPath : memoryFileOf(path);
     const inside = this.plan.snapshotInside;
     const jail = this.plan.jail;
     const written =
@@ -429,7 +563,7 @@ class FirecrackerVm implements FirecrackerVmHandle {
       moveFile(written[0]!, hostState);
       moveFile(written[1]!, hostMem);
     }
-    return hashStateFiles([hostState, memoryFileOf(hostState)]);
+    return hashStateFiles([hostState, hostMem]);
   }
 
   /** Ctrl-Alt-Del (the guest reboots → Firecracker exits), then SIGKILL once timeoutMs is up. */

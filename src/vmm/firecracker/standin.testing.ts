@@ -4,7 +4,9 @@
  * swagger says, and plays the vsock device's host side (`CONNECT <port>\n` → `OK <n>\n`, then
  * echo). Snapshots are real files: /snapshot/create writes the state (JSON naming the vsock
  * socket, as the real vmstate carries it) and the memory file; /snapshot/load reads them back
- * and brings the vsock socket up again.
+ * and brings the vsock socket up again (a relative uds_path, as a template has it, relative to
+ * its cwd: the clone's run dir); `PATCH /drives` is refused before a boot or load, and for a
+ * path that does not exist. `--version` prints "Firecracker v1.14.4".
  *
  * Every request is appended to `<dir>/requests.jsonl` and the argv to `<dir>/argv.json`
  * (`dir` = this stand-in's directory; Firecracker gets no environment but PATH). A file
@@ -48,6 +50,10 @@ function standIn(dir: string): void {
   const fs = require("node:fs") as typeof import("node:fs");
   const path = require("node:path") as typeof import("node:path");
   const args = process.argv.slice(2);
+  if (args[0] === "--version") {
+    console.log("Firecracker v1.14.4");
+    process.exit(0);
+  }
   fs.writeFileSync(path.join(dir, "argv.json"), JSON.stringify(args));
   const opt = (name: string) => {
     const i = args.indexOf(name);
@@ -134,8 +140,14 @@ function standIn(dir: string): void {
         }, 10);
         return new Response(null, { status: 204 });
       }
-      if (seen.method === "PATCH" && seen.path.startsWith("/drives/"))
+      if (seen.method === "PATCH" && seen.path.startsWith("/drives/")) {
+        // swagger: post-boot only (a loaded snapshot counts as booted)
+        if (state === "Not started")
+          return fault(400, "The requested operation is not supported before starting the microVM.");
+        if (body?.path_on_host && !fs.existsSync(body.path_on_host))
+          return fault(400, "Unable to patch the block device: no such file");
         return new Response(null, { status: 204 });
+      }
       return fault(400, `stand-in: unsupported ${route}`);
     },
   });

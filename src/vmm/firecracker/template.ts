@@ -18,11 +18,12 @@
  * - memory: `mem_backend File` maps the template's memory file privately (copy-on-write): all
  *   clones share its page-cache pages and never write it.
  */
-import { isAbsolute, join, normalize } from "node:path";
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, join, normalize } from "node:path";
 import * as v from "valibot";
 import { PyroError } from "../../protocol/errors.ts";
 import type { FirecrackerApi } from "./api.ts";
-import { type FirecrackerConfig, PartialDrive, SnapshotLoadParams, type VmState } from "./schema.ts";
+import { FirecrackerConfig, PartialDrive, SnapshotLoadParams, type VmState } from "./schema.ts";
 
 /** A template as saved: its two snapshot files and the config it was booted with. */
 export interface FirecrackerTemplate {
@@ -171,4 +172,29 @@ export async function runClonePlan(
       await api.patchDrive(call.body as v.InferOutput<typeof PartialDrive>);
     }
   }
+}
+
+/** A template boot names its per-clone files relative to Firecracker's cwd (the run dir). */
+export const TEMPLATE_VSOCK_PATH = "vsock.sock";
+export const TEMPLATE_DATA_DRIVE_PATH = "data.ext4";
+/** Beside a template's snapshot state: the config it booted with and the Firecracker that saved it. */
+export const TEMPLATE_DESCRIPTOR = "firecracker.json";
+
+const Descriptor = v.strictObject({ firecracker_version: v.string(), config: FirecrackerConfig });
+export type TemplateDescriptor = v.InferOutput<typeof Descriptor>;
+
+/** The descriptor of the template whose state file is `statePath` (its directory's), checked. */
+export function readTemplateDescriptor(statePath: string): TemplateDescriptor {
+  const file = join(dirname(statePath), TEMPLATE_DESCRIPTOR);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw bad(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  return checked(Descriptor, raw, TEMPLATE_DESCRIPTOR);
+}
+
+export function templateDescriptorJson(d: TemplateDescriptor): string {
+  return `${JSON.stringify(checked(Descriptor, d, TEMPLATE_DESCRIPTOR), null, 2)}\n`;
 }
