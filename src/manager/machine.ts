@@ -57,8 +57,10 @@ export function attachRequest(backend: Backend, spec: BootSpec) {
 export async function startMachine(backend: Backend, spec: BootSpec): Promise<Machine> {
   const td = new Teardown();
   const deadline = Date.now() + spec.bootTimeoutMs;
+  let vmmExited: Promise<number | null> | null = null;
   try {
     const handle = await backend.boot(spec);
+    vmmExited = handle.exited;
     fault("boot.vmm-spawned", () => handle.pid);
     td.push("vmm", async () => {
       handle.kill();
@@ -125,8 +127,19 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
     td.release();
     return machine;
   } catch (err) {
+    // A VMM killed from outside (a signal) is the boot's failure whichever error noticed it
+    // first (the agent's connection closing can win the race against the exit): say so, or a
+    // template restore it interrupted is blamed on the template (templateMayBeAtFault).
+    const killed =
+      vmmExited !== null &&
+      (await Promise.race([vmmExited, Bun.sleep(200).then(() => "running" as const)])) === null;
     await td.run();
     const e = toPyroError(err);
+    if (killed && e.code !== "VMM_FAILED")
+      throw new PyroError("VMM_FAILED", `${backend.name} exited during boot (code null)`, {
+        details: { console_tail: consoleTail(spec.consoleLogPath), noticed_as: e.code },
+        cause: err,
+      });
     if (e.code === "GUEST_UNREACHABLE" && Date.now() >= deadline) {
       throw new PyroError("GUEST_BOOT_TIMEOUT", `the guest did not come up within ${spec.bootTimeoutMs} ms`, {
         details: { console_tail: consoleTail(spec.consoleLogPath) },
