@@ -61,14 +61,15 @@ async function runTemplate(
 ): Promise<{ ok: true } | { ok: false; reason: string | null }> {
   if (choice.name === "host" || !spec.environment) return { ok: false, reason: null };
   if (ctx.env.PYRO_TEMPLATES === "off") return { ok: false, reason: "PYRO_TEMPLATES=off" };
-  if (choice.name !== "qemu" || !choice.accelerator)
-    return { ok: false, reason: `no VM templates on the ${choice.name} backend` };
+  if (!choice.accelerator) return { ok: false, reason: `no VM templates on the ${choice.name} backend` };
   const shape = {
     environment: spec.environment.name,
     accelerator: choice.accelerator,
     vcpu_count: spec.vcpuCount,
     mem_mib: spec.memMib,
     network: spec.network ? ("user" as const) : ("off" as const),
+    // Firecracker's own templates (templates-firecracker.ts; a networked run boots cold there)
+    ...(choice.name === "firecracker" ? { backend: "firecracker" as const } : {}),
   };
   try {
     await ensureTemplate(ctx, shape);
@@ -121,8 +122,8 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult & R
       consoleLogPath: join(dir, "console.log"),
       bootTimeoutMs: bootTimeoutMs(ctx.env),
     };
-    // QEMU: restore the environment's VM template when there is one (made on first need,
-    // like a missing environment, before the ttl starts counting)
+    // restore the environment's VM template when there is one (QEMU or Firecracker; made on
+    // first need, like a missing environment, before the ttl starts counting)
     const template = await runTemplate(ctx, choice, spec, dir);
     let boot: RunBoot = template.ok
       ? { boot: "template", boot_note: null }

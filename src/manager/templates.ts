@@ -66,7 +66,7 @@ export const TEMPLATE_DATA_DISK_MIB = 8192;
  */
 export const DETACHED_BOOT_PROTOCOL = 4;
 /** A failed make is not retried sooner than this (`pyro prepare` retries at once). */
-const RETRY_AFTER_MS = 3_600_000;
+export const RETRY_AFTER_MS = 3_600_000;
 /** How long the guest gets to notice the host closed its port before it is stopped. */
 const DISCONNECT_SETTLE_MS = 500;
 
@@ -80,6 +80,8 @@ export interface TemplateShape {
   mem_mib: number;
   /** "user": QEMU user-mode networking (slirp's fixed layout, the same for every guest) */
   network: "off" | "user";
+  /** Absent: QEMU. Firecracker's templates are its snapshots (templates-firecracker.ts). */
+  backend?: "firecracker";
 }
 
 const KeyParts = v.strictObject({
@@ -179,7 +181,14 @@ export function shapeOf(
   env: Env,
 ): { ok: true; shape: TemplateShape } | { ok: false; reason: string | null } {
   if (env.PYRO_TEMPLATES === "off") return { ok: false, reason: "PYRO_TEMPLATES=off" };
-  // Firecracker: its own snapshot/load is the seam for this (not done here); host: no machine.
+  if (r.backend === "firecracker" && r.accelerator === "kvm") {
+    // every Firecracker network is a tap (its guest address is per workspace): cold
+    if (r.network_policy !== "off") return { ok: false, reason: "firecracker networking (a tap) boots cold" };
+    const { environment, vcpu_count, mem_mib } = r;
+    const shape = { environment, accelerator: "kvm", vcpu_count, mem_mib, network: "off" } as const;
+    return { ok: true, shape: { ...shape, backend: "firecracker" } };
+  }
+  // host: no machine
   if (r.backend !== "qemu" || !r.accelerator) return { ok: false, reason: null };
   if (usesTap(r)) return { ok: false, reason: "a tap network (egress allow-list) boots cold" };
   return {
@@ -203,13 +212,13 @@ function readMeta(dir: string): TemplateMeta | null {
   }
 }
 
-function stampOf(path: string): string {
+export function stampOf(path: string): string {
   const s = statSync(path, { bigint: true });
   return `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.dev}:${s.ino}`;
 }
 
 export type TemplateStatus =
-  | { status: "ready"; key: string; dir: string; meta: TemplateMeta }
+  | { status: "ready"; key: string; dir: string; meta: Pick<TemplateMeta, "key" | "made_at" | "make_ms"> }
   | { status: "missing" | "stale" | "broken"; key: string; reason: string };
 
 /** Published templates (their meta), any key. */
@@ -241,11 +250,11 @@ function staleReason(want: TemplateKeyParts, have: TemplateKeyParts): string {
   return "made for another key";
 }
 
-function failedPath(home: string, key: string): string {
+export function failedPath(home: string, key: string): string {
   return join(templatesDir(home), `.failed-${key}.json`);
 }
 
-function recordedFailure(home: string, key: string): { at: number; reason: string } | null {
+export function recordedFailure(home: string, key: string): { at: number; reason: string } | null {
   try {
     const f = JSON.parse(readFileSync(failedPath(home, key), "utf8"));
     return typeof f.at === "number" && typeof f.reason === "string" ? f : null;
@@ -323,7 +332,7 @@ export function dropTemplate(home: string, key: string): void {
 }
 
 /** Remove debris of makes that died (temp dirs of dead pids) and unpublished leftovers. */
-function sweep(home: string): void {
+export function sweep(home: string): void {
   const root = templatesDir(home);
   if (!existsSync(root)) return;
   for (const name of readdirSync(root)) {
@@ -347,6 +356,8 @@ export async function ensureTemplate(
   shape: TemplateShape,
   opts: { retryFailed?: boolean } = {},
 ): Promise<EnsureResult> {
+  if (shape.backend === "firecracker")
+    return (await import("./templates-firecracker.ts")).ensureFirecrackerTemplate(ctx, shape, opts);
   const p = await partsFor(ctx.home, ctx.env, shape);
   if ("reason" in p) return { status: { status: "missing", key: "", reason: p.reason }, made: false };
   const first = await findTemplate(ctx.home, p.parts);
@@ -489,6 +500,8 @@ export async function readyTemplate(
   env: Env,
   shape: TemplateShape,
 ): Promise<{ ok: true; key: string; ram: string; state: string } | { ok: false; reason: string | null }> {
+  if (shape.backend === "firecracker")
+    return (await import("./templates-firecracker.ts")).readyFirecrackerTemplate(home, env, shape);
   const p = await partsFor(home, env, shape);
   if ("reason" in p) return { ok: false, reason: p.reason };
   const t = await findTemplate(home, p.parts);
