@@ -1,9 +1,12 @@
 /** The pure parts of scripts/smoke-firecracker.ts (the run itself needs KVM and firecracker). */
 import { describe, expect, test } from "bun:test";
 import {
+  CLONE_PROBE,
   COUNTER_SCRIPT,
+  clonesDiffer,
   counterContinued,
   formatStep,
+  parseCloneProbe,
   parseCounter,
   parseSmokeArgs,
   READ_COUNTER,
@@ -63,6 +66,20 @@ describe("smoke-firecracker", () => {
     expect(counterContinued(b, { pid: "412", count: 17, bootId: "b1" })).toContain("did not advance");
     expect(counterContinued(b, { pid: "900", count: 30, bootId: "b1" })).toContain("another process");
     expect(counterContinued(b, { pid: "412", count: 30, bootId: "b2" })).toContain("booted again");
+  });
+
+  test("two clones are two machines only with different boot ids and RNG draws and their own /workspace", () => {
+    const a = parseCloneProbe("b1\nu1\n/workspace/clone-mark\n");
+    const b = parseCloneProbe("b2\nu2\nno-mark\n");
+    expect(a).toEqual({ bootId: "b1", uuid: "u1", marked: true });
+    expect(clonesDiffer(a!, b!)).toBeNull();
+    expect(clonesDiffer(a!, { ...b!, bootId: "b1" })).toContain("same boot id");
+    expect(clonesDiffer(a!, { ...b!, uuid: "u1" })).toContain("same RNG draw");
+    expect(clonesDiffer(a!, { ...b!, marked: true })).toContain("sees the first clone's file");
+    expect(clonesDiffer({ ...a!, marked: false }, b!)).toContain("lost its own file");
+    expect(parseCloneProbe("")).toBeNull();
+    expect(CLONE_PROBE).toContain("boot_id");
+    expect(smokeArgv.create("debian:12", "fc-smoke-2")).toContain("fc-smoke-2");
   });
 
   test("step lines say PASS or FAIL first", () => {

@@ -1,9 +1,11 @@
 /**
  * Firecracker smoke for a KVM host (docs/firecracker.md "KVM smoke"): with `firecracker` on
  * PATH (or PYRO_FIRECRACKER_BIN) and a read/writable /dev/kvm, drive the real CLI through
- * create → exec → background counter → pause → resume (the counter kept its pid and boot and
- * keeps counting) → delete (no VMM left), printing PASS/FAIL per step. Exit 0 only if every
- * step passed.
+ * create (from the environment's Firecracker VM template, made by that first create) → exec →
+ * a second templated create (the two clones have different boot ids and RNG streams, and a
+ * file written in one is not in the other) → background counter → pause → resume (the counter
+ * kept its pid and boot and keeps counting) → delete (no VMM left), printing PASS/FAIL per
+ * step. Exit 0 only if every step passed.
  *
  *   bun scripts/smoke-firecracker.ts [--pyro dist/pyro] [--home DIR] [--environment debian:12] [--keep]
  *
@@ -56,13 +58,39 @@ export const READ_COUNTER = "cat /tmp/counter.pid /tmp/counter /proc/sys/kernel/
 
 /** argv (after the pyro binary) of each CLI call the smoke makes. */
 export const smokeArgv = {
-  create: (env: string) => ["workspace", "create", env, "--name", "fc-smoke", "--json"],
+  create: (env: string, name = "fc-smoke") => ["workspace", "create", env, "--name", name, "--json"],
   status: (id: string) => ["workspace", "status", id, "--json"],
   exec: (id: string, script: string) => ["workspace", "exec", id, "--json", "--", "sh", "-c", script],
   pause: (id: string) => ["workspace", "pause", id, "--json"],
   resume: (id: string) => ["workspace", "resume", id, "--json"],
   delete: (id: string) => ["workspace", "delete", id, "--json"],
 };
+
+/** What tells two clones apart: the boot id, an RNG draw, and whether the other's file shows. */
+export const CLONE_PROBE =
+  "cat /proc/sys/kernel/random/boot_id /proc/sys/kernel/random/uuid; ls /workspace/clone-mark 2>/dev/null || echo no-mark";
+export const MARK_CLONE = "echo one > /workspace/clone-mark";
+
+export interface CloneReading {
+  bootId: string;
+  uuid: string;
+  marked: boolean;
+}
+
+export function parseCloneProbe(stdout: string): CloneReading | null {
+  const [bootId, uuid, mark] = stdout.trim().split("\n");
+  if (!bootId || !uuid || !mark) return null;
+  return { bootId, uuid, marked: mark !== "no-mark" };
+}
+
+/** Two clones of one template must be two machines: why not, or null. */
+export function clonesDiffer(a: CloneReading, b: CloneReading): string | null {
+  if (a.bootId === b.bootId) return `same boot id ${a.bootId}`;
+  if (a.uuid === b.uuid) return `same RNG draw ${a.uuid}`;
+  if (!a.marked) return "the first clone lost its own file";
+  if (b.marked) return "the second clone sees the first clone's file";
+  return null;
+}
 
 export interface CounterReading {
   pid: string;
@@ -142,12 +170,38 @@ async function main(): Promise<number> {
       s.json?.backend === "firecracker" && s.json?.accelerator === "kvm",
       `${s.json?.backend}/${s.json?.accelerator}`,
     );
+    step(
+      "create restored the Firecracker VM template",
+      s.json?.boot === "template",
+      `boot=${s.json?.boot} ${s.json?.boot_note ?? ""}`,
+    );
     const e = await sh(id, "echo hello from $(uname -r)");
     step(
       "exec",
       e.code === 0 && String(e.json?.stdout).startsWith("hello from"),
       String(e.json?.stdout ?? "").trim(),
     );
+    // a second clone of the same template: another machine
+    await sh(id, MARK_CLONE);
+    const c2 = await cli(smokeArgv.create(opts.environment, "fc-smoke-2"));
+    const id2 = c2.json?.workspace_id ?? "";
+    if (
+      step(
+        "second templated create",
+        c2.code === 0 && !!id2 && c2.json?.boot === "template",
+        `${id2} boot=${c2.json?.boot}`,
+      )
+    ) {
+      const a = parseCloneProbe((await sh(id, CLONE_PROBE)).json?.stdout ?? "");
+      const b = parseCloneProbe((await sh(id2, CLONE_PROBE)).json?.stdout ?? "");
+      const why = a && b ? clonesDiffer(a, b) : "no reading";
+      step(
+        "two clones: own boot id, own RNG, own /workspace",
+        why === null,
+        why ?? `${a?.bootId} vs ${b?.bootId}`,
+      );
+    }
+    if (id2) step("delete the second clone", (await cli(smokeArgv.delete(id2))).code === 0);
     const started = await sh(id, COUNTER_SCRIPT);
     step("background counter started", started.code === 0);
     await Bun.sleep(1500);
