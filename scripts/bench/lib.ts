@@ -87,6 +87,51 @@ export function pss(pid: number | null | undefined): number {
   }
 }
 
+/**
+ * Where a QEMU process's PSS goes (bytes), from /proc/PID/smaps: `tb`, TCG's translation
+ * buffer (the one anonymous rwx mapping; none under KVM); `ramPrivate`, guest RAM pages this
+ * VM holds alone (Private_Dirty of the guest RAM mapping, its largest: a template clone's
+ * copies of pages it wrote, or all of a cold boot's touched RAM); `ramShared`, the rest of the
+ * guest RAM mapping's PSS (a clone's share of the template's pages); `rest`, QEMU itself
+ * (heap, TCG tables, binary, libraries). NaN fields when the process is gone.
+ */
+export function qemuPssBreakdown(pid: number | null | undefined): {
+  tb: number;
+  ramPrivate: number;
+  ramShared: number;
+  rest: number;
+} {
+  const none = { tb: Number.NaN, ramPrivate: Number.NaN, ramShared: Number.NaN, rest: Number.NaN };
+  if (!pid) return none;
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, "utf8");
+  } catch {
+    return none;
+  }
+  const maps: { perms: string; size: number; pss: number; privateDirty: number }[] = [];
+  for (const line of text.split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) /.exec(line);
+    if (head) {
+      maps.push({ perms: head[1]!, size: 0, pss: 0, privateDirty: 0 });
+      continue;
+    }
+    const f = /^(Size|Pss|Private_Dirty):\s+(\d+) kB/.exec(line);
+    const m = maps.at(-1);
+    if (!f || !m) continue;
+    const v = Number(f[2]) * 1024;
+    if (f[1] === "Size") m.size = v;
+    else if (f[1] === "Pss") m.pss = v;
+    else m.privateDirty = v;
+  }
+  const total = maps.reduce((a, m) => a + m.pss, 0);
+  const tb = maps.filter((m) => m.perms.startsWith("rwx")).reduce((a, m) => a + m.pss, 0);
+  const ram = maps.filter((m) => !m.perms.startsWith("rwx")).sort((a, b) => b.size - a.size)[0];
+  const ramPrivate = ram ? Math.min(ram.privateDirty, ram.pss) : 0;
+  const ramShared = ram ? ram.pss - ramPrivate : 0;
+  return { tb, ramPrivate, ramShared, rest: total - tb - ramPrivate - ramShared };
+}
+
 export function mib(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : "—";
 }

@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readRecord } from "../../src/manager/record.ts";
+import { WORKSPACE_TB_MIB } from "../../src/vmm/qemu/argv.ts";
 import { deleteWorkspaceCli } from "./exec-host.ts";
 import {
   type BenchCtx,
@@ -18,6 +19,7 @@ import {
   mib,
   PYRO,
   pss,
+  qemuPssBreakdown,
   type Section,
   type SectionResult,
   sh,
@@ -113,7 +115,7 @@ export const templatesSection: Section = {
         await Bun.sleep(IDLE_SETTLE_MS);
         const each = ids.map((id) => {
           const r = readRecord(ctx.home, id);
-          return { vmm: pss(r?.vmm_pid), sup: pss(r?.supervisor_pid) };
+          return { vmm: pss(r?.vmm_pid), sup: pss(r?.supervisor_pid), parts: qemuPssBreakdown(r?.vmm_pid) };
         });
         return each;
       } finally {
@@ -123,6 +125,39 @@ export const templatesSection: Section = {
     const idleTemplate = await idle(true);
     const idleCold = await idle(false);
     const sum = (xs: { vmm: number; sup: number }[]) => xs.map((x) => x.vmm + x.sup);
+    type Idle = typeof idleTemplate;
+    const medianOf = (xs: Idle, f: (x: Idle[number]) => number) => mib(stats(xs.map(f)).median);
+    // QEMU's PSS split (qemuPssBreakdown): one row each, medians over the N workspaces
+    const parts = (xs: Idle): (string | number)[][] => [
+      [
+        `    TCG translation buffer (tb-size ${WORKSPACE_TB_MIB} MiB)`,
+        medianOf(xs, (x) => x.parts.tb),
+        "",
+        idleN,
+        "",
+      ],
+      [
+        `    guest RAM, private (pages this VM wrote)`,
+        medianOf(xs, (x) => x.parts.ramPrivate),
+        "",
+        idleN,
+        "",
+      ],
+      [
+        `    guest RAM, shared (a clone's share of the template's pages)`,
+        medianOf(xs, (x) => x.parts.ramShared),
+        "",
+        idleN,
+        "",
+      ],
+      [
+        `    QEMU itself (heap, TCG tables, binary, libraries)`,
+        medianOf(xs, (x) => x.parts.rest),
+        "",
+        idleN,
+        "",
+      ],
+    ];
 
     const ct = stats(fromTemplate);
     const cc = stats(cold);
@@ -156,9 +191,12 @@ export const templatesSection: Section = {
             met(pt.median <= 40 * 1024 * 1024),
           ],
           [`  of which QEMU`, mib(stats(idleTemplate.map((x) => x.vmm)).median), "", idleN, ""],
+          ...parts(idleTemplate),
           [`  of which the supervisor`, mib(stats(idleTemplate.map((x) => x.sup)).median), "", idleN, ""],
           [`cold boots, ${idleN} side by side`, mib(pc.median), `${mib(pc.min)}–${mib(pc.max)}`, pc.n, ""],
           [`  of which QEMU`, mib(stats(idleCold.map((x) => x.vmm)).median), "", idleN, ""],
+          ...parts(idleCold),
+          [`  of which the supervisor`, mib(stats(idleCold.map((x) => x.sup)).median), "", idleN, ""],
         ],
       ),
     ].join("\n");

@@ -1,6 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import type { BootSpec } from "../types.ts";
-import { buildQemuArgv, qemuKernelArgs, qemuOptValue } from "./argv.ts";
+import {
+  buildQemuArgv,
+  qemuKernelArgs,
+  qemuOptValue,
+  TEMPLATE_TB_MIB,
+  tcgTbSizeMib,
+  WORKSPACE_TB_MIB,
+} from "./argv.ts";
 
 function spec(over: Partial<BootSpec> = {}): BootSpec {
   return {
@@ -72,6 +79,22 @@ describe("buildQemuArgv", () => {
       a.filter((x) => !x.startsWith("memory-backend") && x !== "-incoming" && x !== "defer");
     expect(strip(clone)).toEqual(strip(make));
     expect(strip(make)).toEqual(strip(cold));
+  });
+
+  test("TCG translation buffer per kind of boot (template make vs workspaces)", () => {
+    const make = spec({ memoryFile: { path: "/t/ram", shared: true } });
+    const clone = spec({ memoryFile: { path: "/t/ram", shared: false }, restoreFrom: "/t/state" });
+    const resume = spec({ restoreFrom: "/ws/w1/paused/state" });
+    expect(tcgTbSizeMib(make)).toBe(TEMPLATE_TB_MIB);
+    for (const s of [spec(), clone, resume]) expect(tcgTbSizeMib(s)).toBe(WORKSPACE_TB_MIB);
+    expect(values(buildQemuArgv(make, { ...base, accelerator: "tcg" }), "-accel")).toEqual([
+      `tcg,tb-size=${TEMPLATE_TB_MIB}`,
+    ]);
+    expect(values(buildQemuArgv(clone, { ...base, accelerator: "tcg" }), "-accel")).toEqual([
+      `tcg,tb-size=${WORKSPACE_TB_MIB}`,
+    ]);
+    // KVM has no translation buffer
+    expect(values(buildQemuArgv(clone, { ...base, accelerator: "kvm" }), "-accel")).toEqual(["kvm"]);
   });
 
   test("accelerator picks the CPU model", () => {
