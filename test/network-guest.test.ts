@@ -16,49 +16,36 @@ import { join } from "node:path";
 import { needs } from "./capabilities.ts";
 import { guestHome, probeReached } from "./guest-env.ts";
 import { pyro, waitFor } from "./helpers.ts";
+import {
+  type LocalServers,
+  localServers,
+  probeLine,
+  tableExists,
+  tableOf,
+  tapExists,
+  tapOf,
+} from "./net-local.ts";
 
 const net = needs("guest", "tap-network");
 
-/** A bash line that prints probe-ran, then GETs http://addr:port/ (as in guest-env.ts loopbackProbe). */
-const probeLine = (addr: string, port: number) =>
-  `echo probe-ran; exec 3<>/dev/tcp/${addr}/${port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3`;
-
-const ipRun = (...args: string[]) => {
-  const p = Bun.spawnSync(["ip", ...args], { stderr: "pipe" });
-  if (p.exitCode !== 0) throw new Error(`ip ${args.join(" ")}: ${p.stderr.toString()}`);
-};
-const tapOf = (id: string) => `pyt${id.slice(3)}`;
-const tableOf = (id: string) => `pyro_${id.slice(3)}`;
-const tapExists = (id: string) => existsSync(`/sys/class/net/${tapOf(id)}`);
-const tableExists = (id: string) =>
-  Bun.spawnSync(["nft", "list", "tables"])
-    .stdout.toString()
-    .includes(`inet ${tableOf(id)}`);
-
 net.describe("real guest: tap network with an egress allow-list", () => {
   let home = "";
-  const veth = `pyv${process.pid % 100000}`;
-  const octet = 10 + (process.pid % 200);
-  const allowed = `198.51.100.${octet}`;
-  const other = `198.51.100.${octet + 1}`;
-  const servers: ReturnType<typeof Bun.serve>[] = [];
+  let local: LocalServers;
+  let allowed = "";
+  let other = "";
+  let servers: LocalServers["servers"] | [] = [];
   const ids: string[] = [];
   const record = (id: string) =>
     JSON.parse(readFileSync(join(home, "workspaces", id, "workspace.json"), "utf8"));
 
   beforeAll(async () => {
     home = await guestHome();
-    ipRun("link", "add", `${veth}a`, "type", "veth", "peer", "name", `${veth}b`);
-    ipRun("addr", "add", `${allowed}/32`, "dev", `${veth}a`);
-    ipRun("addr", "add", `${other}/32`, "dev", `${veth}a`);
-    ipRun("link", "set", `${veth}a`, "up");
-    for (const hostname of [allowed, other])
-      servers.push(Bun.serve({ hostname, port: 0, fetch: () => new Response(`hello-from-${hostname}`) }));
+    local = localServers();
+    ({ allowed, other, servers } = local);
   });
   afterAll(async () => {
     for (const id of ids) await pyro(["workspace", "delete", id], { home });
-    for (const s of servers) s.stop(true);
-    Bun.spawnSync(["ip", "link", "del", `${veth}a`]);
+    local?.stop();
   });
 
   net.test(

@@ -15,8 +15,9 @@
  */
 
 import { lookup, Resolver } from "node:dns/promises";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { processStart } from "../base/proc.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { type AllowList, parseIpv4, splitAllowed, validateAllowList } from "../vmm/net/allow.ts";
 import { startDnsForwarder } from "../vmm/net/dns.ts";
@@ -42,7 +43,9 @@ const hasAllowList = (r: Pick<WorkspaceRecord, "allow_hosts" | "allow_cidrs">) =
   (r.allow_hosts?.length ?? 0) + (r.allow_cidrs?.length ?? 0) > 0;
 
 /** Does this workspace's machine get a tap network (rather than user-mode or none)? */
-export function usesTap(r: WorkspaceRecord): boolean {
+export function usesTap(
+  r: Pick<WorkspaceRecord, "network_policy" | "backend" | "allow_hosts" | "allow_cidrs">,
+): boolean {
   return r.network_policy !== "off" && (hasAllowList(r) || r.backend === "firecracker");
 }
 
@@ -71,6 +74,44 @@ export function checkNetworkInput(input: {
     });
   }
   return { policy: input.network_policy ?? "egress", allow };
+}
+
+/**
+ * The same checks for `run`, whose switch is `network` (a boolean) rather than a policy: an
+ * allow-list implies network, `network: false` with one is a contradiction. Returns whether
+ * the machine gets a network and the validated allow-list (null: none).
+ */
+export function checkRunNetworkInput(input: {
+  network?: boolean;
+  allow_hosts?: string[];
+  allow_cidrs?: string[];
+}): { network: boolean; allow: AllowList | null } {
+  const listed = (input.allow_hosts?.length ?? 0) + (input.allow_cidrs?.length ?? 0) > 0;
+  if (listed && input.network === false) {
+    validateAllowList(input.allow_hosts, input.allow_cidrs); // a malformed entry is named first
+    throw new PyroError("INVALID_INPUT", "an allow-list needs network access, but network is false", {
+      hint: "leave network out (an allow-list implies it) or set it to true",
+    });
+  }
+  const { policy, allow } = checkNetworkInput({
+    network_policy: input.network === undefined ? undefined : input.network ? "egress" : "off",
+    allow_hosts: input.allow_hosts,
+    allow_cidrs: input.allow_cidrs,
+  });
+  return { network: policy !== "off", allow };
+}
+
+/** Host compat cannot restrict egress: an allow-list there is NETWORK_UNSUPPORTED. */
+export function refuseHostCompatAllowList(backend: string, allow: AllowList | null): void {
+  if (allow && backend === "host") {
+    throw new PyroError(
+      "NETWORK_UNSUPPORTED",
+      "host compat cannot restrict egress: commands use the host's network",
+      {
+        hint: "egress allow-lists need a guest backend (QEMU or Firecracker)",
+      },
+    );
+  }
 }
 
 /**
@@ -126,7 +167,10 @@ export interface WorkspaceNetwork {
  */
 export async function setupNetwork(
   home: string,
-  r: WorkspaceRecord,
+  r: Pick<
+    WorkspaceRecord,
+    "workspace_id" | "network_policy" | "backend" | "allow_hosts" | "allow_cidrs" | "net"
+  >,
   recordNet: (net: NonNullable<WorkspaceRecord["net"]>) => Promise<unknown>,
   env: Record<string, string | undefined> = process.env,
 ): Promise<WorkspaceNetwork | null> {
@@ -169,6 +213,74 @@ export async function setupNetwork(
     );
   }
   return { tap, release };
+}
+
+/**
+ * The tap network of a one-shot `run` with an allow-list (`id` is the run's `run_<hex>`): the
+ * same tap, table and DNS forwarder as a workspace's, named after the run. Before the tap
+ * exists, `run.json` in the run's directory names it with the run's process (pid + start
+ * time), so a run killed outright leaves nothing the next run does not remove
+ * (sweepDeadRuns).
+ */
+export async function setupRunNetwork(
+  home: string,
+  id: string,
+  runDirPath: string,
+  allow: AllowList,
+  backend: WorkspaceRecord["backend"],
+  env: Record<string, string | undefined> = process.env,
+): Promise<WorkspaceNetwork> {
+  const net = await setupNetwork(
+    home,
+    {
+      workspace_id: id,
+      network_policy: "egress",
+      backend,
+      allow_hosts: allow.hosts,
+      allow_cidrs: allow.cidrs,
+      net: null,
+    },
+    async () => recordRunOwner(runDirPath, true),
+    env,
+  );
+  return net as WorkspaceNetwork; // an allow-list always uses a tap
+}
+
+/** In a run's directory: the process that runs it and whether it has a tap network. */
+export const RUN_OWNER_FILE = "run.json";
+
+/** Name this process as the run's owner (`net`: a tap network is about to exist). */
+export function recordRunOwner(runDirPath: string, net: boolean): void {
+  writeFileAtomic(
+    join(runDirPath, RUN_OWNER_FILE),
+    `${JSON.stringify({ pid: process.pid, pid_start: processStart(process.pid) ?? "?", net })}\n`,
+  );
+}
+
+/**
+ * Remove what runs killed outright left under `runsDir` (their directory, and the tap and
+ * nftables table named in its run.json) when the run's process is gone. A directory without
+ * run.json (a run that has not recorded itself yet) is left alone. Never throws.
+ */
+export function sweepDeadRuns(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    try {
+      const owner = JSON.parse(readFileSync(join(dir, n, RUN_OWNER_FILE), "utf8")) as {
+        pid: number;
+        pid_start: string;
+        net?: boolean;
+      };
+      if (processStart(owner.pid) === owner.pid_start) continue;
+      if (owner.net) removeTapNetwork(n);
+      rmSync(join(dir, n), { recursive: true, force: true });
+    } catch {}
+  }
 }
 
 /** The machine, its shutdown now also releasing its network (the tap goes after the VMM). */

@@ -23,6 +23,14 @@ import type { Ctx } from "./context.ts";
 import { DEFAULT_EXEC_TIMEOUT_SECONDS, type ExecResult, execOn } from "./exec.ts";
 import { randomHex } from "./ids.ts";
 import { startMachine } from "./machine.ts";
+import {
+  checkRunNetworkInput,
+  recordRunOwner,
+  refuseHostCompatAllowList,
+  resolveAllowedHosts,
+  setupRunNetwork,
+  sweepDeadRuns,
+} from "./network.ts";
 import { runsDir } from "./paths.ts";
 import { Teardown } from "./teardown.ts";
 import { ensureTemplate, readyTemplate, TEMPLATE_DATA_DISK_MIB, templateMayBeAtFault } from "./templates.ts";
@@ -37,6 +45,9 @@ export interface RunInput {
   /** bound on the machine's life, boot included (default 600; 0 = none) */
   ttl_seconds?: number;
   network?: boolean;
+  /** egress allow-list (src/manager/network.ts); implies network */
+  allow_hosts?: string[];
+  allow_cidrs?: string[];
   allow_host_compat?: boolean;
   max_output_bytes?: number;
 }
@@ -89,6 +100,9 @@ async function runTemplate(
 }
 
 export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult & RunBoot> {
+  const net = checkRunNetworkInput(input);
+  // resolvable now, or the run fails before anything is made
+  if (net.allow) await resolveAllowedHosts(net.allow.hosts, ctx.env);
   const installed = await ensureEnvironment(ctx, input.environment, {
     allowMissing: input.allow_host_compat ?? false,
   });
@@ -97,7 +111,9 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult & R
     env: ctx.env,
     allowHostCompat: input.allow_host_compat ?? false,
     kernelPath: installed ? join(installed.dir, installed.manifest.kernel.file) : null,
+    network: net.network,
   });
+  refuseHostCompatAllowList(choice.name, net.allow);
   const backend = await loadBackend(choice);
   const id = `run_${randomHex(6)}`;
   const dir = join(runsDir(ctx.home), id);
@@ -106,8 +122,10 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult & R
     void td.run().then(() => process.exit(130));
   };
   try {
+    sweepDeadRuns(runsDir(ctx.home));
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     td.push("run dir", () => rmSync(dir, { recursive: true, force: true }));
+    recordRunOwner(dir, false);
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     const { artifactsOf } = await import("../env/store.ts");
@@ -118,13 +136,21 @@ export async function runOnce(ctx: Ctx, input: RunInput): Promise<ExecResult & R
       environment: choice.name === "host" || !installed ? null : artifactsOf(installed),
       vcpuCount: input.vcpu_count ?? 1,
       memMib: input.mem_mib ?? 1024,
-      network: input.network ?? false,
+      network: net.network,
       consoleLogPath: join(dir, "console.log"),
       bootTimeoutMs: bootTimeoutMs(ctx.env),
     };
     // restore the environment's VM template when there is one (QEMU or Firecracker; made on
     // first need, like a missing environment, before the ttl starts counting)
-    const template = await runTemplate(ctx, choice, spec, dir);
+    if (net.allow) {
+      // an allow-list: a tap and nftables table of the run's own, released after the machine
+      const tap = await setupRunNetwork(ctx.home, id, dir, net.allow, choice.name, ctx.env);
+      td.push("network", () => tap.release());
+      spec.tap = tap.tap;
+    }
+    const template = spec.tap
+      ? { ok: false as const, reason: "a tap network boots cold" }
+      : await runTemplate(ctx, choice, spec, dir);
     let boot: RunBoot = template.ok
       ? { boot: "template", boot_note: null }
       : { boot: spec.environment ? "cold" : null, boot_note: template.reason };

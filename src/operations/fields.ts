@@ -92,7 +92,7 @@ export const networkPolicy = v.pipe(
 export const allowHosts = v.pipe(
   v.array(v.string()),
   v.description(
-    "Egress allow-list: DNS names the guest may connect to (resolved by pyro at each boot and when the guest looks them up; CLI: --allow-host, repeatable). With an allow-list the guest reaches only listed destinations; private, loopback, link-local and metadata addresses only when listed inside those ranges. Implies network_policy egress. Needs pyro running as root with nftables.",
+    "Egress allow-list: DNS names the guest may connect to (resolved by pyro at each boot and when the guest looks them up; CLI: --allow-host, repeatable). With an allow-list the guest reaches only listed destinations; private, loopback, link-local and metadata addresses only when listed inside those ranges. Implies network_policy egress (vm_run: network). Needs pyro running as root with nftables and a guest backend.",
   ),
 );
 export const allowCidrs = v.pipe(

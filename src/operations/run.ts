@@ -34,8 +34,15 @@ export const runOp = defineOperation({
       ),
     ),
     network: v.optional(
-      v.pipe(v.boolean(), v.description("Give the VM outbound network access (off by default).")),
+      v.pipe(
+        v.boolean(),
+        v.description(
+          "Give the VM outbound network access (off by default; allow_hosts/allow_cidrs imply it and restrict it).",
+        ),
+      ),
     ),
+    allow_hosts: v.optional(f.allowHosts),
+    allow_cidrs: v.optional(f.allowCidrs),
     allow_host_compat: v.optional(f.allowHostCompat),
     max_output_bytes: v.optional(f.maxOutputBytes),
   }),

@@ -29,7 +29,8 @@ export interface TapNet {
 }
 
 function idHex(workspaceId: string): string {
-  const hex = workspaceId.replace(/^ws_/, "");
+  // a workspace's ws_<hex>, or a one-shot run's run_<hex> (src/manager/run.ts)
+  const hex = workspaceId.replace(/^(?:ws|run)_/, "");
   if (!/^[0-9a-f]{12}$/.test(hex)) throw new Error(`not a workspace id: ${workspaceId}`);
   return hex;
 }
