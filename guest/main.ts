@@ -52,6 +52,9 @@ async function main(argv: string[]): Promise<void> {
       baseEnv: { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "xterm-256color", USER: "root" },
       stateDir,
     };
+    // sys.attach's module and libc's stubs, ready now (a VM template is saved with them; its
+    // clones then attach without loading them under emulation)
+    void import("./attach.ts").then((m) => m.prepareAttach());
     const port = findVirtioPort();
     if (port) {
       console.error(`pyro-agent ${PYRO_VERSION}: serving on ${port}`);

@@ -26,7 +26,14 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 
 const RB_AUTOBOOT = 0x01234567;
 
+// Opened once: each dlopen compiles its call stubs (bun:ffi), which under TCG costs tens of ms.
+let lib: ReturnType<typeof openLibc> | null = null;
 function libc() {
+  lib ??= openLibc();
+  return lib;
+}
+
+function openLibc() {
   return dlopen("libc.so.6", {
     sync: { args: [], returns: FFIType.void },
     reboot: { args: [FFIType.i32], returns: FFIType.i32 },

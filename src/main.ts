@@ -1,11 +1,25 @@
 /** Entry of the `pyro` executable: the CLI (which also hosts `mcp serve` and the supervisor mode). */
+import { mark, markStart } from "./base/profile.ts";
 
 async function main(argv: string[]): Promise<void> {
+  markStart(argv[0] === "__supervise" ? "sup" : "cli");
   // --version answers before the command tree (and everything it imports) is loaded.
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
     const { PYRO_VERSION } = await import("./protocol/version.ts");
     process.stdout.write(`pyro ${PYRO_VERSION}\n`);
     process.exit(0);
+  }
+  if (argv[0] === "__supervise") {
+    // The supervisor loads its own modules only, not the CLI's command tree (its start is on
+    // every create's path). `--hold`: spawned early by a create, it waits for the go.
+    const [{ supervise, awaitGo }, { makeCtx }] = await Promise.all([
+      import("./supervisor/main.ts"),
+      import("./manager/context.ts"),
+    ]);
+    if (argv.includes("--hold") && !(await awaitGo())) process.exit(1);
+    const id = argv[argv.indexOf("--id") + 1] as string;
+    await supervise(makeCtx().home, id, { resume: argv.includes("--resume") });
+    return;
   }
   const { runCli } = await import("./cli/index.ts");
   const code = await runCli(argv);
@@ -17,6 +31,7 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.once("error", () => r());
       process.stdout.end(() => r());
     });
+    mark("cli.exit");
     process.exit(code);
   }
 }

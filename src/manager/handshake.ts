@@ -12,6 +12,8 @@ export async function helloAgent(
   deadlineMs: number,
   env?: Record<string, string>,
   envName = "ENV",
+  /** Called with the connection right after the hello is sent (to pipeline a next request). */
+  afterSend?: (conn: Connection) => void,
 ): Promise<{ conn: Connection; hello: AgentHello }> {
   const conn = new Connection(channel, {
     lostCode: "GUEST_UNREACHABLE",
@@ -23,15 +25,14 @@ export async function helloAgent(
   const rebuild = `the environment holds an agent of another version: rebuild it with \`pyro env build ${envName} --force\``;
   let hello: AgentHello;
   try {
-    hello = await Promise.race([
-      call(conn, {
-        op: "hello",
-        protocol_version: PROTOCOL_VERSION,
-        host_version: PYRO_VERSION,
-        config: { clock_unix_ms: Date.now(), ...(env ? { env } : {}) },
-      }),
-      timeout,
-    ]);
+    const sent = call(conn, {
+      op: "hello",
+      protocol_version: PROTOCOL_VERSION,
+      host_version: PYRO_VERSION,
+      config: { clock_unix_ms: Date.now(), ...(env ? { env } : {}) },
+    });
+    afterSend?.(conn);
+    hello = await Promise.race([sent, timeout]);
   } catch (err) {
     conn.close();
     if (err instanceof PyroError && err.code === "AGENT_VERSION_MISMATCH") {

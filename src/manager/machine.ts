@@ -9,7 +9,8 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { fault } from "../base/fault.ts";
-import { call } from "../protocol/call.ts";
+import { mark } from "../base/profile.ts";
+import { call, type ResultOf } from "../protocol/call.ts";
 import type { Connection } from "../protocol/connection.ts";
 import { PyroError, toPyroError } from "../protocol/errors.ts";
 import { tailFile } from "../vmm/process.ts";
@@ -59,8 +60,10 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
   const deadline = Date.now() + spec.bootTimeoutMs;
   let vmmExited: Promise<number | null> | null = null;
   try {
+    mark("machine.boot");
     const handle = await backend.boot(spec);
     vmmExited = handle.exited;
+    mark("machine.vmm-running");
     fault("boot.vmm-spawned", () => handle.pid);
     td.push("vmm", async () => {
       handle.kill();
@@ -74,15 +77,32 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
     });
     died.catch(() => {});
     const channel = await Promise.race([handle.connect(deadline), died]);
+    mark("machine.channel");
+    // A clone of a VM template is detached (the template was checked so when it was made):
+    // its sys.attach goes right behind the hello, saving a round trip to a just-restored guest.
+    let early: Promise<ResultOf<"sys.attach">> | null = null;
+    const pipelined = !!(spec.restoreFrom && spec.memoryFile);
     const shaken = await Promise.race([
-      helloAgent(channel, deadline, undefined, spec.environment?.name),
+      helloAgent(
+        channel,
+        deadline,
+        undefined,
+        spec.environment?.name,
+        pipelined
+          ? (c) => {
+              early = call(c, attachRequest(backend, spec));
+              early.catch(() => {}); // awaited below; a failed hello says why first
+            }
+          : undefined,
+      ),
       died,
     ]);
     const conn = shaken.conn;
+    mark("machine.hello");
     td.push("conn", () => conn.close());
     let hello = shaken.hello;
     let attach: Machine["attach"] = null;
-    if (!hello.attached) {
+    if (!hello.attached || early) {
       const t0 = performance.now();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -91,7 +111,7 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
           Math.max(deadline - Date.now(), 1),
         );
       });
-      const r = await Promise.race([call(conn, attachRequest(backend, spec)), died, timeout])
+      const r = await Promise.race([early ?? call(conn, attachRequest(backend, spec)), died, timeout])
         .catch((err) => {
           const e = toPyroError(err);
           if (e.code === "GUEST_UNREACHABLE" || e.code === "VMM_FAILED") throw e;
@@ -103,6 +123,7 @@ export async function startMachine(backend: Backend, spec: BootSpec): Promise<Ma
         .finally(() => clearTimeout(timer));
       hello = { ...hello, boot_id: r.boot_id, attached: true };
       attach = { host_ms: Math.round(performance.now() - t0), guest_ms: r.attached_ms };
+      mark(`machine.attached guest_ms=${r.attached_ms}`);
     }
     let stopped = false;
     const machine: Machine = {

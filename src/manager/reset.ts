@@ -23,6 +23,7 @@
 import { mkdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fault } from "../base/fault.ts";
+import { mark } from "../base/profile.ts";
 import { unpackTar } from "../protocol/archive/index.ts";
 import { callWorkspace } from "./client.ts";
 import type { Ctx } from "./context.ts";
@@ -40,7 +41,13 @@ import {
 } from "./snapshots.ts";
 import { findRecord, resolveWorkspace, updateRecord, withLifecycle } from "./store.ts";
 import { importIntoWorkspace } from "./transfer.ts";
-import { DATA_DISK_MIB, startWorkspaceLocked, stopWorkspaceLocked } from "./workspaces.ts";
+import {
+  DATA_DISK_MIB,
+  type SupervisorLaunch,
+  spawnSupervisor,
+  startWorkspaceLocked,
+  stopWorkspaceLocked,
+} from "./workspaces.ts";
 
 export const exportsLogPath = (home: string, id: string) => join(workspaceDir(home, id), "exports.jsonl");
 
@@ -67,6 +74,7 @@ async function resetLocked(
   id: string,
   snapshot: string,
 ): Promise<WorkspaceRecord & { restored_from: string }> {
+  mark("reset.begin");
   const r0 = await resolveWorkspace(ctx.home, id);
   const source = snapshotSource(ctx.home, id, snapshot); // fails before anything is touched
   const base = snapshot === BASELINE ? source : snapshotSource(ctx.home, id, BASELINE);
@@ -78,6 +86,32 @@ async function resetLocked(
   const fresh = `${current}.new-${process.pid}`;
   // A legacy tar is imported after boot, on top of the baseline: a verified image baseline, or an empty disk.
   const prebuilt = host ? source : isLegacy(source) ? (isLegacy(base) ? null : base) : source;
+  // The next machine's supervisor loads while the disk is copied and the old machine stops;
+  // it touches nothing until the boot below tells it to go (any failure before: cancelled).
+  const launch = host ? undefined : spawnSupervisor(ctx, id, { hold: true });
+  try {
+    return await resetWith(ctx, id, snapshot, { source, base, dir, current, fresh, host, prebuilt, launch });
+  } finally {
+    launch?.cancel();
+  }
+}
+
+async function resetWith(
+  ctx: Ctx,
+  id: string,
+  snapshot: string,
+  p: {
+    source: SnapshotSource | null;
+    base: SnapshotSource | null;
+    dir: string;
+    current: string;
+    fresh: string;
+    host: boolean;
+    prebuilt: SnapshotSource | null;
+    launch: SupervisorLaunch | undefined;
+  },
+): Promise<WorkspaceRecord & { restored_from: string }> {
+  const { source, base, dir, current, fresh, host, prebuilt, launch } = p;
   try {
     // 1-2. the new state beside the current one, verified
     if (host) {
@@ -90,22 +124,27 @@ async function resetLocked(
     } else if (prebuilt) {
       await cloneImage(prebuilt.path, fresh);
       fault("reset.copied");
+      mark("reset.copied");
       if (prebuilt.recorded) await verifyContent(fresh, prebuilt.recorded, prebuilt.name);
     } else {
       const { createDataDisk } = await import("../env/build/datadisk.ts");
       await createDataDisk(fresh, DATA_DISK_MIB);
       fault("reset.copied");
     }
+    mark("reset.checked");
     if (!host) fsyncPath(fresh);
     fault("reset.verified");
+    mark("reset.fsynced");
     // 3. stop
     await stopWorkspaceLocked(ctx, id); // a no-op when stopped; a paused machine's saved state is dropped
     fault("reset.stopped");
+    mark("reset.stopped");
     // 4. swap
     if (host) exchangePaths(fresh, current);
     else renameSync(fresh, current);
     fsyncPath(dir);
     fault("reset.swapped");
+    mark("reset.swapped");
   } finally {
     rmSync(fresh, { recursive: true, force: true }); // host compat: the old tree, after the exchange
   }
@@ -121,8 +160,9 @@ async function resetLocked(
     last_activity_at: new Date().toISOString(),
   }));
   fault("reset.recorded");
+  mark("reset.recorded");
   // 6. boot
-  await startWorkspaceLocked(ctx, id);
+  await startWorkspaceLocked(ctx, id, { launch });
   // a legacy tar baseline goes in first only when the disk started empty (no verified image under it)
   if (!host && isLegacy(source)) await restoreLegacyTars(ctx, id, source, prebuilt === null ? base : null);
   return { ...(readRecord(ctx.home, id) as WorkspaceRecord), restored_from: snapshot };

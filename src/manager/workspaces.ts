@@ -2,6 +2,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fault } from "../base/fault.ts";
+import { mark } from "../base/profile.ts";
 import { withImageDefaults } from "../env/image/defaults.ts";
 import { ensureEnvironment } from "../env/prepare.ts";
 import { findInstalled } from "../env/store.ts";
@@ -201,57 +202,114 @@ async function ensureTemplateFor(ctx: Ctx, r: WorkspaceRecord | null): Promise<v
   }
 }
 
-/** Launch the detached supervisor and wait until it says ready (or why not); `resume`: restore the paused state. */
-async function launchSupervisor(ctx: Ctx, id: string, resume = false): Promise<void> {
+/** A spawned supervisor: `ready()` waits until it says ready (or why not). */
+export interface SupervisorLaunch {
+  /** A held supervisor (spawnSupervisor's `hold`) starts now; a no-op otherwise. */
+  go(): void;
+  /** Wait until it says ready (or why not); a held one is told to go first. */
+  ready(): Promise<void>;
+  /** A held supervisor that was never told to go: end it (it has touched nothing). */
+  cancel(): void;
+}
+
+/**
+ * Spawn the detached supervisor; `resume`: restore the paused state. `hold`: it loads its
+ * modules (a few hundred ms: a process start) and then waits for `go()`, so a create spawns it
+ * first and makes the data disk and checks the template meanwhile. A held supervisor whose
+ * creator dies or cancels sees its stdin close and exits without touching anything.
+ */
+export function spawnSupervisor(
+  ctx: Ctx,
+  id: string,
+  opts: { resume?: boolean; hold?: boolean } = {},
+): SupervisorLaunch {
   const run = runDir(ctx.home, id);
   mkdirSync(run, { recursive: true, mode: 0o700 });
   mkdirSync(logsDir(ctx.home, id), { recursive: true, mode: 0o700 });
-  rmSync(join(run, READY_FILE), { force: true });
-  rmSync(join(run, BOOT_ERROR_FILE), { force: true });
+  // the marks a previous machine left (a reset's held supervisor: at the go, not before)
+  const clearMarks = () => {
+    rmSync(join(run, READY_FILE), { force: true });
+    rmSync(join(run, BOOT_ERROR_FILE), { force: true });
+  };
+  if (!opts.hold) clearMarks();
   const logFd = openSync(supervisorLogPath(ctx.home, id), "a", 0o600);
   const env = { ...ctx.env, PYRO_HOME: ctx.home } as Record<string, string>;
-  const proc = Bun.spawn([...selfCommand(), "__supervise", "--id", id, ...(resume ? ["--resume"] : [])], {
+  const args = [
+    "__supervise",
+    "--id",
+    id,
+    ...(opts.resume ? ["--resume"] : []),
+    ...(opts.hold ? ["--hold"] : []),
+  ];
+  const proc = Bun.spawn([...selfCommand(), ...args], {
     env,
-    stdin: "ignore",
+    stdin: opts.hold ? "pipe" : "ignore",
     stdout: logFd,
     stderr: logFd,
     detached: true, // its own session: a Ctrl-C in the creating terminal must not reach it
   });
   closeSync(logFd);
   proc.unref();
-  const deadline = Date.now() + bootTimeoutMs(ctx.env) + 15000;
+  mark("supervisor.spawned");
   let exited = false;
   proc.exited.then(() => {
     exited = true;
   });
-  for (;;) {
-    if (existsSync(join(run, READY_FILE))) return;
-    const errFile = join(run, BOOT_ERROR_FILE);
-    if (existsSync(errFile)) {
-      const { errorFromShape } = await import("../protocol/errors.ts");
-      throw errorFromShape(JSON.parse(readFileSync(errFile, "utf8")));
-    }
-    if (exited) {
-      const tail = existsSync(supervisorLogPath(ctx.home, id))
-        ? readFileSync(supervisorLogPath(ctx.home, id), "utf8").slice(-2000)
-        : "";
-      throw new PyroError(
-        "SUPERVISOR_UNREACHABLE",
-        `the workspace supervisor exited before it was ready${proc.signalCode ? ` (${proc.signalCode})` : ""}`,
-        {
-          details: { log_tail: tail },
-        },
-      );
-    }
-    if (Date.now() > deadline) {
-      proc.kill("SIGKILL");
-      throw new PyroError("GUEST_BOOT_TIMEOUT", "the workspace did not become ready in time");
-    }
-    await Bun.sleep(20);
-  }
+  let held = !!opts.hold;
+  const release = (byte: string) => {
+    if (!held) return;
+    held = false;
+    const stdin = proc.stdin as import("bun").FileSink;
+    try {
+      if (byte) stdin.write(byte);
+      stdin.end();
+    } catch {} // it is gone already: ready() says how
+  };
+  return {
+    go: () => release("g"),
+    cancel() {
+      if (!held) return;
+      release("");
+      try {
+        proc.kill("SIGKILL");
+      } catch {}
+    },
+    async ready() {
+      if (held) clearMarks();
+      release("g");
+      mark("supervisor.go");
+      const deadline = Date.now() + bootTimeoutMs(ctx.env) + 15000;
+      for (;;) {
+        if (existsSync(join(run, READY_FILE))) return;
+        const errFile = join(run, BOOT_ERROR_FILE);
+        if (existsSync(errFile)) {
+          const { errorFromShape } = await import("../protocol/errors.ts");
+          throw errorFromShape(JSON.parse(readFileSync(errFile, "utf8")));
+        }
+        if (exited) {
+          const tail = existsSync(supervisorLogPath(ctx.home, id))
+            ? readFileSync(supervisorLogPath(ctx.home, id), "utf8").slice(-2000)
+            : "";
+          throw new PyroError(
+            "SUPERVISOR_UNREACHABLE",
+            `the workspace supervisor exited before it was ready${proc.signalCode ? ` (${proc.signalCode})` : ""}`,
+            {
+              details: { log_tail: tail },
+            },
+          );
+        }
+        if (Date.now() > deadline) {
+          proc.kill("SIGKILL");
+          throw new PyroError("GUEST_BOOT_TIMEOUT", "the workspace did not become ready in time");
+        }
+        await Bun.sleep(10);
+      }
+    },
+  };
 }
 
 export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<WorkspaceRecord> {
+  mark("create.begin");
   const name = input.name === undefined ? null : validateName(input.name);
   const labels = validateLabels(input.labels ?? {});
   const vcpu = input.vcpu_count ?? DEFAULT_VCPU;
@@ -274,6 +332,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
     network: net.policy !== "off",
   });
   const autoPause = autoPauseSetting(choice.name, input.auto_pause_after_seconds); // before anything is made
+  mark("create.checked");
   if (net.allow && choice.name === "host") {
     throw new PyroError(
       "NETWORK_UNSUPPORTED",
@@ -332,6 +391,11 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
       });
     });
     fault("create.record");
+    mark("create.record");
+    // A guest's supervisor starts now and loads while the disk and the template are made
+    // (it waits for the go); host compat's has nothing to overlap.
+    const launch = choice.name === "host" ? null : spawnSupervisor(ctx, id, { hold: true });
+    td.push("held supervisor", () => launch?.cancel());
     storeSecrets(ctx.home, id, secrets);
     if (choice.name === "host") mkdirSync(hostRootDir(ctx.home, id), { recursive: true });
     else {
@@ -339,6 +403,7 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
       await createDataDisk(dataDiskPath(ctx.home, id), DATA_DISK_MIB);
     }
     fault("create.disk");
+    mark("create.disk");
     td.push("supervisor", async () => {
       const r = readRecord(ctx.home, id);
       if (r?.supervisor_pid) {
@@ -348,10 +413,12 @@ export async function createWorkspace(ctx: Ctx, input: CreateInput): Promise<Wor
       }
     });
     await ensureTemplateFor(ctx, readRecord(ctx.home, id));
+    mark("create.template");
     ctx.progress(
       `booting ${input.environment} (${choice.name}${choice.accelerator ? `/${choice.accelerator}` : ""})...`,
     );
-    await launchSupervisor(ctx, id);
+    await (launch ?? spawnSupervisor(ctx, id)).ready();
+    mark("create.ready");
     const started = readRecord(ctx.home, id) as WorkspaceRecord;
     // An unseeded workspace starts empty: its baseline is the empty tree, which the agent
     // assumes when none was captured, so create skips the capture (and its cost) then.
@@ -530,7 +597,9 @@ async function stopMachine(ctx: Ctx, r: WorkspaceRecord): Promise<WorkspaceRecor
     await callWorkspace(ctx.home, r, { op: "sup.stop" });
     fault("stop.requested", vmmOf(ctx.home, r.workspace_id));
   } catch {}
+  mark("stop.requested");
   const cur = await waitStopped(ctx, r.workspace_id, 30000);
+  mark("stop.stopped");
   if (cur?.state === "started" && cur.supervisor_pid) {
     try {
       process.kill(cur.supervisor_pid, "SIGKILL");
@@ -580,7 +649,7 @@ export async function startWorkspace(ctx: Ctx, ref: string): Promise<WorkspaceRe
 export async function startWorkspaceLocked(
   ctx: Ctx,
   id: string,
-  opts: { resume?: boolean } = {},
+  opts: { resume?: boolean; launch?: SupervisorLaunch } = {},
 ): Promise<WorkspaceRecord> {
   const r = await resolveWorkspace(ctx.home, id);
   if (r.state === "started") return r;
@@ -604,7 +673,7 @@ export async function startWorkspaceLocked(
   fault("start.record");
   try {
     if (!opts.resume) await ensureTemplateFor(ctx, r);
-    await launchSupervisor(ctx, r.workspace_id, opts.resume);
+    await (opts.launch ?? spawnSupervisor(ctx, r.workspace_id, { resume: opts.resume })).ready();
   } catch (err) {
     clearRunMarks(ctx.home, r.workspace_id);
     await updateRecord(ctx.home, r.workspace_id, (x) => ({

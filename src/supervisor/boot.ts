@@ -7,6 +7,7 @@
  *   so a creator that sees it also sees the started record).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { mark } from "../base/profile.ts";
 import { prepareBoot } from "../manager/boot.ts";
 import { type Machine, startMachine } from "../manager/machine.ts";
 import { releasedAfter, setupNetwork, type WorkspaceNetwork } from "../manager/network.ts";
@@ -40,7 +41,9 @@ export async function bootMachine(
   try {
     // a tap network (allow-lists, Firecracker) exists before the machine and goes after it
     net = await setupNetwork(home, record, (n) => updateRecord(home, id, (r) => ({ ...r, net: n })));
+    mark("boot.net");
     const { backend, spec } = await prepareBoot(home, record, opts);
+    mark("boot.prepared");
     if (net) spec.tap = net.tap;
     // create, start and reset restore the environment's VM template when one is ready
     // (src/manager/templates.ts); anything else, or a restore that fails, boots cold
@@ -55,6 +58,7 @@ export async function bootMachine(
         boot = { boot: "template", note: null, key: t.key };
       } else boot = { boot: "cold", note: t.reason };
     }
+    mark("boot.template-checked");
     let started: Machine;
     try {
       started = await startMachine(backend, spec);
@@ -72,7 +76,9 @@ export async function bootMachine(
       started = await startMachine(backend, spec);
     }
     const machine = releasedAfter(started, net);
+    mark("boot.machine");
     await updateRecord(home, id, (r) => ({ ...r, boot: boot.boot, boot_note: boot.note }));
+    mark("boot.recorded");
     // the workspace's secrets, after every boot (create, start, reset); a failure is a boot failure
     await giveSecrets(home, id, machine).catch(async (err) => {
       await machine.shutdown();
@@ -80,6 +86,7 @@ export async function bootMachine(
     });
     // A resumed machine has moved on from its saved state; a booted one never had one.
     discardPausedState(home, id);
+    mark("boot.secrets");
     log(
       `machine ${opts.resume ? "resumed" : "up"} (${boot.boot}${boot.note ? `: ${boot.note}` : ""}): backend=${machine.handle.backend} pid=${machine.handle.pid} kernel=${machine.hello.kernel}${machine.attach ? ` attach=${machine.attach.host_ms}ms (guest ${machine.attach.guest_ms}ms)` : ""}`,
     );

@@ -20,6 +20,7 @@
  *   and the record's final state written.
  */
 import { fault, setFaultRole } from "../base/fault.ts";
+import { mark } from "../base/profile.ts";
 import { supervisorSocket } from "../manager/paths.ts";
 import { readRecord } from "../manager/record.ts";
 import { workspaceRedactor } from "../manager/secrets.ts";
@@ -42,9 +43,28 @@ import { relayCall } from "./relay.ts";
 import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
 
+/**
+ * A supervisor spawned with `--hold` (src/manager/workspaces.ts spawnSupervisor) has loaded its
+ * modules while its creator finished the data disk and the template; it starts on a "g" on
+ * stdin. True: go. False: stdin closed first (the creator failed or died): touch nothing.
+ */
+export async function awaitGo(): Promise<boolean> {
+  const reader = Bun.stdin.stream().getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return false;
+      if (value.includes(0x67)) return true;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
 /** `resume`: restore the paused machine state instead of booting (src/supervisor/pause.ts). */
 export async function supervise(home: string, id: string, opts: { resume?: boolean } = {}): Promise<void> {
   setFaultRole("supervisor");
+  mark("sup.supervise");
   const record = readRecord(home, id);
   if (!record) throw new PyroError("WORKSPACE_NOT_FOUND", `no workspace ${id}`);
   // known from the start, so a boot under way can be found (and stopped) by its pid
@@ -61,6 +81,7 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   });
   // what the pause kept running (read before the boot, which drops the saved state)
   const kept = opts.resume ? keptSessions(home, id) : null;
+  mark("sup.record");
   const machine = await bootMachine(home, record, opts);
   if (!machine) process.exit(1);
   // The agent has the workspace's secrets (boot.ts); every output this supervisor relays or
@@ -159,7 +180,9 @@ export async function supervise(home: string, id: string, opts: { resume?: boole
   });
   ending.onEnd(() => server.stop());
   fault("boot.agent-hello", () => machine.handle.pid);
+  mark("sup.services");
   await announceStarted(home, id, machine);
+  mark("sup.announced");
   idle.start();
   ending.trapSignals();
 }

@@ -4,6 +4,7 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { mark } from "../../base/profile.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import { kvmDeviceProblem, probeKvm } from "../probe/kvm.ts";
 import { hostTscKhz } from "../probe/tsc.ts";
@@ -94,6 +95,7 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         stderr: Bun.file(paths.qemuLog),
       });
       const vm = new QemuVm(proc, spec, paths, accelerator);
+      mark("qemu.spawned");
       const startDeadline = Date.now() + Math.min(spec.bootTimeoutMs, STARTUP_CAP_MS);
       await vm.waitStarted(startDeadline).catch((err) => {
         // QEMU alive but not answering by the caller's own (short) boot deadline: a timeout,
@@ -110,7 +112,9 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
           });
         throw err;
       });
+      mark("qemu.qmp-ready");
       if (spec.restoreFrom) await vm.restore(spec.restoreFrom, Date.now() + spec.bootTimeoutMs);
+      mark("qemu.restored");
       return vm;
     },
   };
@@ -146,7 +150,13 @@ class QemuVm implements VmHandle {
   /** QMP answering query-status means QEMU opened every file and entered its main loop. */
   async waitStarted(deadlineMs: number): Promise<void> {
     try {
-      this.qmp = await connectQmp(this.paths.qmpSocket, deadlineMs, { signal: this.exitAbort.signal });
+      // QEMU makes the socket a few hundred ms after its start: look often (a connect is cheap),
+      // not with the default backoff that can oversleep its appearance by up to 200 ms
+      this.qmp = await connectQmp(this.paths.qmpSocket, deadlineMs, {
+        signal: this.exitAbort.signal,
+        retryDelayMs: 5,
+        maxRetryDelayMs: 15,
+      });
       const status = await this.qmp.queryStatus();
       // `-incoming defer` (resume) waits in "inmigrate" until the state is streamed in.
       const expected = this.spec.restoreFrom ? status.status === "inmigrate" : status.running;

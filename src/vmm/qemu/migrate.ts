@@ -16,6 +16,7 @@
  */
 import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from "node:fs";
 import { createConnection } from "node:net";
+import { mark } from "../../base/profile.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import type { QmpClient } from "./qmp.ts";
 
@@ -152,6 +153,7 @@ export async function loadVmState(
       sock.on("connect", () => file.pipe(sock));
       sock.on("finish", () => resolve());
     });
+    mark("migrate.streamed");
     // Done when the VM runs (QEMU starts it once the state is in); a failed load says so.
     for (;;) {
       const s = await qmp.queryStatus();
@@ -167,7 +169,7 @@ export async function loadVmState(
       if (m.status === "completed" && (s.status === "paused" || s.status === "postmigrate"))
         await qmp.execute("cont");
       if (Date.now() > deadlineMs) throw new PyroError("VMM_FAILED", `the restored VM is ${s.status}`);
-      await Bun.sleep(20);
+      await Bun.sleep(5);
     }
   } finally {
     rmSync(sockPath, { force: true });
