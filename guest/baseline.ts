@@ -495,8 +495,15 @@ interface Known {
 /** Paths a capture would never take (walkTree's rules): no blob is stored for them. */
 const untracked = (path: string) => path.includes("\ufffd") || path.split("/").includes(".git");
 
+/** Bytes hashed and appended between two turns of the event loop (see importObserver). */
+const YIELD_EVERY_BYTES = 1024 * 1024;
+
 function importObserver(pack: SeedPackWriter, known: Map<string, Known>): UnpackObserver {
-  // (the extraction itself gives the event loop a turn every MiB: src/protocol/archive/unpack.ts)
+  // The extraction loop runs on already-buffered tar data as one chain of microtasks; the
+  // work added here (sha1, one more write) would keep the agent from reading its connection
+  // (pings included: the supervisor's liveness deadline) for longer under TCG. A macrotask
+  // turn every YIELD_EVERY_BYTES lets I/O in.
+  let sinceYield = 0;
   return {
     file(path, size): FileObserver | undefined {
       known.delete(path); // whatever was written here before is replaced
@@ -506,10 +513,15 @@ function importObserver(pack: SeedPackWriter, known: Map<string, Known>): Unpack
       const offset = pack.offset;
       let got = 0;
       return {
-        chunk(c) {
+        async chunk(c) {
           got += c.byteLength;
           h.update(c);
           pack.append(c);
+          sinceYield += c.byteLength;
+          if (sinceYield >= YIELD_EVERY_BYTES) {
+            sinceYield = 0;
+            await yieldNow();
+          }
         },
         done(st) {
           // not what the header said (or appended short): read it back in the capture

@@ -101,30 +101,6 @@ interface DirMeta {
 
 const DEFAULT_MAX_ENTRIES = 1_000_000;
 
-/**
- * Extraction gives the event loop a turn (a macrotask) after this many bytes or entries. Tar
- * data already buffered is otherwise processed as one chain of microtasks, and the process
- * reads nothing else meanwhile: in the agent that includes the supervisor's pings, so a large
- * import on a slow guest (TCG on a loaded host) was taken for a hung agent (AGENT_UNRESPONSIVE).
- */
-const YIELD_EVERY_BYTES = 1024 * 1024;
-const YIELD_EVERY_ENTRIES = 64;
-
-/** Counts work and yields to the event loop now and then (see YIELD_EVERY_BYTES). */
-class Pacer {
-  private bytes = 0;
-  private entries = 0;
-  async add(bytes: number, entries: number): Promise<void> {
-    this.bytes += bytes;
-    this.entries += entries;
-    if (this.bytes >= YIELD_EVERY_BYTES || this.entries >= YIELD_EVERY_ENTRIES) {
-      this.bytes = 0;
-      this.entries = 0;
-      await new Promise<void>((r) => setImmediate(r));
-    }
-  }
-}
-
 export async function unpackTar(
   source: ByteSource,
   destRoot: string,
@@ -139,10 +115,8 @@ export async function unpackTar(
   const result: UnpackResult = { files: 0, directories: 0, symlinks: 0, bytes: 0 };
   const dirs: DirMeta[] = [];
   let entries = 0;
-  const pacer = new Pacer();
   try {
     for await (const entry of readTar(source)) {
-      await pacer.add(0, 1);
       root.trim(); // no directory fd is in use between entries
       if (++entries > maxEntries) {
         throw new PyroError("INVALID_INPUT", `archive has more than ${maxEntries} entries`);
@@ -173,7 +147,7 @@ export async function unpackTar(
             result.directories++;
             break;
           case "file":
-            await extractFile(root, parts, entry, shown, opts.observer, pacer);
+            await extractFile(root, parts, entry, shown, opts.observer);
             result.files++;
             result.bytes += entry.size;
             break;
@@ -254,7 +228,6 @@ async function extractFile(
   entry: TarEntry,
   shown: string,
   observer: UnpackObserver | undefined,
-  pacer: Pacer,
 ): Promise<void> {
   const dir = root.dir(parts.slice(0, -1), true, shown);
   clearDirAt(root, dir, parts, shown);
@@ -266,7 +239,6 @@ async function extractFile(
       let off = 0;
       while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
       if (sink) await sink.chunk(chunk);
-      await pacer.add(chunk.byteLength, 0);
     }
     fchmodSync(fd, safeMode(entry.mode));
     futimesSync(fd, entry.mtime, entry.mtime);
