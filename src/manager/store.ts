@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { processStart } from "../base/proc.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { removeTapNetwork } from "../vmm/net/host.ts";
+import { sweepTemps } from "./disk-image.ts";
 import { isWorkspaceId } from "./ids.ts";
 import { pidAlive, withLock } from "./lock.ts";
 import { releaseNetwork } from "./network.ts";
@@ -241,6 +242,9 @@ export async function repairRecord(home: string, r: WorkspaceRecord): Promise<Wo
         : x,
     );
   }
+  // a disk or root a killed reset was building (`.new-<pid>`), a killed writer's `.tmp-<pid>`:
+  // removed once its writer is dead, not left until the next reset or snapshot
+  sweepTemps(workspaceDir(home, cur.workspace_id));
   if (cur.state !== "started" && cur.state !== "created" && expired(cur)) {
     removeWorkspaceFiles(home, cur.workspace_id);
     return null;
