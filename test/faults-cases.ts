@@ -1,11 +1,13 @@
 /**
- * What every crash case checks once things settle (test/faults.test.ts, host compat and the
- * real-guest subset; test/faults-snapshot-guest.test.ts): no process, socket or directory
- * left that `list` does not account for, and `list` and `status` telling the truth.
+ * What every crash case checks once things settle (test/faults.test.ts, host compat and real
+ * guests; test/faults-snapshot-guest.test.ts): no process (supervisor, QEMU), socket, tap,
+ * directory or half-written disk left that `list` does not account for, and `list` and
+ * `status` telling the truth.
  */
 import { expect } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { tapName } from "../src/vmm/net/tap.ts";
 import { pyro, waitFor } from "./helpers.ts";
 
 /** A process that belongs to a home: its argv or its environment names the home. */
@@ -54,6 +56,8 @@ export async function violation(home: string, env: Record<string, string>): Prom
   for (const w of listed) {
     const st = await pyro(["workspace", "status", w.workspace_id, "--json"], { home, env });
     if (st.json?.state !== w.state) return `status says ${st.json?.state}, list says ${w.state}`;
+    const orphans = orphanFiles(join(dir, w.workspace_id));
+    if (orphans.length) return `${w.workspace_id} holds half-written files ${JSON.stringify(orphans)}`;
     const sock = join(dir, w.workspace_id, "run", "supervisor.sock");
     const sup = processesOf(home).filter(
       (p) => p.text.includes(w.workspace_id) && p.text.includes("__supervise"),
@@ -62,8 +66,30 @@ export async function violation(home: string, env: Record<string, string>): Prom
       return `${w.workspace_id} is listed started with ${sup.length} supervisors, socket ${existsSync(sock)}`;
     if (w.state !== "started" && (sup.length || existsSync(sock)))
       return `${w.workspace_id} is listed ${w.state} with ${sup.length} supervisors, socket ${existsSync(sock)}`;
+    if (w.state !== "started") {
+      const run = join(dir, w.workspace_id, "run");
+      const socks = existsSync(run) ? readdirSync(run).filter((f) => f.endsWith(".sock")) : [];
+      if (socks.length) return `${w.workspace_id} is listed ${w.state} with sockets ${JSON.stringify(socks)}`;
+      if (tapLeft(w.workspace_id)) return `${w.workspace_id} is listed ${w.state} with its tap up`;
+    }
   }
   return null;
+}
+
+/** A workspace's half-written files: a disk being built (`disk.ext4.new-*`), any `*.tmp-*`. */
+export function orphanFiles(wsDir: string): string[] {
+  const snaps = join(wsDir, "snapshots");
+  return [
+    ...(existsSync(wsDir) ? readdirSync(wsDir) : []).filter((f) => /\.new-|\.tmp-/.test(f)),
+    ...(existsSync(snaps) ? readdirSync(snaps) : [])
+      .filter((f) => /\.tmp-/.test(f))
+      .map((f) => `snapshots/${f}`),
+  ];
+}
+
+/** Does the workspace's tap device (allow-list networking) still exist? */
+export function tapLeft(workspaceId: string): boolean {
+  return /^ws_[0-9a-f]{12}$/.test(workspaceId) && existsSync(`/sys/class/net/${tapName(workspaceId)}`);
 }
 
 /** Wait until the home settles (a supervisor noticing a death needs a moment), then assert it. */

@@ -4,27 +4,41 @@
  * PYRO_FAULT_PROC=cli|supervisor|vmm) so the CLI, the supervisor or the VMM is SIGKILLed at
  * that step, then checks, after things settle:
  * - the step was reached (PYRO_FAULT_MARK records it: a case that never fired fails);
- * - nothing leaked: every process of the home (by argv or environment) belongs to a workspace
- *   `list` shows as started, a stopped one has no process and no socket, and workspaces/
- *   holds exactly the listed workspaces (no orphan directory, staging or trash);
+ * - nothing leaked (test/faults-cases.ts): every process of the home (by argv or environment:
+ *   supervisors, QEMU) belongs to a workspace `list` shows as started, a stopped one has no
+ *   process, socket or tap, no workspace holds a half-written disk or staging file, and
+ *   workspaces/ holds exactly the listed workspaces (no orphan directory, staging or trash);
  * - `list` and `status` agree and tell the truth: a create exists exactly when the command
  *   said it succeeded;
  * - the next commands repair: a stopped workspace starts, /workspace/a.txt holds the old or
  *   the new content (never anything else), delete leaves nothing, and the name is free again.
  *
- * The full matrix runs in host compat (the lifecycle code is the same for every backend;
- * there the "VMM" is the host agent process). Real guests run a representative subset where
- * the VMM matters: a killed create leaves no QEMU running (the supervisor notices by itself),
- * the VMM killed mid-exec, and the supervisor killed while stopping (its QEMU goes with it).
+ * The same matrix runs twice: in host compat (cheap; there the "VMM" is the host agent
+ * process) and against real QEMU guests. Real-guest cases each get a fresh PYRO_HOME whose
+ * `environments/` and `templates/` are symlinks to one shared home where debian:12 is
+ * installed and its VM template made once (`pyro prepare`): every boot restores the template
+ * (asserted: the template is the same files before and after, and the repair's create says
+ * `boot: template`), and no case writes into the shared directories.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
-import { expectSettled, type Listed, processesOf, violation } from "./faults-cases.ts";
+import { expectSettled, type Listed, processesOf, tapLeft, violation } from "./faults-cases.ts";
 import { guest, guestHome } from "./guest-env.ts";
 import { ensureBuilt, freshHome, type PyroResult, pyro, waitFor } from "./helpers.ts";
 
 type Proc = "cli" | "supervisor" | "vmm";
+/** host: host compat (`--allow-host-compat`); guest: a real QEMU guest */
+type Backend = "host" | "guest";
 type Op = "create" | "start" | "exec" | "stop" | "delete" | "export" | "snapshot" | "reset";
 interface Case {
   op: Op;
@@ -76,17 +90,43 @@ const CASES: Case[] = Object.entries(MATRIX)
   )
   .filter((c) => `${c.op}/${c.step}/${c.proc}`.includes(process.env.PYRO_FAULT_ONLY ?? ""));
 
+/** `workspace create` of the seeded workspace `w` (or a bare one), on the backend. */
+function createArgs(backend: Backend, seed: string | null): string[] {
+  return [
+    "workspace",
+    "create",
+    "debian:12",
+    ...(backend === "host" ? ["--allow-host-compat"] : []),
+    ...(seed ? ["--seed-path", seed] : []),
+    "--name",
+    "w",
+    "--json",
+  ];
+}
+
 /** A command that must succeed; its whole output in the error when it did not. */
 function succeeded(r: PyroResult, what: string): void {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}: ${r.stdout}${r.stderr}`);
 }
 
-/** The next commands repair: start what is stopped, read a.txt (old or new), delete; the name is free. */
-async function expectRepairs(home: string, env: Record<string, string>, listed: Listed[]): Promise<void> {
+/**
+ * The next commands repair: start what is stopped, read a.txt (old or new), delete; the name is
+ * free (checked by a new create; on real guests, where a boot is dear, after creates and
+ * deletes, the cases that can hold a name).
+ */
+async function expectRepairs(
+  home: string,
+  env: Record<string, string>,
+  listed: Listed[],
+  backend: Backend,
+  nameCheck: boolean,
+): Promise<void> {
   for (const w of listed) {
     if (w.state !== "started") {
       const s = await pyro(["workspace", "start", w.workspace_id, "--json"], { home, env });
       expect(s.json?.state ?? s.stdout).toBe("started");
+      // a real guest restores the shared template (the case did not drop it)
+      if (backend === "guest") expect(s.json?.boot).toBe("template");
     }
     const cat = await pyro(["workspace", "exec", w.workspace_id, "--json", "--", "cat", "a.txt"], {
       home,
@@ -95,11 +135,15 @@ async function expectRepairs(home: string, env: Record<string, string>, listed: 
     expect(["old\n", "new\n"]).toContain(cat.json?.stdout);
     succeeded(await pyro(["workspace", "delete", w.workspace_id, "--json"], { home, env }), "delete");
   }
-  const again = await pyro(
-    ["workspace", "create", "debian:12", "--allow-host-compat", "--name", "w", "--json"],
-    { home, env },
-  );
+  if (!nameCheck) {
+    expect(await violation(home, env)).toBeNull();
+    expect(readdirSync(join(home, "workspaces"))).toEqual([]);
+    return;
+  }
+  const again = await pyro(createArgs(backend, null), { home, env });
   succeeded(again, "create w again");
+  // a real guest restores the shared template (it was not dropped by the case)
+  if (backend === "guest") expect(again.json?.boot).toBe("template");
   const del = await pyro(["workspace", "delete", "w", "--json"], { home, env });
   if (!del.stdout.includes('"deleted": true')) {
     const dir = join(home, "workspaces");
@@ -122,20 +166,10 @@ function seedDir(): string {
 const OUT_DIR = "out";
 
 /** The command of a case's operation (workspace named `w`, seeded unless it is the create). */
-function command(op: Op, seed: string, home: string): string[] {
+function command(op: Op, seed: string, home: string, backend: Backend): string[] {
   switch (op) {
     case "create":
-      return [
-        "workspace",
-        "create",
-        "debian:12",
-        "--allow-host-compat",
-        "--seed-path",
-        seed,
-        "--name",
-        "w",
-        "--json",
-      ];
+      return createArgs(backend, seed);
     case "start":
       return ["workspace", "start", "w", "--json"];
     case "exec":
@@ -163,29 +197,30 @@ function command(op: Op, seed: string, home: string): string[] {
 }
 
 /** Run one case in its own home: setup, the faulted command, settle, truth, repair. Returns a summary line. */
-async function runCase(c: Case, env: Record<string, string>, home = freshHome()): Promise<string> {
+async function runCase(
+  c: Case,
+  backend: Backend,
+  env: Record<string, string>,
+  home = freshHome(),
+): Promise<string> {
+  const tc = Date.now();
   const seed = seedDir();
   mkdirSync(join(home, OUT_DIR), { recursive: true });
   const markFile = join(home, "fault-mark");
+  /** how the machines booted (the records' `boot`: template or cold), setup and faulted command */
+  const boots: string[] = [];
+  let id: string | null = null;
   const faulty = { ...env, PYRO_FAULT: c.step, PYRO_FAULT_PROC: c.proc, PYRO_FAULT_MARK: markFile };
   if (c.op !== "create") {
     // A supervisor reads PYRO_FAULT once, from the command that started it: when the step is
     // the supervisor's (not reached while creating), it is armed at create.
-    const made = await pyro(
-      [
-        "workspace",
-        "create",
-        "debian:12",
-        "--allow-host-compat",
-        "--seed-path",
-        seed,
-        "--name",
-        "w",
-        "--json",
-      ],
-      { home, env: c.proc === "cli" || c.op === "start" ? env : faulty },
-    );
-    expect(made.code).toBe(0);
+    const made = await pyro(createArgs(backend, seed), {
+      home,
+      env: c.proc === "cli" || c.op === "start" ? env : faulty,
+    });
+    succeeded(made, "create w");
+    id = made.json.workspace_id;
+    boots.push(`setup ${made.json.boot}`);
     if (c.op === "start") await pyro(["workspace", "stop", "w", "--json"], { home, env });
     // reset goes back to the baseline (a.txt "old") from "new"
     if (c.op === "reset" || c.op === "snapshot")
@@ -198,7 +233,9 @@ async function runCase(c: Case, env: Record<string, string>, home = freshHome())
         ).code,
       ).toBe(0);
   }
-  const res: PyroResult = await pyro(command(c.op, seed, home), { home, env: faulty });
+  const res: PyroResult = await pyro(command(c.op, seed, home, backend), { home, env: faulty });
+  id ??= res.json?.workspace_id ?? null;
+  if (res.json?.boot) boots.push(`${c.op} ${res.json.boot}`);
   // the probe: the crash point was reached in the intended process
   const marks = existsSync(markFile) ? readFileSync(markFile, "utf8") : "";
   if (!marks.includes(`${c.step} ${c.proc}`))
@@ -206,8 +243,17 @@ async function runCase(c: Case, env: Record<string, string>, home = freshHome())
       `${c.op}/${c.step}/${c.proc}: the step was not reached (marks ${JSON.stringify(marks)}); the command exited ${res.code}: ${res.stdout}${res.stderr}`,
     );
   if (c.proc === "cli") expect(res.code).not.toBe(0);
+  // a command that survived the kill fails with an error that says what happened, never a bug's
+  if (res.json?.code === "INTERNAL")
+    throw new Error(`${c.op}/${c.step}/${c.proc}: INTERNAL: ${res.stdout.slice(0, 1500)}`);
 
-  const listed = await expectSettled(home, env);
+  const listed = await expectSettled(home, env, backend === "guest" ? 40_000 : 20_000);
+  // a stopped workspace says why
+  for (const w of listed) {
+    if (w.state === "started") continue;
+    const st = await pyro(["workspace", "status", w.workspace_id, "--json"], { home, env });
+    expect(st.json?.stop_reason ?? `${w.workspace_id} ${w.state} without a stop_reason`).toBeTruthy();
+  }
   const names = listed.map((w) => w.name);
   // truth: a create exists exactly when it said it succeeded; a delete that said so left nothing
   if (c.op === "create") expect(names).toEqual(res.code === 0 ? ["w"] : []);
@@ -237,10 +283,17 @@ async function runCase(c: Case, env: Record<string, string>, home = freshHome())
         0,
       );
   }
-  await expectRepairs(home, env, listed);
+  await expectRepairs(
+    home,
+    env,
+    listed,
+    backend,
+    backend === "host" || c.op === "create" || c.op === "delete",
+  );
+  if (id) expect(tapLeft(id)).toBe(false);
   return `${c.op} ${c.step} ${c.proc}: command exit ${res.code}${res.json?.code ? ` ${res.json.code}` : ""}, after: ${
     listed.map((w) => w.state).join(",") || "none"
-  }`;
+  }${boots.length ? `, boot: ${boots.join(", ")}` : ""}, ${Math.round((Date.now() - tc) / 1000)} s`;
 }
 
 const HC = { PYRO_BACKEND: "host" };
@@ -263,97 +316,120 @@ describe("crash matrix (host compat)", () => {
   for (let i = 0; i < CASES.length; i += 4) groups.push(CASES.slice(i, i + 4));
   for (const g of groups) {
     test(g.map((c) => `${c.op}/${c.step}/${c.proc}`).join(", "), async () => {
-      const out = await Promise.all(g.map((c) => runCase(c, HC)));
+      const out = await Promise.all(g.map((c) => runCase(c, "host", HC)));
       lines.push(...out);
     }, 180_000);
   }
 });
 
-guest.describe("real guest: crash matrix subset", () => {
-  let home: string;
+/** The files of the shared home's templates (name, inode, size): unchanged by the matrix. */
+function templateFiles(shared: string): string[] {
+  const root = join(shared, "templates");
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .filter((k) => !k.startsWith("."))
+    .flatMap((k) =>
+      readdirSync(join(root, k))
+        .filter((f) => f === "ram" || f === "state" || f === "meta.json")
+        .map((f) => {
+          const st = statSync(join(root, k, f));
+          return `${k}/${f} ino ${st.ino} size ${st.size} mtime ${st.mtimeMs}`;
+        }),
+    )
+    .sort();
+}
+
+guest.describe("real guest: crash matrix", () => {
+  let shared: string;
+  let template: string[];
+  let t0 = 0;
+  const lines: string[] = [];
   beforeAll(async () => {
-    home = await guestHome();
+    shared = await guestHome();
+    // the template, made once; every case's home links to it
+    // (a make is a boot plus a save: give it time on a loaded machine; a failed one is retried)
+    const slow = { PYRO_BOOT_TIMEOUT_MS: "180000" };
+    for (let i = 0; i < 2 && !templateFiles(shared).length; i++) {
+      const prep = await pyro(["prepare", "debian:12", "--json"], { home: shared, env: slow });
+      succeeded(prep, "prepare");
+      if (i === 1 && !templateFiles(shared).length) throw new Error(`no template made: ${prep.stdout}`);
+    }
+    template = templateFiles(shared);
+    expect(template.length).toBe(3);
+    t0 = Date.now();
   }, 900_000);
+  afterAll(() => {
+    const steps = new Set(CASES.map((c) => `${c.op}:${c.step}`));
+    const pairs = new Set(CASES.map((c) => `${c.step}/${c.proc}`));
+    console.log(
+      `crash matrix (real guest): ${steps.size} steps x killed process = ${pairs.size} step/process pairs, ${CASES.length} cases, ${lines.length} passed, ${lines.length === CASES.length ? "0 leaks" : `${CASES.length - lines.length} failed`}, ${Math.round((Date.now() - t0) / 1000)} s\n  ${lines.join("\n  ")}`,
+    );
+  });
+
+  /** A fresh home sharing the installed environment and its template (read-only to the cases). */
+  function caseHome(): string {
+    const h = freshHome();
+    symlinkSync(join(shared, "environments"), join(h, "environments"));
+    symlinkSync(join(shared, "templates"), join(h, "templates"));
+    return h;
+  }
+
+  // every case in its own home, three at a time (2 cores, TCG) from one queue
+  guest.test(
+    `real guest: crash matrix, every step x every killed process (${CASES.length} cases)`,
+    async () => {
+      const failures: string[] = [];
+      const running = new Set<string>();
+      let baseline = template;
+      const queue = [...CASES];
+      const worker = async () => {
+        for (let c = queue.shift(); c; c = queue.shift()) {
+          const name = `${c.op}/${c.step}/${c.proc}`;
+          running.add(name);
+          try {
+            lines.push(await runCase(c, "guest", {}, caseHome()));
+          } catch (err) {
+            failures.push(`${name}: ${(err as Error).message}`);
+          }
+          // no case dropped, remade or wrote the shared template
+          const now = templateFiles(shared);
+          if (JSON.stringify(now) !== JSON.stringify(baseline)) {
+            failures.push(`the shared template changed while ${[...running].join(", ")} ran`);
+            baseline = now;
+          }
+          running.delete(name);
+        }
+      };
+      await Promise.all([worker(), worker(), worker()]);
+      expect(failures).toEqual([]);
+    },
+    2_400_000,
+  );
 
   const qemuOf = (h: string) => processesOf(h).filter((p) => p.text.includes("qemu-system"));
 
-  test("real guest: create killed while seeding leaves no QEMU, record or directory, by itself", async () => {
-    const seed = seedDir();
-    const markFile = join(home, `mark-create-${process.pid}`);
-    const ls = () => (existsSync(join(home, "workspaces")) ? readdirSync(join(home, "workspaces")) : []);
-    const before = new Set(ls());
-    const r = await pyro(["workspace", "create", "debian:12", "--seed-path", seed, "--json"], {
-      home,
-      env: { PYRO_FAULT: "create.seed", PYRO_FAULT_PROC: "cli", PYRO_FAULT_MARK: markFile },
-    });
-    expect(readFileSync(markFile, "utf8")).toContain("create.seed cli");
-    expect(r.code).not.toBe(0);
-    const mine = () => ls().filter((n) => !before.has(n));
-    // no pyro command runs meanwhile: the supervisor notices its creator died and cleans up
-    expect(await waitFor(() => mine().length === 0, 30_000)).toBe(true);
-    // and its supervisor and QEMU are gone with it
-    const stray = () => processesOf(home).filter((p) => ![...before].some((id) => p.text.includes(id)));
-    expect(await waitFor(() => stray().length === 0, 10_000)).toBe(true);
-    expect(qemuOf(home)).toEqual([]);
-  }, 300_000);
-
-  test("real guest: VMM killed mid-exec, then supervisor killed mid-stop: truthful status, start repairs, a.txt old or new", async () => {
-    const seed = seedDir();
-    const made = await pyro(["workspace", "create", "debian:12", "--seed-path", seed, "--json"], { home });
-    expect(made.code).toBe(0);
-    const id = made.json.workspace_id as string;
-    const mine = () => processesOf(home).filter((p) => p.text.includes(id));
-    try {
-      expect(mine().some((p) => p.text.includes("qemu-system"))).toBe(true); // the probe
-      const markFile = join(home, `mark-exec-${id}`);
-      const ex = await pyro(
-        [
-          "workspace",
-          "exec",
-          id,
-          "--json",
-          "--",
-          "sh",
-          "-c",
-          "echo new > a.txt; echo out; sleep 2; echo done",
-        ],
-        { home, env: { PYRO_FAULT: "exec.output", PYRO_FAULT_PROC: "vmm", PYRO_FAULT_MARK: markFile } },
-      );
-      expect(readFileSync(markFile, "utf8")).toContain("exec.output vmm");
-      expect(ex.code).not.toBe(0);
-      expect(typeof ex.json?.code).toBe("string");
-      expect(await waitFor(async () => (await violation(home, {})) === null, 20_000)).toBe(true);
-      const st = await pyro(["workspace", "status", id, "--json"], { home });
-      expect(st.json.state).toBe("stopped");
-      expect(st.json.stop_reason).toBeTruthy();
-      expect(mine()).toEqual([]);
-
-      // the supervisor reads PYRO_FAULT from the command that starts it: arm its end at start
-      const mark2 = join(home, `mark-stop-${id}`);
-      const armed = {
-        PYRO_FAULT: "supervisor.ending",
-        PYRO_FAULT_PROC: "supervisor",
-        PYRO_FAULT_MARK: mark2,
-      };
-      expect((await pyro(["workspace", "start", id, "--json"], { home, env: armed })).json.state).toBe(
-        "started",
-      );
-      const cat1 = await pyro(["workspace", "exec", id, "--json", "--", "cat", "a.txt"], { home });
-      expect(["old\n", "new\n"]).toContain(cat1.json.stdout);
-
-      await pyro(["workspace", "stop", id, "--json"], { home });
-      expect(readFileSync(mark2, "utf8")).toContain("supervisor.ending supervisor");
-      // the supervisor died before shutting the machine down: its QEMU went with it (pdeathsig)
-      expect(await waitFor(() => mine().length === 0, 10_000)).toBe(true);
-      expect(await violation(home, {})).toBeNull();
-      expect((await pyro(["workspace", "status", id, "--json"], { home })).json.state).toBe("stopped");
-      expect((await pyro(["workspace", "start", id, "--json"], { home })).json.state).toBe("started");
-      const cat2 = await pyro(["workspace", "exec", id, "--json", "--", "cat", "a.txt"], { home });
-      expect(["old\n", "new\n"]).toContain(cat2.json.stdout);
-    } finally {
-      await pyro(["workspace", "delete", id, "--json"], { home });
-    }
-    expect(mine()).toEqual([]);
-    expect(existsSync(join(home, "workspaces", id))).toBe(false);
-  }, 600_000);
+  guest.test(
+    "real guest: create killed while seeding leaves no QEMU, record or directory, by itself",
+    async () => {
+      const home = caseHome();
+      const seed = seedDir();
+      const markFile = join(home, `mark-create-${process.pid}`);
+      const ls = () => (existsSync(join(home, "workspaces")) ? readdirSync(join(home, "workspaces")) : []);
+      const before = new Set(ls());
+      const r = await pyro(["workspace", "create", "debian:12", "--seed-path", seed, "--json"], {
+        home,
+        env: { PYRO_FAULT: "create.seed", PYRO_FAULT_PROC: "cli", PYRO_FAULT_MARK: markFile },
+      });
+      expect(readFileSync(markFile, "utf8")).toContain("create.seed cli");
+      expect(r.code).not.toBe(0);
+      const mine = () => ls().filter((n) => !before.has(n));
+      // no pyro command runs meanwhile: the supervisor notices its creator died and cleans up
+      expect(await waitFor(() => mine().length === 0, 30_000)).toBe(true);
+      // and its supervisor and QEMU are gone with it
+      const stray = () => processesOf(home).filter((p) => ![...before].some((id) => p.text.includes(id)));
+      expect(await waitFor(() => stray().length === 0, 10_000)).toBe(true);
+      expect(qemuOf(home)).toEqual([]);
+    },
+    300_000,
+  );
 });
