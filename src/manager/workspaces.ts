@@ -595,7 +595,8 @@ async function waitStopped(ctx: Ctx, id: string, timeoutMs: number): Promise<Wor
 async function stopMachine(ctx: Ctx, r: WorkspaceRecord): Promise<WorkspaceRecord | null> {
   try {
     await callWorkspace(ctx.home, r, { op: "sup.stop" });
-    fault("stop.requested", vmmOf(ctx.home, r.workspace_id));
+    // the VMM the stop was asked of (the supervisor may clear it from the record at once)
+    fault("stop.requested", () => r.vmm_pid);
   } catch {}
   mark("stop.requested");
   const cur = await waitStopped(ctx, r.workspace_id, 30000);
