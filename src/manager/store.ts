@@ -308,7 +308,11 @@ export async function resolveWorkspace(home: string, ref: string): Promise<Works
   const r = findRecord(home, ref);
   const cur = await repairRecord(home, r);
   if (cur) return cur;
-  const why = r.in_progress?.op === "create" ? "its create was interrupted" : "its ttl ran out";
+  const why = createAbandoned(r)
+    ? "its create was interrupted"
+    : expired(r)
+      ? "its ttl ran out"
+      : "it was deleted meanwhile";
   throw new PyroError("WORKSPACE_NOT_FOUND", `workspace ${r.workspace_id} no longer exists: ${why}`, {
     details: { workspace_id: r.workspace_id },
     hint: "`pyro workspace list` shows what exists",
