@@ -79,8 +79,10 @@ describe("workspace ttl (host compat)", () => {
       expect((await pyro(["workspace", "stop", id, "--json"], { home, env: HC })).json.state).toBe("stopped");
       return id;
     };
-    const a = await stopped(5);
-    const b = await stopped(5);
+    // 20 s: three creates + stops must fit before a and b expire, even on a loaded machine
+    // (with 5 s, creates of 1.7-8.8 s under load ~20 let them expire before the probe)
+    const a = await stopped(20);
+    const b = await stopped(20);
     const keep = await stopped(600);
     // the probe: before expiry list shows them, stopped
     const before = await pyro(["workspace", "list", "--json"], { home, env: HC });
@@ -107,7 +109,7 @@ describe("workspace ttl (host compat)", () => {
     expect(existsSync(join(home, "workspaces", a))).toBe(false);
     expect(processesMatching(a)).toEqual([]);
     await pyro(["workspace", "delete", keep], { home, env: HC });
-  }, 90_000);
+  }, 150_000);
 
   test("a stopped workspace with time left starts and is not deleted after its start", async () => {
     const home = freshHome();
