@@ -12,11 +12,15 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === "__supervise") {
     // The supervisor loads its own modules only, not the CLI's command tree (its start is on
     // every create's path). `--hold`: spawned early by a create, it waits for the go.
-    const [{ supervise, awaitGo }, { makeCtx }] = await Promise.all([
+    // Held: stdin is read from the start, so a creator that fails or dies (stdin closes with
+    // no "g") ends this process at once, even while its modules still load.
+    const go = argv.includes("--hold") ? awaitGo() : Promise.resolve(true);
+    go.then((ok) => ok || process.exit(1));
+    const [{ supervise }, { makeCtx }] = await Promise.all([
       import("./supervisor/main.ts"),
       import("./manager/context.ts"),
     ]);
-    if (argv.includes("--hold") && !(await awaitGo())) process.exit(1);
+    if (!(await go)) process.exit(1);
     const id = argv[argv.indexOf("--id") + 1] as string;
     await supervise(makeCtx().home, id, { resume: argv.includes("--resume") });
     return;
@@ -33,6 +37,24 @@ async function main(argv: string[]): Promise<void> {
     });
     mark("cli.exit");
     process.exit(code);
+  }
+}
+
+/**
+ * A supervisor spawned with `--hold` (src/manager/workspaces.ts spawnSupervisor) loads its
+ * modules while its creator finishes the data disk and the template, and starts on a "g" on
+ * stdin. True: go. False: stdin closed first (the creator failed or died): touch nothing.
+ */
+async function awaitGo(): Promise<boolean> {
+  const reader = Bun.stdin.stream().getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return false;
+      if (value.includes(0x67)) return true;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
   }
 }
 

@@ -43,24 +43,6 @@ import { relayCall } from "./relay.ts";
 import { Services } from "./services.ts";
 import { Shells } from "./shells.ts";
 
-/**
- * A supervisor spawned with `--hold` (src/manager/workspaces.ts spawnSupervisor) has loaded its
- * modules while its creator finished the data disk and the template; it starts on a "g" on
- * stdin. True: go. False: stdin closed first (the creator failed or died): touch nothing.
- */
-export async function awaitGo(): Promise<boolean> {
-  const reader = Bun.stdin.stream().getReader();
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return false;
-      if (value.includes(0x67)) return true;
-    }
-  } finally {
-    reader.cancel().catch(() => {});
-  }
-}
-
 /** `resume`: restore the paused machine state instead of booting (src/supervisor/pause.ts). */
 export async function supervise(home: string, id: string, opts: { resume?: boolean } = {}): Promise<void> {
   setFaultRole("supervisor");
