@@ -91,7 +91,11 @@ export const templatesSection: Section = {
     const seed = seedDir();
     const resetT: number[] = [];
     const resetC: number[] = [];
-    const ws = await create(ctx, ["--seed-path", seed], true);
+    // a failed seeded create must not leave the ~50 MB seed in $TMPDIR
+    const ws = await create(ctx, ["--seed-path", seed], true).catch((err) => {
+      rmSync(seed, { recursive: true, force: true });
+      throw err;
+    });
     try {
       for (let i = 0; i < n; i++) {
         const t = await reset(ctx, ws.id, true);
