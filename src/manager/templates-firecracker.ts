@@ -23,25 +23,14 @@
  * clone's own disk, resumes; then sys.attach gives the guest its clock, entropy and a fresh
  * boot id (src/manager/machine.ts), as for QEMU clones.
  */
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { writeFileAtomic } from "../base/atomic.ts";
-import { fault } from "../base/fault.ts";
 import { withLock } from "../base/lock.ts";
 import type { Env } from "../base/paths.ts";
 import type { ProgressSink } from "../base/progress.ts";
-import { artifactsOf, findInstalled, type InstalledEnvironment, sha256File } from "../env/store.ts";
+import { findInstalled, type InstalledEnvironment, sha256File } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { findFirecracker, firecrackerVersion } from "../vmm/firecracker/binary.ts";
@@ -49,16 +38,13 @@ import { parseConfig } from "../vmm/firecracker/config.ts";
 import type { FirecrackerVmHandle } from "../vmm/firecracker/index.ts";
 import { jailerSettings } from "../vmm/firecracker/jailer.ts";
 import { TEMPLATE_DESCRIPTOR, templateDescriptorJson } from "../vmm/firecracker/template.ts";
-import { loadBackend } from "../vmm/select.ts";
-import type { BootSpec } from "../vmm/types.ts";
 import { bootTimeoutMs } from "./boot.ts";
-import { fsyncPath } from "./disk-image.ts";
-import { helloAgent } from "./handshake.ts";
 import {
   DETACHED_BOOT_PROTOCOL,
   dropTemplate,
   type EnsureResult,
   failedPath,
+  makeTemplateDir,
   RETRY_AFTER_MS,
   recordedFailure,
   stampOf,
@@ -71,9 +57,6 @@ import {
 
 /** Bump when what a Firecracker template holds or how it is made changes. */
 export const FIRECRACKER_TEMPLATE_FORMAT = 1;
-/** How long the guest gets to notice the host closed its vsock connection before the save. */
-const DISCONNECT_SETTLE_MS = 500;
-
 const KeyParts = v.strictObject({
   format: v.number(),
   backend: v.literal("firecracker"),
@@ -308,99 +291,46 @@ export async function ensureFirecrackerTemplate(
 }
 
 /**
- * Boot the template (a placeholder data disk of a workspace disk's size, never mounted; the
- * memory file to be written at `mem`), wait for the agent's hello (detached), close the
- * channel, snapshot it (VM paused; state + memory), keep the config it booted with, publish.
+ * The Firecracker template (templates.ts makeTemplateDir): memory in `mem`, the snapshot in
+ * `state`, and the config it booted with as a descriptor clones check (the release that saves
+ * it is the one clones must run: checked again at each clone).
  */
-async function makeFirecrackerTemplate(
+function makeFirecrackerTemplate(
   home: string,
   env: Env,
   installed: InstalledEnvironment,
   parts: FirecrackerKeyParts,
   key: string,
 ): Promise<void> {
-  const t0 = Date.now();
-  const root = templatesDir(home);
-  // the name templates.ts's sweep knows (a dead maker's dir is removed by the next make)
-  const tmp = join(root, `.tmp-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
-  mkdirSync(join(tmp, "run"), { recursive: true, mode: 0o700 });
-  try {
-    const disk = join(tmp, "placeholder.ext4");
-    const { createDataDisk } = await import("../env/build/datadisk.ts");
-    await createDataDisk(disk, parts.data_disk_mib);
-    const deadline = Date.now() + bootTimeoutMs(env);
-    const spec: BootSpec = {
-      workspaceId: `template-${key.slice(0, 12)}`,
-      runDir: join(tmp, "run"),
-      workspaceDir: tmp,
-      dataDiskPath: disk,
-      environment: artifactsOf(installed),
-      vcpuCount: parts.vcpu_count,
-      memMib: parts.mem_mib,
-      network: false,
-      consoleLogPath: join(tmp, "console.log"),
-      bootTimeoutMs: bootTimeoutMs(env),
-      memoryFile: { path: join(tmp, MEM), shared: true },
-    };
-    const backend = await loadBackend({ name: "firecracker", accelerator: "kvm" });
-    const handle = (await backend.boot(spec)) as FirecrackerVmHandle;
-    let descriptor: string;
-    try {
-      const channel = await handle.connect(deadline);
-      const { conn, hello } = await helloAgent(channel, deadline, undefined, installed.manifest.name);
-      if ((hello as { attached?: boolean }).attached !== false) {
-        conn.close();
-        throw new PyroError(
-          "AGENT_VERSION_MISMATCH",
-          `the agent of ${installed.manifest.name} attaches its disk at boot (built before detached boots)`,
-        );
-      }
-      conn.close();
-      await Bun.sleep(DISCONNECT_SETTLE_MS);
-      // the release that saves it is the one clones must run (checked again at each clone)
+  return makeTemplateDir(home, env, installed, parts, key, {
+    backend: { name: "firecracker", accelerator: "kvm" },
+    memName: MEM,
+    network: false,
+    beforeSave: async (vm) => {
+      const handle = vm as FirecrackerVmHandle;
       const { vmm_version } = await handle.api.describeInstance();
       if (vmm_version !== parts.firecracker_version)
         throw new PyroError(
           "VMM_FAILED",
           `firecracker says ${vmm_version} over its API but ${parts.firecracker_version} to --version`,
         );
-      descriptor = templateDescriptorJson({
+      const descriptor = templateDescriptorJson({
         firecracker_version: vmm_version,
         config: parseConfig(JSON.parse(readFileSync(handle.configPath, "utf8"))),
       });
-      fault("template.booted", () => handle.pid);
-      await handle.saveState!(join(tmp, STATE), Date.now() + 120_000, { ignoreShared: true });
-    } finally {
-      handle.kill();
-      await handle.exited;
-    }
-    fault("template.saved");
-    writeFileSync(join(tmp, TEMPLATE_DESCRIPTOR), descriptor, { mode: 0o600 });
-    rmSync(disk, { force: true });
-    rmSync(join(tmp, "run"), { recursive: true, force: true });
-    for (const f of [STATE, MEM, TEMPLATE_DESCRIPTOR]) fsyncPath(join(tmp, f));
-    const file = async (f: string) => ({
-      bytes: statSync(join(tmp, f)).size,
-      sha256: await sha256File(join(tmp, f)),
-    });
-    const meta: Meta = {
+      return { [TEMPLATE_DESCRIPTOR]: descriptor };
+    },
+    files: [STATE, MEM, TEMPLATE_DESCRIPTOR],
+    meta: (f, makeMs): Meta => ({
       key,
       parts,
-      state: await file(STATE),
-      mem: await file(MEM),
-      descriptor: await file(TEMPLATE_DESCRIPTOR),
+      state: f[STATE] as Meta["state"],
+      mem: f[MEM] as Meta["mem"],
+      descriptor: f[TEMPLATE_DESCRIPTOR] as Meta["descriptor"],
       made_at: new Date().toISOString(),
-      make_ms: Date.now() - t0,
-    };
-    writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(meta, null, 2));
-    writeFileSync(join(tmp, ".mem-verified"), stampOf(join(tmp, MEM)), { mode: 0o600 });
-    fsyncPath(tmp);
-    fault("template.written");
-    renameSync(tmp, join(root, key));
-    fsyncPath(root);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
+      make_ms: makeMs,
+    }),
+  });
 }
 
 /** templates.ts readyTemplate for a Firecracker shape: the verified files, or why none. */

@@ -51,8 +51,8 @@ import type { Connection } from "../protocol/connection.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { findQemu, qemuVersion } from "../vmm/qemu/binary.ts";
-import { loadBackend } from "../vmm/select.ts";
-import type { BootSpec } from "../vmm/types.ts";
+import { type BackendChoice, loadBackend } from "../vmm/select.ts";
+import type { BootSpec, VmHandle } from "../vmm/types.ts";
 import { bootTimeoutMs } from "./boot.ts";
 import { fsyncPath } from "./disk-image.ts";
 import { helloAgent } from "./handshake.ts";
@@ -419,27 +419,47 @@ async function warmUp(conn: Connection): Promise<void> {
   }
 }
 
+/** What one backend adds to the common make of a template (makeTemplateDir). */
+export interface TemplateMake {
+  backend: BackendChoice;
+  /** the guest RAM file's name in the template dir (mapped shared while the template runs) */
+  memName: string;
+  network: boolean;
+  /** with the detached agent's connection still open (e.g. warm-up) */
+  withAgent?: (conn: Connection) => Promise<void>;
+  /** after the connection is closed, before the save: files to write beside it (name → text) */
+  beforeSave?: (handle: VmHandle) => Promise<Record<string, string>>;
+  /** the files fsynced and hashed into meta.json once the machine is saved */
+  files: string[];
+  /** meta.json, from each file's size and sha256 */
+  meta: (files: Record<string, FileMetaT>, makeMs: number) => unknown;
+}
+type FileMetaT = v.InferOutput<typeof FileMeta>;
+
 /**
- * Boot the template machine (RAM in `ram`, shared; a placeholder data disk of a workspace
- * disk's size at /dev/vdb, never mounted), wait for the agent's hello (not attached), close
- * the channel, save the device state without RAM, kill QEMU, and publish.
+ * Boot a template machine in a temp dir under templates/ (RAM in `memName`, shared; a
+ * placeholder data disk of a workspace disk's size, never mounted), wait for the agent's hello
+ * (not attached), close the channel, save the device state (the RAM stays in its file), kill
+ * the VMM, hash the files into meta.json and publish by renaming the dir to `key`. A make that
+ * dies leaves only its `.tmp-` dir, which the next sweep removes: never a half template.
  */
-async function makeTemplate(
+export async function makeTemplateDir(
   home: string,
   env: Env,
   installed: InstalledEnvironment,
-  parts: TemplateKeyParts,
+  shape: { vcpu_count: number; mem_mib: number; data_disk_mib: number },
   key: string,
+  m: TemplateMake,
 ): Promise<void> {
   const t0 = Date.now();
   const root = templatesDir(home);
-  // short: QEMU's sockets live under it (sun_path holds 107 bytes)
+  // short: the VMM's sockets live under it (sun_path holds 107 bytes)
   const tmp = join(root, `.tmp-${key.slice(0, 12)}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
   mkdirSync(join(tmp, "run"), { recursive: true, mode: 0o700 });
   try {
     const disk = join(tmp, "placeholder.ext4");
     const { createDataDisk } = await import("../env/build/datadisk.ts");
-    await createDataDisk(disk, parts.data_disk_mib);
+    await createDataDisk(disk, shape.data_disk_mib);
     const deadline = Date.now() + bootTimeoutMs(env);
     const spec: BootSpec = {
       workspaceId: `template-${key.slice(0, 12)}`,
@@ -447,15 +467,16 @@ async function makeTemplate(
       workspaceDir: tmp,
       dataDiskPath: disk,
       environment: artifactsOf(installed),
-      vcpuCount: parts.vcpu_count,
-      memMib: parts.mem_mib,
-      network: parts.network === "user",
+      vcpuCount: shape.vcpu_count,
+      memMib: shape.mem_mib,
+      network: m.network,
       consoleLogPath: join(tmp, "console.log"),
       bootTimeoutMs: bootTimeoutMs(env),
-      memoryFile: { path: join(tmp, "ram"), shared: true },
+      memoryFile: { path: join(tmp, m.memName), shared: true },
     };
-    const backend = await loadBackend({ name: "qemu", accelerator: parts.accelerator });
+    const backend = await loadBackend(m.backend);
     const handle = await backend.boot(spec);
+    let extra: Record<string, string> = {};
     try {
       const channel = await handle.connect(deadline);
       const { conn, hello } = await helloAgent(channel, deadline, undefined, installed.manifest.name);
@@ -467,9 +488,10 @@ async function makeTemplate(
           `the agent of ${installed.manifest.name} attaches its disk at boot (built before detached boots)`,
         );
       }
-      await warmUp(conn);
+      await m.withAgent?.(conn);
       conn.close();
       await Bun.sleep(DISCONNECT_SETTLE_MS);
+      extra = (await m.beforeSave?.(handle)) ?? {};
       fault("template.booted", () => handle.pid);
       if (!handle.saveState) throw new PyroError("BACKEND_UNAVAILABLE", "the backend cannot save a machine");
       await handle.saveState(join(tmp, "state"), Date.now() + 120_000, { ignoreShared: true });
@@ -478,24 +500,17 @@ async function makeTemplate(
       await handle.exited;
     }
     fault("template.saved");
+    for (const [name, text] of Object.entries(extra)) writeFileSync(join(tmp, name), text, { mode: 0o600 });
     rmSync(disk, { force: true });
     rmSync(join(tmp, "run"), { recursive: true, force: true });
-    fsyncPath(join(tmp, "ram"));
-    const file = async (f: string) => ({
-      bytes: statSync(join(tmp, f)).size,
-      sha256: await sha256File(join(tmp, f)),
-    });
-    const meta: TemplateMeta = {
-      key,
-      parts,
-      ram: await file("ram"),
-      state: await file("state"),
-      made_at: new Date().toISOString(),
-      make_ms: Date.now() - t0,
-    };
-    writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(meta, null, 2));
+    const files: Record<string, FileMetaT> = {};
+    for (const f of m.files) {
+      fsyncPath(join(tmp, f));
+      files[f] = { bytes: statSync(join(tmp, f)).size, sha256: await sha256File(join(tmp, f)) };
+    }
+    writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(m.meta(files, Date.now() - t0), null, 2));
     // the hash just computed is the verdict for this very file
-    writeFileSync(join(tmp, ".ram-verified"), stampOf(join(tmp, "ram")), { mode: 0o600 });
+    writeFileSync(join(tmp, `.${m.memName}-verified`), stampOf(join(tmp, m.memName)), { mode: 0o600 });
     fsyncPath(tmp);
     fault("template.written");
     renameSync(tmp, join(root, key));
@@ -503,6 +518,31 @@ async function makeTemplate(
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The QEMU template: RAM in `ram`, device state in `state`; the agent warmed up first. */
+function makeTemplate(
+  home: string,
+  env: Env,
+  installed: InstalledEnvironment,
+  parts: TemplateKeyParts,
+  key: string,
+): Promise<void> {
+  return makeTemplateDir(home, env, installed, parts, key, {
+    backend: { name: "qemu", accelerator: parts.accelerator },
+    memName: "ram",
+    network: parts.network === "user",
+    withAgent: warmUp,
+    files: ["ram", "state"],
+    meta: (f, makeMs): TemplateMeta => ({
+      key,
+      parts,
+      ram: f.ram as FileMetaT,
+      state: f.state as FileMetaT,
+      made_at: new Date().toISOString(),
+      make_ms: makeMs,
+    }),
+  });
 }
 
 /** What the supervisor boots a workspace from: a verified template's files, or why cold. */
