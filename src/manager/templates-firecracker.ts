@@ -23,14 +23,12 @@
  * clone's own disk, resumes; then sys.attach gives the guest its clock, entropy and a fresh
  * boot id (src/manager/machine.ts), as for QEMU clones.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
-import { writeFileAtomic } from "../base/atomic.ts";
-import { withLock } from "../base/lock.ts";
 import type { Env } from "../base/paths.ts";
 import type { ProgressSink } from "../base/progress.ts";
-import { findInstalled, type InstalledEnvironment, sha256File } from "../env/store.ts";
+import type { InstalledEnvironment } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { findFirecracker, firecrackerVersion } from "../vmm/firecracker/binary.ts";
@@ -38,21 +36,19 @@ import { parseConfig } from "../vmm/firecracker/config.ts";
 import type { FirecrackerVmHandle } from "../vmm/firecracker/index.ts";
 import { jailerSettings } from "../vmm/firecracker/jailer.ts";
 import { TEMPLATE_DESCRIPTOR, templateDescriptorJson } from "../vmm/firecracker/template.ts";
-import { bootTimeoutMs } from "./boot.ts";
 import {
-  DETACHED_BOOT_PROTOCOL,
-  dropTemplate,
+  cachedVersion,
   type EnsureResult,
-  failedPath,
+  ensureOf,
+  FileMeta,
+  findOf,
   makeTemplateDir,
-  RETRY_AFTER_MS,
-  recordedFailure,
-  stampOf,
-  sweep,
   TEMPLATE_DATA_DISK_MIB,
+  type TemplateKind,
   type TemplateShape,
   type TemplateStatus,
-  templatesDir,
+  templatable,
+  templateKey,
 } from "./templates.ts";
 
 /** Bump when what a Firecracker template holds or how it is made changes. */
@@ -74,7 +70,6 @@ const KeyParts = v.strictObject({
 });
 export type FirecrackerKeyParts = v.InferOutput<typeof KeyParts>;
 
-const FileMeta = v.strictObject({ bytes: v.number(), sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)) });
 const Meta = v.strictObject({
   key: v.string(),
   parts: KeyParts,
@@ -113,36 +108,8 @@ export function firecrackerKeyParts(
   };
 }
 
-/** sha256 over the parts in a fixed order (never equal to a QEMU key: the parts differ). */
-export function firecrackerTemplateKey(parts: FirecrackerKeyParts): string {
-  const ordered = Object.keys(parts)
-    .sort()
-    .map((k) => [k, parts[k as keyof FirecrackerKeyParts]]);
-  return new Bun.CryptoHasher("sha256").update(JSON.stringify(ordered)).digest("hex");
-}
-
-/** `firecracker --version`, cached in `<home>/cache/firecracker-version.json` by the binary's stamp. */
-async function cachedFirecrackerVersion(home: string, env: Env): Promise<string | null> {
-  const bin = findFirecracker(env);
-  if (!bin) return null;
-  const cache = join(home, "cache", "firecracker-version.json");
-  let stamp: string;
-  try {
-    stamp = `${bin}|${stampOf(realpathSync(bin))}`;
-  } catch {
-    return null;
-  }
-  try {
-    const c = JSON.parse(readFileSync(cache, "utf8"));
-    if (c.stamp === stamp && typeof c.version === "string") return c.version;
-  } catch {}
-  const version = await firecrackerVersion(bin);
-  if (version) {
-    mkdirSync(join(home, "cache"), { recursive: true });
-    writeFileAtomic(cache, JSON.stringify({ stamp, version }), 0o644);
-  }
-  return version;
-}
+/** templates.ts templateKey (the parts differ from QEMU's, so the keys do). */
+export const firecrackerTemplateKey = (parts: FirecrackerKeyParts): string => templateKey(parts);
 
 /** The key parts for a Firecracker shape on this host, or why there is no template for it. */
 export async function firecrackerPartsFor(
@@ -153,142 +120,26 @@ export async function firecrackerPartsFor(
   if (shape.network !== "off") return { reason: "firecracker networking (a tap) boots cold" };
   if (jailerSettings(env, { uid: 0, gid: 0 }))
     return { reason: "no VM templates under the jailer (PYRO_FIRECRACKER_JAILER)" };
-  const installed = findInstalled(home, shape.environment);
-  if (!installed) return { reason: `environment ${shape.environment} is not installed` };
-  if (installed.manifest.protocol_version < DETACHED_BOOT_PROTOCOL)
-    return {
-      reason: `environment ${shape.environment} was built for protocol ${installed.manifest.protocol_version}: its guest attaches its disk at boot (rebuild it for templates)`,
-    };
-  const version = await cachedFirecrackerVersion(home, env);
+  const installed = templatable(home, shape);
+  if ("reason" in installed) return installed;
+  const version = await cachedVersion(home, "firecracker", findFirecracker(env), firecrackerVersion);
   if (!version) return { reason: "Firecracker's version is unknown" };
   return { parts: firecrackerKeyParts(installed, shape, version), installed };
-}
-
-function readMeta(dir: string): Meta | null {
-  try {
-    const parsed = v.safeParse(Meta, JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")));
-    return parsed.success ? parsed.output : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Published Firecracker templates (QEMU's have another meta and are skipped). */
-function published(home: string): { dir: string; meta: Meta }[] {
-  const root = templatesDir(home);
-  if (!existsSync(root)) return [];
-  const out: { dir: string; meta: Meta }[] = [];
-  for (const name of readdirSync(root)) {
-    if (name.startsWith(".")) continue;
-    const meta = readMeta(join(root, name));
-    if (meta) out.push({ dir: join(root, name), meta });
-  }
-  return out;
-}
-
-const sameShape = (a: FirecrackerKeyParts, b: FirecrackerKeyParts) =>
-  a.environment === b.environment && a.vcpu_count === b.vcpu_count && a.mem_mib === b.mem_mib;
-
-function staleReason(want: FirecrackerKeyParts, have: FirecrackerKeyParts): string {
-  for (const k of Object.keys(want) as (keyof FirecrackerKeyParts)[]) {
-    if (want[k] !== have[k])
-      return `made with another ${k.replaceAll("_", " ")} (${String(have[k]).slice(0, 16)})`;
-  }
-  return "made for another key";
 }
 
 /**
  * The template for these parts, verified: `state` and `firecracker.json` hashed on every use,
  * `mem` once per (size, mtime, ctime, dev, inode). Never makes one.
  */
-export async function findFirecrackerTemplate(
-  home: string,
-  parts: FirecrackerKeyParts,
-): Promise<TemplateStatus> {
-  const key = firecrackerTemplateKey(parts);
-  const dir = join(templatesDir(home), key);
-  if (!existsSync(dir)) {
-    const failure = recordedFailure(home, key);
-    if (failure) return { status: "broken", key, reason: `making it failed: ${failure.reason}` };
-    const older = published(home).find((t) => sameShape(t.meta.parts, parts));
-    if (older) return { status: "stale", key, reason: staleReason(parts, older.meta.parts) };
-    return { status: "missing", key, reason: "no template made yet" };
-  }
-  const meta = readMeta(dir);
-  if (!meta || meta.key !== key)
-    return { status: "broken", key, reason: "its meta.json is missing or invalid" };
-  const files = [
-    [STATE, meta.state],
-    [MEM, meta.mem],
-    [TEMPLATE_DESCRIPTOR, meta.descriptor],
-  ] as const;
-  for (const [f, m] of files) {
-    let size: number;
-    try {
-      size = statSync(join(dir, f)).size;
-    } catch {
-      return { status: "broken", key, reason: `its ${f} file is missing` };
-    }
-    if (size !== m.bytes) return { status: "broken", key, reason: `its ${f} file has the wrong size` };
-  }
-  for (const [f, m] of [files[0], files[2]]) {
-    if ((await sha256File(join(dir, f))) !== m.sha256)
-      return { status: "broken", key, reason: `its ${f} file does not match its sha256` };
-  }
-  const mem = join(dir, MEM);
-  const stampPath = join(dir, ".mem-verified");
-  const stamp = stampOf(mem);
-  if (!(existsSync(stampPath) && readFileSync(stampPath, "utf8") === stamp)) {
-    if ((await sha256File(mem)) !== meta.mem.sha256)
-      return { status: "broken", key, reason: "its mem file does not match its sha256" };
-    writeFileAtomic(stampPath, stamp, 0o600);
-  }
-  return { status: "ready", key, dir, meta };
-}
+export const findFirecrackerTemplate = (home: string, parts: FirecrackerKeyParts): Promise<TemplateStatus> =>
+  findOf(firecrackerKind, home, parts);
 
 /** templates.ts ensureTemplate for a Firecracker shape. Never throws: a failure is the status. */
-export async function ensureFirecrackerTemplate(
+export const ensureFirecrackerTemplate = (
   ctx: { home: string; env: Env; progress: ProgressSink },
   shape: TemplateShape,
   opts: { retryFailed?: boolean } = {},
-): Promise<EnsureResult> {
-  const p = await firecrackerPartsFor(ctx.home, ctx.env, shape);
-  if ("reason" in p) return { status: { status: "missing", key: "", reason: p.reason }, made: false };
-  const first = await findFirecrackerTemplate(ctx.home, p.parts);
-  if (first.status === "ready") return { status: first, made: false };
-  const key = first.key;
-  if (!opts.retryFailed) {
-    const failure = recordedFailure(ctx.home, key);
-    if (failure && Date.now() - failure.at < RETRY_AFTER_MS) return { status: first, made: false };
-  }
-  mkdirSync(templatesDir(ctx.home), { recursive: true, mode: 0o700 });
-  return withLock(
-    join(templatesDir(ctx.home), `.lock-${key}`),
-    async () => {
-      const again = await findFirecrackerTemplate(ctx.home, p.parts);
-      if (again.status === "ready") return { status: again, made: false };
-      sweep(ctx.home);
-      if (again.status === "broken") dropTemplate(ctx.home, key);
-      ctx.progress(`making a Firecracker VM template for ${shape.environment} (once)`);
-      try {
-        await makeFirecrackerTemplate(ctx.home, ctx.env, p.installed, p.parts, key);
-        rmSync(failedPath(ctx.home, key), { force: true });
-      } catch (err) {
-        const reason = (err as Error).message;
-        writeFileAtomic(failedPath(ctx.home, key), JSON.stringify({ at: Date.now(), reason }));
-        return {
-          status: { status: "broken" as const, key, reason: `making it failed: ${reason}` },
-          made: false,
-        };
-      }
-      for (const t of published(ctx.home)) {
-        if (t.meta.key !== key && sameShape(t.meta.parts, p.parts)) dropTemplate(ctx.home, t.meta.key);
-      }
-      return { status: await findFirecrackerTemplate(ctx.home, p.parts), made: true };
-    },
-    bootTimeoutMs(ctx.env) * 2 + 60_000,
-  );
-}
+): Promise<EnsureResult> => ensureOf(firecrackerKind, ctx, shape, opts);
 
 /**
  * The Firecracker template (templates.ts makeTemplateDir): memory in `mem`, the snapshot in
@@ -320,18 +171,25 @@ function makeFirecrackerTemplate(
       });
       return { [TEMPLATE_DESCRIPTOR]: descriptor };
     },
-    files: [STATE, MEM, TEMPLATE_DESCRIPTOR],
-    meta: (f, makeMs): Meta => ({
-      key,
-      parts,
-      state: f[STATE] as Meta["state"],
-      mem: f[MEM] as Meta["mem"],
-      descriptor: f[TEMPLATE_DESCRIPTOR] as Meta["descriptor"],
-      made_at: new Date().toISOString(),
-      make_ms: makeMs,
-    }),
+    files: { state: STATE, mem: MEM, descriptor: TEMPLATE_DESCRIPTOR },
   });
 }
+
+const firecrackerKind: TemplateKind<FirecrackerKeyParts, Meta> = {
+  label: "a Firecracker VM template",
+  meta: Meta,
+  sameShape: (a, b) =>
+    a.environment === b.environment && a.vcpu_count === b.vcpu_count && a.mem_mib === b.mem_mib,
+  files: (m) => ({
+    hashed: [
+      [STATE, m.state],
+      [TEMPLATE_DESCRIPTOR, m.descriptor],
+    ],
+    mem: [MEM, m.mem],
+  }),
+  partsFor: firecrackerPartsFor,
+  make: makeFirecrackerTemplate,
+};
 
 /** templates.ts readyTemplate for a Firecracker shape: the verified files, or why none. */
 export async function readyFirecrackerTemplate(

@@ -105,7 +105,10 @@ const KeyParts = v.strictObject({
 });
 export type TemplateKeyParts = v.InferOutput<typeof KeyParts>;
 
-const FileMeta = v.strictObject({ bytes: v.number(), sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)) });
+export const FileMeta = v.strictObject({
+  bytes: v.number(),
+  sha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
+});
 const Meta = v.strictObject({
   key: v.string(),
   parts: KeyParts,
@@ -117,13 +120,17 @@ const Meta = v.strictObject({
 export type TemplateMeta = v.InferOutput<typeof Meta>;
 
 /**
- * QEMU's version, cached in `<home>/cache/qemu-version.json` by the binary's path and stamp
- * (asking QEMU costs a process start on every create otherwise).
+ * A VMM's version, cached in `<home>/cache/<name>-version.json` by the binary's path and stamp
+ * (asking the binary costs a process start on every create otherwise).
  */
-async function cachedQemuVersion(home: string, env: Env): Promise<string | null> {
-  const bin = findQemu(env);
+export async function cachedVersion(
+  home: string,
+  name: string,
+  bin: string | null,
+  ask: (bin: string) => Promise<string | null>,
+): Promise<string | null> {
   if (!bin) return null;
-  const cache = join(home, "cache", "qemu-version.json");
+  const cache = join(home, "cache", `${name}-version.json`);
   let stamp: string;
   try {
     stamp = `${bin}|${stampOf(realpathSync(bin))}`;
@@ -134,7 +141,7 @@ async function cachedQemuVersion(home: string, env: Env): Promise<string | null>
     const c = JSON.parse(readFileSync(cache, "utf8"));
     if (c.stamp === stamp && typeof c.version === "string") return c.version;
   } catch {}
-  const version = await qemuVersion(bin);
+  const version = await ask(bin);
   if (version) {
     mkdirSync(join(home, "cache"), { recursive: true });
     writeFileAtomic(cache, JSON.stringify({ stamp, version }), 0o644);
@@ -167,11 +174,9 @@ export function keyParts(
   };
 }
 
-/** sha256 over the parts in a fixed order. */
-export function templateKey(parts: TemplateKeyParts): string {
-  const ordered = Object.keys(parts)
-    .sort()
-    .map((k) => [k, parts[k as keyof TemplateKeyParts]]);
+/** sha256 over the parts in a fixed order (a Firecracker key never equals a QEMU one: the parts differ). */
+export function templateKey(parts: object): string {
+  const ordered = Object.entries(parts).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return new Bun.CryptoHasher("sha256").update(JSON.stringify(ordered)).digest("hex");
 }
 
@@ -206,15 +211,6 @@ export function shapeOf(
   };
 }
 
-function readMeta(dir: string): TemplateMeta | null {
-  try {
-    const parsed = v.safeParse(Meta, JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")));
-    return parsed.success ? parsed.output : null;
-  } catch {
-    return null;
-  }
-}
-
 export function stampOf(path: string): string {
   const s = statSync(path, { bigint: true });
   return `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.dev}:${s.ino}`;
@@ -224,31 +220,55 @@ export type TemplateStatus =
   | { status: "ready"; key: string; dir: string; meta: Pick<TemplateMeta, "key" | "made_at" | "make_ms"> }
   | { status: "missing" | "stale" | "broken"; key: string; reason: string };
 
-/** Published templates (their meta), any key. */
-function published(home: string): { dir: string; meta: TemplateMeta }[] {
+/**
+ * What a backend's templates are (QEMU here, Firecracker in templates-firecracker.ts): the one
+ * find / ensure / publish logic below serves both.
+ */
+export interface TemplateKind<P extends KindParts, M extends KindMeta<P>> {
+  /** "a VM template", for progress */
+  label: string;
+  meta: v.GenericSchema<unknown, M>;
+  /** same machine shape: a published template of another key for it is stale */
+  sameShape(a: P, b: P): boolean;
+  /** files hashed on every use (small), and the RAM file hashed once per file stamp */
+  files(meta: M): { hashed: [string, FileMetaT][]; mem: [string, FileMetaT] };
+  partsFor(
+    home: string,
+    env: Env,
+    shape: TemplateShape,
+  ): Promise<{ parts: P; installed: InstalledEnvironment } | { reason: string }>;
+  make(home: string, env: Env, installed: InstalledEnvironment, parts: P, key: string): Promise<void>;
+}
+type KindParts = { environment: string; vcpu_count: number; mem_mib: number };
+type KindMeta<P> = { key: string; parts: P; made_at: string; make_ms: number };
+
+function readMeta<M>(schema: v.GenericSchema<unknown, M>, dir: string): M | null {
+  try {
+    const parsed = v.safeParse(schema, JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")));
+    return parsed.success ? parsed.output : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Published templates of one kind (their meta), any key; other kinds' metas do not parse. */
+function published<M>(schema: v.GenericSchema<unknown, M>, home: string): { dir: string; meta: M }[] {
   const root = templatesDir(home);
   if (!existsSync(root)) return [];
-  const out: { dir: string; meta: TemplateMeta }[] = [];
+  const out: { dir: string; meta: M }[] = [];
   for (const name of readdirSync(root)) {
     if (name.startsWith(".")) continue;
-    const meta = readMeta(join(root, name));
+    const meta = readMeta(schema, join(root, name));
     if (meta) out.push({ dir: join(root, name), meta });
   }
   return out;
 }
 
-const sameShape = (a: TemplateKeyParts, b: TemplateKeyParts) =>
-  a.environment === b.environment &&
-  a.vcpu_count === b.vcpu_count &&
-  a.mem_mib === b.mem_mib &&
-  a.network === b.network &&
-  a.accelerator === b.accelerator;
-
 /** Why an older template for the same machine shape is not this key's: the first part that differs. */
-function staleReason(want: TemplateKeyParts, have: TemplateKeyParts): string {
-  for (const k of Object.keys(want) as (keyof TemplateKeyParts)[]) {
+function staleReason<P extends object>(want: P, have: P): string {
+  for (const k of Object.keys(want) as (keyof P)[]) {
     if (want[k] !== have[k])
-      return `made with another ${k.replaceAll("_", " ")} (${String(have[k]).slice(0, 16)})`;
+      return `made with another ${String(k).replaceAll("_", " ")} (${String(have[k]).slice(0, 16)})`;
   }
   return "made for another key";
 }
@@ -267,42 +287,62 @@ export function recordedFailure(home: string, key: string): { at: number; reason
 }
 
 /**
- * The template for these key parts, verified: `state` hashed every time, `ram` once per
- * (size, mtime, ctime, dev, inode). Never makes one.
+ * The template of `kind` for these key parts, verified: the small files hashed every time, the
+ * RAM file once per (size, mtime, ctime, dev, inode). Never makes one.
  */
-export async function findTemplate(home: string, parts: TemplateKeyParts): Promise<TemplateStatus> {
+export async function findOf<P extends KindParts, M extends KindMeta<P>>(
+  kind: TemplateKind<P, M>,
+  home: string,
+  parts: P,
+): Promise<TemplateStatus> {
   const key = templateKey(parts);
   const dir = join(templatesDir(home), key);
   if (!existsSync(dir)) {
     const failure = recordedFailure(home, key);
     if (failure) return { status: "broken", key, reason: `making it failed: ${failure.reason}` };
-    const older = published(home).find((t) => sameShape(t.meta.parts, parts));
+    const older = published(kind.meta, home).find((t) => kind.sameShape(t.meta.parts, parts));
     if (older) return { status: "stale", key, reason: staleReason(parts, older.meta.parts) };
     return { status: "missing", key, reason: "no template made yet" };
   }
-  const meta = readMeta(dir);
+  const meta = readMeta(kind.meta, dir);
   if (!meta || meta.key !== key)
     return { status: "broken", key, reason: "its meta.json is missing or invalid" };
-  for (const f of ["state", "ram"] as const) {
+  const { hashed, mem } = kind.files(meta);
+  for (const [f, m] of [...hashed, mem]) {
     let size: number;
     try {
       size = statSync(join(dir, f)).size;
     } catch {
       return { status: "broken", key, reason: `its ${f} file is missing` };
     }
-    if (size !== meta[f].bytes) return { status: "broken", key, reason: `its ${f} file has the wrong size` };
+    if (size !== m.bytes) return { status: "broken", key, reason: `its ${f} file has the wrong size` };
   }
-  if ((await sha256File(join(dir, "state"))) !== meta.state.sha256)
-    return { status: "broken", key, reason: "its state file does not match its sha256" };
-  const ram = join(dir, "ram");
-  const stampPath = join(dir, ".ram-verified");
-  const stamp = stampOf(ram);
+  for (const [f, m] of hashed) {
+    if ((await sha256File(join(dir, f))) !== m.sha256)
+      return { status: "broken", key, reason: `its ${f} file does not match its sha256` };
+  }
+  const [memName, memMeta] = mem;
+  const stampPath = join(dir, `.${memName}-verified`);
+  const stamp = stampOf(join(dir, memName));
   if (!(existsSync(stampPath) && readFileSync(stampPath, "utf8") === stamp)) {
-    if ((await sha256File(ram)) !== meta.ram.sha256)
-      return { status: "broken", key, reason: "its ram file does not match its sha256" };
+    if ((await sha256File(join(dir, memName))) !== memMeta.sha256)
+      return { status: "broken", key, reason: `its ${memName} file does not match its sha256` };
     writeFileAtomic(stampPath, stamp, 0o600);
   }
   return { status: "ready", key, dir, meta };
+}
+
+export const findTemplate = (home: string, parts: TemplateKeyParts) => findOf(qemuKind, home, parts);
+
+/** The installed environment a shape's template boots, or why it cannot have one. */
+export function templatable(home: string, shape: TemplateShape): InstalledEnvironment | { reason: string } {
+  const installed = findInstalled(home, shape.environment);
+  if (!installed) return { reason: `environment ${shape.environment} is not installed` };
+  if (installed.manifest.protocol_version < DETACHED_BOOT_PROTOCOL)
+    return {
+      reason: `environment ${shape.environment} was built for protocol ${installed.manifest.protocol_version}: its guest attaches its disk at boot (rebuild it for templates)`,
+    };
+  return installed;
 }
 
 /** The key parts for a shape on this host, or why there are none. */
@@ -311,13 +351,9 @@ export async function partsFor(
   env: Env,
   shape: TemplateShape,
 ): Promise<{ parts: TemplateKeyParts; installed: InstalledEnvironment } | { reason: string }> {
-  const installed = findInstalled(home, shape.environment);
-  if (!installed) return { reason: `environment ${shape.environment} is not installed` };
-  if (installed.manifest.protocol_version < DETACHED_BOOT_PROTOCOL)
-    return {
-      reason: `environment ${shape.environment} was built for protocol ${installed.manifest.protocol_version}: its guest attaches its disk at boot (rebuild it for templates)`,
-    };
-  const qemu = await cachedQemuVersion(home, env);
+  const installed = templatable(home, shape);
+  if ("reason" in installed) return installed;
+  const qemu = await cachedVersion(home, "qemu", findQemu(env), qemuVersion);
   if (!qemu) return { reason: "QEMU's version is unknown" };
   return { parts: keyParts(installed, shape, qemu), installed };
 }
@@ -361,9 +397,19 @@ export async function ensureTemplate(
 ): Promise<EnsureResult> {
   if (shape.backend === "firecracker")
     return (await import("./templates-firecracker.ts")).ensureFirecrackerTemplate(ctx, shape, opts);
-  const p = await partsFor(ctx.home, ctx.env, shape);
+  return ensureOf(qemuKind, ctx, shape, opts);
+}
+
+/** ensureTemplate for one kind. */
+export async function ensureOf<P extends KindParts, M extends KindMeta<P>>(
+  kind: TemplateKind<P, M>,
+  ctx: { home: string; env: Env; progress: ProgressSink },
+  shape: TemplateShape,
+  opts: { retryFailed?: boolean },
+): Promise<EnsureResult> {
+  const p = await kind.partsFor(ctx.home, ctx.env, shape);
   if ("reason" in p) return { status: { status: "missing", key: "", reason: p.reason }, made: false };
-  const first = await findTemplate(ctx.home, p.parts);
+  const first = await findOf(kind, ctx.home, p.parts);
   if (first.status === "ready") return { status: first, made: false };
   const key = first.key;
   if (!opts.retryFailed) {
@@ -374,13 +420,13 @@ export async function ensureTemplate(
   return withLock(
     join(templatesDir(ctx.home), `.lock-${key}`),
     async () => {
-      const again = await findTemplate(ctx.home, p.parts);
+      const again = await findOf(kind, ctx.home, p.parts);
       if (again.status === "ready") return { status: again, made: false };
       sweep(ctx.home);
       if (again.status === "broken") dropTemplate(ctx.home, key);
-      ctx.progress(`making a VM template for ${shape.environment} (once)`);
+      ctx.progress(`making ${kind.label} for ${shape.environment} (once)`);
       try {
-        await makeTemplate(ctx.home, ctx.env, p.installed, p.parts, key);
+        await kind.make(ctx.home, ctx.env, p.installed, p.parts, key);
         rmSync(failedPath(ctx.home, key), { force: true });
       } catch (err) {
         const reason = (err as Error).message;
@@ -391,10 +437,10 @@ export async function ensureTemplate(
         };
       }
       // the template it replaces (same machine shape, older key) goes
-      for (const t of published(ctx.home)) {
-        if (t.meta.key !== key && sameShape(t.meta.parts, p.parts)) dropTemplate(ctx.home, t.meta.key);
+      for (const t of published(kind.meta, ctx.home)) {
+        if (t.meta.key !== key && kind.sameShape(t.meta.parts, p.parts)) dropTemplate(ctx.home, t.meta.key);
       }
-      return { status: await findTemplate(ctx.home, p.parts), made: true };
+      return { status: await findOf(kind, ctx.home, p.parts), made: true };
     },
     // a make is a boot plus a save; others wait for it rather than make their own
     bootTimeoutMs(ctx.env) * 2 + 60_000,
@@ -429,10 +475,8 @@ export interface TemplateMake {
   withAgent?: (conn: Connection) => Promise<void>;
   /** after the connection is closed, before the save: files to write beside it (name → text) */
   beforeSave?: (handle: VmHandle) => Promise<Record<string, string>>;
-  /** the files fsynced and hashed into meta.json once the machine is saved */
-  files: string[];
-  /** meta.json, from each file's size and sha256 */
-  meta: (files: Record<string, FileMetaT>, makeMs: number) => unknown;
+  /** the files fsynced and hashed into meta.json once the machine is saved: meta field → file name */
+  files: Record<string, string>;
 }
 type FileMetaT = v.InferOutput<typeof FileMeta>;
 
@@ -447,7 +491,7 @@ export async function makeTemplateDir(
   home: string,
   env: Env,
   installed: InstalledEnvironment,
-  shape: { vcpu_count: number; mem_mib: number; data_disk_mib: number },
+  parts: KindParts & { data_disk_mib: number },
   key: string,
   m: TemplateMake,
 ): Promise<void> {
@@ -459,7 +503,7 @@ export async function makeTemplateDir(
   try {
     const disk = join(tmp, "placeholder.ext4");
     const { createDataDisk } = await import("../env/build/datadisk.ts");
-    await createDataDisk(disk, shape.data_disk_mib);
+    await createDataDisk(disk, parts.data_disk_mib);
     const deadline = Date.now() + bootTimeoutMs(env);
     const spec: BootSpec = {
       workspaceId: `template-${key.slice(0, 12)}`,
@@ -467,8 +511,8 @@ export async function makeTemplateDir(
       workspaceDir: tmp,
       dataDiskPath: disk,
       environment: artifactsOf(installed),
-      vcpuCount: shape.vcpu_count,
-      memMib: shape.mem_mib,
+      vcpuCount: parts.vcpu_count,
+      memMib: parts.mem_mib,
       network: m.network,
       consoleLogPath: join(tmp, "console.log"),
       bootTimeoutMs: bootTimeoutMs(env),
@@ -504,11 +548,12 @@ export async function makeTemplateDir(
     rmSync(disk, { force: true });
     rmSync(join(tmp, "run"), { recursive: true, force: true });
     const files: Record<string, FileMetaT> = {};
-    for (const f of m.files) {
+    for (const [field, f] of Object.entries(m.files)) {
       fsyncPath(join(tmp, f));
-      files[f] = { bytes: statSync(join(tmp, f)).size, sha256: await sha256File(join(tmp, f)) };
+      files[field] = { bytes: statSync(join(tmp, f)).size, sha256: await sha256File(join(tmp, f)) };
     }
-    writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(m.meta(files, Date.now() - t0), null, 2));
+    const meta = { key, parts, ...files, made_at: new Date().toISOString(), make_ms: Date.now() - t0 };
+    writeFileAtomic(join(tmp, "meta.json"), JSON.stringify(meta, null, 2));
     // the hash just computed is the verdict for this very file
     writeFileSync(join(tmp, `.${m.memName}-verified`), stampOf(join(tmp, m.memName)), { mode: 0o600 });
     fsyncPath(tmp);
@@ -533,17 +578,24 @@ function makeTemplate(
     memName: "ram",
     network: parts.network === "user",
     withAgent: warmUp,
-    files: ["ram", "state"],
-    meta: (f, makeMs): TemplateMeta => ({
-      key,
-      parts,
-      ram: f.ram as FileMetaT,
-      state: f.state as FileMetaT,
-      made_at: new Date().toISOString(),
-      make_ms: makeMs,
-    }),
+    files: { ram: "ram", state: "state" },
   });
 }
+
+/** QEMU's templates: RAM in `ram` (hashed once per stamp), device state in `state`. */
+const qemuKind: TemplateKind<TemplateKeyParts, TemplateMeta> = {
+  label: "a VM template",
+  meta: Meta,
+  sameShape: (a, b) =>
+    a.environment === b.environment &&
+    a.vcpu_count === b.vcpu_count &&
+    a.mem_mib === b.mem_mib &&
+    a.network === b.network &&
+    a.accelerator === b.accelerator,
+  files: (m) => ({ hashed: [["state", m.state]], mem: ["ram", m.ram] }),
+  partsFor,
+  make: makeTemplate,
+};
 
 /** What the supervisor boots a workspace from: a verified template's files, or why cold. */
 export async function templateFor(
