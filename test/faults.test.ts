@@ -349,13 +349,17 @@ guest.describe("real guest: crash matrix", () => {
     // the template, made once; every case's home links to it
     // (a make is a boot plus a save: give it time on a loaded machine; a failed one is retried)
     const slow = { PYRO_BOOT_TIMEOUT_MS: "180000" };
-    for (let i = 0; i < 2 && !templateFiles(shared).length; i++) {
+    // Always through prepare, which verifies the template of the cases' shape and remakes it if
+    // broken or stale: the shared guest home also holds templates other test files left (other
+    // shapes, or one a template test broke on purpose), so "some template exists" proves nothing.
+    for (let i = 0; ; i++) {
       const prep = await pyro(["prepare", "debian:12", "--json"], { home: shared, env: slow });
       succeeded(prep, "prepare");
-      if (i === 1 && !templateFiles(shared).length) throw new Error(`no template made: ${prep.stdout}`);
+      if (prep.json?.template?.status === "ready") break;
+      if (i === 1) throw new Error(`no template made: ${prep.stdout}`);
     }
     template = templateFiles(shared);
-    expect(template.length).toBe(3);
+    expect(template.length).toBeGreaterThanOrEqual(3);
   }, 900_000);
   afterAll(() => {
     const steps = new Set(CASES.map((c) => `${c.op}:${c.step}`));
