@@ -30,7 +30,6 @@ import type { Env } from "../base/paths.ts";
 import type { ProgressSink } from "../base/progress.ts";
 import type { InstalledEnvironment } from "../env/store.ts";
 import { PyroError } from "../protocol/errors.ts";
-import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { findFirecracker, firecrackerVersion } from "../vmm/firecracker/binary.ts";
 import { parseConfig } from "../vmm/firecracker/config.ts";
 import type { FirecrackerVmHandle } from "../vmm/firecracker/index.ts";
@@ -42,6 +41,7 @@ import {
   ensureOf,
   FileMeta,
   findOf,
+  guestKeyParts,
   makeTemplateDir,
   TEMPLATE_DATA_DISK_MIB,
   type TemplateKind,
@@ -90,16 +90,10 @@ export function firecrackerKeyParts(
   shape: TemplateShape,
   firecracker: string,
 ): FirecrackerKeyParts {
-  const m = installed.manifest;
   return {
     format: FIRECRACKER_TEMPLATE_FORMAT,
     backend: "firecracker",
-    environment: m.name,
-    env_version: m.version,
-    kernel_sha256: m.kernel.sha256,
-    rootfs_sha256: m.rootfs.sha256,
-    agent_sha256: m.agent_sha256 ?? null,
-    protocol_version: PROTOCOL_VERSION,
+    ...guestKeyParts(installed),
     firecracker_version: firecracker,
     vcpu_count: shape.vcpu_count,
     mem_mib: shape.mem_mib,

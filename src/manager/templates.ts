@@ -149,20 +149,27 @@ export async function cachedVersion(
   return version;
 }
 
-export function keyParts(
-  installed: InstalledEnvironment,
-  shape: TemplateShape,
-  qemu: string,
-): TemplateKeyParts {
+/** The key parts every template kind takes from its environment: what the guest runs. */
+export function guestKeyParts(installed: InstalledEnvironment) {
   const m = installed.manifest;
   return {
-    format: TEMPLATE_FORMAT,
     environment: m.name,
     env_version: m.version,
     kernel_sha256: m.kernel.sha256,
     rootfs_sha256: m.rootfs.sha256,
     agent_sha256: m.agent_sha256 ?? null,
     protocol_version: PROTOCOL_VERSION,
+  };
+}
+
+export function keyParts(
+  installed: InstalledEnvironment,
+  shape: TemplateShape,
+  qemu: string,
+): TemplateKeyParts {
+  return {
+    format: TEMPLATE_FORMAT,
+    ...guestKeyParts(installed),
     qemu_version: qemu,
     accelerator: shape.accelerator,
     // what the QEMU backend passes for a record's accelerator (qemu/argv.ts)
