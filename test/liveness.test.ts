@@ -5,6 +5,11 @@
  * recovers. Host compat first; then real guests: commands run in a pids-limited cgroup, a
  * root fork bomb ends in a timeout and the agent survives it, and a frozen VMM makes the
  * agent unresponsive.
+ *
+ * An unanswered probe counts against the agent only once its VMM had the CPU to answer
+ * (src/supervisor/deadline.ts judgeSilence): a stopped VMM (here the host agent process, or
+ * QEMU) is reported only after PROBE_WALL_MAX_MS, which these workspaces shorten with the
+ * test-only PYRO_TEST_PROBE_WALL_MAX_MS (the supervisor inherits it from the create).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -29,7 +34,10 @@ describe("liveness: a stopped host agent", () => {
   beforeAll(async () => {
     await ensureBuilt();
     home = freshHome();
-    const r = await pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--json"], { home });
+    const r = await pyro(["workspace", "create", "debian:12", "--allow-host-compat", "--json"], {
+      home,
+      env: { PYRO_TEST_PROBE_WALL_MAX_MS: "3000" },
+    });
     expect(r.code).toBe(0);
     id = r.json.workspace_id;
   });
@@ -56,6 +64,8 @@ describe("liveness: a stopped host agent", () => {
       expect(r.code).toBe(70);
       expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
       expect(r.json.message).toContain("2 s timeout");
+      // the stopped agent is host compat's VMM: it had no CPU to answer with, and is named so
+      expect(r.json.message).toContain("(the VMM process is stopped)");
       expect(r.json.hint).toContain(`pyro workspace stop ${id} && pyro workspace start ${id}`);
       const st = await status(home, id);
       expect(st.state).toBe("started");
@@ -95,7 +105,11 @@ describe("liveness: a stopped host agent", () => {
     } finally {
       if (alive(pid)) process.kill(pid, "SIGCONT");
     }
-    const start = await pyro(["workspace", "start", id, "--json"], { home });
+    // the restarted supervisor keeps the shortened wall cap of the create
+    const start = await pyro(["workspace", "start", id, "--json"], {
+      home,
+      env: { PYRO_TEST_PROBE_WALL_MAX_MS: "3000" },
+    });
     expect(start.json.state).toBe("started");
     expect(start.json.agent_unresponsive_since).toBeNull();
     const read = await pyro(["workspace", "file", "read", id, "a.txt", "--json"], { home });
@@ -126,6 +140,9 @@ describe("liveness: a stopped host agent", () => {
   }, 60_000);
 });
 
+/** The shortened wall cap of the real-guest workspace: longer than the VMM stop of the starved-VMM case. */
+const STOPPED_VMM_CAP_MS = 30_000;
+
 guest.describe("real guest: liveness", () => {
   let home: string;
   let id: string;
@@ -138,7 +155,10 @@ guest.describe("real guest: liveness", () => {
   };
   beforeAll(async () => {
     home = await guestHome();
-    const r = await pyro(["workspace", "create", "debian:12", "--json"], { home });
+    const r = await pyro(["workspace", "create", "debian:12", "--json"], {
+      home,
+      env: { PYRO_TEST_PROBE_WALL_MAX_MS: String(STOPPED_VMM_CAP_MS) },
+    });
     expect(r.code).toBe(0);
     id = r.json.workspace_id;
   }, 1_800_000);
@@ -156,6 +176,8 @@ guest.describe("real guest: liveness", () => {
       expect(r.code).toBe(70);
       expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
       expect(r.json.hint).toContain(`pyro workspace stop ${id}`);
+      // not blamed on the agent: the VMM ran no CPU, and the wall cap says so
+      expect(r.json.message).toContain("(the VMM process is stopped)");
     } finally {
       process.kill(vmm, "SIGCONT");
     }
@@ -163,6 +185,52 @@ guest.describe("real guest: liveness", () => {
       await waitFor(async () => (await status(home, id)).agent_unresponsive_since === null, 60_000),
     ).toBe(true);
     expect((await exec(10, "echo", "back")).json.stdout).toBe("back\n");
+  }, 120_000);
+
+  test("real guest: an agent stopped inside a running VM is reported unresponsive, named as the agent", async () => {
+    // The VMM runs (idle), the agent does not: SIGSTOP from a detached guest process, which
+    // also continues it 40 s later (nothing else could: every exec goes through the agent).
+    const line =
+      'a=$(pidof pyro-agent); echo "$a"; setsid sh -c "sleep 2; kill -STOP $a; sleep 40; kill -CONT $a" >/dev/null 2>&1 &';
+    const started = await exec(10, "sh", "-c", line);
+    expect(started.code).toBe(0);
+    expect(String(started.json.stdout).trim()).toMatch(/^\d+( \d+)*$/);
+    await Bun.sleep(3_000);
+    const t0 = Date.now();
+    const r = await pyro(["workspace", "file", "read", id, "nothing.txt", "--json"], { home });
+    expect(r.code).toBe(70);
+    expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
+    expect(r.json.message).toContain("did not answer a ping though its VM ran for");
+    // judged by the VM's CPU, before the wall cap
+    expect(Date.now() - t0).toBeLessThan(STOPPED_VMM_CAP_MS + 10_000);
+    expect(typeof (await status(home, id)).agent_unresponsive_since).toBe("string");
+    // the agent continues by itself and answers the supervisor's pending ping
+    expect(
+      await waitFor(async () => (await status(home, id)).agent_unresponsive_since === null, 90_000),
+    ).toBe(true);
+    expect((await exec(10, "echo", "back")).json.stdout).toBe("back\n");
+  }, 180_000);
+
+  test("real guest: a VMM stopped past the probe deadlines during a call is slow, not dead", async () => {
+    await pyro(["workspace", "file", "write", id, "starved.txt", "--text", "still here", "--json"], { home });
+    const vmm = agentPid(home, id);
+    process.kill(vmm, "SIGSTOP");
+    let stopped = true;
+    try {
+      const t0 = Date.now();
+      const call = pyro(["workspace", "file", "read", id, "starved.txt", "--json"], { home });
+      // longer than IDLE_PROBE_MS + PROBE_ANSWER_MS (15 s): the old rule's verdict
+      await Bun.sleep(20_000);
+      process.kill(vmm, "SIGCONT");
+      stopped = false;
+      const r = await call;
+      expect(r.code).toBe(0);
+      expect(r.json.content).toBe("still here");
+      expect(Date.now() - t0).toBeGreaterThan(20_000);
+    } finally {
+      if (stopped) process.kill(vmm, "SIGCONT");
+    }
+    expect((await status(home, id)).agent_unresponsive_since).toBeNull();
   }, 120_000);
 
   test("real guest: commands run in the pids-limited commands cgroup, the agent outside it", async () => {

@@ -18,7 +18,7 @@
  * - A VM paused on a host I/O error continues by itself once there is room again
  *   (continueWhenRoom): its failed writes are retried and nothing is lost.
  */
-import { statfsSync } from "node:fs";
+import { readdirSync, readFileSync, statfsSync } from "node:fs";
 import { dataDiskPath } from "../manager/paths.ts";
 import { updateRecord } from "../manager/store.ts";
 import type { ClientStream, Connection } from "../protocol/connection.ts";
@@ -26,9 +26,11 @@ import { PyroError } from "../protocol/errors.ts";
 import { settlesWithin } from "../vmm/process.ts";
 import { haltedReason } from "../vmm/qemu/qmp.ts";
 import type { VmHandle } from "../vmm/types.ts";
-import type { Probe } from "./deadline.ts";
+import { judgeSilence, type Probe, type VmmSample } from "./deadline.ts";
 import { log } from "./log.ts";
 
+/** How often an unanswered probe looks again at the VMM's CPU use (deadline.ts judgeSilence). */
+const PROBE_POLL_MS = 500;
 /** How long a silent agent's VMM gets to tell its run state. */
 const RUN_STATE_MS = 2_000;
 /** A VM paused on a host I/O error continues by itself once its data disk's filesystem has this much free. */
@@ -50,7 +52,7 @@ export class AgentLink {
     private readonly home: string,
     private readonly id: string,
     /** the VMM, asked for its run state when the agent is silent */
-    private readonly vm?: Pick<VmHandle, "runState" | "continueVm">,
+    private readonly vm?: Partial<Pick<VmHandle, "runState" | "continueVm" | "pid">>,
   ) {
     this.hint = `restart the workspace: \`pyro workspace stop ${id} && pyro workspace start ${id}\``;
   }
@@ -89,16 +91,48 @@ export class AgentLink {
     if (this.pauses === 0) this.conn.transport.resumeReading?.();
   }
 
-  /** Send `request` on a fresh stream and say whether the agent answered within `ms`. */
+  /**
+   * Send `request` on a fresh stream and say whether the agent answered: within `ms`, or
+   * later while the VMM had too little CPU to answer (deadline.ts judgeSilence).
+   */
   readonly probe: Probe = async (request, ms) => {
     const sent = Date.now();
+    const pid = this.vm?.pid;
+    const base = pid ? vmmUsage(pid) : null;
     const s = this.conn.open(request);
     // an error answer (e.g. an older agent) still proves it is alive
     if (await settlesWithin(s.done, ms)) return "answered";
-    s.abort(new PyroError("AGENT_UNRESPONSIVE", "probe abandoned"));
-    if (this.pauses > 0 || this.lastResume > sent) return "inconclusive";
-    const halted = await this.haltedError();
-    return halted ? { halted } : "silent";
+    const abandon = () => s.abort(new PyroError("AGENT_UNRESPONSIVE", "probe abandoned"));
+    // a VM halted by its VMM is told at once (its CPU would never move)
+    let halted = await this.haltedError();
+    for (;;) {
+      if (this.pauses > 0 || this.lastResume > sent) {
+        abandon();
+        return "inconclusive";
+      }
+      if (halted) {
+        abandon();
+        return { halted };
+      }
+      const now = pid && base ? vmmUsage(pid) : null;
+      const used: VmmSample | null =
+        base && now
+          ? {
+              cpuMs: now.cpuMs - base.cpuMs,
+              waitMs: now.waitMs !== null && base.waitMs !== null ? now.waitMs - base.waitMs : null,
+              stopped: now.stopped,
+            }
+          : null;
+      const verdict = judgeSilence(Date.now() - sent, ms, used);
+      if (verdict !== "wait") {
+        halted = await this.haltedError();
+        abandon();
+        if (halted) return { halted };
+        if (this.pauses > 0 || this.lastResume > sent) return "inconclusive";
+        return { silent: verdict };
+      }
+      if (await settlesWithin(s.done, PROBE_POLL_MS)) return "answered";
+    }
   };
 
   /** The VMM's explanation of a silent agent: an error naming its halted run state, or null. */
@@ -192,4 +226,34 @@ export class AgentLink {
       vm_status: vmStatus,
     })).catch((err) => log(`cannot write the unresponsive mark: ${(err as Error).message}`));
   }
+}
+
+/**
+ * The VMM process's scheduling so far: CPU from /proc/<pid>/stat (utime + stime of all its
+ * threads, ended ones included, in USER_HZ = 100 ticks/s) and run-queue wait summed over its
+ * live threads' /proc/<pid>/task/<tid>/schedstat (ns; null where the kernel has none);
+ * null once the process is gone.
+ */
+export function vmmUsage(pid: number): VmmSample | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // fields after the command name (which may hold spaces and parentheses): state is field 3
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const cpuMs = (Number(f[11]) + Number(f[12])) * 10;
+  let waitMs: number | null = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        waitMs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[1]) / 1e6;
+      } catch {} // a thread that just ended
+    }
+  } catch {
+    waitMs = null;
+  }
+  if (!Number.isFinite(waitMs)) waitMs = null;
+  return { cpuMs, waitMs, stopped: f[0] === "T" || f[0] === "t" };
 }

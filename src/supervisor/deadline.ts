@@ -16,6 +16,24 @@
  *   flow control paused that reading during a probe, the probe is inconclusive.
  * - A silent agent whose VMM has halted the guest (agent.ts asks the VMM's run state) is
  *   reported as that halt, e.g. "the VM is paused on a host I/O error (host disk full?)".
+ * - Silence is judged by the progress the guest could have made, not by wall time alone
+ *   (judgeSilence): a starved VMM (its TCG vCPU thread getting little CPU on a loaded host)
+ *   is slow, not dead. An unanswered probe counts against the agent once, after at least its
+ *   answer window, the VMM process has run PROBE_CPU_MS of CPU since the probe was sent, or
+ *   it was mostly idle (runnable, i.e. running or waiting for a CPU, less than
+ *   PROBE_IDLE_DEMAND of the time) yet ran at least PROBE_IDLE_MIN_CPU_MS: it got the CPU it
+ *   asked for, so the silence is the agent's. Otherwise the probe keeps waiting, up to
+ *   PROBE_WALL_MAX_MS after it was sent: then a VMM that made too little progress (stopped,
+ *   cgroup-frozen, wedged, or a host overloaded that long) is reported as such. Where the
+ *   VMM's pid is unknown the answer window alone decides, as before. Host compat's "VMM" is
+ *   the agent process itself.
+ *   Measured (QEMU/TCG, 1 vCPU, load 5-9, scripts in the commit message): an answered ping
+ *   costs the VMM 3.6-17.7 ms of CPU on an idle guest and 3.5-37 ms with a CPU hog and a tar
+ *   running in it, but up to 3.5 s of CPU (10.6 s wall) while the agent imports a 54 MB tree
+ *   (sync push): PROBE_CPU_MS is about 3x that. An idle guest's VMM runs 58 ms/s and is
+ *   runnable ~34% of the time at load 4; a starved busy one is runnable all the time.
+ * - Test-only knob: PYRO_TEST_PROBE_WALL_MAX_MS (read once at load) shortens
+ *   PROBE_WALL_MAX_MS so tests of a stopped VMM end in seconds; nothing else reads it.
  */
 import { PyroError } from "../protocol/errors.ts";
 import { sleep } from "../vmm/process.ts";
@@ -28,8 +46,65 @@ export const EXEC_KILL_AFTER_MS = 5_000;
 export const IDLE_PROBE_MS = 10_000;
 /** A probe the agent leaves unanswered this long means the agent is unresponsive. */
 export const PROBE_ANSWER_MS = 5_000;
+/** An unanswered probe counts against the agent once the VMM ran this much CPU since it was sent. */
+export const PROBE_CPU_MS = 10_000;
+/** ...or once the VMM was runnable less than this fraction of the time (idle: not starved)... */
+export const PROBE_IDLE_DEMAND = 0.5;
+/** ...and still ran this much CPU (a stopped or frozen VMM runs none). */
+export const PROBE_IDLE_MIN_CPU_MS = 50;
+/** A probe unanswered this long (wall time) ends the wait whatever the VMM's CPU: stopped or wedged. */
+export const PROBE_WALL_MAX_MS = testKnob("PYRO_TEST_PROBE_WALL_MAX_MS") ?? 120_000;
 /** A call that makes no progress this long fails even though the agent answers pings. */
 export const STALL_MAX_MS = 10 * 60_000;
+
+function testKnob(name: string): number | undefined {
+  const n = Number(process.env[name]);
+  return process.env[name] && Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/** The VMM's scheduling since a probe was sent (all its threads together). */
+export interface VmmSample {
+  /** ms on a CPU */
+  cpuMs: number;
+  /** ms runnable but waiting for a CPU; null when the kernel does not say (no schedstat) */
+  waitMs: number | null;
+  /** the process is stopped (SIGSTOP, ptrace) now */
+  stopped: boolean;
+}
+
+/** Why a probe went unanswered: the agent's fault, or the VMM got too little CPU to tell. */
+export type Silence =
+  | { by: "agent"; elapsedMs: number; cpuMs: number | null; idle: boolean }
+  | { by: "vmm"; elapsedMs: number; cpuMs: number; stopped: boolean };
+
+/**
+ * The pure rule (header): a probe sent `elapsedMs` ago is still unanswered, its minimum
+ * answer window is `windowMs`; `vmm` is the VMM's CPU use since it was sent (null: pid
+ * unknown). "wait" or the verdict.
+ */
+export function judgeSilence(elapsedMs: number, windowMs: number, vmm: VmmSample | null): "wait" | Silence {
+  if (elapsedMs < windowMs) return "wait";
+  if (!vmm) return { by: "agent", elapsedMs, cpuMs: null, idle: false };
+  const { cpuMs, waitMs, stopped } = vmm;
+  if (cpuMs >= PROBE_CPU_MS) return { by: "agent", elapsedMs, cpuMs, idle: false };
+  const idle =
+    !stopped &&
+    waitMs !== null &&
+    cpuMs >= PROBE_IDLE_MIN_CPU_MS &&
+    cpuMs + waitMs < elapsedMs * PROBE_IDLE_DEMAND;
+  if (idle) return { by: "agent", elapsedMs, cpuMs, idle: true };
+  if (elapsedMs >= Math.max(PROBE_WALL_MAX_MS, windowMs)) return { by: "vmm", elapsedMs, cpuMs, stopped };
+  return "wait";
+}
+
+/** The words for an unanswered probe, after `what` (e.g. "did not answer a ping"). */
+export function silenceMessage(what: string, s: Silence): string {
+  if (s.by === "vmm") {
+    return `the workspace agent ${what} for ${secs(s.elapsedMs)}, but its VMM made too little progress to tell: ${Math.round(s.cpuMs)} ms of CPU in that time (${s.stopped ? "the VMM process is stopped" : "host overloaded or VMM stopped"})`;
+  }
+  if (s.cpuMs === null) return `the workspace agent ${what} within ${secs(s.elapsedMs)}`;
+  return `the workspace agent ${what} though its VM ran for ${Math.round(s.cpuMs)} ms of CPU in ${secs(s.elapsedMs)}${s.idle ? " and was mostly idle" : ""}`;
+}
 
 export interface WatchedCall {
   op: string;
@@ -46,8 +121,16 @@ export interface WatchedCall {
  * "halted": the agent was silent because its VMM has halted the guest (a host I/O error, a
  * panic); the error says why, and replaces the generic AGENT_UNRESPONSIVE verdict.
  */
-export type ProbeOutcome = "answered" | "silent" | "inconclusive" | { halted: PyroError };
-/** Send `request` on a fresh stream and report whether the agent answered within `ms`. */
+export type ProbeOutcome =
+  | "answered"
+  | "silent"
+  | "inconclusive"
+  | { halted: PyroError }
+  | { silent: Silence };
+/**
+ * Send `request` on a fresh stream and report whether the agent answered: it gets at least
+ * `ms`, longer while judgeSilence says the VMM had too little CPU to answer.
+ */
 export type Probe = (request: Record<string, unknown>, ms: number) => Promise<ProbeOutcome>;
 
 export interface Verdict {
@@ -83,10 +166,15 @@ export async function overdue(
     const req = call.pid ? { op: "exec.kill", pid: call.pid } : { op: "ping" };
     const outcome = await probe(req, Math.max(giveUpAt - Date.now(), 1));
     if (signal.aborted) return null;
-    if (typeof outcome === "object") return { error: outcome.halted, agentDead: true };
-    if (outcome === "silent") {
+    if (typeof outcome === "object" && "halted" in outcome) return { error: outcome.halted, agentDead: true };
+    if (outcome !== "answered" && outcome !== "inconclusive") {
+      const late = Math.max(Date.now() - call.started - call.timeoutMs, EXEC_GRACE_MS);
+      const why =
+        outcome === "silent"
+          ? "the workspace agent did not answer a request to kill it"
+          : silenceMessage("did not answer a request to kill it", outcome.silent);
       return dead(
-        `the command had no result ${secs(EXEC_GRACE_MS)} after its ${secs(call.timeoutMs)} timeout and the workspace agent did not answer a request to kill it`,
+        `the command had no result ${secs(late)} after its ${secs(call.timeoutMs)} timeout and ${why}`,
       );
     }
     lastAnswer = Date.now();
@@ -100,10 +188,14 @@ export async function overdue(
     }
     const outcome = await probe({ op: "ping" }, PROBE_ANSWER_MS);
     if (signal.aborted) return null;
-    if (typeof outcome === "object") return { error: outcome.halted, agentDead: true };
-    if (outcome === "silent") {
+    if (typeof outcome === "object" && "halted" in outcome) return { error: outcome.halted, agentDead: true };
+    if (outcome !== "answered" && outcome !== "inconclusive") {
+      const silence: Silence =
+        outcome === "silent"
+          ? { by: "agent", elapsedMs: PROBE_ANSWER_MS, cpuMs: null, idle: false }
+          : outcome.silent;
       return dead(
-        `${call.op}: nothing moved for ${secs(Date.now() - call.lastProgress)} and the workspace agent did not answer a ping within ${secs(PROBE_ANSWER_MS)}`,
+        `${call.op}: nothing moved for ${secs(Date.now() - call.lastProgress)} and ${silenceMessage("did not answer a ping", silence)}`,
       );
     }
     lastAnswer = Date.now();
