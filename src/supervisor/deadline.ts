@@ -27,7 +27,7 @@
  *   cgroup-frozen, wedged, or a host overloaded that long) is reported as such. Where the
  *   VMM's pid is unknown the answer window alone decides, as before. Host compat's "VMM" is
  *   the agent process itself.
- *   Measured (QEMU/TCG, 1 vCPU, load 5-9, scripts in the commit message): an answered ping
+ *   Measured (QEMU/TCG, 1 vCPU, load 5-9; docs/reliability.md "slow is not dead"): an answered ping
  *   costs the VMM 3.6-17.7 ms of CPU on an idle guest and 3.5-37 ms with a CPU hog and a tar
  *   running in it, but up to 3.5 s of CPU (10.6 s wall) while the agent imports a 54 MB tree
  *   (sync push): PROBE_CPU_MS is about 3x that. An idle guest's VMM runs 58 ms/s and is
