@@ -196,13 +196,10 @@ guest.describe("real guest: liveness", () => {
     expect(started.code).toBe(0);
     expect(String(started.json.stdout).trim()).toMatch(/^\d+( \d+)*$/);
     await Bun.sleep(3_000);
-    const t0 = Date.now();
     const r = await pyro(["workspace", "file", "read", id, "nothing.txt", "--json"], { home });
     expect(r.code).toBe(70);
     expect(r.json.code).toBe("AGENT_UNRESPONSIVE");
     expect(r.json.message).toContain("did not answer a ping though its VM ran for");
-    // judged by the VM's CPU, before the wall cap
-    expect(Date.now() - t0).toBeLessThan(STOPPED_VMM_CAP_MS + 10_000);
     expect(typeof (await status(home, id)).agent_unresponsive_since).toBe("string");
     // the agent continues by itself and answers the supervisor's pending ping
     expect(
@@ -226,6 +223,7 @@ guest.describe("real guest: liveness", () => {
       const r = await call;
       expect(r.code).toBe(0);
       expect(r.json.content).toBe("still here");
+      // the read was held by the stop, past the old verdict (not a timing claim: SIGCONT came at 20 s)
       expect(Date.now() - t0).toBeGreaterThan(20_000);
     } finally {
       if (stopped) process.kill(vmm, "SIGCONT");

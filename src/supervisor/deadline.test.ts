@@ -50,7 +50,7 @@ describe("judgeSilence: an unanswered probe against the VMM's CPU use", () => {
     expect(judgeSilence(W, W, run(290, 1420))).toEqual({ by: "agent", elapsedMs: W, cpuMs: 290, idle: true });
     // the same demand but below the minimum CPU (a frozen VMM runs none): not idle, waits
     expect(judgeSilence(W, W, run(PROBE_IDLE_MIN_CPU_MS - 1, 0))).toBe("wait");
-    // runnable more than half the time: starved, waits
+    // runnable more than PROBE_IDLE_DEMAND of the time: starved, waits
     expect(judgeSilence(W, W, run(290, W))).toBe("wait");
     // the run-queue wait unknown: cannot tell idle from starved, waits
     expect(judgeSilence(W, W, run(290, null))).toBe("wait");

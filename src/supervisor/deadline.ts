@@ -31,7 +31,9 @@
  *   costs the VMM 3.6-17.7 ms of CPU on an idle guest and 3.5-37 ms with a CPU hog and a tar
  *   running in it, but up to 3.5 s of CPU (10.6 s wall) while the agent imports a 54 MB tree
  *   (sync push): PROBE_CPU_MS is about 3x that. An idle guest's VMM runs 58 ms/s and is
- *   runnable ~34% of the time at load 4; a starved busy one is runnable all the time.
+ *   runnable ~34% of the time at load 4; a busy one (starved or not) 104-160% (its
+ *   threads summed): PROBE_IDLE_DEMAND sits between, with room for an idle VMM's wake-ups
+ *   waiting longer for a CPU on a loaded host.
  * - Test-only knob: PYRO_TEST_PROBE_WALL_MAX_MS (read once at load) shortens
  *   PROBE_WALL_MAX_MS so tests of a stopped VMM end in seconds; nothing else reads it.
  */
@@ -49,7 +51,7 @@ export const PROBE_ANSWER_MS = 5_000;
 /** An unanswered probe counts against the agent once the VMM ran this much CPU since it was sent. */
 export const PROBE_CPU_MS = 10_000;
 /** ...or once the VMM was runnable less than this fraction of the time (idle: not starved)... */
-export const PROBE_IDLE_DEMAND = 0.5;
+export const PROBE_IDLE_DEMAND = 0.75;
 /** ...and still ran this much CPU (a stopped or frozen VMM runs none). */
 export const PROBE_IDLE_MIN_CPU_MS = 50;
 /** A probe unanswered this long (wall time) ends the wait whatever the VMM's CPU: stopped or wedged. */
