@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PyroError } from "../protocol/errors.ts";
@@ -9,8 +9,11 @@ import {
   prepareSocketPaths,
   settlesWithin,
   sleep,
+  spawnThp,
   stopProcess,
   tailFile,
+  thpDisabledHere,
+  vmmThpDisabled,
 } from "./process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "pyro-process-"));
@@ -114,5 +117,34 @@ describe("stopProcess", () => {
     const b = Bun.spawn(["sleep", "60"]);
     await stopProcess(b, b.exited, 100, () => new Promise(() => {}));
     expect(b.signalCode).toBe("SIGKILL");
+  });
+});
+
+describe("VMM transparent huge pages", () => {
+  test("disabled unless PYRO_VMM_THP=on", () => {
+    expect(vmmThpDisabled({})).toBe(true);
+    expect(vmmThpDisabled({ PYRO_VMM_THP: "off" })).toBe(true);
+    expect(vmmThpDisabled({ PYRO_VMM_THP: "on" })).toBe(false);
+  });
+
+  const thpField = (pid: number) =>
+    /^THP_enabled:\s*(\d)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+
+  test("spawnThp: the child runs with THP disabled, the spawner keeps it", async () => {
+    expect(thpDisabledHere()).toBe(0);
+    // the probe reads the field: a plain child shows THP enabled
+    const plain = Bun.spawn(["sleep", "5"]);
+    const off = spawnThp(true, () => Bun.spawn(["sleep", "5"]));
+    const on = spawnThp(false, () => Bun.spawn(["sleep", "5"]));
+    try {
+      expect(thpField(plain.pid)).toBe("1");
+      expect(thpField(off.pid)).toBe("0");
+      expect(thpField(on.pid)).toBe("1");
+      expect(thpDisabledHere()).toBe(0);
+      expect(thpField(process.pid)).toBe("1");
+    } finally {
+      for (const p of [plain, off, on]) p.kill("SIGKILL");
+      await Promise.all([plain.exited, off.exited, on.exited]);
+    }
   });
 });

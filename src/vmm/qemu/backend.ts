@@ -8,7 +8,14 @@ import { mark } from "../../base/profile.ts";
 import { PyroError } from "../../protocol/errors.ts";
 import { kvmDeviceProblem, probeKvm } from "../probe/kvm.ts";
 import { hostTscKhz } from "../probe/tsc.ts";
-import { pdeathsigPrefix, prepareSocketPaths, stopProcess, tailFile } from "../process.ts";
+import {
+  pdeathsigPrefix,
+  prepareSocketPaths,
+  spawnThp,
+  stopProcess,
+  tailFile,
+  vmmThpDisabled,
+} from "../process.ts";
 import { connectUnixChannel } from "../socket-channel.ts";
 import type { Backend, BootSpec, ByteChannel, VmHandle } from "../types.ts";
 import { buildQemuArgv, type QemuAccelerator } from "./argv.ts";
@@ -89,11 +96,14 @@ export function qemuBackend(opts: QemuBackendOptions = {}): Backend {
         hostTscKhz: accelerator === "tcg" ? hostTscKhz() : undefined,
       });
       writeFileSync(paths.qemuLog, ""); // Bun appends to a file given as stderr
-      const proc = Bun.spawn([...pdeathsigPrefix("KILL", env), ...argv], {
-        stdin: "ignore",
-        stdout: Bun.file(paths.qemuLog),
-        stderr: Bun.file(paths.qemuLog),
-      });
+      // without transparent huge pages unless PYRO_VMM_THP=on (process.ts vmmThpDisabled)
+      const proc = spawnThp(vmmThpDisabled(env), () =>
+        Bun.spawn([...pdeathsigPrefix("KILL", env), ...argv], {
+          stdin: "ignore",
+          stdout: Bun.file(paths.qemuLog),
+          stderr: Bun.file(paths.qemuLog),
+        }),
+      );
       const vm = new QemuVm(proc, spec, paths, accelerator);
       mark("qemu.spawned");
       const startDeadline = Date.now() + Math.min(spec.bootTimeoutMs, STARTUP_CAP_MS);
