@@ -92,16 +92,30 @@ export function pss(pid: number | null | undefined): number {
  * buffer (the one anonymous rwx mapping; none under KVM); `ramPrivate`, guest RAM pages this
  * VM holds alone (Private_Dirty of the guest RAM mapping, its largest: a template clone's
  * copies of pages it wrote, or all of a cold boot's touched RAM); `ramShared`, the rest of the
- * guest RAM mapping's PSS (a clone's share of the template's pages); `rest`, QEMU itself
- * (heap, TCG tables, binary, libraries). NaN fields when the process is gone.
+ * guest RAM mapping's PSS (a clone's share of the template's pages); `rest`, QEMU itself,
+ * split into `restAnon` (heap, malloc arenas, TCG tables, thread stacks) and `restFiles` (its
+ * binary and libraries: their writable data and its share of their code). `anonHuge`: the
+ * bytes of all mappings backed by transparent huge pages (AnonHugePages). NaN fields when the
+ * process is gone.
  */
 export function qemuPssBreakdown(pid: number | null | undefined): {
   tb: number;
   ramPrivate: number;
   ramShared: number;
   rest: number;
+  restAnon: number;
+  restFiles: number;
+  anonHuge: number;
 } {
-  const none = { tb: Number.NaN, ramPrivate: Number.NaN, ramShared: Number.NaN, rest: Number.NaN };
+  const none = {
+    tb: Number.NaN,
+    ramPrivate: Number.NaN,
+    ramShared: Number.NaN,
+    rest: Number.NaN,
+    restAnon: Number.NaN,
+    restFiles: Number.NaN,
+    anonHuge: Number.NaN,
+  };
   if (!pid) return none;
   let text: string;
   try {
@@ -109,27 +123,54 @@ export function qemuPssBreakdown(pid: number | null | undefined): {
   } catch {
     return none;
   }
-  const maps: { perms: string; size: number; pss: number; privateDirty: number }[] = [];
+  const maps: {
+    perms: string;
+    file: boolean;
+    size: number;
+    pss: number;
+    privateDirty: number;
+    huge: number;
+  }[] = [];
   for (const line of text.split("\n")) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) /.exec(line);
+    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(\S*)/.exec(line);
     if (head) {
-      maps.push({ perms: head[1]!, size: 0, pss: 0, privateDirty: 0 });
+      maps.push({
+        perms: head[1]!,
+        file: head[2]!.startsWith("/"),
+        size: 0,
+        pss: 0,
+        privateDirty: 0,
+        huge: 0,
+      });
       continue;
     }
-    const f = /^(Size|Pss|Private_Dirty):\s+(\d+) kB/.exec(line);
+    const f = /^(Size|Pss|Private_Dirty|AnonHugePages):\s+(\d+) kB/.exec(line);
     const m = maps.at(-1);
     if (!f || !m) continue;
     const v = Number(f[2]) * 1024;
     if (f[1] === "Size") m.size = v;
     else if (f[1] === "Pss") m.pss = v;
-    else m.privateDirty = v;
+    else if (f[1] === "Private_Dirty") m.privateDirty = v;
+    else m.huge = v;
   }
-  const total = maps.reduce((a, m) => a + m.pss, 0);
-  const tb = maps.filter((m) => m.perms.startsWith("rwx")).reduce((a, m) => a + m.pss, 0);
+  const sum = (xs: typeof maps) => xs.reduce((a, m) => a + m.pss, 0);
+  const total = sum(maps);
+  const tbMaps = maps.filter((m) => m.perms.startsWith("rwx"));
+  const tb = sum(tbMaps);
   const ram = maps.filter((m) => !m.perms.startsWith("rwx")).sort((a, b) => b.size - a.size)[0];
   const ramPrivate = ram ? Math.min(ram.privateDirty, ram.pss) : 0;
   const ramShared = ram ? ram.pss - ramPrivate : 0;
-  return { tb, ramPrivate, ramShared, rest: total - tb - ramPrivate - ramShared };
+  const rest = total - tb - ramPrivate - ramShared;
+  const restFiles = sum(maps.filter((m) => m !== ram && m.file && !tbMaps.includes(m)));
+  return {
+    tb,
+    ramPrivate,
+    ramShared,
+    rest,
+    restAnon: rest - restFiles,
+    restFiles,
+    anonHuge: maps.reduce((a, m) => a + m.huge, 0),
+  };
 }
 
 export function mib(bytes: number): string {
