@@ -14,6 +14,7 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readRecord } from "../src/manager/record.ts";
 import { guest, guestHome } from "./guest-env.ts";
 import { processesMatching, pyro } from "./helpers.ts";
 
@@ -100,6 +101,14 @@ guest.describe("real guest: VM templates", () => {
       expect(published()).toEqual([key]);
       // status shows it too
       expect((await status(b)).boot).toBe("template");
+      // its QEMU runs without transparent huge pages (src/vmm/process.ts spawnThp); the probe
+      // reads the field: this test process has them enabled
+      const thp = (pid: number | string) =>
+        /^THP_enabled:\s*(\d)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+      expect(thp("self")).toBe("1");
+      const vmm = readRecord(home, b)?.vmm_pid;
+      expect(vmm).toBeGreaterThan(0);
+      expect(thp(vmm as number)).toBe("0");
     },
     600_000,
   );
