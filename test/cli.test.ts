@@ -342,7 +342,7 @@ describe("workspaces (host compat)", () => {
       ),
     ).toBe(true);
     expect(processesMatching(id)).toEqual([]);
-  });
+  }, 30_000);
 });
 
 test("PYRO executable path is the compiled one", () => {

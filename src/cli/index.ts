@@ -2,7 +2,7 @@
  * The CLI: a citty command tree generated from the operations table, plus the few commands
  * that are not operations (mcp serve, the internal supervisor mode).
  */
-import { type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import { type CommandDef, defineCommand, runCommand } from "citty";
 import { terminalProgress } from "../base/progress.ts";
 import { makeCtx } from "../manager/context.ts";
 import { OPERATIONS } from "../operations/index.ts";
@@ -11,13 +11,9 @@ import type { AnyOperation as Operation } from "../operations/types.ts";
 import { PyroError } from "../protocol/errors.ts";
 import { PYRO_VERSION } from "../protocol/version.ts";
 import { flagSpecs, parseCli } from "./flags.ts";
+import { formatHelp, helpWidth } from "./help.ts";
 import { mcpCommand } from "./mcp.ts";
 import { printJson, renderDefault, reportError } from "./output.ts";
-
-/** Help text without colour unless stdout is a terminal and NO_COLOR is unset. */
-function plain(text: string): string {
-  return process.stdout.isTTY && !process.env.NO_COLOR ? text : text.replace(/\x1b\[[0-9;]*m/g, "");
-}
 
 /** Exit code handed back to main (citty's runCommand does not exit by itself). */
 let exitCode = 0;
@@ -30,7 +26,11 @@ function argsDef(op: Operation): Record<string, any> {
     else if (s.field !== op.rest) {
       out[s.flag] = {
         type: s.kind === "boolean" ? "boolean" : "string",
-        description: s.description + (s.kind === "record" || s.kind === "array" ? " (repeatable)" : ""),
+        description:
+          s.description +
+          ((s.kind === "record" || s.kind === "array") && !s.description.includes("repeatable")
+            ? " (repeatable)"
+            : ""),
       };
     }
   }
@@ -40,17 +40,20 @@ function argsDef(op: Operation): Record<string, any> {
   return out;
 }
 
-async function helpText(cmd: CommandDef, parent: CommandDef | undefined, op?: Operation): Promise<string> {
-  let text = await renderUsage(cmd, parent);
-  if (op?.rest) text = text.replace(/(USAGE .*)/, "$1 -- COMMAND...");
-  if (op) {
-    text += `\n\n${op.description}`;
-    if (op.examples?.length) text += `\n\nEXAMPLES\n${op.examples.map((e) => `  ${e}`).join("\n")}`;
-  }
-  return text;
+function helpText(cmd: CommandDef, op: Operation): string {
+  return formatHelp(
+    {
+      path: ["pyro", ...op.cli],
+      cmd,
+      rest: op.rest ? `${op.rest.toUpperCase()}...` : undefined,
+      description: op.description,
+      examples: op.examples,
+    },
+    helpWidth(),
+  );
 }
 
-function leaf(op: Operation, parent: () => CommandDef): CommandDef {
+function leaf(op: Operation): CommandDef {
   const cmd: CommandDef = defineCommand({
     meta: { name: op.cli.at(-1), description: op.summary },
     args: argsDef(op),
@@ -59,7 +62,7 @@ function leaf(op: Operation, parent: () => CommandDef): CommandDef {
         const dd = rawArgs.indexOf("--");
         const h = Math.max(rawArgs.indexOf("--help"), rawArgs.indexOf("-h"));
         if (dd < 0 || h < dd) {
-          process.stdout.write(`${plain(await helpText(cmd, parent(), op))}\n`);
+          process.stdout.write(helpText(cmd, op));
           return;
         }
       }
@@ -109,33 +112,51 @@ function buildTree(): CommandDef {
     for (const [i, part] of op.cli.entries()) {
       const subs = node.subCommands as Record<string, CommandDef>;
       if (i === op.cli.length - 1) {
-        const parent = node;
-        subs[part] = leaf(op, () => parent);
+        subs[part] = leaf(op);
       } else {
         subs[part] ??= { meta: { name: part, description: `${part} commands` }, subCommands: {} };
         node = subs[part];
       }
     }
   }
+  describeGroups(root);
   const subs = root.subCommands as Record<string, CommandDef>;
-  subs.mcp = mcpCommand(plain, (code) => {
+  subs.mcp = mcpCommand((code) => {
     exitCode = code;
   });
   return root;
 }
 
-/** Find the command a --help (or an incomplete group command) refers to. */
-function walk(root: CommandDef, argv: string[]): { cmd: CommandDef; parent?: CommandDef } {
+const GROUPS: Record<string, string> = {
+  workspace:
+    "Persistent workspaces: create one, then exec, edit files, diff, snapshot, reset, export, run shells and services.",
+  env: "Environments, the guest images workspaces boot: list, build, pull, import, save, load, prune.",
+  host: "Connect MCP clients (Claude Code, Cursor, ...) to pyro, and check or repair that setup.",
+};
+
+/** A group's description (GROUPS, else one that lists its commands: "Sync commands: push."). */
+function describeGroups(node: CommandDef): void {
+  for (const [name, sub] of Object.entries((node.subCommands ?? {}) as Record<string, CommandDef>)) {
+    if (!sub.subCommands) continue;
+    describeGroups(sub);
+    const names = Object.keys(sub.subCommands as Record<string, CommandDef>).join(", ");
+    (sub.meta as { description?: string }).description =
+      GROUPS[name] ?? `${name[0]?.toUpperCase()}${name.slice(1)} commands: ${names}.`;
+  }
+}
+
+/** Find the command a --help (or an incomplete group command) refers to, and its path. */
+function walk(root: CommandDef, argv: string[]): { cmd: CommandDef; path: string[] } {
   let cmd = root;
-  let parent: CommandDef | undefined;
+  const path = ["pyro"];
   for (const a of argv) {
     if (a.startsWith("-")) break;
     const next = (cmd.subCommands as Record<string, CommandDef> | undefined)?.[a];
     if (!next) break;
-    parent = cmd;
+    path.push(a);
     cmd = next;
   }
-  return { cmd, parent };
+  return { cmd, path };
 }
 
 export async function runCli(argv: string[]): Promise<number> {
@@ -150,13 +171,14 @@ export async function runCli(argv: string[]): Promise<number> {
     return -1;
   }
   const root = buildTree();
-  const { cmd, parent } = walk(root, argv);
+  const { cmd, path } = walk(root, argv);
+  const usage = () => formatHelp({ path, cmd }, helpWidth());
   const wantsHelp = argv.includes("--help") || argv.includes("-h");
   const ddIndex = argv.indexOf("--");
   const helpBeforeCommand =
     wantsHelp && (ddIndex < 0 || Math.max(argv.indexOf("--help"), argv.indexOf("-h")) < ddIndex);
   if (argv.length === 0 || (helpBeforeCommand && cmd.subCommands)) {
-    process.stdout.write(`${plain(await renderUsage(cmd, parent))}\n`);
+    process.stdout.write(usage());
     return 0;
   }
   try {
@@ -165,7 +187,7 @@ export async function runCli(argv: string[]): Promise<number> {
     const json = argv.includes("--json");
     const msg = (err as Error).message ?? String(err);
     if ((err as { name?: string }).name === "CLIError") {
-      if (cmd.subCommands) process.stderr.write(`${plain(await renderUsage(cmd, parent))}\n\n`);
+      if (cmd.subCommands) process.stderr.write(`${usage()}\n`);
       return reportError(new PyroError("INVALID_INPUT", msg.replace(/\x1b\[[0-9;]*m/g, "")), json);
     }
     return reportError(err, json);

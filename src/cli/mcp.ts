@@ -6,10 +6,11 @@
  * --no-project-source, or else the git checkout the server is started in, if any.
  */
 import { parseArgs } from "node:util";
-import { type CommandDef, defineCommand, renderUsage } from "citty";
+import { type CommandDef, defineCommand } from "citty";
 import type { Project } from "../manager/project.ts";
 import { MODE_NAMES, MODES } from "../mcp/modes.ts";
 import { PyroError } from "../protocol/errors.ts";
+import { formatHelp, helpWidth } from "./help.ts";
 
 interface ProjectFlags {
   "project-path"?: string;
@@ -43,7 +44,7 @@ async function projectFromFlags(values: ProjectFlags): Promise<Project | null> {
   );
 }
 
-export function mcpCommand(plain: (text: string) => string, setExitCode: (code: number) => void): CommandDef {
+export function mcpCommand(setExitCode: (code: number) => void): CommandDef {
   const mcp: CommandDef = {
     meta: { name: "mcp", description: "Model Context Protocol server" },
     subCommands: {},
@@ -107,7 +108,7 @@ export function mcpCommand(plain: (text: string) => string, setExitCode: (code: 
     },
     async run({ rawArgs }) {
       if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
-        process.stdout.write(`${plain(await renderUsage(serve, mcp))}\n`);
+        process.stdout.write(formatHelp({ path: ["pyro", "mcp", "serve"], cmd: serve }, helpWidth()));
         return;
       }
       const { serveStdio } = await import("../mcp/server.ts");
